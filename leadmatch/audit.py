@@ -1,0 +1,108 @@
+"""The audit trail: one chained entry per action, refusals included.
+
+Each entry's `hash` is the sha256 of its own fields plus the previous entry's hash, so editing, deleting,
+inserting or reordering rows breaks the chain at that point, which `verify` reports. Truncating the newest
+entries leaves a valid shorter chain: supervisors record the head hash that `verify` prints and pass it back
+with `expect_head` to catch that too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from .store import transaction, utc_now
+
+GENESIS = "0" * 64
+FIELDS = ("id", "at", "actor", "action", "outcome", "case_number", "search_id", "objects", "reason",
+          "photo_sha256", "prev_hash")
+
+
+def _entry_hash(row: dict) -> str:
+    canonical = json.dumps([row[f] for f in FIELDS], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def record(conn: sqlite3.Connection, actor: str, action: str, outcome: str = "ok", *, case: str | None = None,
+           search_id: str | None = None, objects: dict | None = None, reason: str | None = None,
+           photos: list[str] | tuple[str, ...] = ()) -> int:
+    """Append one entry (joining the caller's transaction if there is one). Returns its id.
+
+    `outcome` is "ok" or "refused"; `photos` are sha256s of the photos involved.
+    """
+    with transaction(conn):
+        last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        row = {
+            "id": (last["id"] + 1) if last else 1,
+            "at": utc_now(),
+            "actor": actor,
+            "action": action,
+            "outcome": outcome,
+            "case_number": case,
+            "search_id": search_id,
+            "objects": json.dumps(objects or {}, ensure_ascii=False, sort_keys=True),
+            "reason": reason,
+            "photo_sha256": json.dumps(sorted(set(photos))),
+            "prev_hash": last["hash"] if last else GENESIS,
+        }
+        row["hash"] = _entry_hash(row)
+        conn.execute(
+            f"INSERT INTO audit ({', '.join(FIELDS)}, hash) VALUES ({', '.join('?' * (len(FIELDS) + 1))})",
+            [row[f] for f in FIELDS] + [row["hash"]],
+        )
+        return row["id"]
+
+
+@dataclass
+class Verification:
+    """Result of walking the chain: `ok`, entries checked, the head hash, and the first bad entry if any."""
+
+    ok: bool
+    entries: int
+    head: str
+    bad_entry: int | None = None
+    problem: str | None = None
+
+
+def verify(conn: sqlite3.Connection, expect_head: str | None = None) -> Verification:
+    """Walk the chain in id order, recomputing each hash; stop at the first entry that does not fit."""
+    prev_hash, expected_id, count = GENESIS, 1, 0
+    for raw in conn.execute(f"SELECT {', '.join(FIELDS)}, hash FROM audit ORDER BY id"):
+        row = dict(raw)
+        count += 1
+        if row["id"] != expected_id:
+            return Verification(False, count, prev_hash, row["id"],
+                                f"entry {row['id']} follows entry {expected_id - 1}: entries missing or inserted")
+        if row["prev_hash"] != prev_hash:
+            return Verification(False, count, prev_hash, row["id"],
+                                f"entry {row['id']} does not chain to the entry before it (deleted, inserted or reordered)")
+        if _entry_hash(row) != row["hash"]:
+            return Verification(False, count, prev_hash, row["id"], f"entry {row['id']} was edited after it was written")
+        prev_hash, expected_id = row["hash"], expected_id + 1
+    if expect_head and expect_head != prev_hash:
+        return Verification(False, count, prev_hash, None,
+                            "the chain's head differs from the recorded head: newest entries removed or replaced")
+    return Verification(True, count, prev_hash)
+
+
+def entries(conn: sqlite3.Connection, *, case: str | None = None, actor: str | None = None,
+            since: str | None = None, until: str | None = None, limit: int | None = None) -> list[dict]:
+    """Audit entries matching the filters, oldest first, as dicts with `objects` and `photo_sha256` decoded."""
+    clauses, params = [], []
+    for column, value, op in (("case_number", case, "="), ("actor", actor, "="), ("at", since, ">="),
+                              ("at", until, "<")):
+        if value:
+            clauses.append(f"{column} {op} ?")
+            params.append(value)
+    sql = "SELECT * FROM audit" + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + " ORDER BY id"
+    if limit:
+        sql = f"SELECT * FROM ({sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT {int(limit)}) ORDER BY id"
+    out = []
+    for raw in conn.execute(sql, params):
+        row = dict(raw)
+        row["objects"] = json.loads(row["objects"])
+        row["photo_sha256"] = json.loads(row["photo_sha256"])
+        out.append(row)
+    return out

@@ -1,0 +1,67 @@
+"""Errors a user sees: one line saying what is wrong and what to do.
+
+Every error carries an exit code so the CLI can report it without a traceback.
+`Refused` marks a policy refusal: the library audits it before raising.
+"""
+
+from __future__ import annotations
+
+
+class LeadmatchError(Exception):
+    """Base error: `message` names what is wrong, `hint` what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class InputError(LeadmatchError):
+    """A file, option or value given by the user cannot be used."""
+
+
+class PhotoError(InputError):
+    """A photo cannot be read or does not hold a usable face."""
+
+    def __init__(self, message: str, hint: str = "", reason: str = "unreadable") -> None:
+        super().__init__(message, hint)
+        self.reason = reason
+
+
+class WorkspaceError(LeadmatchError):
+    """The workspace is missing, or not in the state the command needs."""
+
+
+class NotFound(LeadmatchError):
+    """A named gallery, subject, search or user does not exist."""
+
+
+class Refused(LeadmatchError):
+    """An action the rules forbid. Always audited before it is raised."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, hint: str = "", reason: str = "refused") -> None:
+        super().__init__(message, hint)
+        self.reason = reason
+
+
+class FaceChoiceNeeded(LeadmatchError):
+    """The probe holds several faces and the agent has not picked one."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, hint: str, faces: list) -> None:
+        super().__init__(message, hint)
+        self.faces = faces
+
+
+class ModelError(LeadmatchError):
+    """The model weights are missing or do not match the model card."""
+
+    exit_code = 5

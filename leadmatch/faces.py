@@ -1,0 +1,153 @@
+"""Finding and embedding faces: photo in, one `Face` per face out, numbered left to right.
+
+`analyze_bytes` is a pure function of the photo's bytes and the options, so enrollment can run it in worker
+processes (or, later, on a cluster) and get the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from . import models
+from .errors import InputError, PhotoError
+from .photos import Photo, decode
+
+#: HOG's detection window is 80 px: a face smaller than that in the scaled copy is not found.
+DETECTOR_WINDOW_PX = 80
+EMBEDDING_DIM = 128
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+DETECTORS = ("hog", "cnn")
+
+
+@dataclass
+class Face:
+    """One detected face. `box` is (top, right, bottom, left) in the photo's pixels; `index` counts from 1,
+    left to right. `size_px` is the box width, `eye_distance_px` the distance between the eye centres,
+    `sharpness` the Laplacian variance of the aligned chip (size-independent), `embedding` 128 float32s."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    size_px: int
+    eye_distance_px: float
+    sharpness: float
+    detector_score: float | None
+    embedding: np.ndarray = field(repr=False)
+
+    def quality(self) -> dict:
+        """The measured values recorded with every enrollment and search."""
+        return {
+            "size_px": self.size_px,
+            "eye_distance_px": round(self.eye_distance_px, 1),
+            "sharpness": round(self.sharpness, 1),
+            "detector_score": None if self.detector_score is None else round(self.detector_score, 3),
+        }
+
+    def summary(self) -> dict:
+        """Number, box and quality, as shown when the agent must pick a face."""
+        return {"face": self.index, "box": list(self.box), **self.quality()}
+
+
+@dataclass
+class Analysis:
+    """What `analyze_bytes` found in one photo: its sha256, size and faces."""
+
+    sha256: str
+    width: int
+    height: int
+    faces: list[Face]
+
+    def to_dict(self) -> dict:
+        return {
+            "sha256": self.sha256,
+            "width": self.width,
+            "height": self.height,
+            "faces": [{**asdict(f), "embedding": f.embedding.tolist()} for f in self.faces],
+        }
+
+
+def detection_scale(min_face_px: int) -> float:
+    """Scale factor that makes a face of `min_face_px` fill the detector's 80 px window."""
+    if min_face_px < 20:
+        raise InputError(f"minimum face size {min_face_px} px is below 20 px", "use 20 or more")
+    return DETECTOR_WINDOW_PX / float(min_face_px)
+
+
+def detect(pixels: np.ndarray, min_face_px: int = 48, detector: str = "hog") -> list[tuple[tuple, float | None]]:
+    """Find faces of at least about `min_face_px` wide. Returns [(box, score)], box as (top, right, bottom, left)
+    in `pixels` coordinates, clipped to the image."""
+    if detector not in DETECTORS:
+        raise InputError(f"unknown detector {detector!r}", "use hog or cnn")
+    scale = detection_scale(min_face_px)
+    height, width = pixels.shape[:2]
+    if abs(scale - 1.0) < 1e-3:
+        scaled = pixels
+    else:
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        scaled = cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
+                            interpolation=interpolation)
+    found = []
+    if detector == "hog":
+        rects, scores, _ = models.hog_detector().run(scaled, 0, 0.0)
+        pairs = [(r, float(s)) for r, s in zip(rects, scores)]
+    else:
+        pairs = [(d.rect, float(d.confidence)) for d in models.cnn_detector()(scaled, 0)]
+    for rect, score in pairs:
+        top = max(0, int(round(rect.top() / scale)))
+        left = max(0, int(round(rect.left() / scale)))
+        bottom = min(height, int(round(rect.bottom() / scale)))
+        right = min(width, int(round(rect.right() / scale)))
+        if bottom - top >= 4 and right - left >= 4:
+            found.append(((top, right, bottom, left), score))
+    found.sort(key=lambda item: (item[0][3], item[0][0]))  # left to right, then top to bottom
+    return found
+
+
+def describe(pixels: np.ndarray, box: tuple, index: int, score: float | None) -> Face:
+    """Landmarks, aligned chip, quality and embedding for the face in `box` (full-resolution pixels)."""
+    import dlib
+
+    top, right, bottom, left = box
+    shape = models.landmarks_5()(pixels, dlib.rectangle(left, top, right, bottom))
+    chip = dlib.get_face_chip(pixels, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+    embedding = np.asarray(models.encoder().compute_face_descriptor(chip), dtype=np.float32)
+    points = np.array([(shape.part(i).x, shape.part(i).y) for i in range(5)], dtype=np.float64)
+    # 5-point model: 0-1 are one eye's corners, 2-3 the other's, 4 the nose.
+    eye_distance = float(np.linalg.norm(points[0:2].mean(axis=0) - points[2:4].mean(axis=0)))
+    gray = cv2.cvtColor(np.asarray(chip), cv2.COLOR_RGB2GRAY)
+    sharpness = float(cv2.Laplacian(gray, cv2.CV_64F).var())
+    return Face(
+        index=index,
+        box=tuple(int(v) for v in box),
+        size_px=int(right - left),
+        eye_distance_px=eye_distance,
+        sharpness=sharpness,
+        detector_score=score,
+        embedding=embedding,
+    )
+
+
+def analyze(photo: Photo, min_face_px: int = 48, detector: str = "hog") -> Analysis:
+    """Detect, measure and embed every face in a decoded photo."""
+    found = detect(photo.pixels, min_face_px=min_face_px, detector=detector)
+    faces = [describe(photo.pixels, box, i, score) for i, (box, score) in enumerate(found, start=1)]
+    return Analysis(sha256=photo.sha256, width=photo.width, height=photo.height, faces=faces)
+
+
+def analyze_bytes(data: bytes, name: str = "photo", min_face_px: int = 48, detector: str = "hog") -> Analysis:
+    """Pure per-photo work: bytes → Analysis. Raises PhotoError for unreadable photos."""
+    return analyze(decode(data, name=name), min_face_px=min_face_px, detector=detector)
+
+
+def face_crop(pixels: np.ndarray, box: tuple, margin: float = 0.35) -> np.ndarray:
+    """The face in `box` with a margin on every side (for display), clipped to the photo."""
+    top, right, bottom, left = box
+    pad_y, pad_x = int((bottom - top) * margin), int((right - left) * margin)
+    height, width = pixels.shape[:2]
+    return pixels[max(0, top - pad_y): min(height, bottom + pad_y), max(0, left - pad_x): min(width, right + pad_x)]
+
+
+__all__ = ["Face", "Analysis", "analyze", "analyze_bytes", "detect", "describe", "face_crop", "PhotoError"]

@@ -1,0 +1,148 @@
+"""Authorized galleries: created with their legal authority before anything is enrolled; subjects removed
+from the record and the index at once."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import date
+
+from . import audit, index
+from .errors import InputError, NotFound, Refused
+from .workspace import Workspace
+from .store import transaction, utc_now
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+DEFAULT_RETENTION_DAYS = 365
+
+
+@dataclass
+class Gallery:
+    id: int
+    name: str
+    authority: str
+    approved_by: str
+    approved_on: str
+    source: str
+    retention_days: int
+    index_factory: str | None
+    created_at: str
+    created_by: str
+
+    @property
+    def factory(self) -> str:
+        """The index type in force: the gallery's own choice, else the default for its size."""
+        return self.index_factory or index.EXACT
+
+
+def parse_date(text: str, what: str) -> str:
+    """Validate YYYY-MM-DD; return it normalised."""
+    try:
+        return date.fromisoformat(text.strip()).isoformat()
+    except (ValueError, AttributeError):
+        raise InputError(f"{what} {text!r} is not a date", "write it as YYYY-MM-DD") from None
+
+
+def create(ws: Workspace, actor: str, name: str, authority: str, approved_by: str, approved_on: str,
+           source: str, retention_days: int = DEFAULT_RETENTION_DAYS) -> Gallery:
+    """Record a new authorized gallery. Every authorization field is required and non-blank."""
+    fields = {"authority": authority, "approved-by": approved_by, "source": source}
+    missing = [k for k, v in fields.items() if not (v or "").strip()]
+    try:
+        if not NAME_PATTERN.match(name or ""):
+            raise InputError(f"gallery name {name!r} is not allowed",
+                             "use letters, digits, space, '.', '_' or '-' (up to 100)")
+        if missing:
+            raise Refused(f"gallery {name!r} lacks its authorization: {', '.join('--' + m for m in missing)} "
+                          f"is empty", "give the legal authority, approving official and source", "unauthorized-gallery")
+        approved = parse_date(approved_on, "--approved-on")
+        if approved > date.today().isoformat():
+            raise InputError(f"--approved-on {approved} is in the future", "give the date the gallery was approved")
+        if retention_days < 1:
+            raise InputError(f"--retention-days {retention_days} must be at least 1", "give the retention period in days")
+        with transaction(ws.conn):
+            if ws.conn.execute("SELECT 1 FROM galleries WHERE name = ?", (name,)).fetchone():
+                raise InputError(f"gallery {name!r} already exists", "choose another name, or enroll into it")
+            cursor = ws.conn.execute(
+                "INSERT INTO galleries (name, authority, approved_by, approved_on, source, retention_days, "
+                "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, authority.strip(), approved_by.strip(), approved, source.strip(), retention_days, utc_now(), actor))
+            audit.record(ws.conn, actor, "gallery.create", objects={"gallery": name, "gallery_id": cursor.lastrowid,
+                                                                    "authority": authority.strip()})
+    except (InputError, Refused) as exc:
+        audit.record(ws.conn, actor, "gallery.create", "refused", objects={"gallery": name}, reason=str(exc))
+        raise
+    return get(ws, name)
+
+
+def get(ws: Workspace, name: str) -> Gallery:
+    row = ws.conn.execute("SELECT * FROM galleries WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise NotFound(f"no gallery named {name!r}", "see `leadmatch gallery list`, or create it with `gallery create`")
+    return Gallery(**dict(row))
+
+
+def list_all(ws: Workspace) -> list[dict]:
+    """Every gallery with its counts, by name."""
+    return [describe(ws, Gallery(**dict(r))) for r in ws.conn.execute("SELECT * FROM galleries ORDER BY name")]
+
+
+def describe(ws: Workspace, gallery: Gallery) -> dict:
+    """A gallery's authorization, counts and index, as shown by `gallery show`."""
+    conn = ws.conn
+    count = lambda sql: conn.execute(sql, (gallery.id,)).fetchone()[0]  # noqa: E731
+    path = index.index_path(ws.indexes, gallery.id)
+    refusals = {r[0]: r[1] for r in conn.execute(
+        "SELECT reason, count(*) FROM enrollment_refusals WHERE gallery_id = ? GROUP BY reason ORDER BY reason",
+        (gallery.id,))}
+    return {
+        "name": gallery.name,
+        "authorization": {"authority": gallery.authority, "approved_by": gallery.approved_by,
+                          "approved_on": gallery.approved_on, "source": gallery.source,
+                          "retention_days": gallery.retention_days},
+        "created_at": gallery.created_at,
+        "created_by": gallery.created_by,
+        "subjects": count("SELECT count(*) FROM subjects WHERE gallery_id = ?"),
+        "photos": count("SELECT count(*) FROM photos WHERE gallery_id = ?"),
+        "faces": count("SELECT count(*) FROM faces WHERE gallery_id = ?"),
+        "refused_photos": sum(refusals.values()),
+        "refused_by_reason": refusals,
+        "index": {"type": gallery.factory, "file": str(path),
+                  "bytes": path.stat().st_size if path.exists() else 0},
+    }
+
+
+def refusals(ws: Workspace, gallery: Gallery) -> list[dict]:
+    """Photos refused at enrollment, oldest first."""
+    return [dict(r) for r in ws.conn.execute(
+        "SELECT source_path, sha256, reason, detail, refused_at FROM enrollment_refusals WHERE gallery_id = ? "
+        "ORDER BY id", (gallery.id,))]
+
+
+def remove_subject(ws: Workspace, actor: str, gallery_name: str, subject: str) -> dict:
+    """Delete a subject's photos and faces from the record and from the index, at once."""
+    gallery = get(ws, gallery_name)
+    row = ws.conn.execute("SELECT id FROM subjects WHERE gallery_id = ? AND name = ?",
+                          (gallery.id, subject)).fetchone()
+    if row is None:
+        raise NotFound(f"no subject {subject!r} in gallery {gallery_name!r}",
+                       f"see `leadmatch gallery show {gallery_name}`")
+    photos = ws.conn.execute("SELECT sha256, stored_path FROM photos WHERE subject_id = ?", (row["id"],)).fetchall()
+    with transaction(ws.conn):
+        faces = ws.conn.execute("DELETE FROM faces WHERE subject_id = ?", (row["id"],)).rowcount
+        ws.conn.execute("DELETE FROM photos WHERE subject_id = ?", (row["id"],))
+        ws.conn.execute("DELETE FROM subjects WHERE id = ?", (row["id"],))
+        audit.record(ws.conn, actor, "gallery.remove-subject",
+                     objects={"gallery": gallery.name, "subject": subject, "faces": faces},
+                     photos=[p["sha256"] for p in photos])
+    index.sync(ws.conn, ws.indexes, gallery.id, gallery.factory)
+    for photo in photos:
+        still_used = ws.conn.execute("SELECT 1 FROM photos WHERE sha256 = ? LIMIT 1", (photo["sha256"],)).fetchone()
+        if not still_used:
+            ws.home.joinpath(photo["stored_path"]).unlink(missing_ok=True)
+    return {"gallery": gallery.name, "subject": subject, "faces_removed": faces, "photos_removed": len(photos)}
+
+
+def as_dict(gallery: Gallery) -> dict:
+    return json.loads(json.dumps(asdict(gallery)))

@@ -1,0 +1,56 @@
+"""Face quality gates: measured values against a minimum (refuse) and a recommended level (flag).
+
+The probe minimums accept every face in the sample probes (smallest: 63 px wide, 24 px between the eyes);
+faces between the minimum and the recommended level are searched but flagged low-quality on every output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .faces import Face
+
+
+@dataclass(frozen=True)
+class QualityRule:
+    """Minimum and recommended face width, eye distance and chip sharpness."""
+
+    min_face_px: int
+    min_eye_distance_px: float
+    min_sharpness: float
+    recommended_face_px: int
+    recommended_eye_distance_px: float
+    recommended_sharpness: float
+
+    def shortfalls(self, face: Face) -> list[str]:
+        """What puts `face` below the minimum, each naming the measured value and the minimum."""
+        return _compare(face, self.min_face_px, self.min_eye_distance_px, self.min_sharpness, "minimum")
+
+    def warnings(self, face: Face) -> list[str]:
+        """What puts `face` below the recommended level (but above the minimum)."""
+        return _compare(face, self.recommended_face_px, self.recommended_eye_distance_px,
+                        self.recommended_sharpness, "recommended")
+
+
+def _compare(face: Face, size: float, eyes: float, sharp: float, level: str) -> list[str]:
+    out = []
+    if face.size_px < size:
+        out.append(f"face {face.size_px} px wide (<{size} px {level})")
+    if face.eye_distance_px < eyes:
+        out.append(f"{face.eye_distance_px:.0f} px between the eyes (<{eyes:g} px {level})")
+    if face.sharpness < sharp:
+        out.append(f"sharpness {face.sharpness:.0f} (<{sharp:g} {level})")
+    return out
+
+
+#: Probes: refuse below 40 px / 16 px / sharpness 25; flag below 100 px / 40 px / sharpness 60.
+PROBE = QualityRule(40, 16.0, 25.0, 100, 40.0, 60.0)
+#: Gallery photos are controlled captures, so the bar is higher and nothing is merely flagged.
+GALLERY = QualityRule(80, 30.0, 25.0, 80, 30.0, 25.0)
+
+#: The smallest face the probe detector looks for: a little under the minimum, so that faces just below
+#: it are found and refused with their measured size rather than missed.
+PROBE_DETECT_MIN_PX = 36
+#: Gallery photos are detected at full scale (HOG's 80 px window), four times fewer pixels than
+#: face_recognition's default one-step upsampling.
+GALLERY_DETECT_MIN_PX = 80

@@ -1,0 +1,183 @@
+"""Searching a probe photo against an authorized gallery: a ranked list of lead-only candidates.
+
+Every attempt is audited; a refused one says which rule stopped it. The index proposes the nearest faces; the
+distances reported are recomputed exactly from the embeddings in the record, whatever the index type.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import audit, index, leads, quality
+from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, PhotoError, Refused
+from .faces import DETECTORS, Analysis, Face, analyze_bytes
+from .gallery import Gallery, get as get_gallery
+from .photos import read_bytes, sha256_bytes
+from .store import transaction, utc_now
+from .workspace import Workspace
+
+
+@dataclass
+class SearchRequest:
+    """What the agent asks for. `face` is a 1-based face number, "largest", or None (must be one face)."""
+
+    probe: Path
+    gallery: str
+    case: str
+    top_k: int = leads.DEFAULT_CANDIDATES
+    face: int | str | None = None
+    detector: str = "hog"
+    threshold: float = leads.DEFAULT_THRESHOLD
+    details: dict = field(default_factory=dict)
+
+
+def new_search_id() -> str:
+    """A readable, unguessable id: S-<UTC date>-<8 hex>."""
+    return f"S-{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(4)}"
+
+
+def validate(request: SearchRequest) -> None:
+    """Check the options that need no photo or database."""
+    if not (request.case or "").strip():
+        raise Refused("no case number given", "pass --case with the case this search serves", "missing-case")
+    if not leads.MIN_CANDIDATES <= request.top_k <= leads.MAX_CANDIDATES:
+        raise InputError(f"--top-k {request.top_k} is out of range",
+                         f"ask for {leads.MIN_CANDIDATES} to {leads.MAX_CANDIDATES} candidates")
+    if request.detector not in DETECTORS:
+        raise InputError(f"unknown detector {request.detector!r}", "use hog or cnn")
+    if not 0.0 < request.threshold < 2.0:
+        raise InputError(f"threshold {request.threshold} is out of range", "use a distance between 0 and 2")
+
+
+def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Face:
+    """The face the agent chose; several faces and no choice → FaceChoiceNeeded listing them."""
+    if not found.faces:
+        raise PhotoError(f"no face found in {probe_name}",
+                         f"use a photo with a face at least {quality.PROBE.min_face_px} px wide", reason="no-face")
+    if choice is None:
+        if len(found.faces) == 1:
+            return found.faces[0]
+        raise FaceChoiceNeeded(f"{probe_name} holds {len(found.faces)} faces",
+                               "pick one with --face N (numbered left to right) or --face largest",
+                               [f.summary() for f in found.faces])
+    if choice == "largest":
+        return max(found.faces, key=lambda f: f.size_px)
+    if isinstance(choice, int) and 1 <= choice <= len(found.faces):
+        return found.faces[choice - 1]
+    raise InputError(f"--face {choice} does not exist: {probe_name} holds {len(found.faces)} face(s)",
+                     f"pick 1 to {len(found.faces)} or largest")
+
+
+def run(ws: Workspace, actor: str, request: SearchRequest) -> dict:
+    """Run and record one search; return it as `show` would. Any refusal is audited, then raised."""
+    case = (request.case or "").strip() or None
+    probe_hash: list[str] = []
+    try:
+        validate(request)
+        gallery = get_gallery(ws, request.gallery)
+        data = read_bytes(request.probe)
+        probe_hash.append(sha256_bytes(data))
+        found = analyze_bytes(data, name=str(request.probe), min_face_px=quality.PROBE_DETECT_MIN_PX,
+                              detector=request.detector)
+        face = pick_face(found, request.face, str(request.probe))
+        shortfalls = quality.PROBE.shortfalls(face)
+        if shortfalls:
+            raise Refused(f"probe face {face.index} is below the minimum quality: {'; '.join(shortfalls)}",
+                          "use a larger or sharper photo of the face", "low-quality-probe")
+        return _record(ws, actor, request, gallery, data, found, face)
+    except LeadmatchError as exc:
+        audit.record(ws.conn, actor, "search", "refused", case=case,
+                     objects={"gallery": request.gallery, "probe": str(request.probe),
+                              **({"faces": exc.faces} if isinstance(exc, FaceChoiceNeeded) else {})},
+                     reason=getattr(exc, "reason", None) and f"{exc.reason}: {exc}" or str(exc), photos=probe_hash)
+        raise
+
+
+def _record(ws: Workspace, actor: str, request: SearchRequest, gallery: Gallery, data: bytes,
+            found: Analysis, face: Face) -> dict:
+    loaded = index.load(ws.conn, ws.indexes, gallery.id, gallery.factory)
+    if loaded.index.ntotal == 0:
+        raise InputError(f"gallery {gallery.name!r} has no enrolled faces", f"enroll photos with `gallery enroll {gallery.name}`")
+    candidates = rank_candidates(ws, loaded.index, face.embedding, request.top_k, request.threshold)
+    flags = [f"low-quality: {w}" for w in quality.PROBE.warnings(face)]
+    search_id, now = new_search_id(), utc_now()
+    stored = ws.store_photo(data, found.sha256, Path(request.probe).suffix)
+    details = {**request.details, "detector": request.detector}
+    if loaded.repaired:
+        details["index_repaired"] = loaded.repaired
+    with transaction(ws.conn):
+        ws.conn.execute(
+            "INSERT INTO searches (id, case_number, gallery_id, agent, created_at, probe_sha256, probe_name, "
+            "probe_stored_path, faces_in_probe, face_index, box, quality, flags, top_k, threshold, index_type, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (search_id, request.case.strip(), gallery.id, actor, now, found.sha256, Path(request.probe).name,
+             str(stored.relative_to(ws.home)), len(found.faces), face.index, json.dumps(list(face.box)),
+             json.dumps(face.quality()), json.dumps(flags), request.top_k, request.threshold, loaded.factory,
+             json.dumps(details, ensure_ascii=False)))
+        ws.conn.executemany(
+            "INSERT INTO candidates (search_id, rank, face_id, subject, photo_sha256, image, box, distance, score, "
+            "within_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(search_id, c["rank"], c["face_id"], c["subject"], c["photo_sha256"], c["image"], json.dumps(c["box"]),
+              c["distance"], c["score"], int(c["within_threshold"])) for c in candidates])
+        audit.record(ws.conn, actor, "search", case=request.case.strip(), search_id=search_id,
+                     objects={"gallery": gallery.name, "face": face.index, "candidates": len(candidates),
+                              "within_threshold": sum(c["within_threshold"] for c in candidates),
+                              **({"index_repaired": loaded.repaired} if loaded.repaired else {})},
+                     photos=[found.sha256] + [c["photo_sha256"] for c in candidates])
+    return show(ws, search_id)
+
+
+def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float) -> list[dict]:
+    """Nearest faces from the index, with exact distances from the record, ranked from 1."""
+    ids, _ = index.search(faiss_index, embedding, top_k)
+    if len(ids) == 0:
+        return []
+    rows = ws.conn.execute(
+        "SELECT f.id, f.embedding, f.box_top, f.box_right, f.box_bottom, f.box_left, s.name AS subject, "
+        "p.sha256, p.source_path FROM faces f JOIN subjects s ON s.id = f.subject_id JOIN photos p ON p.id = f.photo_id "
+        f"WHERE f.id IN ({','.join('?' * len(ids))})", [int(i) for i in ids]).fetchall()
+    scored = []
+    for row in rows:
+        distance = float(np.linalg.norm(np.frombuffer(row["embedding"], dtype="<f4") - embedding))
+        scored.append((distance, row))
+    scored.sort(key=lambda pair: (pair[0], pair[1]["id"]))
+    return [{"rank": rank, "subject": row["subject"], "face_id": row["id"], "image": row["source_path"],
+             "photo_sha256": row["sha256"],
+             "box": [row["box_top"], row["box_right"], row["box_bottom"], row["box_left"]],
+             **leads.candidate_fields(distance, threshold)}
+            for rank, (distance, row) in enumerate(scored, start=1)]
+
+
+def show(ws: Workspace, search_id: str) -> dict:
+    """A recorded search with its candidates, every one labelled lead-only."""
+    row = ws.conn.execute("SELECT s.*, g.name AS gallery FROM searches s JOIN galleries g ON g.id = s.gallery_id "
+                          "WHERE s.id = ?", (search_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no search {search_id!r}", "see `leadmatch searches`")
+    candidates = [
+        {"rank": c["rank"], "subject": c["subject"], "face_id": c["face_id"], "image": c["image"],
+         "photo_sha256": c["photo_sha256"], "box": json.loads(c["box"]),
+         **leads.candidate_fields(c["distance"], row["threshold"])}
+        for c in ws.conn.execute("SELECT * FROM candidates WHERE search_id = ? ORDER BY rank", (search_id,))]
+    return {
+        "search_id": row["id"],
+        "notice": leads.NOTICE,
+        "case": row["case_number"],
+        "gallery": row["gallery"],
+        "agent": row["agent"],
+        "created_at": row["created_at"],
+        "threshold": row["threshold"],
+        "index": row["index_type"],
+        "flags": json.loads(row["flags"]),
+        "probe": {"name": row["probe_name"], "sha256": row["probe_sha256"], "face_index": row["face_index"],
+                  "faces_in_photo": row["faces_in_probe"], "box": json.loads(row["box"]),
+                  "quality": json.loads(row["quality"])},
+        "details": json.loads(row["details"]),
+        "candidates": candidates,
+    }

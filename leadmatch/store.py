@@ -1,0 +1,181 @@
+"""SQLite, the record: galleries, subjects, photos, faces and their embeddings, searches, audit.
+
+Every index is derived from these tables. Changes go through `transaction()`, so a failure leaves nothing
+half written. The schema is versioned with `PRAGMA user_version` and migrated forward on open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+MIGRATIONS: list[str] = [
+    # 1: galleries, enrollment, searches, audit.
+    """
+    CREATE TABLE galleries (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        authority TEXT NOT NULL,
+        approved_by TEXT NOT NULL,
+        approved_on TEXT NOT NULL,
+        source TEXT NOT NULL,
+        retention_days INTEGER NOT NULL,
+        index_factory TEXT,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE subjects (
+        id INTEGER PRIMARY KEY,
+        gallery_id INTEGER NOT NULL REFERENCES galleries(id),
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (gallery_id, name)
+    );
+    CREATE TABLE photos (
+        id INTEGER PRIMARY KEY,
+        gallery_id INTEGER NOT NULL REFERENCES galleries(id),
+        subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+        sha256 TEXT NOT NULL,
+        source_path TEXT NOT NULL,
+        stored_path TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        enrolled_at TEXT NOT NULL,
+        enrolled_by TEXT NOT NULL,
+        UNIQUE (gallery_id, sha256)
+    );
+    CREATE TABLE faces (
+        id INTEGER PRIMARY KEY,
+        gallery_id INTEGER NOT NULL REFERENCES galleries(id),
+        subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        box_top INTEGER NOT NULL, box_right INTEGER NOT NULL, box_bottom INTEGER NOT NULL, box_left INTEGER NOT NULL,
+        size_px INTEGER NOT NULL,
+        eye_distance_px REAL NOT NULL,
+        sharpness REAL NOT NULL,
+        detector_score REAL,
+        embedding BLOB NOT NULL
+    );
+    CREATE INDEX faces_gallery ON faces (gallery_id, id);
+    CREATE TABLE enrollment_refusals (
+        id INTEGER PRIMARY KEY,
+        gallery_id INTEGER NOT NULL REFERENCES galleries(id),
+        source_path TEXT NOT NULL,
+        sha256 TEXT,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        refused_at TEXT NOT NULL
+    );
+    CREATE TABLE searches (
+        id TEXT PRIMARY KEY,
+        case_number TEXT NOT NULL,
+        gallery_id INTEGER NOT NULL REFERENCES galleries(id),
+        agent TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        probe_sha256 TEXT NOT NULL,
+        probe_name TEXT NOT NULL,
+        probe_stored_path TEXT,
+        faces_in_probe INTEGER NOT NULL,
+        face_index INTEGER NOT NULL,
+        box TEXT NOT NULL,
+        quality TEXT NOT NULL,
+        flags TEXT NOT NULL DEFAULT '[]',
+        top_k INTEGER NOT NULL,
+        threshold REAL NOT NULL,
+        index_type TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX searches_case ON searches (case_number);
+    CREATE TABLE candidates (
+        search_id TEXT NOT NULL REFERENCES searches(id) ON DELETE CASCADE,
+        rank INTEGER NOT NULL,
+        face_id INTEGER NOT NULL,
+        subject TEXT NOT NULL,
+        photo_sha256 TEXT NOT NULL,
+        image TEXT NOT NULL,
+        box TEXT NOT NULL,
+        distance REAL NOT NULL,
+        score REAL NOT NULL,
+        within_threshold INTEGER NOT NULL,
+        PRIMARY KEY (search_id, rank)
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        case_number TEXT,
+        search_id TEXT,
+        objects TEXT NOT NULL,
+        reason TEXT,
+        photo_sha256 TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    """,
+]
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 with microseconds and a Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database in autocommit mode (we issue BEGIN ourselves), WAL, foreign keys on, schema migrated."""
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the migrations the database has not seen yet, each in its own transaction."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        with transaction(conn):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection):
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception. Nested use joins the outer transaction."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def embedding_to_blob(vector: np.ndarray) -> bytes:
+    """128 float32 values as little-endian bytes."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def blob_to_embedding(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4")
+
+
+def gallery_embeddings(conn: sqlite3.Connection, gallery_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """All of a gallery's face ids (int64) and embeddings (n×128 float32), in id order."""
+    rows = conn.execute("SELECT id, embedding FROM faces WHERE gallery_id = ? ORDER BY id", (gallery_id,)).fetchall()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    if not rows:
+        return ids, np.zeros((0, 128), dtype=np.float32)
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+    return ids, np.ascontiguousarray(vectors, dtype=np.float32)

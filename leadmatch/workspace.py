@@ -1,0 +1,84 @@
+"""The workspace: one folder holding the SQLite record, the derived indexes and the stored photos.
+
+    <home>/leadmatch.db      the record (source of truth)
+    <home>/indexes/          FAISS indexes, one per gallery, rebuilt from the record when missing or stale
+    <home>/photos/ab/<sha>   enrolled gallery photos and searched probes, content-addressed
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import store
+from .errors import WorkspaceError
+
+DB_NAME = "leadmatch.db"
+HOME_ENV = "LEADMATCH_HOME"
+
+
+def default_home() -> Path:
+    """`$LEADMATCH_HOME`, else the current folder (whose `indexes/` then holds the indexes)."""
+    return Path(os.environ.get(HOME_ENV) or ".").expanduser()
+
+
+@dataclass
+class Workspace:
+    """An opened workspace. `conn` is its SQLite connection."""
+
+    home: Path
+    conn: sqlite3.Connection = field(repr=False)
+
+    @property
+    def indexes(self) -> Path:
+        return self.home / "indexes"
+
+    @property
+    def photos(self) -> Path:
+        return self.home / "photos"
+
+    def store_photo(self, data: bytes, sha256: str, suffix: str = "") -> Path:
+        """Keep a copy of a photo under its content hash (written to a temp file, then renamed)."""
+        target = self.photos / sha256[:2] / (sha256 + suffix.lower())
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            temp.write_bytes(data)
+            os.replace(temp, target)
+        return target
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def init(home: Path) -> tuple[Workspace, bool]:
+    """Create (or open) the workspace at `home`. Returns (workspace, created)."""
+    home = Path(home)
+    created = not (home / DB_NAME).exists()
+    try:
+        for folder in (home, home / "indexes", home / "photos"):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkspaceError(f"cannot create workspace at {home}: {exc.strerror}", "choose a writable --home") from None
+    return Workspace(home=home, conn=_connect(home)), created
+
+
+def open_workspace(home: Path) -> Workspace:
+    """Open an existing workspace, or say to run `leadmatch init`."""
+    home = Path(home)
+    if not (home / DB_NAME).is_file():
+        raise WorkspaceError(f"no leadmatch workspace at {home.resolve()}",
+                             f"run `leadmatch --home {home} init` first, or set {HOME_ENV}")
+    (home / "indexes").mkdir(exist_ok=True)
+    (home / "photos").mkdir(exist_ok=True)
+    return Workspace(home=home, conn=_connect(home))
+
+
+def _connect(home: Path) -> sqlite3.Connection:
+    try:
+        return store.connect(home / DB_NAME)
+    except sqlite3.DatabaseError as exc:
+        raise WorkspaceError(f"{home / DB_NAME} is not a usable leadmatch database ({exc})",
+                             "restore it from backup or choose another --home") from None
