@@ -1,0 +1,97 @@
+"""Shared fixtures: the real sample photos, and workspaces enrolled once and copied per test."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leadmatch import gallery as galleries
+from leadmatch.enrollment import enroll
+from leadmatch.workspace import init, open_workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+FACES = Path(os.environ.get("LEADMATCH_TEST_PHOTOS", ROOT.parent / "shared" / "data" / "faces"))
+GALLERY_DIR = FACES / "gallery"
+PROBES_DIR = FACES / "probes"
+GALLERY = "test-gallery"
+ACTOR = "tester"
+
+if not (GALLERY_DIR.is_dir() and (FACES / "probes.csv").is_file()):
+    pytest.exit(f"sample photos not found at {FACES}: put shared/ beside the project or set LEADMATCH_TEST_PHOTOS",
+                returncode=2)
+
+
+def probe_rows() -> list[dict]:
+    """probes.csv as dicts, with identities split into a list (left to right)."""
+    with open(FACES / "probes.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["identities"] = row["identities_left_to_right"].split(";")
+        row["faces"] = int(row["faces"])
+    return rows
+
+
+def create_gallery(ws, name: str = GALLERY):
+    return galleries.create(ws, ACTOR, name, authority="Test authority §1", approved_by="Test Official",
+                            approved_on="2026-01-15", source="shared/data/faces/gallery", retention_days=30)
+
+
+@pytest.fixture(scope="session")
+def enrolled_template(tmp_path_factory) -> Path:
+    """A workspace with the 6-person sample gallery enrolled, built once per test session."""
+    home = tmp_path_factory.mktemp("template") / "home"
+    ws, _ = init(home)
+    create_gallery(ws)
+    report = enroll(ws, ACTOR, GALLERY, GALLERY_DIR, workers=1)
+    assert report.enrolled == 11 and not report.refused
+    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ws.close()
+    return home
+
+
+@pytest.fixture
+def home(enrolled_template, tmp_path) -> Path:
+    """A private copy of the enrolled workspace."""
+    target = tmp_path / "home"
+    shutil.copytree(enrolled_template, target)
+    return target
+
+
+@pytest.fixture
+def ws(home):
+    workspace = open_workspace(home)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def empty_ws(tmp_path):
+    workspace, _ = init(tmp_path / "empty")
+    yield workspace
+    workspace.close()
+
+
+def run_cli(*args: str, home: Path | None = None, input: str | None = None, env: dict | None = None):
+    """Run the real `leadmatch` command in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("LEADMATCH_DEBUG", None)
+    prefix = ["--home", str(home)] if home else []
+    return subprocess.run([sys.executable, "-m", "leadmatch", *prefix, *args], capture_output=True, text=True,
+                          input=input, env=full_env, timeout=300)
+
+
+def assert_clean_error(result, *fragments: str, code: int | None = None) -> None:
+    """A refused command: non-zero exit, no traceback, one line naming the problem."""
+    assert result.returncode != 0, result.stdout
+    if code is not None:
+        assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment.lower() in result.stderr.lower(), (fragment, result.stderr)

@@ -1,0 +1,151 @@
+"""The command line as a user meets it: the contract, one-line errors, exit codes, lead-only output."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from PIL import Image, ImageFilter
+
+from leadmatch import audit
+from leadmatch.workspace import open_workspace
+
+from .conftest import FACES, GALLERY, PROBES_DIR, assert_clean_error, run_cli
+
+LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
+
+
+def cli_search(home, probe, *extra):
+    return run_cli("search", str(probe), "--gallery", GALLERY, "--case", "C-42", *extra, home=home)
+
+
+def test_missing_workspace_says_to_run_init(tmp_path):
+    result = run_cli("gallery", "list", home=tmp_path / "nowhere")
+    assert_clean_error(result, "no leadmatch workspace", "init")
+
+
+def test_init_create_enroll_list_show_from_the_command_line(tmp_path):
+    home = tmp_path / "ws"
+    assert run_cli("init", home=home).returncode == 0
+    created = run_cli("gallery", "create", "mugshots", "--authority", "State code 12-3", "--approved-by", "Chief A",
+                      "--approved-on", "2026-02-01", "--source", "booking photos", home=home)
+    assert created.returncode == 0, created.stderr
+    enrolled = run_cli("gallery", "enroll", "mugshots", str(FACES / "gallery" / "joe_biden"), home=home)
+    # photos directly in the given folder have no subject folder: refused and listed, never dropped
+    assert "2 refused" in enrolled.stdout and "no-subject" in enrolled.stdout
+    enrolled = run_cli("gallery", "enroll", "mugshots", str(FACES / "gallery"), "--workers", "2", "--json", home=home)
+    summary = json.loads(enrolled.stdout)
+    assert (summary["enrolled"], summary["skipped_duplicates"], summary["refused"]) == (11, 0, [])
+    listing = run_cli("gallery", "list", home=home)
+    assert "mugshots" in listing.stdout and "State code 12-3" in listing.stdout
+    shown = json.loads(run_cli("gallery", "show", "mugshots", "--json", home=home).stdout)
+    assert (shown["subjects"], shown["faces"], shown["refused_photos"]) == (6, 11, 2)
+    assert shown["index"]["type"] == "Flat"
+
+
+def test_gallery_create_without_authorization_is_refused(home):
+    result = run_cli("gallery", "create", "g2", "--authority", " ", "--approved-by", "X", "--approved-on",
+                     "2026-01-01", "--source", "s", home=home)
+    assert_clean_error(result, "authorization", code=3)
+    missing = run_cli("gallery", "create", "g3", "--approved-by", "X", "--approved-on", "2026-01-01",
+                      "--source", "s", home=home)
+    assert missing.returncode == 2 and "--authority" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_search_json_contract(home):
+    result = cli_search(home, PROBES_DIR / "obama-480p.jpg", "--json", "--top-k", "5")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"search_id", "case", "gallery", "notice", "probe", "candidates"} <= data.keys()
+    assert data["notice"] == LABEL and data["case"] == "C-42" and data["gallery"] == GALLERY
+    assert {"sha256", "face_index", "box", "quality"} <= data["probe"].keys()
+    assert len(data["candidates"]) == 5
+    first = data["candidates"][0]
+    assert {"rank", "subject", "face_id", "image", "distance", "score", "within_threshold", "lead_only",
+            "label"} <= first.keys()
+    assert first["subject"] == "barack_obama" and first["rank"] == 1
+    assert all(c["lead_only"] is True and c["label"] == LABEL for c in data["candidates"])
+    shown = json.loads(run_cli("show", data["search_id"], "--json", home=home).stdout)
+    assert shown["candidates"] == data["candidates"]
+
+
+def test_search_terminal_output_labels_every_candidate(home):
+    result = cli_search(home, PROBES_DIR / "alex_lacamoire1.jpg", "--top-k", "4")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == LABEL and lines[-1] == LABEL
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 4 and all(LABEL in row for row in rows)
+    assert "alex_lacamoire" in rows[0]
+
+
+def test_several_faces_without_choice_lists_them_and_asks(home):
+    result = cli_search(home, PROBES_DIR / "obama_and_biden.jpg")
+    assert_clean_error(result, "holds 3 faces", "--face", code=4)
+    assert result.stderr.count("  face ") == 3
+    chosen = cli_search(home, PROBES_DIR / "obama_and_biden.jpg", "--face", "2", "--json")
+    assert json.loads(chosen.stdout)["candidates"][0]["subject"] == "barack_obama"
+    assert_clean_error(cli_search(home, PROBES_DIR / "obama_and_biden.jpg", "--face", "7"), "does not exist")
+
+
+def test_out_of_range_top_k_is_refused(home):
+    assert_clean_error(cli_search(home, PROBES_DIR / "obama1.jpg", "--top-k", "51"), "--top-k 51", "2 to 50")
+    assert_clean_error(cli_search(home, PROBES_DIR / "obama1.jpg", "--top-k", "1"), "--top-k 1")
+
+
+def test_bad_probe_files_get_one_line_errors_and_are_audited(home, tmp_path):
+    jpeg = (PROBES_DIR / "obama1.jpg").read_bytes()
+    bomb = io.BytesIO()
+    Image.new("1", (12_000, 12_000)).save(bomb, "PNG")
+    cases = {
+        "empty.jpg": (b"", "empty"),
+        "truncated.jpg": (jpeg[: len(jpeg) // 4], "corrupt or truncated"),
+        "notes.jpg": (b"plain text, not a picture\n" * 40, "not an image"),
+        "huge.png": (bomb.getvalue(), "too large"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert_clean_error(cli_search(home, tmp_path / name), message, code=1)
+    assert_clean_error(cli_search(home, tmp_path / "absent.jpg"), "not found")
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (640, 480), (90, 90, 90)).save(blank)
+    assert_clean_error(cli_search(home, blank), "no face found")
+    ws = open_workspace(home)
+    refused = [e for e in audit.entries(ws.conn) if e["action"] == "search" and e["outcome"] == "refused"]
+    assert len(refused) == 6 and all(e["case_number"] == "C-42" for e in refused)
+    assert all(e["photo_sha256"] for e in refused if "absent" not in e["objects"]["probe"])
+
+
+def test_low_quality_probes_are_refused_with_measured_values(home, tmp_path):
+    blurred = tmp_path / "blurred.jpg"
+    Image.open(PROBES_DIR / "obama-720p.jpg").filter(ImageFilter.GaussianBlur(4)).save(blurred)
+    assert_clean_error(cli_search(home, blurred), "sharpness", "minimum", code=3)
+    tiny = tmp_path / "tiny.png"
+    Image.open(PROBES_DIR / "obama-240p.jpg").resize((213, 120)).save(tiny)
+    assert_clean_error(cli_search(home, tiny), "px wide (<40 px minimum)", code=3)
+
+
+def test_small_probe_is_searched_but_flagged_low_quality(home):
+    data = json.loads(cli_search(home, PROBES_DIR / "obama-240p.jpg", "--json").stdout)
+    assert any(flag.startswith("low-quality") for flag in data["flags"])
+    assert data["candidates"][0]["subject"] == "barack_obama"
+
+
+def test_models_match_the_model_card(home):
+    result = run_cli("models", home=home)
+    assert result.returncode == 0 and result.stdout.count("ok  ") == 3
+
+
+def test_remove_subject_from_the_command_line(home):
+    assert run_cli("gallery", "remove", GALLERY, "--subject", "joe_biden", home=home).returncode == 0
+    data = json.loads(cli_search(home, PROBES_DIR / "two_people.jpg", "--face", "2", "--json").stdout)
+    assert "joe_biden" not in {c["subject"] for c in data["candidates"]}
+    assert_clean_error(run_cli("gallery", "remove", GALLERY, "--subject", "joe_biden", home=home), "no subject")
+
+
+def test_demo_runs_on_another_folder_and_explains_an_empty_one(tmp_path):
+    result = run_cli("demo", "--photos", str(tmp_path))
+    assert_clean_error(result, "no sample photos", "--photos")
+    ok = run_cli("demo", "--photos", str(FACES))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.count(LABEL) >= 8 and "enrolled 11 photos" in ok.stdout

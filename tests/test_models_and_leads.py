@@ -1,0 +1,63 @@
+"""Model integrity and the lead-only contract of scores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from hypothesis import given, strategies as st
+
+from leadmatch import leads, models
+from leadmatch.errors import ModelError
+
+CARD = models.WEIGHTS_FILE.parent / "MODEL_CARD.md"
+
+
+def test_installed_weights_match_the_card():
+    checked = models.verify_all()
+    assert set(checked) == set(json.loads(models.WEIGHTS_FILE.read_text())["weights"])
+
+
+def test_model_card_lists_the_same_hashes_as_weights_json():
+    text = CARD.read_text()
+    for name, digest in models.expected_hashes().items():
+        assert name in text and digest in text
+
+
+def test_altered_weights_are_refused(tmp_path, monkeypatch):
+    fake = tmp_path / "models"
+    fake.mkdir()
+    source = models.models_dir() / "shape_predictor_5_face_landmarks.dat"
+    data = bytearray(source.read_bytes())
+    data[1000] ^= 0xFF
+    (fake / source.name).write_bytes(bytes(data))
+    monkeypatch.setattr(models, "models_dir", lambda: fake)
+    models.verified_path.cache_clear()
+    try:
+        with pytest.raises(ModelError, match="do not match the model card"):
+            models.verified_path(source.name)
+        (fake / source.name).unlink()
+        with pytest.raises(ModelError, match="missing"):
+            models.verified_path(source.name)
+    finally:
+        models.verified_path.cache_clear()
+
+
+@given(st.floats(min_value=0, max_value=4), st.floats(min_value=0, max_value=4))
+def test_score_is_monotone_and_bounded(a, b):
+    sa, sb = leads.score(a), leads.score(b)
+    assert 0 <= sa <= 100 and 0 <= sb <= 100
+    if a < b:
+        assert sa >= sb
+
+
+def test_score_landmarks():
+    assert leads.score(0) == 100 and leads.score(0.6) == 50 and leads.score(1.5) == 0
+
+
+@given(st.floats(min_value=0, max_value=2))
+def test_every_candidate_field_set_is_lead_only(distance):
+    fields = leads.candidate_fields(distance, 0.6)
+    assert fields["lead_only"] is True and fields["label"] == leads.NOTICE
+    assert fields["within_threshold"] == (distance < 0.6)
