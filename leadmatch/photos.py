@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import PhotoError
 
@@ -67,6 +67,9 @@ def decode(data: bytes, name: str = "photo") -> Photo:
                     "resize it below the limit",
                     reason="too-large",
                 )
+            # face_recognition sets this global to True at import, which would decode a truncated file as
+            # partly grey without a word; a truncated photo must be refused, whoever imported what.
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
             image.load()
             image = ImageOps.exif_transpose(image)
             pixels = _to_rgb8(image)

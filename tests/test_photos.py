@@ -45,6 +45,17 @@ def test_truncated_jpeg_is_refused():
         photos.decode(data[: len(data) // 3], "truncated.jpg")
 
 
+def test_truncated_jpeg_is_refused_even_after_face_recognition_is_imported():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import face_recognition  # noqa: F401  (sets PIL's LOAD_TRUNCATED_IMAGES at import)
+    data = OBAMA.read_bytes()
+    with pytest.raises(PhotoError, match="corrupt or truncated"):
+        photos.decode(data[: len(data) // 2], "truncated.jpg")
+
+
 def test_corrupt_jpeg_body_is_refused():
     data = bytearray(OBAMA.read_bytes())
     data[2000:] = bytes(len(data) - 2000)  # keep the header, zero the scan data and the end marker
