@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from . import accounts, casework, credentials, leads, models, oversight, purposes, retention
+from . import audit as auditing
 from . import gallery as galleries
-from . import leads, models
 from . import search as searching
 from .demo import default_photos, run_demo
 from .enrollment import enroll
@@ -29,6 +30,12 @@ app = typer.Typer(help="leadmatch: face search for investigative leads. Every ca
 gallery_app = typer.Typer(help="Authorized galleries: create, enroll, list, show, remove a subject.",
                           no_args_is_help=True)
 app.add_typer(gallery_app, name="gallery")
+user_app = typer.Typer(help="Accounts (admin): add, certify, disable, list.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, log, report.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+purposes_app = typer.Typer(help="Authorized search purposes.", invoke_without_command=True)
+app.add_typer(purposes_app, name="purposes")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -42,13 +49,25 @@ def workspace() -> Workspace:
     return open_workspace(State.home)
 
 
-def actor() -> str:
-    """Who is acting: the operating-system user (accounts arrive with the governance work)."""
-    return getpass.getuser()
+def session() -> tuple[Workspace, accounts.Actor]:
+    """The workspace and the signed-in user of this OS account."""
+    ws = workspace()
+    return ws, accounts.authenticate(ws, credentials.token_for(ws.home))
+
+
+def read_password(from_stdin: bool, confirm: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise InputError("no terminal to ask for the password on", "pass --password-stdin and pipe it in")
+    first = getpass.getpass("password: ")
+    if confirm and getpass.getpass("again: ") != first:
+        raise InputError("the two passwords differ", "try again")
+    return first
 
 
 def emit_json(data) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 @app.callback()
@@ -58,10 +77,122 @@ def main_options(home: Optional[Path] = typer.Option(
 
 
 @app.command()
-def init():
-    """Create the workspace (SQLite record, indexes/, photos/) at --home."""
+def init(admin: Optional[str] = typer.Option(None, "--admin", help="Create the first admin account."),
+         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")):
+    """Create the workspace (SQLite record, indexes/, photos/) at --home, and its first admin."""
     ws, created = init_workspace(State.home)
+    purposes.ensure_defaults(ws)
     out.print(f"{'created' if created else 'already there:'} workspace {ws.home.resolve()}")
+    if admin:
+        accounts.create_first_admin(ws, admin, read_password(password_stdin, confirm=True))
+        out.print(f"created admin {admin!r}; sign in with `leadmatch login {admin}`")
+    elif not accounts.has_users(ws):
+        out.print("no accounts yet: create the first admin with `leadmatch init --admin NAME`")
+
+
+@app.command()
+def login(name: str, password_stdin: bool = typer.Option(False, "--password-stdin"),
+          hours: int = typer.Option(accounts.SESSION_HOURS, min=1, max=24, help="Session length in hours.")):
+    """Sign in; the session token is kept for this OS user until it expires or you log out."""
+    ws = workspace()
+    token, user, expires = accounts.login(ws, name, read_password(password_stdin, confirm=False), hours)
+    credentials.remember(ws.home, token)
+    out.print(f"signed in as {user.name} ({', '.join(sorted(user.roles))}) until {expires}")
+
+
+@app.command()
+def logout():
+    """End this OS user's session."""
+    ws = workspace()
+    token = credentials.forget(ws.home)
+    name = accounts.logout(ws, token) if token else None
+    out.print(f"signed out {name}" if name else "no session to end")
+
+
+@app.command()
+def whoami(json_out: bool = typer.Option(False, "--json")):
+    """Who is signed in, with roles and certification."""
+    ws, user = session()
+    info = {"user": user.name, "roles": sorted(user.roles),
+            "certification": accounts.current_certification(ws, user.name),
+            "rules_accepted": accounts.get_user(ws, user.name)["rules_accepted_at"]}
+    if json_out:
+        return emit_json(info)
+    cert = info["certification"]
+    out.print(f"{user.name} ({', '.join(info['roles'])}); certification: "
+              f"{cert['course'] + ' until ' + cert['expires'] if cert else 'none current'}; "
+              f"rules of behavior: {'accepted ' + info['rules_accepted'] if info['rules_accepted'] else 'not accepted'}")
+
+
+@app.command("accept-rules")
+def accept_rules(yes: bool = typer.Option(False, "--yes", help="Accept without the prompt (scripts).")):
+    """Show the rules of behavior and record that you accept them (needed once before searching)."""
+    ws, user = session()
+    out.print(accounts.RULES_OF_BEHAVIOR)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("no terminal to ask on", "pass --yes to accept")
+        if not typer.confirm("Do you accept these rules?", default=False):
+            raise InputError("rules not accepted", "you cannot search until you accept them")
+    out.print(f"accepted by {user.name} at {accounts.accept_rules(ws, user)}")
+
+
+@user_app.command("add")
+def user_add(name: str, role: list[str] = typer.Option(..., "--role", help="admin, analyst, agent, reviewer, auditor"),
+             password_stdin: bool = typer.Option(False, "--password-stdin")):
+    """Add an account with one or more roles."""
+    ws, admin = session()
+    accounts.add_user(ws, admin, name, role, read_password(password_stdin, confirm=True))
+    out.print(f"added {name} ({', '.join(sorted(set(role)))})")
+
+
+@user_app.command("certify")
+def user_certify(name: str, course: str = typer.Option(accounts.DEFAULT_COURSE, help="Course completed."),
+                 completed: str = typer.Option(..., help="Completion date, YYYY-MM-DD."),
+                 expires: Optional[str] = typer.Option(None, help="Expiry, YYYY-MM-DD (default: one year later).")):
+    """Record a user's completed certification course."""
+    ws, admin = session()
+    c = accounts.certify(ws, admin, name, course, completed, expires)
+    out.print(f"certified {name}: {c['course']}, completed {c['completed']}, expires {c['expires']}")
+
+
+@user_app.command("disable")
+def user_disable(name: str):
+    """Disable an account at once (its sessions end)."""
+    ws, admin = session()
+    accounts.disable(ws, admin, name)
+    out.print(f"disabled {name}")
+
+
+@user_app.command("list")
+def user_list(json_out: bool = typer.Option(False, "--json")):
+    """List accounts with roles, state and certification."""
+    ws, admin = session()
+    users = accounts.list_users(ws, admin)
+    if json_out:
+        return emit_json(users)
+    table = Table("user", "roles", "state", "certification", "rules accepted")
+    for u in users:
+        cert = u["certification"]
+        table.add_row(u["name"], ", ".join(u["roles"]), "disabled" if u["disabled"] else "active",
+                      f"until {cert['expires']}" if cert else "none current", u["rules_accepted"] or "no")
+    out.print(table)
+
+
+@purposes_app.callback()
+def purposes_list(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")):
+    """List the authorized purposes (`purposes add NAME` adds one; admin)."""
+    if ctx.invoked_subcommand:
+        return
+    names = purposes.list_all(workspace())
+    emit_json(names) if json_out else out.print("\n".join(names))
+
+
+@purposes_app.command("add")
+def purposes_add(name: str):
+    """Authorize a new search purpose (admin)."""
+    ws, admin = session()
+    out.print(f"added purpose {purposes.add(ws, admin, name)!r}")
 
 
 @app.command("models")
@@ -80,9 +211,9 @@ def gallery_create(
         source: str = typer.Option(..., help="Where the photos come from."),
         retention_days: int = typer.Option(galleries.DEFAULT_RETENTION_DAYS, help="Retention period for searches."),
 ):
-    """Create an authorized gallery. All four authorization fields are required."""
-    ws = workspace()
-    created = galleries.create(ws, actor(), name, authority, approved_by, approved_on, source, retention_days)
+    """Create an authorized gallery (analyst). All four authorization fields are required."""
+    ws, user = session()
+    created = galleries.create(ws, user, name, authority, approved_by, approved_on, source, retention_days)
     out.print(f"created gallery {created.name!r} (authority: {created.authority}; approved by {created.approved_by} "
               f"on {created.approved_on}; retention {created.retention_days} days)")
 
@@ -94,12 +225,12 @@ def gallery_enroll(
         workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores)."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
-    """Enroll photos into a gallery. Already-enrolled photos (same sha256) are skipped; refusals are listed."""
-    ws = workspace()
+    """Enroll photos into a gallery (analyst). Already-enrolled photos are skipped; refusals are listed."""
+    ws, user = session()
     with Progress(TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=json_out) as bar:
         task = bar.add_task("enroll", total=None)
-        report = enroll(ws, actor(), name, path, workers=workers,
+        report = enroll(ws, user, name, path, workers=workers,
                         progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_out:
         return emit_json(report.to_dict())
@@ -114,11 +245,12 @@ def gallery_enroll(
 @gallery_app.command("list")
 def gallery_list(json_out: bool = typer.Option(False, "--json")):
     """List galleries with their counts."""
-    rows = galleries.list_all(workspace())
+    ws, user = session()
+    rows = galleries.list_all(ws, user)
     if json_out:
         return emit_json(rows)
     if not rows:
-        out.print("no galleries yet — create one with `leadmatch gallery create`")
+        out.print("no galleries yet — an analyst creates one with `leadmatch gallery create`")
         return
     table = Table("gallery", "subjects", "faces", "refused", "index", "authority")
     for g in rows:
@@ -131,7 +263,8 @@ def gallery_list(json_out: bool = typer.Option(False, "--json")):
 def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
                  refusals: bool = typer.Option(False, "--refusals", help="List every refused photo.")):
     """Show a gallery's authorization, counts and index."""
-    ws = workspace()
+    ws, user = session()
+    accounts.require(ws, user, galleries.READERS, "gallery.show")
     g = galleries.get(ws, name)
     info = galleries.describe(ws, g)
     if refusals or json_out:
@@ -150,13 +283,15 @@ def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
 
 @gallery_app.command("remove")
 def gallery_remove(name: str, subject: str = typer.Option(..., help="Subject to remove, with all their faces.")):
-    """Remove a subject's photos and faces from the record and the index."""
-    result = galleries.remove_subject(workspace(), actor(), name, subject)
+    """Remove a subject's photos and faces from the record and the index (analyst)."""
+    ws, user = session()
+    result = galleries.remove_subject(ws, user, name, subject)
     out.print(f"removed subject {result['subject']!r} from {result['gallery']!r}: {result['faces_removed']} faces, "
               f"{result['photos_removed']} photos")
 
 
 def parse_face(value: Optional[str]):
+    """--face: a number from 1, or 'largest'."""
     if value is None or value == "largest":
         return value
     try:
@@ -170,64 +305,183 @@ def search(
         probe: Path = typer.Argument(..., help="Probe photo."),
         gallery: str = typer.Option(..., "--gallery", help="Authorized gallery to search."),
         case: str = typer.Option(..., "--case", help="Case number this search serves."),
+        purpose: str = typer.Option(..., "--purpose", help="Authorized purpose (see `leadmatch purposes`)."),
+        justification: str = typer.Option(..., "--justification", help="Why this search is needed."),
+        traditional_means: str = typer.Option(..., "--traditional-means",
+                                              help="What traditional steps were tried first, and why they failed."),
+        probe_source: str = typer.Option("original", "--probe-source",
+                                         help="original, cropped, enhanced (flagged); composite and sketch are refused."),
         top_k: int = typer.Option(leads.DEFAULT_CANDIDATES, "--top-k", help="Candidates to return, 2 to 50."),
         face: Optional[str] = typer.Option(None, "--face", help="Face number (1 = leftmost) or 'largest'."),
         detector: str = typer.Option("hog", "--detector", help="hog (fast) or cnn (slower, finds more poses)."),
         json_out: bool = typer.Option(False, "--json", help="Print the search as JSON."),
 ):
-    """Search a probe photo against a gallery: a ranked list of investigative leads."""
-    ws = workspace()
-    request = searching.SearchRequest(probe=probe, gallery=gallery, case=case, top_k=top_k, face=parse_face(face),
-                                      detector=detector)
-    result = searching.run(ws, actor(), request)
+    """Search a probe photo against a gallery (agent): a ranked list of investigative leads."""
+    ws, user = session()
+    request = searching.SearchRequest(probe=probe, gallery=gallery, case=case, purpose=purpose,
+                                      justification=justification, traditional_means=traditional_means,
+                                      probe_source=probe_source, top_k=top_k, face=parse_face(face), detector=detector)
+    result = searching.run(ws, user, request)
     emit_json(result) if json_out else print_search(result)
+
+
+@app.command()
+def searches(case: Optional[str] = typer.Option(None, "--case"),
+             status: Optional[str] = typer.Option(None, "--status", help=", ".join(casework.STATUSES)),
+             json_out: bool = typer.Option(False, "--json")):
+    """List searches (agents see their own; reviewers, auditors and admins see all)."""
+    ws, user = session()
+    rows = casework.listing(ws, user, case, status)
+    if json_out:
+        return emit_json(rows)
+    table = Table("search", "case", "status", "agent", "gallery", "purpose", "candidates", "created (UTC)")
+    for r in rows:
+        table.add_row(r["search_id"], r["case"], r["status"], r["agent"], r["gallery"], r["purpose"] or "",
+                      str(r["candidates"]), r["created_at"][:19])
+    out.print(table if rows else "no searches match")
 
 
 @app.command("show")
 def show(search_id: str, json_out: bool = typer.Option(False, "--json")):
-    """Show a recorded search and its candidates."""
-    result = searching.show(workspace(), search_id)
-    emit_json(result) if json_out else print_search(result)
+    """Show a search: status, candidates, dispositions, corroboration, closure and history."""
+    ws, user = session()
+    result = searching.show(ws, user, search_id)
+    emit_json(result) if json_out else print_search(result, full=True)
 
 
-def print_search(result: dict) -> None:
+@app.command()
+def disposition(search_id: str, rank: int = typer.Option(..., "--rank"),
+                decision: str = typer.Option(..., "--decision", help="possible-lead or excluded"),
+                note: str = typer.Option(..., "--note", help="Why.")):
+    """Record your decision on one candidate of your search (agent)."""
+    ws, user = session()
+    r = casework.disposition(ws, user, search_id, rank, decision, note)
+    out.print(f"rank {r['rank']}: {r['decision']} — search {search_id} is {r['status']}"
+              + (f" ({r['remaining']} candidates left)" if r["remaining"] else ""))
+
+
+@app.command()
+def corroborate(search_id: str, rank: int = typer.Option(..., "--rank"),
+                evidence_type: str = typer.Option(..., "--evidence-type", help=", ".join(casework.EVIDENCE_TYPES)),
+                evidence: str = typer.Option(..., "--evidence", help="What the evidence shows."),
+                reference: str = typer.Option(..., "--reference", help="Report, record or exhibit number."),
+                outcome: str = typer.Option(..., "--outcome", help="corroborated or refuted")):
+    """Record independent evidence on a possible lead (reviewer, not the searching agent)."""
+    ws, user = session()
+    r = casework.corroborate(ws, user, search_id, rank, evidence_type, evidence, reference, outcome)
+    out.print(f"rank {r['rank']}: {r['evidence_type']} evidence recorded, {r['outcome']}")
+
+
+@app.command("close")
+def close_search(search_id: str, outcome: str = typer.Option(..., "--outcome", help="identified or no-identification"),
+                 rank: Optional[int] = typer.Option(None, "--rank", help="The corroborated candidate (identified)."),
+                 note: str = typer.Option(..., "--note")):
+    """Close a search after review (reviewer, not the searching agent)."""
+    ws, user = session()
+    r = casework.close(ws, user, search_id, outcome, note, rank)
+    out.print(f"search {search_id} is {r['status']}")
+
+
+@audit_app.command("verify")
+def audit_verify(expect_head: Optional[str] = typer.Option(None, "--expect-head",
+                                                           help="Head hash recorded at an earlier verification."),
+                 json_out: bool = typer.Option(False, "--json")):
+    """Walk the hash chain; report the first bad entry. Exit 6 if the chain is broken."""
+    ws, user = session()
+    result = oversight.verify(ws, user, expect_head)
+    if json_out:
+        emit_json(result.__dict__)
+    elif result.ok:
+        out.print(f"audit chain intact: {result.entries} entries, head {result.head}")
+    else:
+        err.print(f"error: audit chain broken at entry {result.bad_entry}: {result.problem}")
+    if not result.ok:
+        sys.exit(6)
+
+
+@audit_app.command("log")
+def audit_log(case: Optional[str] = typer.Option(None, "--case"), user: Optional[str] = typer.Option(None, "--user"),
+              since: Optional[str] = typer.Option(None, "--since", help="YYYY-MM-DD"),
+              limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Newest N entries."),
+              json_out: bool = typer.Option(False, "--json")):
+    """Audit entries, oldest first."""
+    ws, actor = session()
+    rows = oversight.log(ws, actor, case, user, since, limit)
+    if json_out:
+        return emit_json(rows)
+    for e in rows:
+        target = " ".join(x for x in (e["case_number"] and f"case={e['case_number']}",
+                                      e["search_id"] and f"search={e['search_id']}") if x)
+        out.print(f"{e['id']:>6} {e['at'][:19]} {e['actor']:<12} {e['action']:<22} {e['outcome']:<8} {target} "
+                  f"{e['reason'] or ''}".rstrip())
+
+
+@audit_app.command("report")
+def audit_report(start: str = typer.Option(..., "--from", help="YYYY-MM-DD"),
+                 end: str = typer.Option(..., "--to", help="YYYY-MM-DD (inclusive)"),
+                 fmt: str = typer.Option("json", "--format", help="csv or json"),
+                 stale_days: int = typer.Option(30, "--stale-days", help="Open searches older than this are listed.")):
+    """Supervisors' report: searches per user, refusals by reason, closures, stale open searches."""
+    if fmt not in ("csv", "json"):
+        raise InputError(f"--format {fmt!r} is not supported", "use csv or json")
+    ws, user = session()
+    data = oversight.report(ws, user, start, end, stale_days)
+    sys.stdout.write(auditing.report_csv(data)) if fmt == "csv" else emit_json(data)
+
+
+@app.command()
+def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed searches past retention.")):
+    """Delete probe photos and details of closed searches past their gallery's retention (admin)."""
+    if not expired:
+        raise InputError("purge needs --expired", "run `leadmatch purge --expired`")
+    ws, user = session()
+    r = retention.purge_expired(ws, user)
+    out.print(f"purged {len(r['purged_searches'])} searches, removed {r['probe_files_removed']} probe photos"
+              + (f": {', '.join(r['purged_searches'])}" if r["purged_searches"] else ""))
+
+
+def print_search(result: dict, full: bool = False) -> None:
     """The candidate table, with the lead-only notice above, on every row, and below."""
     probe = result["probe"]
     wide = Console(highlight=False, width=max(out.width, 140))
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
-    wide.print(f"search {result['search_id']}  case {result['case']}  gallery {result['gallery']}  "
-               f"probe {probe['name']} (face {probe['face_index']} of {probe['faces_in_photo']}, "
-               f"{probe['quality']['size_px']} px, eyes {probe['quality']['eye_distance_px']} px, "
-               f"sharpness {probe['quality']['sharpness']})")
+    wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
+               f"{result['purpose']}  gallery {result['gallery']}  agent {result['agent']}")
+    if result.get("purged_at"):
+        wide.print(f"details purged under the retention rules on {result['purged_at'][:10]}")
+    else:
+        wide.print(f"probe {probe['name']} ({result['probe_source']}; face {probe['face_index']} of "
+                   f"{probe['faces_in_photo']}, {probe['quality'].get('size_px')} px, eyes "
+                   f"{probe['quality'].get('eye_distance_px')} px, sharpness {probe['quality'].get('sharpness')})")
     for flag in result["flags"]:
         wide.print(f"[yellow]flag: {flag}[/yellow]")
     if result.get("details", {}).get("index_repaired"):
         wide.print(f"note: {result['details']['index_repaired']}")
-    table = Table("rank", "subject", "distance", "score", f"< {result['threshold']:g}", "face", "label")
+    table = Table("rank", "subject", "distance", "score", f"< {result['threshold']:g}", "disposition", "label")
     for c in result["candidates"]:
+        decided = c["disposition"]["decision"] if c.get("disposition") else "—"
+        if c.get("corroboration"):
+            decided += " / " + ", ".join(e["outcome"] for e in c["corroboration"])
         table.add_row(str(c["rank"]), c["subject"], f"{c['distance']:.4f}", f"{c['score']:.1f}",
-                      "yes" if c["within_threshold"] else "no", str(c["face_id"]), c["label"])
+                      "yes" if c["within_threshold"] else "no", decided, c["label"])
     wide.print(table)
+    if full and result.get("closure"):
+        cl = result["closure"]
+        wide.print(f"closed {cl['status']} by {cl['closed_by']} at {cl['closed_at'][:19]}"
+                   + (f", rank {cl['rank']}" if cl["rank"] else "") + f": {cl['note']}")
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
 
 
 @app.command()
 def demo(photos: Optional[Path] = typer.Option(None, "--photos", help="Folder with gallery/<subject>/… and probes/…"),
          keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the demo workspace in this folder.")):
-    """Run the main job end to end on sample photos, in a throw-away workspace."""
+    """The whole story on sample photos, in a throw-away workspace: accounts, gallery, search, review, audit."""
     photos = photos or default_photos()
     with tempfile.TemporaryDirectory(prefix="leadmatch-demo-") as temp:
         home = keep or Path(temp)
         ws, _ = init_workspace(home)
         out.print(f"demo workspace: {home}  photos: {photos}")
-        result = run_demo(ws, actor(), photos)
-        e = result.enrollment
-        out.print(f"enrolled {e.enrolled} photos into {e.gallery!r} ({e.skipped} skipped, {len(e.refused)} refused)")
-        for r in e.refused:
-            out.print(f"  refused  {r.path}: {r.reason} — {r.detail}")
-        for found in result.searches:
-            out.print()
-            print_search(found)
+        run_demo(ws, photos, say=out.print, show=print_search)
 
 
 def main() -> None:

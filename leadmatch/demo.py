@@ -1,20 +1,24 @@
-"""The demo: the main job end to end on a folder of sample photos, in a throw-away workspace."""
+"""The demo: the whole story on sample photos, in a throw-away workspace, through the same library calls the
+CLI makes — admin, analyst, agent, reviewer and auditor each signed in with their own account."""
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+import secrets
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Callable
 
-from . import gallery
-from .enrollment import EnrollmentReport, enroll
-from .errors import FaceChoiceNeeded, InputError
+from . import accounts, casework, gallery, oversight, purposes
+from .enrollment import enroll
+from .errors import InputError, Refused
 from .photos import PHOTO_SUFFIXES
 from .search import SearchRequest, run
 from .workspace import Workspace
 
 DEMO_GALLERY = "demo-gallery"
-DEMO_PROBES = ("obama1.jpg", "johnsnow_test1.jpg", "two_people.jpg")
+MATE_PROBE, UNKNOWN_PROBE = "johnsnow_test1.jpg", "obama_and_biden.jpg"
 
 
 def default_photos() -> Path:
@@ -31,29 +35,110 @@ def find_photos(folder: Path) -> tuple[Path, list[Path]]:
     if not gallery_dir.is_dir() or not any(gallery_dir.iterdir()) or not probes:
         raise InputError(f"no sample photos found in {folder}",
                          "pass --photos DIR holding gallery/<subject>/<photo> and probes/<photo>")
-    chosen = [p for p in probes if p.name in DEMO_PROBES] or probes[:3]
-    return gallery_dir, chosen
+    return gallery_dir, probes
 
 
-@dataclass
-class DemoRun:
-    enrollment: EnrollmentReport
-    searches: list[dict] = field(default_factory=list)
+def _sign_in(ws: Workspace, name: str, password: str) -> accounts.Actor:
+    token, _, _ = accounts.login(ws, name, password)
+    return accounts.authenticate(ws, token)
 
 
-def run_demo(ws: Workspace, actor: str, photos: Path, progress=None) -> DemoRun:
-    """Create an authorized demo gallery, enroll the sample gallery, and search every face of a few probes."""
+def run_demo(ws: Workspace, photos: Path, say: Callable = print, show: Callable = print) -> dict:
+    """Run the story; `say` prints a line, `show` prints a search. Returns the ids of what it made."""
     gallery_dir, probes = find_photos(photos)
-    gallery.create(ws, actor, DEMO_GALLERY, authority="Demonstration only: public sample photos (MIT licence)",
+    passwords = {name: secrets.token_urlsafe(16) for name in ("admin", "ana", "avery", "riley", "audra")}
+    purposes.ensure_defaults(ws)
+
+    say("\n== admin: accounts, certification ==")
+    accounts.create_first_admin(ws, "admin", passwords["admin"])
+    admin = _sign_in(ws, "admin", passwords["admin"])
+    for name, role in (("ana", "analyst"), ("avery", "agent"), ("riley", "reviewer"), ("audra", "auditor")):
+        accounts.add_user(ws, admin, name, [role], passwords[name])
+        say(f"added {name} ({role})")
+    cert = accounts.certify(ws, admin, "avery", accounts.DEFAULT_COURSE, (date.today() - timedelta(days=30)).isoformat())
+    say(f"certified avery: {cert['course']} until {cert['expires']}")
+
+    say("\n== analyst: authorized gallery, enrollment ==")
+    ana = _sign_in(ws, "ana", passwords["ana"])
+    gallery.create(ws, ana, DEMO_GALLERY, authority="Demonstration only: public sample photos (MIT licence)",
                    approved_by="leadmatch demo", approved_on="2026-01-01",
                    source=f"{gallery_dir} (face_recognition project sample images)", retention_days=30)
-    result = DemoRun(enroll(ws, actor, DEMO_GALLERY, gallery_dir, progress=progress))
-    for probe in probes:
-        request = SearchRequest(probe=probe, gallery=DEMO_GALLERY, case="DEMO-0001", top_k=3)
+    report = enroll(ws, ana, DEMO_GALLERY, gallery_dir)
+    say(f"enrolled {report.enrolled} photos of {report.subjects_added} subjects into {DEMO_GALLERY!r} "
+        f"({report.skipped} skipped, {len(report.refused)} refused)")
+    for r in report.refused:
+        say(f"  refused  {r.path}: {r.reason} — {r.detail}")
+
+    say("\n== agent: search, compare every candidate ==")
+    avery = _sign_in(ws, "avery", passwords["avery"])
+    accounts.accept_rules(ws, avery)
+    base = dict(gallery=DEMO_GALLERY, case="DEMO-2026-0001", purpose="robbery", top_k=5,
+                justification="Suspect photographed by a store camera during an armed robbery on 3 March.")
+    mate_probe = next((p for p in probes if p.name == MATE_PROBE), probes[0])
+    try:
+        run(ws, avery, SearchRequest(probe=mate_probe, traditional_means="", **base))
+    except Refused as refused:
+        say(f"refused as it should be: {refused}")
+    means = ("Canvassed the area, checked the victim's contacts and circulated a bulletin to patrol; "
+             "no one recognised the suspect.")
+    first = run(ws, avery, SearchRequest(probe=mate_probe, traditional_means=means, **base))
+    show(first)
+    _disposition_all(ws, avery, first)
+    searches = {"identified": first["search_id"]}
+
+    unknown_probe = next((p for p in probes if p.name == UNKNOWN_PROBE), None)
+    if unknown_probe is not None:
+        second = run(ws, avery, SearchRequest(probe=unknown_probe, traditional_means=means, face=3,
+                                              **{**base, "case": "DEMO-2026-0002"}))
+        show(second)
+        _disposition_all(ws, avery, second)
+        searches["no-identification"] = second["search_id"]
+
+    say("\n== reviewer: independent corroboration, closure ==")
+    try:
+        casework.close(ws, avery, first["search_id"], "identified", "Closing my own search.", rank=1)
+    except Refused as refused:
+        say(f"refused as it should be: {refused}")
+    riley = _sign_in(ws, "riley", passwords["riley"])
+    if 1 in possible_leads(ws, first["search_id"]):
         try:
-            result.searches.append(run(ws, actor, request))
-        except FaceChoiceNeeded as several:  # as an agent would: look at the list, search each face
-            for face in several.faces:
-                request.face = face["face"]
-                result.searches.append(run(ws, actor, request))
-    return result
+            casework.close(ws, riley, first["search_id"], "identified", "Matches the lead.", rank=1)
+        except Refused as refused:
+            say(f"refused as it should be: {refused}")
+        casework.corroborate(ws, riley, first["search_id"], 1, "records-check",
+                             "Booking record and DMV photo checked by a second examiner; tattoo matches the "
+                             "store footage.", "RC-2026-0417", "corroborated")
+        casework.close(ws, riley, first["search_id"], "identified", "Lead corroborated by records check RC-2026-0417.",
+                       rank=1)
+    else:
+        casework.close(ws, riley, first["search_id"], "no-identification", "No candidate was a possible lead.")
+    if "no-identification" in searches:
+        casework.close(ws, riley, searches["no-identification"], "no-identification",
+                       "Every candidate excluded on comparison; no lead.")
+    for search_id in searches.values():
+        say(f"search {search_id}: {casework.workflow(ws, search_id)['status']}")
+
+    say("\n== auditor: chain and report ==")
+    audra = _sign_in(ws, "audra", passwords["audra"])
+    chain = oversight.verify(ws, audra)
+    say(f"audit chain {'intact' if chain.ok else 'BROKEN'}: {chain.entries} entries, head {chain.head[:16]}…")
+    today = date.today().isoformat()
+    data = oversight.report(ws, audra, today, today)
+    say(json.dumps({k: data[k] for k in ("searches_by_user", "refusals_by_reason", "closed_identified",
+                                         "closed_no_identification")}, indent=2))
+    return searches
+
+
+def possible_leads(ws: Workspace, search_id: str) -> list[int]:
+    """Ranks the agent marked as possible leads."""
+    return [rank for rank, d in casework.workflow(ws, search_id)["dispositions"].items()
+            if d["decision"] == "possible-lead"]
+
+
+def _disposition_all(ws: Workspace, agent: accounts.Actor, result: dict) -> None:
+    """As an agent would after comparing: the top candidate within threshold is a possible lead, the rest not."""
+    for c in result["candidates"]:
+        lead = c["rank"] == 1 and c["within_threshold"]
+        casework.disposition(ws, agent, result["search_id"], c["rank"], "possible-lead" if lead else "excluded",
+                             "Same face shape, eyes and hairline; worth checking." if lead
+                             else "Different face shape and features on side-by-side comparison.")

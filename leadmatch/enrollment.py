@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import audit, index, quality
+from .accounts import Actor, require
 from .errors import InputError, PhotoError
 from .faces import analyze_bytes
 from .gallery import get as get_gallery
@@ -138,9 +139,10 @@ def _pool(workers: int):
     return multiprocessing.get_context("fork").Pool(workers)
 
 
-def enroll(ws: Workspace, actor: str, gallery_name: str, source: Path, workers: int | None = None,
+def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers: int | None = None,
            progress: Callable[[int, int], None] | None = None) -> EnrollmentReport:
-    """Enroll every photo under `source` into the gallery. `progress(done, total)` is called as photos finish."""
+    """Analyst: enroll every photo under `source`. `progress(done, total)` is called as photos finish."""
+    require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": str(source)})
     gallery = get_gallery(ws, gallery_name)
     items, refused = collect(source)
     report = EnrollmentReport(gallery=gallery.name, refused=list(refused))
@@ -169,7 +171,7 @@ def enroll(ws: Workspace, actor: str, gallery_name: str, source: Path, workers: 
                 jobs.append((data, str(item.path)))
                 pending.append((item, digest, data))
             results = pool.map(_analyze, jobs, chunksize=4) if pool else [_analyze(j) for j in jobs]
-            _write(ws, actor, gallery, pending, results, report)
+            _write(ws, actor.name, gallery, pending, results, report)
             done += len(chunk)
             if progress:
                 progress(done, total)
@@ -179,7 +181,7 @@ def enroll(ws: Workspace, actor: str, gallery_name: str, source: Path, workers: 
             pool.join()
     _record_refusals(ws, gallery.id, refused)
     _, report.index_note = index.sync(ws.conn, ws.indexes, gallery.id, gallery.factory)
-    audit.record(ws.conn, actor, "gallery.enroll", objects={
+    audit.record(ws.conn, actor.name, "gallery.enroll", objects={
         "gallery": gallery.name, "source": str(source), "enrolled": report.enrolled, "skipped": report.skipped,
         "refused": len(report.refused)}, photos=[r.sha256 for r in report.refused if r.sha256])
     return report

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 
 from . import audit, index
+from .accounts import Actor, refuse, require
 from .errors import InputError, NotFound, Refused
 from .workspace import Workspace
 from .store import transaction, utc_now
@@ -44,9 +45,10 @@ def parse_date(text: str, what: str) -> str:
         raise InputError(f"{what} {text!r} is not a date", "write it as YYYY-MM-DD") from None
 
 
-def create(ws: Workspace, actor: str, name: str, authority: str, approved_by: str, approved_on: str,
+def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: str, approved_on: str,
            source: str, retention_days: int = DEFAULT_RETENTION_DAYS) -> Gallery:
-    """Record a new authorized gallery. Every authorization field is required and non-blank."""
+    """Analyst: record a new authorized gallery. Every authorization field is required and non-blank."""
+    require(ws, actor, "analyst", "gallery.create", objects={"gallery": name})
     fields = {"authority": authority, "approved-by": approved_by, "source": source}
     missing = [k for k, v in fields.items() if not (v or "").strip()]
     try:
@@ -55,7 +57,8 @@ def create(ws: Workspace, actor: str, name: str, authority: str, approved_by: st
                              "use letters, digits, space, '.', '_' or '-' (up to 100)")
         if missing:
             raise Refused(f"gallery {name!r} lacks its authorization: {', '.join('--' + m for m in missing)} "
-                          f"is empty", "give the legal authority, approving official and source", "unauthorized-gallery")
+                          f"is empty", "give the legal authority, approving official and source",
+                          "unauthorized-gallery")
         approved = parse_date(approved_on, "--approved-on")
         if approved > date.today().isoformat():
             raise InputError(f"--approved-on {approved} is in the future", "give the date the gallery was approved")
@@ -67,11 +70,13 @@ def create(ws: Workspace, actor: str, name: str, authority: str, approved_by: st
             cursor = ws.conn.execute(
                 "INSERT INTO galleries (name, authority, approved_by, approved_on, source, retention_days, "
                 "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, authority.strip(), approved_by.strip(), approved, source.strip(), retention_days, utc_now(), actor))
-            audit.record(ws.conn, actor, "gallery.create", objects={"gallery": name, "gallery_id": cursor.lastrowid,
+                (name, authority.strip(), approved_by.strip(), approved, source.strip(), retention_days, utc_now(),
+                 actor.name))
+            audit.record(ws.conn, actor.name, "gallery.create", objects={"gallery": name, "gallery_id": cursor.lastrowid,
                                                                     "authority": authority.strip()})
     except (InputError, Refused) as exc:
-        audit.record(ws.conn, actor, "gallery.create", "refused", objects={"gallery": name}, reason=str(exc))
+        audit.record(ws.conn, actor.name, "gallery.create", "refused", objects={"gallery": name},
+                     reason=f"{getattr(exc, 'reason', 'bad-input')}: {exc.message}")
         raise
     return get(ws, name)
 
@@ -83,8 +88,12 @@ def get(ws: Workspace, name: str) -> Gallery:
     return Gallery(**dict(row))
 
 
-def list_all(ws: Workspace) -> list[dict]:
-    """Every gallery with its counts, by name."""
+READERS = ("analyst", "agent", "reviewer", "auditor", "admin")
+
+
+def list_all(ws: Workspace, actor: Actor) -> list[dict]:
+    """Every gallery with its counts, by name (any signed-in role may look)."""
+    require(ws, actor, READERS, "gallery.list")
     return [describe(ws, Gallery(**dict(r))) for r in ws.conn.execute("SELECT * FROM galleries ORDER BY name")]
 
 
@@ -120,8 +129,9 @@ def refusals(ws: Workspace, gallery: Gallery) -> list[dict]:
         "ORDER BY id", (gallery.id,))]
 
 
-def remove_subject(ws: Workspace, actor: str, gallery_name: str, subject: str) -> dict:
-    """Delete a subject's photos and faces from the record and from the index, at once."""
+def remove_subject(ws: Workspace, actor: Actor, gallery_name: str, subject: str) -> dict:
+    """Analyst: delete a subject's photos and faces from the record and from the index, at once."""
+    require(ws, actor, "analyst", "gallery.remove-subject", objects={"gallery": gallery_name, "subject": subject})
     gallery = get(ws, gallery_name)
     row = ws.conn.execute("SELECT id FROM subjects WHERE gallery_id = ? AND name = ?",
                           (gallery.id, subject)).fetchone()
@@ -133,14 +143,12 @@ def remove_subject(ws: Workspace, actor: str, gallery_name: str, subject: str) -
         faces = ws.conn.execute("DELETE FROM faces WHERE subject_id = ?", (row["id"],)).rowcount
         ws.conn.execute("DELETE FROM photos WHERE subject_id = ?", (row["id"],))
         ws.conn.execute("DELETE FROM subjects WHERE id = ?", (row["id"],))
-        audit.record(ws.conn, actor, "gallery.remove-subject",
+        audit.record(ws.conn, actor.name, "gallery.remove-subject",
                      objects={"gallery": gallery.name, "subject": subject, "faces": faces},
                      photos=[p["sha256"] for p in photos])
     index.sync(ws.conn, ws.indexes, gallery.id, gallery.factory)
     for photo in photos:
-        still_used = ws.conn.execute("SELECT 1 FROM photos WHERE sha256 = ? LIMIT 1", (photo["sha256"],)).fetchone()
-        if not still_used:
-            ws.home.joinpath(photo["stored_path"]).unlink(missing_ok=True)
+        ws.release_photo(photo["stored_path"])
     return {"gallery": gallery.name, "subject": subject, "faces_removed": faces, "photos_removed": len(photos)}
 
 

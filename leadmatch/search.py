@@ -14,13 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audit, index, leads, quality
+from . import audit, index, leads, purposes, quality
+from .accounts import Actor, refuse, require, require_search_ready
+from .casework import AWAITING_DISPOSITION, can_read, workflow
 from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, PhotoError, Refused
 from .faces import DETECTORS, Analysis, Face, analyze_bytes
 from .gallery import Gallery, get as get_gallery
 from .photos import read_bytes, sha256_bytes
 from .store import transaction, utc_now
 from .workspace import Workspace
+
+
+PROBE_SOURCES = ("original", "cropped", "enhanced", "composite", "sketch")
+REFUSED_SOURCES = ("composite", "sketch")
+MIN_JUSTIFICATION = (15, 3)        # characters, words
+MIN_TRADITIONAL_MEANS = (30, 5)
 
 
 @dataclass
@@ -30,6 +38,10 @@ class SearchRequest:
     probe: Path
     gallery: str
     case: str
+    purpose: str = ""
+    justification: str = ""
+    traditional_means: str = ""
+    probe_source: str = "original"
     top_k: int = leads.DEFAULT_CANDIDATES
     face: int | str | None = None
     detector: str = "hog"
@@ -42,10 +54,34 @@ def new_search_id() -> str:
     return f"S-{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(4)}"
 
 
-def validate(request: SearchRequest) -> None:
-    """Check the options that need no photo or database."""
+def _substantive(text: str, minimum: tuple[int, int]) -> bool:
+    text = (text or "").strip()
+    return len(text) >= minimum[0] and len(text.split()) >= minimum[1]
+
+
+def validate(ws: Workspace, request: SearchRequest) -> None:
+    """Check the policy preconditions and options that need no photo."""
     if not (request.case or "").strip():
         raise Refused("no case number given", "pass --case with the case this search serves", "missing-case")
+    if not (request.purpose or "").strip():
+        raise Refused("no purpose given", "pass --purpose with an authorized purpose (see `leadmatch purposes`)",
+                      "missing-purpose")
+    if not purposes.is_authorized(ws, request.purpose):
+        raise Refused(f"purpose {request.purpose!r} is not an authorized purpose",
+                      "pick one from `leadmatch purposes`; an admin may add one", "unauthorized-purpose")
+    if not _substantive(request.justification, MIN_JUSTIFICATION):
+        raise Refused("--justification is empty or too short",
+                      f"explain why this search is needed (at least {MIN_JUSTIFICATION[1]} words)",
+                      "missing-justification")
+    if not _substantive(request.traditional_means, MIN_TRADITIONAL_MEANS):
+        raise Refused("--traditional-means is empty or too short",
+                      f"record what traditional investigative steps were tried and why they did not identify the "
+                      f"person (at least {MIN_TRADITIONAL_MEANS[1]} words)", "missing-traditional-means")
+    if request.probe_source not in PROBE_SOURCES:
+        raise InputError(f"--probe-source {request.probe_source!r} is not known", f"use one of: {', '.join(PROBE_SOURCES)}")
+    if request.probe_source in REFUSED_SOURCES:
+        raise Refused(f"a {request.probe_source} cannot be searched", "composites, sketches and artist renderings "
+                      "are not photographs of a person; use a photo", "composite-probe")
     if not leads.MIN_CANDIDATES <= request.top_k <= leads.MAX_CANDIDATES:
         raise InputError(f"--top-k {request.top_k} is out of range",
                          f"ask for {leads.MIN_CANDIDATES} to {leads.MAX_CANDIDATES} candidates")
@@ -74,12 +110,14 @@ def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Fac
                      f"pick 1 to {len(found.faces)} or largest")
 
 
-def run(ws: Workspace, actor: str, request: SearchRequest) -> dict:
-    """Run and record one search; return it as `show` would. Any refusal is audited, then raised."""
+def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
+    """Agent: run and record one search; return it as `show` would. Any refusal is audited, then raised."""
     case = (request.case or "").strip() or None
+    require(ws, actor, "agent", "search", case=case, objects={"gallery": request.gallery})
+    require_search_ready(ws, actor, case)
     probe_hash: list[str] = []
     try:
-        validate(request)
+        validate(ws, request)
         gallery = get_gallery(ws, request.gallery)
         data = read_bytes(request.probe)
         probe_hash.append(sha256_bytes(data))
@@ -92,20 +130,22 @@ def run(ws: Workspace, actor: str, request: SearchRequest) -> dict:
                           "use a larger or sharper photo of the face", "low-quality-probe")
         return _record(ws, actor, request, gallery, data, found, face)
     except LeadmatchError as exc:
-        audit.record(ws.conn, actor, "search", "refused", case=case,
+        audit.record(ws.conn, actor.name, "search", "refused", case=case,
                      objects={"gallery": request.gallery, "probe": str(request.probe),
                               **({"faces": exc.faces} if isinstance(exc, FaceChoiceNeeded) else {})},
-                     reason=getattr(exc, "reason", None) and f"{exc.reason}: {exc}" or str(exc), photos=probe_hash)
+                     reason=f"{getattr(exc, 'reason', 'bad-input')}: {exc.message}", photos=probe_hash)
         raise
 
 
-def _record(ws: Workspace, actor: str, request: SearchRequest, gallery: Gallery, data: bytes,
+def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Gallery, data: bytes,
             found: Analysis, face: Face) -> dict:
     loaded = index.load(ws.conn, ws.indexes, gallery.id, gallery.factory)
     if loaded.index.ntotal == 0:
         raise InputError(f"gallery {gallery.name!r} has no enrolled faces", f"enroll photos with `gallery enroll {gallery.name}`")
     candidates = rank_candidates(ws, loaded.index, face.embedding, request.top_k, request.threshold)
     flags = [f"low-quality: {w}" for w in quality.PROBE.warnings(face)]
+    if request.probe_source == "enhanced":
+        flags.append("enhanced probe: edited or enhanced before search")
     search_id, now = new_search_id(), utc_now()
     stored = ws.store_photo(data, found.sha256, Path(request.probe).suffix)
     details = {**request.details, "detector": request.detector}
@@ -114,23 +154,25 @@ def _record(ws: Workspace, actor: str, request: SearchRequest, gallery: Gallery,
     with transaction(ws.conn):
         ws.conn.execute(
             "INSERT INTO searches (id, case_number, gallery_id, agent, created_at, probe_sha256, probe_name, "
-            "probe_stored_path, faces_in_probe, face_index, box, quality, flags, top_k, threshold, index_type, details) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (search_id, request.case.strip(), gallery.id, actor, now, found.sha256, Path(request.probe).name,
+            "probe_stored_path, faces_in_probe, face_index, box, quality, flags, top_k, threshold, index_type, details, "
+            "purpose, justification, traditional_means, probe_source, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (search_id, request.case.strip(), gallery.id, actor.name, now, found.sha256, Path(request.probe).name,
              str(stored.relative_to(ws.home)), len(found.faces), face.index, json.dumps(list(face.box)),
              json.dumps(face.quality()), json.dumps(flags), request.top_k, request.threshold, loaded.factory,
-             json.dumps(details, ensure_ascii=False)))
+             json.dumps(details, ensure_ascii=False), request.purpose.strip().lower(), request.justification.strip(),
+             request.traditional_means.strip(), request.probe_source, AWAITING_DISPOSITION))
         ws.conn.executemany(
             "INSERT INTO candidates (search_id, rank, face_id, subject, photo_sha256, image, box, distance, score, "
             "within_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(search_id, c["rank"], c["face_id"], c["subject"], c["photo_sha256"], c["image"], json.dumps(c["box"]),
               c["distance"], c["score"], int(c["within_threshold"])) for c in candidates])
-        audit.record(ws.conn, actor, "search", case=request.case.strip(), search_id=search_id,
-                     objects={"gallery": gallery.name, "face": face.index, "candidates": len(candidates),
+        audit.record(ws.conn, actor.name, "search", case=request.case.strip(), search_id=search_id,
+                     objects={"gallery": gallery.name, "face": face.index, "purpose": request.purpose.strip().lower(), "candidates": len(candidates),
                               "within_threshold": sum(c["within_threshold"] for c in candidates),
                               **({"index_repaired": loaded.repaired} if loaded.repaired else {})},
                      photos=[found.sha256] + [c["photo_sha256"] for c in candidates])
-    return show(ws, search_id)
+    return record(ws, search_id)
 
 
 def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float) -> list[dict]:
@@ -154,24 +196,43 @@ def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: in
             for rank, (distance, row) in enumerate(scored, start=1)]
 
 
-def show(ws: Workspace, search_id: str) -> dict:
-    """A recorded search with its candidates, every one labelled lead-only."""
+def show(ws: Workspace, actor: Actor, search_id: str) -> dict:
+    """A recorded search as its reader may see it (agents: their own; reviewers, auditors, admins: all)."""
+    row = ws.conn.execute("SELECT id, case_number, agent FROM searches WHERE id = ?", (search_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no search {search_id!r}", "see `leadmatch searches`")
+    can_read(ws, actor, row)
+    audit.record(ws.conn, actor.name, "search.read", case=row["case_number"], search_id=search_id)
+    return record(ws, search_id)
+
+
+def record(ws: Workspace, search_id: str) -> dict:
+    """A recorded search with its candidates (each labelled lead-only), dispositions and closure."""
     row = ws.conn.execute("SELECT s.*, g.name AS gallery FROM searches s JOIN galleries g ON g.id = s.gallery_id "
                           "WHERE s.id = ?", (search_id,)).fetchone()
     if row is None:
         raise NotFound(f"no search {search_id!r}", "see `leadmatch searches`")
+    flow = workflow(ws, search_id)
     candidates = [
         {"rank": c["rank"], "subject": c["subject"], "face_id": c["face_id"], "image": c["image"],
          "photo_sha256": c["photo_sha256"], "box": json.loads(c["box"]),
-         **leads.candidate_fields(c["distance"], row["threshold"])}
+         **leads.candidate_fields(c["distance"], row["threshold"]),
+         "disposition": flow["dispositions"].get(c["rank"]),
+         "corroboration": [e for e in flow["corroborations"] if e["rank"] == c["rank"]]}
         for c in ws.conn.execute("SELECT * FROM candidates WHERE search_id = ? ORDER BY rank", (search_id,))]
     return {
         "search_id": row["id"],
         "notice": leads.NOTICE,
+        "status": row["status"],
         "case": row["case_number"],
+        "purpose": row["purpose"],
+        "justification": row["justification"],
+        "traditional_means": row["traditional_means"],
+        "probe_source": row["probe_source"],
         "gallery": row["gallery"],
         "agent": row["agent"],
         "created_at": row["created_at"],
+        "purged_at": row["purged_at"],
         "threshold": row["threshold"],
         "index": row["index_type"],
         "flags": json.loads(row["flags"]),
@@ -180,4 +241,6 @@ def show(ws: Workspace, search_id: str) -> dict:
                   "quality": json.loads(row["quality"])},
         "details": json.loads(row["details"]),
         "candidates": candidates,
+        "closure": flow["closure"],
+        "history": flow["history"],
     }

@@ -49,6 +49,19 @@ class Workspace:
             os.replace(temp, target)
         return target
 
+    def release_photo(self, relative: str | None) -> bool:
+        """Delete a stored photo file once no gallery photo or search refers to it. Returns whether it went."""
+        if not relative:
+            return False
+        used = self.conn.execute(
+            "SELECT 1 FROM photos WHERE stored_path = ? UNION ALL SELECT 1 FROM searches WHERE probe_stored_path = ? "
+            "LIMIT 1", (relative, relative)).fetchone()
+        path = self.home / relative
+        if used or not path.exists():
+            return False
+        path.unlink()
+        return True
+
     def close(self) -> None:
         self.conn.close()
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from leadmatch import gallery as galleries
+from leadmatch import accounts, gallery as galleries
+from leadmatch.accounts import Actor
 from leadmatch.enrollment import enroll
+from leadmatch.search import SearchRequest
 from leadmatch.workspace import init, open_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +22,15 @@ FACES = Path(os.environ.get("LEADMATCH_TEST_PHOTOS", ROOT.parent / "shared" / "d
 GALLERY_DIR = FACES / "gallery"
 PROBES_DIR = FACES / "probes"
 GALLERY = "test-gallery"
-ACTOR = "tester"
+PASSWORD = "correct horse battery staple"
+ADMIN = Actor("admin", frozenset({"admin"}))
+ANALYST = Actor("ana", frozenset({"analyst"}))
+AGENT = Actor("avery", frozenset({"agent"}))
+AGENT2 = Actor("blake", frozenset({"agent"}))
+REVIEWER = Actor("riley", frozenset({"reviewer"}))
+AUDITOR = Actor("audra", frozenset({"auditor"}))
+ACTOR = AGENT  # the agent most tests search as
+MEANS = "Canvassed the block, showed the photo to patrol officers and checked pawn records; no identification."
 
 if not (GALLERY_DIR.is_dir() and (FACES / "probes.csv").is_file()):
     pytest.exit(f"sample photos not found at {FACES}: put shared/ beside the project or set LEADMATCH_TEST_PHOTOS",
@@ -37,8 +47,26 @@ def probe_rows() -> list[dict]:
     return rows
 
 
+def search_request(probe, **overrides) -> SearchRequest:
+    """A search with every precondition met; tests override what they exercise."""
+    fields = dict(probe=PROBES_DIR / probe if isinstance(probe, str) else probe, gallery=GALLERY, case="T-1",
+                  purpose="robbery", justification="Armed robbery suspect caught on the store camera.",
+                  traditional_means=MEANS)
+    return SearchRequest(**{**fields, **overrides})
+
+
+def add_people(ws) -> None:
+    """The cast: an admin, an analyst, two certified agents, a reviewer and an auditor."""
+    accounts.create_first_admin(ws, ADMIN.name, PASSWORD)
+    for actor in (ANALYST, AGENT, AGENT2, REVIEWER, AUDITOR):
+        accounts.add_user(ws, ADMIN, actor.name, sorted(actor.roles), PASSWORD)
+    for agent in (AGENT, AGENT2):
+        accounts.certify(ws, ADMIN, agent.name, accounts.DEFAULT_COURSE, "2026-06-01", "2099-06-01")
+        accounts.accept_rules(ws, agent)
+
+
 def create_gallery(ws, name: str = GALLERY):
-    return galleries.create(ws, ACTOR, name, authority="Test authority §1", approved_by="Test Official",
+    return galleries.create(ws, ANALYST, name, authority="Test authority §1", approved_by="Test Official",
                             approved_on="2026-01-15", source="shared/data/faces/gallery", retention_days=30)
 
 
@@ -47,8 +75,9 @@ def enrolled_template(tmp_path_factory) -> Path:
     """A workspace with the 6-person sample gallery enrolled, built once per test session."""
     home = tmp_path_factory.mktemp("template") / "home"
     ws, _ = init(home)
+    add_people(ws)
     create_gallery(ws)
-    report = enroll(ws, ACTOR, GALLERY, GALLERY_DIR, workers=1)
+    report = enroll(ws, ANALYST, GALLERY, GALLERY_DIR, workers=1)
     assert report.enrolled == 11 and not report.refused
     ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ws.close()
@@ -72,13 +101,21 @@ def ws(home):
 
 @pytest.fixture
 def empty_ws(tmp_path):
+    """A workspace with accounts but no gallery."""
     workspace, _ = init(tmp_path / "empty")
+    add_people(workspace)
     yield workspace
     workspace.close()
 
 
+@pytest.fixture(autouse=True)
+def private_credentials(tmp_path, monkeypatch):
+    """Session tokens go to a per-test folder, never the real ~/.config."""
+    monkeypatch.setenv("LEADMATCH_CONFIG_DIR", str(tmp_path / "config"))
+
+
 def run_cli(*args: str, home: Path | None = None, input: str | None = None, env: dict | None = None):
-    """Run the real `leadmatch` command in a subprocess, as a user would."""
+    """Run the real `leadmatch` command in a subprocess, as a user would (signed in as whoever logged in last)."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("LEADMATCH_DEBUG", None)
     prefix = ["--home", str(home)] if home else []
@@ -95,3 +132,11 @@ def assert_clean_error(result, *fragments: str, code: int | None = None) -> None
     assert result.stderr.startswith("error: "), result.stderr
     for fragment in fragments:
         assert fragment.lower() in result.stderr.lower(), (fragment, result.stderr)
+
+
+def login(home: Path, actor: Actor | str):
+    """Sign in on the command line, as `leadmatch login NAME --password-stdin`."""
+    name = actor.name if isinstance(actor, Actor) else actor
+    result = run_cli("login", name, "--password-stdin", home=home, input=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    return result

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from leadmatch import leads
-from leadmatch.search import SearchRequest, run
+from leadmatch.search import run
 
-from .conftest import ACTOR, GALLERY, PROBES_DIR, probe_rows
+from .conftest import ACTOR, PROBES_DIR, probe_rows, search_request
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def all_searches(enrolled_template, tmp_path_factory):
     results = {}
     for row in probe_rows():
         for position, identity in enumerate(row["identities"], start=1):
-            request = SearchRequest(probe=PROBES_DIR.parent / row["file"], gallery=GALLERY, case="ACC-1",
-                                    face=position if row["faces"] > 1 else None)
+            request = search_request(PROBES_DIR.parent / row["file"], case="ACC-1",
+                                     face=position if row["faces"] > 1 else None)
             results[(row["file"], position)] = (identity, run(ws, ACTOR, request))
     ws.close()
     return results

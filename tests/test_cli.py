@@ -10,13 +10,16 @@ from PIL import Image, ImageFilter
 from leadmatch import audit
 from leadmatch.workspace import open_workspace
 
-from .conftest import FACES, GALLERY, PROBES_DIR, assert_clean_error, run_cli
+from .conftest import (AGENT, ANALYST, FACES, GALLERY, MEANS, PASSWORD, PROBES_DIR, assert_clean_error, login,
+                       run_cli)
 
 LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
 
 
 def cli_search(home, probe, *extra):
-    return run_cli("search", str(probe), "--gallery", GALLERY, "--case", "C-42", *extra, home=home)
+    return run_cli("search", str(probe), "--gallery", GALLERY, "--case", "C-42", "--purpose", "robbery",
+                   "--justification", "Armed robbery suspect on the store camera.", "--traditional-means", MEANS,
+                   *extra, home=home)
 
 
 def test_missing_workspace_says_to_run_init(tmp_path):
@@ -26,7 +29,11 @@ def test_missing_workspace_says_to_run_init(tmp_path):
 
 def test_init_create_enroll_list_show_from_the_command_line(tmp_path):
     home = tmp_path / "ws"
-    assert run_cli("init", home=home).returncode == 0
+    assert run_cli("init", "--admin", "boss", "--password-stdin", home=home, input=PASSWORD + "\n").returncode == 0
+    login(home, "boss")
+    added = run_cli("user", "add", "ana", "--role", "analyst", "--password-stdin", home=home, input=PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    login(home, "ana")
     created = run_cli("gallery", "create", "mugshots", "--authority", "State code 12-3", "--approved-by", "Chief A",
                       "--approved-on", "2026-02-01", "--source", "booking photos", home=home)
     assert created.returncode == 0, created.stderr
@@ -44,6 +51,7 @@ def test_init_create_enroll_list_show_from_the_command_line(tmp_path):
 
 
 def test_gallery_create_without_authorization_is_refused(home):
+    login(home, ANALYST)
     result = run_cli("gallery", "create", "g2", "--authority", " ", "--approved-by", "X", "--approved-on",
                      "2026-01-01", "--source", "s", home=home)
     assert_clean_error(result, "authorization", code=3)
@@ -53,6 +61,7 @@ def test_gallery_create_without_authorization_is_refused(home):
 
 
 def test_search_json_contract(home):
+    login(home, AGENT)
     result = cli_search(home, PROBES_DIR / "obama-480p.jpg", "--json", "--top-k", "5")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -70,6 +79,7 @@ def test_search_json_contract(home):
 
 
 def test_search_terminal_output_labels_every_candidate(home):
+    login(home, AGENT)
     result = cli_search(home, PROBES_DIR / "alex_lacamoire1.jpg", "--top-k", "4")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -80,6 +90,7 @@ def test_search_terminal_output_labels_every_candidate(home):
 
 
 def test_several_faces_without_choice_lists_them_and_asks(home):
+    login(home, AGENT)
     result = cli_search(home, PROBES_DIR / "obama_and_biden.jpg")
     assert_clean_error(result, "holds 3 faces", "--face", code=4)
     assert result.stderr.count("  face ") == 3
@@ -89,11 +100,13 @@ def test_several_faces_without_choice_lists_them_and_asks(home):
 
 
 def test_out_of_range_top_k_is_refused(home):
+    login(home, AGENT)
     assert_clean_error(cli_search(home, PROBES_DIR / "obama1.jpg", "--top-k", "51"), "--top-k 51", "2 to 50")
     assert_clean_error(cli_search(home, PROBES_DIR / "obama1.jpg", "--top-k", "1"), "--top-k 1")
 
 
 def test_bad_probe_files_get_one_line_errors_and_are_audited(home, tmp_path):
+    login(home, AGENT)
     jpeg = (PROBES_DIR / "obama1.jpg").read_bytes()
     bomb = io.BytesIO()
     Image.new("1", (12_000, 12_000)).save(bomb, "PNG")
@@ -117,6 +130,7 @@ def test_bad_probe_files_get_one_line_errors_and_are_audited(home, tmp_path):
 
 
 def test_low_quality_probes_are_refused_with_measured_values(home, tmp_path):
+    login(home, AGENT)
     blurred = tmp_path / "blurred.jpg"
     Image.open(PROBES_DIR / "obama-720p.jpg").filter(ImageFilter.GaussianBlur(4)).save(blurred)
     assert_clean_error(cli_search(home, blurred), "sharpness", "minimum", code=3)
@@ -126,6 +140,7 @@ def test_low_quality_probes_are_refused_with_measured_values(home, tmp_path):
 
 
 def test_small_probe_is_searched_but_flagged_low_quality(home):
+    login(home, AGENT)
     data = json.loads(cli_search(home, PROBES_DIR / "obama-240p.jpg", "--json").stdout)
     assert any(flag.startswith("low-quality") for flag in data["flags"])
     assert data["candidates"][0]["subject"] == "barack_obama"
@@ -137,9 +152,15 @@ def test_models_match_the_model_card(home):
 
 
 def test_remove_subject_from_the_command_line(home):
+    login(home, ANALYST)
     assert run_cli("gallery", "remove", GALLERY, "--subject", "joe_biden", home=home).returncode == 0
+    login(home, AGENT)
     data = json.loads(cli_search(home, PROBES_DIR / "two_people.jpg", "--face", "2", "--json").stdout)
     assert "joe_biden" not in {c["subject"] for c in data["candidates"]}
+    # the agent may not remove subjects; the analyst gets a clear error for a subject already gone
+    assert_clean_error(run_cli("gallery", "remove", GALLERY, "--subject", "rose_leslie", home=home), "analyst role",
+                       code=3)
+    login(home, ANALYST)
     assert_clean_error(run_cli("gallery", "remove", GALLERY, "--subject", "joe_biden", home=home), "no subject")
 
 
@@ -149,3 +170,5 @@ def test_demo_runs_on_another_folder_and_explains_an_empty_one(tmp_path):
     ok = run_cli("demo", "--photos", str(FACES))
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.count(LABEL) >= 8 and "enrolled 11 photos" in ok.stdout
+    assert "closed-identified" in ok.stdout and "closed-no-identification" in ok.stdout
+    assert "audit chain intact" in ok.stdout

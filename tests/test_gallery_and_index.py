@@ -13,20 +13,20 @@ from PIL import Image
 from leadmatch import audit, gallery as galleries, index
 from leadmatch.enrollment import enroll
 from leadmatch.errors import InputError, NotFound, Refused
-from leadmatch.search import SearchRequest, run
+from leadmatch.search import run
 
-from .conftest import ACTOR, FACES, GALLERY, GALLERY_DIR, PROBES_DIR, create_gallery
+from .conftest import ACTOR, ANALYST, GALLERY, GALLERY_DIR, PROBES_DIR, create_gallery, search_request
 
 
 def search(ws, probe: str, **kw):
-    return run(ws, ACTOR, SearchRequest(probe=PROBES_DIR / probe, gallery=GALLERY, case="T-1", **kw))
+    return run(ws, ACTOR, search_request(probe, **kw))
 
 
 def test_gallery_needs_every_authorization_field(empty_ws):
     with pytest.raises(Refused, match="--authority"):
-        galleries.create(empty_ws, ACTOR, "g1", authority="  ", approved_by="X", approved_on="2026-01-01", source="s")
+        galleries.create(empty_ws, ANALYST, "g1", authority="  ", approved_by="X", approved_on="2026-01-01", source="s")
     with pytest.raises(InputError, match="not a date"):
-        galleries.create(empty_ws, ACTOR, "g1", authority="A", approved_by="X", approved_on="01/02/2026", source="s")
+        galleries.create(empty_ws, ANALYST, "g1", authority="A", approved_by="X", approved_on="01/02/2026", source="s")
     refused = [e for e in audit.entries(empty_ws.conn) if e["outcome"] == "refused"]
     assert [e["action"] for e in refused] == ["gallery.create", "gallery.create"]
     assert not empty_ws.conn.execute("SELECT count(*) FROM galleries").fetchone()[0]
@@ -40,7 +40,7 @@ def test_gallery_show_counts(ws):
 
 
 def test_reenrolling_adds_nothing(ws):
-    report = enroll(ws, ACTOR, GALLERY, GALLERY_DIR, workers=1)
+    report = enroll(ws, ANALYST, GALLERY, GALLERY_DIR, workers=1)
     assert (report.enrolled, report.skipped, report.refused) == (0, 11, [])
     assert ws.conn.execute("SELECT count(*) FROM faces").fetchone()[0] == 11
 
@@ -57,7 +57,7 @@ def test_enrollment_lists_every_refusal_with_its_reason(ws, tmp_path):
     (source / "broken" / "readme.txt").write_text("not a photo")
     Image.open(PROBES_DIR / "obama-240p.jpg").save(source / "tiny" / "small.jpg")
     (source / "loose.jpg").write_bytes((GALLERY_DIR / "joe_biden" / "biden.jpg").read_bytes())
-    report = enroll(ws, ACTOR, GALLERY, source, workers=1)
+    report = enroll(ws, ANALYST, GALLERY, source, workers=1)
     reasons = sorted((r.path.split("/batch/")[1], r.reason) for r in report.refused)
     assert reasons == [("blank/wall.png", "no-face"), ("broken/half.jpg", "unreadable"),
                        ("broken/readme.txt", "not-a-photo"), ("loose.jpg", "no-subject"),
@@ -75,7 +75,7 @@ def test_enroll_from_csv_manifest_keeps_metadata(empty_ws, tmp_path):
         writer.writerow(["path", "subject", "booking_number"])
         writer.writerow([str(GALLERY_DIR / "joe_biden" / "biden.jpg"), "joe_biden", "B-17"])
         writer.writerow([str(GALLERY_DIR / "rose_leslie" / "img1.jpg"), "rose_leslie", "B-18"])
-    report = enroll(empty_ws, ACTOR, GALLERY, manifest, workers=1)
+    report = enroll(empty_ws, ANALYST, GALLERY, manifest, workers=1)
     assert report.enrolled == 2
     meta = empty_ws.conn.execute("SELECT metadata FROM photos p JOIN subjects s ON s.id = p.subject_id "
                                  "WHERE s.name = 'joe_biden'").fetchone()[0]
@@ -87,12 +87,12 @@ def test_manifest_without_subject_column_is_refused(empty_ws, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,name\nx.jpg,someone\n")
     with pytest.raises(InputError, match="subject column"):
-        enroll(empty_ws, ACTOR, GALLERY, manifest)
+        enroll(empty_ws, ANALYST, GALLERY, manifest)
 
 
 def test_removing_a_subject_takes_them_out_of_results_at_once(ws):
     assert search(ws, "obama1.jpg")["candidates"][0]["subject"] == "barack_obama"
-    removed = galleries.remove_subject(ws, ACTOR, GALLERY, "barack_obama")
+    removed = galleries.remove_subject(ws, ANALYST, GALLERY, "barack_obama")
     assert removed["faces_removed"] == 2
     after = search(ws, "obama1.jpg")
     assert "barack_obama" not in {c["subject"] for c in after["candidates"]}
@@ -101,7 +101,7 @@ def test_removing_a_subject_takes_them_out_of_results_at_once(ws):
     held = index.read(index.index_path(ws.indexes, galleries.get(ws, GALLERY).id))
     assert held.ntotal == 9
     with pytest.raises(NotFound):
-        galleries.remove_subject(ws, ACTOR, GALLERY, "barack_obama")
+        galleries.remove_subject(ws, ANALYST, GALLERY, "barack_obama")
 
 
 def test_deleted_index_is_rebuilt_and_says_so(ws):
@@ -136,10 +136,10 @@ def test_stale_index_is_brought_in_step_with_the_record(ws):
 
 def test_unknown_gallery_and_empty_gallery(ws):
     with pytest.raises(NotFound, match="no gallery named 'nope'"):
-        run(ws, ACTOR, SearchRequest(probe=PROBES_DIR / "obama1.jpg", gallery="nope", case="T-1"))
+        run(ws, ACTOR, search_request("obama1.jpg", gallery="nope"))
     create_gallery(ws, "empty-one")
     with pytest.raises(InputError, match="no enrolled faces"):
-        run(ws, ACTOR, SearchRequest(probe=PROBES_DIR / "obama1.jpg", gallery="empty-one", case="T-1"))
+        run(ws, ACTOR, search_request("obama1.jpg", gallery="empty-one"))
 
 
 def test_enrollment_writes_match_face_recognition_reference(ws):

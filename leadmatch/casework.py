@@ -1,0 +1,221 @@
+"""After the search: dispositions, corroboration and closure, as a state machine per search.
+
+    awaiting-disposition → awaiting-review → closed-identified | closed-no-identification
+
+The searching agent dispositions every candidate; a reviewer who did not run the search records independent
+evidence; a search closes as identified only on a candidate with corroborating (and no refuting) evidence.
+Every attempt to skip a step is refused and audited. Closed searches are read-only.
+"""
+
+from __future__ import annotations
+
+from . import audit
+from .accounts import Actor, refuse, require
+from .errors import InputError, NotFound
+from .store import transaction, utc_now
+from .workspace import Workspace
+
+AWAITING_DISPOSITION = "awaiting-disposition"
+AWAITING_REVIEW = "awaiting-review"
+CLOSED_IDENTIFIED = "closed-identified"
+CLOSED_NO_IDENTIFICATION = "closed-no-identification"
+STATUSES = (AWAITING_DISPOSITION, AWAITING_REVIEW, CLOSED_IDENTIFIED, CLOSED_NO_IDENTIFICATION)
+DECISIONS = ("possible-lead", "excluded")
+EVIDENCE_TYPES = ("documents", "fingerprints", "records-check", "witness", "other")
+OUTCOMES = ("corroborated", "refuted")
+MIN_NOTE = 5
+
+
+def _search(ws: Workspace, search_id: str):
+    row = ws.conn.execute("SELECT * FROM searches WHERE id = ?", (search_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no search {search_id!r}", "see `leadmatch searches`")
+    return row
+
+
+def _candidate(ws: Workspace, actor: Actor, action: str, search, rank: int):
+    row = ws.conn.execute("SELECT * FROM candidates WHERE search_id = ? AND rank = ?", (search["id"], rank)).fetchone()
+    if row is None:
+        count = ws.conn.execute("SELECT count(*) FROM candidates WHERE search_id = ?", (search["id"],)).fetchone()[0]
+        raise refuse(ws, actor, action, "no-such-candidate", f"search {search['id']} has no candidate at rank {rank}",
+                     f"pick a rank from 1 to {count}", case=search["case_number"], search_id=search["id"])
+    return row
+
+
+def _not_closed(ws: Workspace, actor: Actor, action: str, search) -> None:
+    if search["status"].startswith("closed"):
+        raise refuse(ws, actor, action, "closed", f"search {search['id']} is {search['status']} and read-only",
+                     "open a new search if the case needs one", case=search["case_number"], search_id=search["id"])
+
+
+def _text(ws, actor, action, search, value: str, option: str) -> str:
+    value = (value or "").strip()
+    if len(value) < MIN_NOTE:
+        raise refuse(ws, actor, action, f"missing-{option.strip('-')}", f"{option} is empty or too short",
+                     f"write at least {MIN_NOTE} characters", case=search["case_number"], search_id=search["id"])
+    return value
+
+
+def disposition(ws: Workspace, actor: Actor, search_id: str, rank: int, decision: str, note: str) -> dict:
+    """The searching agent's decision on one candidate. When every candidate has one, review opens."""
+    action = "disposition"
+    search = _search(ws, search_id)
+    context = {"case": search["case_number"], "search_id": search_id, "objects": {"rank": rank}}
+    require(ws, actor, "agent", action, **context)
+    _not_closed(ws, actor, action, search)
+    if search["agent"] != actor.name:
+        raise refuse(ws, actor, action, "not-searching-agent",
+                     f"only {search['agent']}, who ran search {search_id}, may disposition its candidates",
+                     "ask that agent", **context)
+    if decision not in DECISIONS:
+        raise InputError(f"--decision {decision!r} is not allowed", f"use {' or '.join(DECISIONS)}")
+    _candidate(ws, actor, action, search, rank)
+    note = _text(ws, actor, action, search, note, "--note")
+    with transaction(ws.conn):
+        if ws.conn.execute("SELECT 1 FROM dispositions WHERE search_id = ? AND rank = ?", (search_id, rank)).fetchone():
+            raise refuse(ws, actor, action, "already-dispositioned",
+                         f"rank {rank} of search {search_id} already has a disposition",
+                         "dispositions are final; explain a correction in the closure note", **context)
+        ws.conn.execute("INSERT INTO dispositions (search_id, rank, decision, note, decided_by, decided_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (search_id, rank, decision, note, actor.name, utc_now()))
+        remaining = ws.conn.execute(
+            "SELECT count(*) FROM candidates c LEFT JOIN dispositions d ON d.search_id = c.search_id AND d.rank = c.rank "
+            "WHERE c.search_id = ? AND d.rank IS NULL", (search_id,)).fetchone()[0]
+        status = AWAITING_REVIEW if remaining == 0 else AWAITING_DISPOSITION
+        ws.conn.execute("UPDATE searches SET status = ? WHERE id = ?", (status, search_id))
+        audit.record(ws.conn, actor.name, action, case=search["case_number"], search_id=search_id,
+                     objects={"rank": rank, "decision": decision, "status": status})
+    return {"search_id": search_id, "rank": rank, "decision": decision, "status": status, "remaining": remaining}
+
+
+def corroborate(ws: Workspace, actor: Actor, search_id: str, rank: int, evidence_type: str, evidence: str,
+                reference: str, outcome: str) -> dict:
+    """A reviewer, never the searching agent, records independent evidence on a possible lead."""
+    action = "corroborate"
+    search = _search(ws, search_id)
+    context = {"case": search["case_number"], "search_id": search_id, "objects": {"rank": rank}}
+    require(ws, actor, "reviewer", action, **context)
+    _not_closed(ws, actor, action, search)
+    if search["agent"] == actor.name:
+        raise refuse(ws, actor, action, "separation-of-duties",
+                     f"{actor.name} ran search {search_id} and cannot corroborate its candidates",
+                     "another reviewer must record the evidence", **context)
+    if search["status"] != AWAITING_REVIEW:
+        raise refuse(ws, actor, action, "not-dispositioned", f"search {search_id} is {search['status']}",
+                     "the agent must disposition every candidate first", **context)
+    _candidate(ws, actor, action, search, rank)
+    decided = ws.conn.execute("SELECT decision FROM dispositions WHERE search_id = ? AND rank = ?",
+                              (search_id, rank)).fetchone()
+    if decided is None or decided[0] != "possible-lead":
+        raise refuse(ws, actor, action, "not-a-possible-lead", f"rank {rank} was {decided[0] if decided else 'not dispositioned'}",
+                     "corroboration is recorded only for possible leads", **context)
+    if evidence_type not in EVIDENCE_TYPES:
+        raise InputError(f"--evidence-type {evidence_type!r} is not allowed", f"use one of: {', '.join(EVIDENCE_TYPES)}")
+    if outcome not in OUTCOMES:
+        raise InputError(f"--outcome {outcome!r} is not allowed", f"use {' or '.join(OUTCOMES)}")
+    evidence = _text(ws, actor, action, search, evidence, "--evidence")
+    reference = (reference or "").strip()
+    if not reference:
+        raise refuse(ws, actor, action, "missing-reference", "--reference is empty",
+                     "cite the record, report or exhibit the evidence comes from", **context)
+    with transaction(ws.conn):
+        ws.conn.execute("INSERT INTO corroborations (search_id, rank, evidence_type, evidence, reference, outcome, "
+                        "recorded_by, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (search_id, rank, evidence_type, evidence, reference, outcome, actor.name, utc_now()))
+        audit.record(ws.conn, actor.name, action, case=search["case_number"], search_id=search_id,
+                     objects={"rank": rank, "evidence_type": evidence_type, "outcome": outcome, "reference": reference})
+    return {"search_id": search_id, "rank": rank, "evidence_type": evidence_type, "outcome": outcome}
+
+
+def close(ws: Workspace, actor: Actor, search_id: str, outcome: str, note: str, rank: int | None = None) -> dict:
+    """A reviewer closes the search: `identified` (on a corroborated rank) or `no-identification`."""
+    action = "close"
+    search = _search(ws, search_id)
+    context = {"case": search["case_number"], "search_id": search_id, "objects": {"outcome": outcome, "rank": rank}}
+    require(ws, actor, "reviewer", action, **context)
+    _not_closed(ws, actor, action, search)
+    if search["agent"] == actor.name:
+        raise refuse(ws, actor, action, "separation-of-duties", f"{actor.name} ran search {search_id} and cannot close it",
+                     "another reviewer must close it", **context)
+    if search["status"] != AWAITING_REVIEW:
+        raise refuse(ws, actor, action, "not-dispositioned", f"search {search_id} is {search['status']}",
+                     "the agent must disposition every candidate first", **context)
+    note = _text(ws, actor, action, search, note, "--note")
+    if outcome == "identified":
+        if rank is None:
+            raise InputError("--outcome identified needs --rank", "name the corroborated candidate's rank")
+        _candidate(ws, actor, action, search, rank)
+        found = {r[0] for r in ws.conn.execute("SELECT outcome FROM corroborations WHERE search_id = ? AND rank = ?",
+                                               (search_id, rank))}
+        if "corroborated" not in found:
+            raise refuse(ws, actor, action, "uncorroborated",
+                         f"rank {rank} of search {search_id} has no corroborating evidence recorded",
+                         "record it with `leadmatch corroborate`, or close as no-identification", **context)
+        if "refuted" in found:
+            raise refuse(ws, actor, action, "refuted", f"evidence recorded for rank {rank} refutes the lead",
+                         "close as no-identification, explaining the conflict", **context)
+        status = CLOSED_IDENTIFIED
+    elif outcome == "no-identification":
+        if rank is not None:
+            raise InputError("--rank is only for --outcome identified", "leave it out")
+        status = CLOSED_NO_IDENTIFICATION
+    else:
+        raise InputError(f"--outcome {outcome!r} is not allowed", "use identified or no-identification")
+    now = utc_now()
+    with transaction(ws.conn):
+        ws.conn.execute("UPDATE searches SET status = ?, closed_at = ?, closed_by = ?, closure_rank = ?, "
+                        "closure_note = ? WHERE id = ?", (status, now, actor.name, rank, note, search_id))
+        audit.record(ws.conn, actor.name, action, case=search["case_number"], search_id=search_id,
+                     objects={"status": status, "rank": rank})
+    return {"search_id": search_id, "status": status, "rank": rank, "closed_at": now}
+
+
+def can_read(ws: Workspace, actor: Actor, search) -> None:
+    """Agents see their own searches; reviewers, auditors and admins see all."""
+    held = require(ws, actor, ("agent", "reviewer", "auditor", "admin"), "search.read",
+                   case=search["case_number"], search_id=search["id"]).roles
+    if not held.intersection({"reviewer", "auditor", "admin"}) and search["agent"] != actor.name:
+        raise refuse(ws, actor, "search.read", "need-to-know", f"search {search['id']} belongs to another agent",
+                     "ask a reviewer or auditor", case=search["case_number"], search_id=search["id"])
+
+
+def listing(ws: Workspace, actor: Actor, case: str | None = None, status: str | None = None) -> list[dict]:
+    """Searches the actor may see, newest first."""
+    held = require(ws, actor, ("agent", "reviewer", "auditor", "admin"), "search.list").roles
+    if status and status not in STATUSES:
+        raise InputError(f"--status {status!r} is not a status", f"use one of: {', '.join(STATUSES)}")
+    clauses, params = [], []
+    if case:
+        clauses.append("s.case_number = ?")
+        params.append(case)
+    if status:
+        clauses.append("s.status = ?")
+        params.append(status)
+    if not held.intersection({"reviewer", "auditor", "admin"}):
+        clauses.append("s.agent = ?")
+        params.append(actor.name)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return [dict(r) for r in ws.conn.execute(
+        "SELECT s.id AS search_id, s.case_number AS 'case', g.name AS gallery, s.agent, s.created_at, s.status, "
+        "s.purpose, (SELECT count(*) FROM candidates c WHERE c.search_id = s.id) AS candidates "
+        f"FROM searches s JOIN galleries g ON g.id = s.gallery_id {where} ORDER BY s.created_at DESC", params)]
+
+
+def workflow(ws: Workspace, search_id: str) -> dict:
+    """Dispositions, corroborations, closure and the audit history of one search."""
+    search = _search(ws, search_id)
+    return {
+        "status": search["status"],
+        "dispositions": {r["rank"]: dict(r) for r in ws.conn.execute(
+            "SELECT rank, decision, note, decided_by, decided_at FROM dispositions WHERE search_id = ?", (search_id,))},
+        "corroborations": [dict(r) for r in ws.conn.execute(
+            "SELECT rank, evidence_type, evidence, reference, outcome, recorded_by, recorded_at FROM corroborations "
+            "WHERE search_id = ? ORDER BY id", (search_id,))],
+        "closure": None if not search["closed_at"] else {
+            "status": search["status"], "rank": search["closure_rank"], "note": search["closure_note"],
+            "closed_by": search["closed_by"], "closed_at": search["closed_at"]},
+        "history": [{k: e[k] for k in ("at", "actor", "action", "outcome", "reason")} | {"objects": e["objects"]}
+                    for e in audit.entries(ws.conn, search_id=search_id)],
+    }
+
+

@@ -1,0 +1,60 @@
+"""Where the command line keeps session tokens for the operating-system user (like `gh auth login`).
+
+One token per workspace, in `$LEADMATCH_CONFIG_DIR` (default `~/.config/leadmatch`), file mode 0600. The
+database keeps only each token's sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def config_dir() -> Path:
+    env = os.environ.get("LEADMATCH_CONFIG_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "leadmatch"
+
+
+def _file() -> Path:
+    return config_dir() / "sessions.json"
+
+
+def _load() -> dict:
+    try:
+        return json.loads(_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save(data: dict) -> None:
+    folder = config_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = folder / f".sessions.{os.getpid()}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    os.replace(temp, _file())
+
+
+def _key(home: Path) -> str:
+    return str(Path(home).resolve())
+
+
+def token_for(home: Path) -> str | None:
+    return _load().get(_key(home))
+
+
+def remember(home: Path, token: str) -> None:
+    data = _load()
+    data[_key(home)] = token
+    _save(data)
+
+
+def forget(home: Path) -> str | None:
+    data = _load()
+    token = data.pop(_key(home), None)
+    _save(data)
+    return token

@@ -1,0 +1,50 @@
+"""Retention: closed searches past their gallery's retention period lose their probe photo and details.
+
+What stays: the search's id, case, status and dates (so the audit trail still points somewhere), and every
+audit entry. The purge itself is audited.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from . import audit
+from .accounts import Actor, require
+from .store import transaction, utc_now
+from .workspace import Workspace
+
+
+def expired(ws: Workspace, now: datetime | None = None) -> list[dict]:
+    """Closed, unpurged searches whose closure is older than their gallery's retention period."""
+    now = now or datetime.now(timezone.utc)
+    out = []
+    for row in ws.conn.execute(
+            "SELECT s.id, s.case_number, s.closed_at, s.probe_sha256, s.probe_stored_path, g.retention_days "
+            "FROM searches s JOIN galleries g ON g.id = s.gallery_id "
+            "WHERE s.status LIKE 'closed%' AND s.purged_at IS NULL"):
+        closed = datetime.strptime(row["closed_at"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        if closed + timedelta(days=row["retention_days"]) < now:
+            out.append(dict(row))
+    return out
+
+
+def purge_expired(ws: Workspace, actor: Actor) -> dict:
+    """Admin: purge every expired search. Returns what was purged."""
+    require(ws, actor, "admin", "purge")
+    due = expired(ws)
+    removed_files = 0
+    now = utc_now()
+    with transaction(ws.conn):
+        for row in due:
+            ws.conn.execute("DELETE FROM candidates WHERE search_id = ?", (row["id"],))
+            ws.conn.execute("DELETE FROM dispositions WHERE search_id = ?", (row["id"],))
+            ws.conn.execute("DELETE FROM corroborations WHERE search_id = ?", (row["id"],))
+            ws.conn.execute(
+                "UPDATE searches SET justification = NULL, traditional_means = NULL, closure_note = NULL, "
+                "probe_stored_path = NULL, quality = '{}', box = '[]', details = '{}', purged_at = ? WHERE id = ?",
+                (now, row["id"]))
+        audit.record(ws.conn, actor.name, "purge", objects={"searches": [r["id"] for r in due]},
+                     photos=[r["probe_sha256"] for r in due])
+    for row in due:  # files after the commit: a crash leaves an orphan file, never a record without its file
+        removed_files += ws.release_photo(row["probe_stored_path"])
+    return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files}
