@@ -3,7 +3,7 @@
 Each entry's `hash` is the sha256 of its own fields plus the previous entry's hash, so editing, deleting,
 inserting or reordering rows breaks the chain at that point, which `verify` reports. Truncating the newest
 entries leaves a valid shorter chain: supervisors record the head hash that `verify` prints and pass it back
-with `expect_head` to catch that too.
+later with `expect_head`; if that entry is gone, verification fails.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Verification:
 
 def verify(conn: sqlite3.Connection, expect_head: str | None = None) -> Verification:
     """Walk the chain in id order, recomputing each hash; stop at the first entry that does not fit."""
-    prev_hash, expected_id, count = GENESIS, 1, 0
+    prev_hash, expected_id, count, head_seen = GENESIS, 1, 0, expect_head in (None, GENESIS)
     for raw in conn.execute(f"SELECT {', '.join(FIELDS)}, hash FROM audit ORDER BY id"):
         row = dict(raw)
         count += 1
@@ -81,9 +81,11 @@ def verify(conn: sqlite3.Connection, expect_head: str | None = None) -> Verifica
         if _entry_hash(row) != row["hash"]:
             return Verification(False, count, prev_hash, row["id"], f"entry {row['id']} was edited after it was written")
         prev_hash, expected_id = row["hash"], expected_id + 1
-    if expect_head and expect_head != prev_hash:
+        head_seen = head_seen or row["hash"] == expect_head
+    if not head_seen:
         return Verification(False, count, prev_hash, None,
-                            "the chain's head differs from the recorded head: newest entries removed or replaced")
+                            "the head recorded at an earlier verification is no longer in the chain: "
+                            "entries removed or replaced since")
     return Verification(True, count, prev_hash)
 
 

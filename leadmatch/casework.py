@@ -71,11 +71,13 @@ def disposition(ws: Workspace, actor: Actor, search_id: str, rank: int, decision
         raise InputError(f"--decision {decision!r} is not allowed", f"use {' or '.join(DECISIONS)}")
     _candidate(ws, actor, action, search, rank)
     note = _text(ws, actor, action, search, note, "--note")
+    # Checked outside the transaction so the refusal's audit entry is not rolled back with it; the primary
+    # key still stops a concurrent duplicate.
+    if ws.conn.execute("SELECT 1 FROM dispositions WHERE search_id = ? AND rank = ?", (search_id, rank)).fetchone():
+        raise refuse(ws, actor, action, "already-dispositioned",
+                     f"rank {rank} of search {search_id} already has a disposition",
+                     "dispositions are final; explain a correction in the closure note", **context)
     with transaction(ws.conn):
-        if ws.conn.execute("SELECT 1 FROM dispositions WHERE search_id = ? AND rank = ?", (search_id, rank)).fetchone():
-            raise refuse(ws, actor, action, "already-dispositioned",
-                         f"rank {rank} of search {search_id} already has a disposition",
-                         "dispositions are final; explain a correction in the closure note", **context)
         ws.conn.execute("INSERT INTO dispositions (search_id, rank, decision, note, decided_by, decided_at) "
                         "VALUES (?, ?, ?, ?, ?, ?)", (search_id, rank, decision, note, actor.name, utc_now()))
         remaining = ws.conn.execute(
