@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import accounts, casework, credentials, leads, models, oversight, purposes, retention
+from . import accounts, casework, credentials, evaluation, leads, models, oversight, purposes, retention
 from . import audit as auditing
 from . import gallery as galleries
 from . import search as searching
@@ -470,6 +470,57 @@ def print_search(result: dict, full: bool = False) -> None:
         wide.print(f"closed {cl['status']} by {cl['closed_by']} at {cl['closed_at'][:19]}"
                    + (f", rank {cl['rank']}" if cl["rank"] else "") + f": {cl['note']}")
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
+
+
+@app.command()
+def evaluate(path: Path = typer.Argument(..., help="Folder of <subject>/<photos>, or a CSV manifest (path,subject)."),
+             enroll_first: int = typer.Option(1, "--enroll-first", help="Photos per subject put in the gallery."),
+             holdout: float = typer.Option(0.2, "--holdout-subjects", help="Fraction of subjects kept out (non-mated)."),
+             labels: Optional[Path] = typer.Option(None, "--labels", help="CSV: subject,<attribute>,… for per-group rates."),
+             seed: int = typer.Option(0, "--seed", help="Which subjects are held out (deterministic per seed)."),
+             plot: Optional[Path] = typer.Option(None, "--plot", help="Write the DET curve to this PNG."),
+             json_out: bool = typer.Option(False, "--json")):
+    """Measure accuracy on your own labeled photos in a throw-away workspace: rank-k, FNIR/FPIR, thresholds."""
+    with Progress(TextColumn("searching probes"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,
+                  disable=json_out) as bar:
+        task = bar.add_task("evaluate", total=None)
+        result = evaluation.evaluate(path, enroll_first, holdout, labels, seed,
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if plot:
+        evaluation.plot_det(result, plot)
+    if json_out:
+        return emit_json({k: v for k, v in result.items() if k != "det"} | {"det": result["det"]})
+    print_evaluation(result)
+    if plot:
+        out.print(f"DET curve written to {plot}")
+
+
+def print_evaluation(r: dict) -> None:
+    def pct(value):
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    out.print(f"gallery: {r['gallery_photos']} photos ({r['enroll_first']} per subject); held-out subjects: "
+              f"{', '.join(r['holdout_subjects']) or 'none'}")
+    out.print(f"probes: {r['mated_probes']} mated, {r['nonmated_probes']} non-mated, {len(r['refused'])} refused")
+    for x in r["refused"]:
+        out.print(f"  refused  {x['path']}: {x['reason']} — {x['detail']}")
+    for k in (1, 5, 20):
+        out.print(f"rank-{k} hit rate: {pct(r[f'rank{k}'])} ({r[f'rank{k}_hits']} of {r['mated_probes']})")
+    for target, v in r["fnir_at_fpir"].items():
+        if v["fnir"] is None:
+            out.print(f"FNIR at FPIR {target}: not measurable — {v['note']}")
+        else:
+            out.print(f"FNIR at FPIR {target}: {pct(v['fnir'])} ({v['misses']} of {r['mated_probes']} missed) "
+                      f"at threshold {v['threshold']}")
+    d = r["default_threshold"]
+    out.print(f"default threshold {d['threshold']}: FNIR {pct(d['fnir'])} ({d['fnir_misses']} of {r['mated_probes']}), "
+              f"FPIR {pct(d['fpir'])} ({d['fpir_alarms']} of {r['nonmated_probes']})")
+    for attribute, groups in r.get("groups", {}).items():
+        for value, g in groups.items():
+            out.print(f"  {attribute}={value}: rank-1 {pct(g['rank1'])} of {g['mated_probes']} mated; "
+                      f"FNIR {pct(g['default_threshold']['fnir'])}, FPIR {pct(g['default_threshold']['fpir'])} "
+                      f"of {g['nonmated_probes']} non-mated at {d['threshold']}")
+    out.print("These rates describe these photos only. Every search result remains an investigative lead.")
 
 
 @app.command()
