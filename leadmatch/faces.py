@@ -6,7 +6,7 @@ processes (or, later, on a cluster) and get the same answer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -60,13 +60,6 @@ class Analysis:
     height: int
     faces: list[Face]
 
-    def to_dict(self) -> dict:
-        return {
-            "sha256": self.sha256,
-            "width": self.width,
-            "height": self.height,
-            "faces": [{**asdict(f), "embedding": f.embedding.tolist()} for f in self.faces],
-        }
 
 
 def detection_scale(min_face_px: int) -> float:
@@ -142,12 +135,4 @@ def analyze_bytes(data: bytes, name: str = "photo", min_face_px: int = 48, detec
     return analyze(decode(data, name=name), min_face_px=min_face_px, detector=detector)
 
 
-def face_crop(pixels: np.ndarray, box: tuple, margin: float = 0.35) -> np.ndarray:
-    """The face in `box` with a margin on every side (for display), clipped to the photo."""
-    top, right, bottom, left = box
-    pad_y, pad_x = int((bottom - top) * margin), int((right - left) * margin)
-    height, width = pixels.shape[:2]
-    return pixels[max(0, top - pad_y): min(height, bottom + pad_y), max(0, left - pad_x): min(width, right + pad_x)]
-
-
-__all__ = ["Face", "Analysis", "analyze", "analyze_bytes", "detect", "describe", "face_crop", "PhotoError"]
+__all__ = ["Face", "Analysis", "analyze", "analyze_bytes", "detect", "describe", "PhotoError"]

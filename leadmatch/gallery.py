@@ -3,13 +3,12 @@ from the record and the index at once."""
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 
 from . import audit, index
-from .accounts import Actor, refuse, require
+from .accounts import Actor, require
 from .errors import InputError, NotFound, Refused
 from .workspace import Workspace
 from .store import transaction, utc_now
@@ -151,6 +150,3 @@ def remove_subject(ws: Workspace, actor: Actor, gallery_name: str, subject: str)
         ws.release_photo(photo["stored_path"])
     return {"gallery": gallery.name, "subject": subject, "faces_removed": faces, "photos_removed": len(photos)}
 
-
-def as_dict(gallery: Gallery) -> dict:
-    return json.loads(json.dumps(asdict(gallery)))

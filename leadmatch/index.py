@@ -39,24 +39,6 @@ def index_path(indexes_dir: Path, gallery_id: int) -> Path:
     return Path(indexes_dir) / f"gallery-{gallery_id}.faiss"
 
 
-def choose_factory(n_faces: int) -> str:
-    """The index type for a gallery of `n_faces`: exact search while it is fast enough."""
-    return EXACT
-
-
-def validate_factory(factory: str) -> str:
-    """Check that FAISS understands `factory` for 128-d vectors; return it stripped."""
-    factory = factory.strip()
-    if factory.upper().startswith("IDMAP"):
-        raise InputError(f"index {factory!r} should not name IDMap", "leadmatch adds the id map itself")
-    try:
-        faiss.index_factory(DIM, factory)
-    except RuntimeError:
-        raise InputError(f"FAISS does not know the index {factory!r}",
-                         'use a factory string such as "Flat", "IVF1024,SQ8" or "HNSW32"') from None
-    return factory
-
-
 def build(ids: np.ndarray, vectors: np.ndarray, factory: str) -> faiss.Index:
     """A new id-mapped index of type `factory` holding `vectors` under `ids` (trained on them if needed)."""
     inner = faiss.index_factory(DIM, factory)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import audit, index, leads, purposes, quality
-from .accounts import Actor, refuse, require, require_search_ready
+from .accounts import Actor, require, require_search_ready
 from .casework import AWAITING_DISPOSITION, can_read, workflow
 from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, PhotoError, Refused
 from .faces import DETECTORS, Analysis, Face, analyze_bytes

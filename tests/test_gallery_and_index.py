@@ -156,8 +156,3 @@ def test_enrollment_writes_match_face_recognition_reference(ws):
         reference = face_recognition.face_encodings(face_recognition.load_image_file(path))[0]
         assert np.linalg.norm(ours - reference) < 0.08, path
 
-
-def test_factory_strings_are_validated():
-    assert index.validate_factory(" IVF4,SQ8 ") == "IVF4,SQ8"
-    with pytest.raises(InputError, match="does not know"):
-        index.validate_factory("NoSuchIndex42")
