@@ -186,6 +186,11 @@ MIGRATIONS: list[str] = [
         recorded_at TEXT NOT NULL
     );
     """,
+    # 3: a search's history is read on every search and `show`; the audit table only grows.
+    """
+    CREATE INDEX audit_search ON audit (search_id);
+    CREATE INDEX audit_case ON audit (case_number);
+    """,
 ]
 
 
