@@ -264,11 +264,7 @@ def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
                  refusals: bool = typer.Option(False, "--refusals", help="List every refused photo.")):
     """Show a gallery's authorization, counts and index."""
     ws, user = session()
-    accounts.require(ws, user, galleries.READERS, "gallery.show")
-    g = galleries.get(ws, name)
-    info = galleries.describe(ws, g)
-    if refusals or json_out:
-        info["refusals"] = galleries.refusals(ws, g)
+    info = galleries.show(ws, user, name, with_refusals=refusals or json_out)
     if json_out:
         return emit_json(info)
     a = info["authorization"]

@@ -121,6 +121,16 @@ def describe(ws: Workspace, gallery: Gallery) -> dict:
     }
 
 
+def show(ws: Workspace, actor: Actor, name: str, with_refusals: bool = False) -> dict:
+    """A gallery's description for any signed-in role, with every refused photo if asked."""
+    require(ws, actor, READERS, "gallery.show", objects={"gallery": name})
+    gallery = get(ws, name)
+    info = describe(ws, gallery)
+    if with_refusals:
+        info["refusals"] = refusals(ws, gallery)
+    return info
+
+
 def refusals(ws: Workspace, gallery: Gallery) -> list[dict]:
     """Photos refused at enrollment, oldest first."""
     return [dict(r) for r in ws.conn.execute(

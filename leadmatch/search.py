@@ -172,7 +172,7 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
                               "within_threshold": sum(c["within_threshold"] for c in candidates),
                               **({"index_repaired": loaded.repaired} if loaded.repaired else {})},
                      photos=[found.sha256] + [c["photo_sha256"] for c in candidates])
-    return record(ws, search_id)
+    return _view(ws, search_id)
 
 
 def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float) -> list[dict]:
@@ -203,10 +203,10 @@ def show(ws: Workspace, actor: Actor, search_id: str) -> dict:
         raise NotFound(f"no search {search_id!r}", "see `leadmatch searches`")
     can_read(ws, actor, row)
     audit.record(ws.conn, actor.name, "search.read", case=row["case_number"], search_id=search_id)
-    return record(ws, search_id)
+    return _view(ws, search_id)
 
 
-def record(ws: Workspace, search_id: str) -> dict:
+def _view(ws: Workspace, search_id: str) -> dict:
     """A recorded search with its candidates (each labelled lead-only), dispositions and closure."""
     row = ws.conn.execute("SELECT s.*, g.name AS gallery FROM searches s JOIN galleries g ON g.id = s.gallery_id "
                           "WHERE s.id = ?", (search_id,)).fetchone()

@@ -33,7 +33,8 @@ def test_gallery_needs_every_authorization_field(empty_ws):
 
 
 def test_gallery_show_counts(ws):
-    info = galleries.describe(ws, galleries.get(ws, GALLERY))
+    info = galleries.show(ws, ACTOR, GALLERY, with_refusals=True)
+    assert info["refusals"] == []
     assert (info["subjects"], info["photos"], info["faces"], info["refused_photos"]) == (6, 11, 11, 0)
     assert info["authorization"]["approved_by"] == "Test Official"
     assert info["index"]["type"] == "Flat" and info["index"]["bytes"] > 11 * 128 * 4
