@@ -34,6 +34,8 @@ user_app = typer.Typer(help="Accounts (admin): add, certify, disable, list.", no
 app.add_typer(user_app, name="user")
 audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, log, report.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+index_app = typer.Typer(help="A gallery's FAISS index: build, rebuild, status.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 purposes_app = typer.Typer(help="Authorized search purposes.", invoke_without_command=True)
 app.add_typer(purposes_app, name="purposes")
 
@@ -284,6 +286,46 @@ def gallery_remove(name: str, subject: str = typer.Option(..., help="Subject to 
     result = galleries.remove_subject(ws, user, name, subject)
     out.print(f"removed subject {result['subject']!r} from {result['gallery']!r}: {result['faces_removed']} faces, "
               f"{result['photos_removed']} photos")
+
+
+def print_build(result: dict) -> None:
+    check = result["self_check"]
+    out.print(f"built {result['factory']} over {result['faces']} faces in {result['build_seconds']} s; self-check: "
+              f"recall {check['recall']} on {check['sample']} probes vs exact"
+              + (f", nprobe {check['nprobe']}" if check.get("nprobe") else ""))
+
+
+@index_app.command("build")
+def index_build(gallery: str, index: Optional[str] = typer.Option(
+        None, "--index", help='FAISS factory string, e.g. "Flat", "IVF4096,SQ8", "HNSW32" (default: by size).')):
+    """Train the gallery's index afresh (analyst); --index sets its type from now on."""
+    ws, user = session()
+    print_build(galleries.build_index(ws, user, gallery, index))
+
+
+@index_app.command("rebuild")
+def index_rebuild(gallery: str):
+    """Retrain the gallery's index as its current type (analyst), e.g. after much growth."""
+    ws, user = session()
+    print_build(galleries.build_index(ws, user, gallery))
+
+
+@index_app.command("status")
+def index_status(gallery: str, json_out: bool = typer.Option(False, "--json")):
+    """Type, size, bytes per face, training, faces added since, last self-check."""
+    ws, user = session()
+    st = galleries.index_status(ws, user, gallery)
+    if json_out:
+        return emit_json(st)
+    check = st["self_check"] or {}
+    out.print(f"index of {st['gallery']}: {st['type']} (chosen by {st['chosen_by']}), {st['faces']} faces, "
+              f"{st['bytes']:,} bytes ({st['bytes_per_face']} per face)\n  trained on {st['trained_on']} faces at "
+              f"{st['built_at']}; {st['added_since_training']} added since; nprobe {st['nprobe']}\n  last self-check: "
+              f"recall {check.get('recall')} on {check.get('sample')} probes at {check.get('at')}")
+    if st["repaired"]:
+        out.print(f"  repaired: {st['repaired']}")
+    out.print(f"  rebuild recommended: {st['rebuild_recommended']}" if st["rebuild_recommended"]
+              else "  no rebuild needed")
 
 
 def parse_face(value: Optional[str]):

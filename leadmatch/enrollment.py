@@ -19,7 +19,7 @@ from . import audit, index, quality
 from .accounts import Actor, require
 from .errors import InputError, PhotoError
 from .faces import analyze_bytes
-from .gallery import get as get_gallery
+from .gallery import factory, get as get_gallery
 from .photos import PHOTO_SUFFIXES, read_bytes, sha256_bytes
 from .store import embedding_to_blob, transaction, utc_now
 from .workspace import Workspace
@@ -180,7 +180,7 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
             pool.close()
             pool.join()
     _record_refusals(ws, gallery.id, refused)
-    _, report.index_note = index.sync(ws.conn, ws.indexes, gallery.id, gallery.factory)
+    _, report.index_note = index.sync(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     audit.record(ws.conn, actor.name, "gallery.enroll", objects={
         "gallery": gallery.name, "source": str(source), "enrolled": report.enrolled, "skipped": report.skipped,
         "refused": len(report.refused)}, photos=[r.sha256 for r in report.refused if r.sha256])

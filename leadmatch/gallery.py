@@ -30,10 +30,10 @@ class Gallery:
     created_at: str
     created_by: str
 
-    @property
-    def factory(self) -> str:
-        """The index type in force: the gallery's own choice, else the default for its size."""
-        return self.index_factory or index.EXACT
+
+def factory(ws: Workspace, gallery: Gallery) -> str:
+    """The index type in force: the gallery's own choice, else its last build's, else the default for its size."""
+    return index.factory_for(ws.conn, gallery.id, gallery.index_factory)
 
 
 def parse_date(text: str, what: str) -> str:
@@ -116,7 +116,7 @@ def describe(ws: Workspace, gallery: Gallery) -> dict:
         "faces": count("SELECT count(*) FROM faces WHERE gallery_id = ?"),
         "refused_photos": sum(refusals.values()),
         "refused_by_reason": refusals,
-        "index": {"type": gallery.factory, "file": str(path),
+        "index": {"type": factory(ws, gallery), "file": str(path),
                   "bytes": path.stat().st_size if path.exists() else 0},
     }
 
@@ -155,8 +155,48 @@ def remove_subject(ws: Workspace, actor: Actor, gallery_name: str, subject: str)
         audit.record(ws.conn, actor.name, "gallery.remove-subject",
                      objects={"gallery": gallery.name, "subject": subject, "faces": faces},
                      photos=[p["sha256"] for p in photos])
-    index.sync(ws.conn, ws.indexes, gallery.id, gallery.factory)
+    index.sync(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     for photo in photos:
         ws.release_photo(photo["stored_path"])
     return {"gallery": gallery.name, "subject": subject, "faces_removed": faces, "photos_removed": len(photos)}
 
+
+
+def build_index(ws: Workspace, actor: Actor, name: str, factory_string: str | None = None) -> dict:
+    """Analyst: retrain the gallery's index from the record (as `factory_string`, which then sticks; else the
+    type in force), self-check it against exact search and record the result."""
+    require(ws, actor, "analyst", "index.build", objects={"gallery": name, "index": factory_string})
+    gallery = get(ws, name)
+    if factory_string:
+        factory_string = index.validate_factory(factory_string)
+        with transaction(ws.conn):
+            ws.conn.execute("UPDATE galleries SET index_factory = ? WHERE id = ?", (factory_string, gallery.id))
+        gallery.index_factory = factory_string
+    chosen = gallery.index_factory or index.choose_factory(index.record_fingerprint(ws.conn, gallery.id)[0])
+    result = index.build_gallery(ws.conn, ws.indexes, gallery.id, chosen)
+    audit.record(ws.conn, actor.name, "index.build", objects={"gallery": name, **result})
+    return result
+
+
+def index_status(ws: Workspace, actor: Actor, name: str) -> dict:
+    """Type, size, bytes per face, training, faces added since, last self-check, and whether to rebuild."""
+    require(ws, actor, READERS, "index.status", objects={"gallery": name})
+    gallery = get(ws, name)
+    loaded = index.load(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
+    info = index.build_info(ws.conn, gallery.id) or {}
+    size = index.index_path(ws.indexes, gallery.id).stat().st_size
+    faces = loaded.index.ntotal
+    added = ws.conn.execute("SELECT count(*) FROM faces WHERE gallery_id = ? AND id > ?",
+                            (gallery.id, info.get("built_max_face_id", 0))).fetchone()[0]
+    advice = []
+    trained = info.get("trained_on", 0)
+    if not index.is_exact(loaded.index) and added > max(1, trained) * 0.5:
+        advice.append(f"{added} faces added since training on {trained}: clusters have drifted")
+    if not gallery.index_factory and index.choose_factory(faces) != factory(ws, gallery):
+        advice.append(f"at {faces} faces the default index is {index.choose_factory(faces)}")
+    return {"gallery": name, "type": factory(ws, gallery), "chosen_by": "user" if gallery.index_factory else "size",
+            "faces": faces, "bytes": size, "bytes_per_face": round(size / faces, 1) if faces else None,
+            "trained_on": trained, "added_since_training": added, "built_at": info.get("built_at"),
+            "build_seconds": info.get("build_seconds"), "nprobe": info.get("nprobe"),
+            "self_check": info.get("self_check"), "repaired": loaded.repaired,
+            "rebuild_recommended": "; ".join(advice) or None}

@@ -1,18 +1,24 @@
 """FAISS indexes: one per gallery, derived from the embeddings in SQLite.
 
-Like FAISS's `index_factory`, one string names the index ("Flat", "IVF1024,SQ8", "HNSW32"); it is always
-wrapped in an id map whose ids are the `faces.id` of the record, so faces can be added and removed without a
-rebuild. Files are written to a temp file and renamed under an exclusive lock, so a reader sees the old or
-the new index, never a torn one. `sync` reconciles an index with the record; `load` repairs a missing,
-corrupt or stale index from the record and says what it did.
+Like FAISS's `index_factory`, one string names the index ("Flat", "IVF4096,SQ8", "HNSW32"). Ids are the
+record's `faces.id`: IVF indexes hold them natively; others are wrapped in an `IndexIDMap`. Faces are added
+and removed without a rebuild (HNSW cannot remove, so a removal rebuilds it).
+
+Files are written to a temp file and renamed under an exclusive lock, so a reader sees the old or the new
+index, never a torn one; readers memory-map the file where the type allows. `sync` reconciles an index with
+the record; `load` repairs a missing, corrupt or stale index and says what it did. `build_gallery` trains a
+fresh index, then a self-check against exact search picks the smallest `nprobe` that keeps recall ≥ 99.5%.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import math
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +26,15 @@ import faiss
 import numpy as np
 
 from .errors import InputError
-from .store import gallery_embeddings
+from .store import gallery_embeddings, transaction, utc_now
 
 DIM = 128
 EXACT = "Flat"
+EXACT_LIMIT = 50_000            # exact search stays under a few ms up to about here on 2 cores
+RECALL_TARGET = 0.995
+SELF_CHECK_SAMPLE = 1000
+SELF_CHECK_NOISE = 0.04         # per dimension: √128·0.04 ≈ 0.45, the far end of same-person distances
+RERANK_FACTOR = 2               # approximate indexes propose 2×k faces; exact distances pick the k
 
 
 @dataclass
@@ -39,22 +50,73 @@ def index_path(indexes_dir: Path, gallery_id: int) -> Path:
     return Path(indexes_dir) / f"gallery-{gallery_id}.faiss"
 
 
+def choose_factory(n_faces: int) -> str:
+    """Exact search while it is fast enough; above that an IVF index with 8-bit scalar codes
+    (128 bytes a face) and about 4·√n lists, a power of two between 256 and 4096 (more lists make training
+    and adding at 10M faces too slow for two cores)."""
+    if n_faces < EXACT_LIMIT:
+        return EXACT
+    nlist = 2 ** round(math.log2(4 * math.sqrt(n_faces)))
+    return f"IVF{min(4096, max(256, nlist))},SQ8"
+
+
+def validate_factory(factory: str) -> str:
+    """Check that FAISS understands `factory` for 128-d vectors; return it stripped."""
+    factory = (factory or "").strip()
+    if factory.upper().startswith("IDMAP"):
+        raise InputError(f"index {factory!r} should not name IDMap", "leadmatch adds the id map itself")
+    try:
+        faiss.index_factory(DIM, factory)
+    except RuntimeError:
+        raise InputError(f"FAISS does not know the index {factory!r}",
+                         'use a factory string such as "Flat", "IVF4096,SQ8" or "HNSW32"') from None
+    return factory
+
+
+def _ivf(index: faiss.Index):
+    return faiss.try_extract_index_ivf(index)
+
+
 def build(ids: np.ndarray, vectors: np.ndarray, factory: str) -> faiss.Index:
-    """A new id-mapped index of type `factory` holding `vectors` under `ids` (trained on them if needed)."""
+    """A new index of type `factory` holding `vectors` under `ids`, trained on (a sample of) them if needed."""
     inner = faiss.index_factory(DIM, factory)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if not inner.is_trained:
-        if len(vectors) == 0:
-            raise InputError(f"index {factory!r} must be trained and the gallery is empty", "enroll faces first")
-        inner.train(np.ascontiguousarray(vectors, dtype=np.float32))
-    index = faiss.IndexIDMap2(inner)
+        ivf = _ivf(inner)
+        needed = ivf.nlist if ivf is not None else 256
+        if len(vectors) < needed:
+            raise InputError(f"index {factory!r} needs at least {needed} faces to train; the gallery has "
+                             f"{len(vectors)}", "use Flat, or fewer lists")
+        sample = vectors
+        if ivf is not None and len(vectors) > 64 * ivf.nlist:  # k-means needs ~40-64 points a list, not all
+            sample = vectors[np.random.default_rng(0).choice(len(vectors), 64 * ivf.nlist, replace=False)]
+        inner.train(sample)
+    index = inner if _ivf(inner) is not None else faiss.IndexIDMap(inner)
     if len(ids):
-        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+        index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
     return index
 
 
 def stored_ids(index: faiss.Index) -> np.ndarray:
-    """The face ids an id-mapped index holds."""
-    return faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64)
+    """The face ids an index holds."""
+    ivf = _ivf(index)
+    if ivf is None:
+        return faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64)
+    lists = ivf.invlists
+    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+             for i in range(ivf.nlist) if lists.list_size(i)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+def set_nprobe(index: faiss.Index, nprobe: int | None) -> None:
+    ivf = _ivf(index)
+    if ivf is not None and nprobe:
+        ivf.nprobe = int(min(nprobe, ivf.nlist))
+
+
+def is_exact(index: faiss.Index) -> bool:
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    return isinstance(inner, faiss.IndexFlat)
 
 
 def search(index: faiss.Index, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,11 +153,13 @@ def write_atomic(index: faiss.Index, path: Path) -> None:
             temp.unlink()
 
 
-def read(path: Path) -> faiss.Index | None:
-    """Read the index at `path`, or None if it is missing or unreadable."""
+def read(path: Path, mmap: bool = False) -> faiss.Index | None:
+    """Read the index at `path` (memory-mapped, read-only, if `mmap`), or None if missing or unreadable."""
     if not path.is_file():
         return None
     try:
+        if mmap:
+            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         return faiss.read_index(str(path))
     except RuntimeError:
         return None
@@ -113,31 +177,108 @@ def index_fingerprint(index: faiss.Index) -> tuple[int, int]:
     return int(len(ids)), int(ids.sum())
 
 
-def rebuild(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str) -> faiss.Index:
-    """Build the gallery's index afresh from the record and write it."""
+def build_info(conn: sqlite3.Connection, gallery_id: int) -> dict | None:
+    row = conn.execute("SELECT * FROM index_builds WHERE gallery_id = ?", (gallery_id,)).fetchone()
+    if row is None:
+        return None
+    info = dict(row)
+    info["self_check"] = json.loads(info["self_check"])
+    return info
+
+
+def factory_for(conn: sqlite3.Connection, gallery_id: int, chosen: str | None) -> str:
+    """The gallery's own factory string, else the one it was last built with, else the default for its size."""
+    if chosen:
+        return chosen
+    info = build_info(conn, gallery_id)
+    return info["factory"] if info else choose_factory(record_fingerprint(conn, gallery_id)[0])
+
+
+def _check_probes(ids: np.ndarray, vectors: np.ndarray, sample: int, k: int):
+    """Stored faces moved by same-person noise, and the face exact search finds for each (None if not in top k)."""
+    rng = np.random.default_rng(1)
+    picks = rng.choice(len(ids), min(sample, len(ids)), replace=False)
+    queries = (vectors[picks] + rng.normal(0, SELF_CHECK_NOISE, (len(picks), DIM))).astype(np.float32)
+    _, exact_rows = faiss.knn(queries, np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(ids)))
+    wanted = [ids[p] if p in row else None for p, row in zip(picks, exact_rows)]
+    return queries, wanted
+
+
+def _recall(index: faiss.Index, queries: np.ndarray, wanted: list, k: int) -> float:
+    _, found = index.search(queries, min(k * RERANK_FACTOR, index.ntotal))
+    counted = [w for w in wanted if w is not None]
+    hits = sum(1 for w, row in zip(wanted, found) if w is not None and w in row)
+    return hits / max(1, len(counted))
+
+
+def self_check_recall_at(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray,
+                         sample: int = SELF_CHECK_SAMPLE, k: int = 20) -> float:
+    """Recall against exact search at the index's current settings (nprobe)."""
+    return _recall(index, *_check_probes(ids, vectors, sample, k), k)
+
+
+def self_check(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, sample: int = SELF_CHECK_SAMPLE,
+               k: int = 20) -> dict:
+    """Recall of the index against exact search, on stored faces moved by same-person noise.
+
+    A probe counts when exact search has its source face in the top `k`; it is kept when the index does too.
+    For IVF, nprobe doubles from 1 until the target is met, then a bisection finds the smallest that meets it.
+    """
+    if len(ids) == 0:
+        return {"sample": 0, "recall": None, "nprobe": None}
+    queries, wanted = _check_probes(ids, vectors, sample, k)
+    counted = sum(w is not None for w in wanted)
+    ivf = _ivf(index)
+    if ivf is None:
+        return {"sample": counted, "recall": round(_recall(index, queries, wanted, k), 4), "nprobe": None,
+                "target": RECALL_TARGET}
+    def recall_at(nprobe: int) -> float:
+        ivf.nprobe = nprobe
+        return _recall(index, queries, wanted, k)
+
+    failing, passing = 0, 1
+    while recall_at(passing) < RECALL_TARGET and passing < ivf.nlist:  # double until the target is met…
+        failing, passing = passing, min(2 * passing, ivf.nlist)
+    while passing - failing > 1:  # …then halve the gap: the smallest nprobe that meets it
+        middle = (failing + passing) // 2
+        failing, passing = (failing, middle) if recall_at(middle) >= RECALL_TARGET else (middle, passing)
+    measured = recall_at(passing)
+    return {"sample": counted, "recall": round(measured, 4), "nprobe": passing, "target": RECALL_TARGET}
+
+
+def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str) -> dict:
+    """Train and write a fresh index from the record, self-check it, and record the build."""
     path = index_path(indexes_dir, gallery_id)
     with write_lock(path):
         ids, vectors = gallery_embeddings(conn, gallery_id)
+        started = time.perf_counter()
         index = build(ids, vectors, factory)
+        check = self_check(index, ids, vectors)
+        set_nprobe(index, check["nprobe"])
+        seconds = time.perf_counter() - started
         write_atomic(index, path)
-    return index
+        with transaction(conn):
+            conn.execute("INSERT OR REPLACE INTO index_builds (gallery_id, factory, nprobe, trained_on, "
+                         "built_max_face_id, built_at, build_seconds, self_check) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (gallery_id, factory, check["nprobe"], len(ids), int(ids.max()) if len(ids) else 0,
+                          utc_now(), round(seconds, 3), json.dumps(check | {"at": utc_now()})))
+    return {"factory": factory, "faces": len(ids), "build_seconds": round(seconds, 3), "self_check": check}
 
 
 def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str) -> tuple[faiss.Index, str | None]:
     """Make the gallery's index hold exactly the record's faces: add the missing, remove the extra.
 
-    Returns (index, what changed or None). A missing or unreadable file is rebuilt whole.
+    Returns (index, what changed or None). A missing or unreadable file is built whole.
     """
     path = index_path(indexes_dir, gallery_id)
+    index = read(path)
+    if index is None:
+        existed = path.exists()
+        result = build_gallery(conn, indexes_dir, gallery_id, factory)
+        what = "unreadable" if existed else "missing"
+        return read(path), f"index file was {what}; rebuilt from the record ({result['faces']} faces)"
     with write_lock(path):
-        index = read(path)
-        if index is None:
-            existed = path.exists()
-            ids, vectors = gallery_embeddings(conn, gallery_id)
-            index = build(ids, vectors, factory)
-            write_atomic(index, path)
-            what = "unreadable" if existed else "missing"
-            return index, f"index file was {what}; rebuilt from the record ({len(ids)} faces)"
+        index = read(path) or index  # another writer may have finished while we waited
         if index_fingerprint(index) == record_fingerprint(conn, gallery_id):
             return index, None
         held = stored_ids(index)
@@ -145,22 +286,33 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
             "SELECT id FROM faces WHERE gallery_id = ? ORDER BY id", (gallery_id,))], dtype=np.int64)
         extra = np.setdiff1d(held, record_ids)
         missing = np.setdiff1d(record_ids, held)
-        if len(extra):
-            index.remove_ids(faiss.IDSelectorArray(extra))
-        if len(missing):
-            vectors = _embeddings_for(conn, missing)
-            index.add_with_ids(vectors, missing)
-        write_atomic(index, path)
-        return index, f"index was out of step with the record: added {len(missing)}, removed {len(extra)} faces"
+        try:
+            if len(extra):
+                index.remove_ids(faiss.IDSelectorArray(extra))
+        except RuntimeError:  # HNSW cannot remove: rebuild it whole
+            extra_note = len(extra)
+        else:
+            extra_note = None
+        if extra_note is None:
+            if len(missing):
+                index.add_with_ids(_embeddings_for(conn, missing), missing)
+            write_atomic(index, path)
+    if extra_note is not None:
+        build_gallery(conn, indexes_dir, gallery_id, factory)
+        return read(path), f"index rebuilt to remove {extra_note} faces (this index type cannot remove in place)"
+    return index, f"index was out of step with the record: added {len(missing)}, removed {len(extra)} faces"
 
 
 def load(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str) -> Loaded:
-    """Open the gallery's index for searching, repairing it from the record if it is missing or stale."""
+    """Open the gallery's index for searching (memory-mapped where possible), repairing it from the record
+    if it is missing or stale."""
     path = index_path(indexes_dir, gallery_id)
-    index = read(path)
-    if index is not None and index_fingerprint(index) == record_fingerprint(conn, gallery_id):
-        return Loaded(index, factory)
-    index, repaired = sync(conn, indexes_dir, gallery_id, factory)
+    index = read(path, mmap=True)
+    repaired = None
+    if index is None or index_fingerprint(index) != record_fingerprint(conn, gallery_id):
+        index, repaired = sync(conn, indexes_dir, gallery_id, factory)
+    info = build_info(conn, gallery_id)
+    set_nprobe(index, info["nprobe"] if info else None)
     return Loaded(index, factory, repaired)
 
 

@@ -19,7 +19,7 @@ from .accounts import Actor, require, require_search_ready
 from .casework import AWAITING_DISPOSITION, can_read, workflow
 from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, PhotoError, Refused
 from .faces import DETECTORS, Analysis, Face, analyze_bytes
-from .gallery import Gallery, get as get_gallery
+from .gallery import Gallery, factory, get as get_gallery
 from .photos import read_bytes, sha256_bytes
 from .store import transaction, utc_now
 from .workspace import Workspace
@@ -139,7 +139,7 @@ def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
 
 def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Gallery, data: bytes,
             found: Analysis, face: Face) -> dict:
-    loaded = index.load(ws.conn, ws.indexes, gallery.id, gallery.factory)
+    loaded = index.load(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     if loaded.index.ntotal == 0:
         raise InputError(f"gallery {gallery.name!r} has no enrolled faces", f"enroll photos with `gallery enroll {gallery.name}`")
     candidates = rank_candidates(ws, loaded.index, face.embedding, request.top_k, request.threshold)
@@ -176,8 +176,10 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
 
 
 def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float) -> list[dict]:
-    """Nearest faces from the index, with exact distances from the record, ranked from 1."""
-    ids, _ = index.search(faiss_index, embedding, top_k)
+    """Nearest faces from the index, with exact distances from the record, ranked from 1. An approximate
+    index proposes twice as many, and the exact distances choose."""
+    proposals = top_k if index.is_exact(faiss_index) else top_k * index.RERANK_FACTOR
+    ids, _ = index.search(faiss_index, embedding, proposals)
     if len(ids) == 0:
         return []
     rows = ws.conn.execute(
@@ -189,6 +191,7 @@ def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: in
         distance = float(np.linalg.norm(np.frombuffer(row["embedding"], dtype="<f4") - embedding))
         scored.append((distance, row))
     scored.sort(key=lambda pair: (pair[0], pair[1]["id"]))
+    scored = scored[:top_k]
     return [{"rank": rank, "subject": row["subject"], "face_id": row["id"], "image": row["source_path"],
              "photo_sha256": row["sha256"],
              "box": [row["box_top"], row["box_right"], row["box_bottom"], row["box_left"]],
