@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench bench-large clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,17 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Speed tables (printed and saved under benchmarks/results/): search at 100k and 1M synthetic faces,
+# enrollment against the face_recognition CLI, probe to candidate list at 1M. About 10 minutes on 2 cores.
+bench: install
+	cd benchmarks && ../$(BIN)/python search.py 100000 1000000
+	cd benchmarks && ../$(BIN)/python enroll.py
+	cd benchmarks && ../$(BIN)/python probe.py 1000000
+
+# 10M synthetic faces: about 13 GB of memory and half an hour on 2 cores.
+bench-large: install
+	cd benchmarks && ../$(BIN)/python search.py 10000000
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import accounts, casework, credentials, evaluation, leads, models, oversight, purposes, retention
+from . import accounts, bench, casework, credentials, evaluation, leads, models, oversight, purposes, retention
 from . import audit as auditing
 from . import gallery as galleries
 from . import search as searching
@@ -36,6 +36,8 @@ audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, log, r
 app.add_typer(audit_app, name="audit")
 index_app = typer.Typer(help="A gallery's FAISS index: build, rebuild, status.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+bench_app = typer.Typer(help="Speed measurements (see benchmarks/ for the full tables).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 purposes_app = typer.Typer(help="Authorized search purposes.", invoke_without_command=True)
 app.add_typer(purposes_app, name="purposes")
 
@@ -326,6 +328,21 @@ def index_status(gallery: str, json_out: bool = typer.Option(False, "--json")):
         out.print(f"  repaired: {st['repaired']}")
     out.print(f"  rebuild recommended: {st['rebuild_recommended']}" if st["rebuild_recommended"]
               else "  no rebuild needed")
+
+
+@bench_app.command("search")
+def bench_search(faces: int = typer.Option(100_000, "--faces", min=1000, help="Synthetic gallery size."),
+                 index: Optional[str] = typer.Option(None, "--index", help="FAISS factory string (default: by size)."),
+                 queries: int = typer.Option(500, "--queries", min=10),
+                 json_out: bool = typer.Option(False, "--json")):
+    """Search speed on a synthetic dlib-shaped gallery: leadmatch's index vs exact FAISS vs numpy."""
+    from . import index as indexes
+
+    row = bench.search_run(faces, indexes.validate_factory(index) if index else None, queries)
+    if json_out:
+        return emit_json(row)
+    for key, value in row.items():
+        out.print(f"{key:>22}: {value}")
 
 
 def parse_face(value: Optional[str]):

@@ -53,6 +53,7 @@ class EnrollmentReport:
     skipped: int = 0
     refused: list[Refusal] = field(default_factory=list)
     subjects_added: int = 0
+    faces_found: int = 0  # detected in the photos decoded this run, refused ones included
     index_note: str | None = None
 
     @property
@@ -62,7 +63,7 @@ class EnrollmentReport:
     def to_dict(self) -> dict:
         return {"gallery": self.gallery, "offered": self.offered, "enrolled": self.enrolled,
                 "skipped_duplicates": self.skipped, "refused": [r.__dict__ for r in self.refused],
-                "subjects_added": self.subjects_added}
+                "subjects_added": self.subjects_added, "faces_found": self.faces_found}
 
 
 def collect(source: Path) -> tuple[list[Item], list[Refusal]]:
@@ -120,17 +121,18 @@ def _analyze(job: tuple[bytes, str]) -> dict:
         found = analyze_bytes(data, name=name, min_face_px=quality.GALLERY_DETECT_MIN_PX)
     except PhotoError as exc:
         return {"refused": (exc.reason, exc.message)}
+    count = len(found.faces)
     if not found.faces:
-        return {"refused": ("no-face", f"no face of at least {quality.GALLERY_DETECT_MIN_PX} px found")}
+        return {"refused": ("no-face", f"no face of at least {quality.GALLERY_DETECT_MIN_PX} px found"), "faces": 0}
     if len(found.faces) > 1:
-        return {"refused": ("multiple-faces", f"{len(found.faces)} faces found; a gallery photo must show one")}
+        return {"refused": ("multiple-faces", f"{count} faces found; a gallery photo must show one"), "faces": count}
     face = found.faces[0]
     shortfalls = quality.GALLERY.shortfalls(face)
     if shortfalls:
         reason = "too-small" if face.size_px < quality.GALLERY.min_face_px or \
             face.eye_distance_px < quality.GALLERY.min_eye_distance_px else "blurry"
-        return {"refused": (reason, "; ".join(shortfalls))}
-    return {"face": face}
+        return {"refused": (reason, "; ".join(shortfalls)), "faces": 1}
+    return {"face": face, "faces": 1}
 
 
 def _pool(workers: int):
@@ -197,6 +199,7 @@ def _write(ws: Workspace, actor: str, gallery, pending: list, results: list[dict
     conn, now, enrolled_hashes, new_refusals = ws.conn, utc_now(), [], []
     with transaction(conn):
         for (item, digest, data), result in zip(pending, results):
+            report.faces_found += result.get("faces", 0)
             if "refused" in result:
                 reason, detail = result["refused"]
                 new_refusals.append(Refusal(str(item.path), reason, detail, digest))

@@ -1,6 +1,6 @@
 """Face quality gates: measured values against a minimum (refuse) and a recommended level (flag).
 
-The probe minimums accept every face in the sample probes (smallest: 63 px wide, 24 px between the eyes);
+The probe minimums accept every face in the sample probes (smallest: 63 px wide, 23.5 px between the eyes);
 faces between the minimum and the recommended level are searched but flagged low-quality on every output.
 """
 
@@ -43,14 +43,16 @@ def _compare(face: Face, size: float, eyes: float, sharp: float, level: str) -> 
     return out
 
 
-#: Probes: refuse below 40 px / 16 px / sharpness 25; flag below 100 px / 40 px / sharpness 60.
-PROBE = QualityRule(40, 16.0, 25.0, 100, 40.0, 60.0)
+#: Probes: refuse below 50 px / 20 px / sharpness 25; flag below 100 px / 40 px / sharpness 60. The box width
+#: moves a few pixels with the detection scale; the eye distance, from landmarks, is the steadier gate.
+PROBE = QualityRule(50, 20.0, 25.0, 100, 40.0, 60.0)
 #: Gallery photos are controlled captures, so the bar is higher and nothing is merely flagged.
 GALLERY = QualityRule(80, 30.0, 25.0, 80, 30.0, 25.0)
 
 #: The smallest face the probe detector looks for: a little under the minimum, so that faces just below
-#: it are found and refused with their measured size rather than missed.
-PROBE_DETECT_MIN_PX = 36
+#: it are found and refused with their measured size rather than missed. Detection time grows with the
+#: square of 80 / this, so it is what sets the latency of a large probe photo.
+PROBE_DETECT_MIN_PX = 52
 #: Gallery photos are detected at full scale (HOG's 80 px window), four times fewer pixels than
 #: face_recognition's default one-step upsampling.
 GALLERY_DETECT_MIN_PX = 80

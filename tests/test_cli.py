@@ -134,9 +134,9 @@ def test_low_quality_probes_are_refused_with_measured_values(home, tmp_path):
     blurred = tmp_path / "blurred.jpg"
     Image.open(PROBES_DIR / "obama-720p.jpg").filter(ImageFilter.GaussianBlur(4)).save(blurred)
     assert_clean_error(cli_search(home, blurred), "sharpness", "minimum", code=3)
-    tiny = tmp_path / "tiny.png"
+    tiny = tmp_path / "tiny.png"  # a 32 px face: below what probes are searched for at all
     Image.open(PROBES_DIR / "obama-240p.jpg").resize((213, 120)).save(tiny)
-    assert_clean_error(cli_search(home, tiny), "px wide (<40 px minimum)", code=3)
+    assert_clean_error(cli_search(home, tiny), "no face found", "at least 50 px wide", code=1)
 
 
 def test_small_probe_is_searched_but_flagged_low_quality(home):
