@@ -166,10 +166,9 @@ def read(path: Path, mmap: bool = False) -> faiss.Index | None:
 
 
 def record_fingerprint(conn: sqlite3.Connection, gallery_id: int) -> tuple[int, int]:
-    """(count, sum of ids) of the gallery's faces in the record: cheap, and catches any add or remove."""
-    count, total = conn.execute(
-        "SELECT count(*), coalesce(sum(id), 0) FROM faces WHERE gallery_id = ?", (gallery_id,)).fetchone()
-    return int(count), int(total)
+    """(count, sum of ids) of the gallery's faces in the record, kept by triggers: catches any add or remove."""
+    row = conn.execute("SELECT faces, id_sum FROM gallery_stats WHERE gallery_id = ?", (gallery_id,)).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def index_fingerprint(index: faiss.Index) -> tuple[int, int]:
@@ -303,13 +302,35 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
     return index, f"index was out of step with the record: added {len(missing)}, removed {len(extra)} faces"
 
 
-def load(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str) -> Loaded:
-    """Open the gallery's index for searching (memory-mapped where possible), repairing it from the record
-    if it is missing or stale."""
-    path = index_path(indexes_dir, gallery_id)
+#: Indexes this process has opened, by path: (file identity, index, its fingerprint). A writer renames a new
+#: file into place, which changes the identity, so a kept index is never used after its file was replaced.
+_opened: dict[Path, tuple[tuple, faiss.Index, tuple[int, int]]] = {}
+
+
+def _open_for_search(path: Path) -> tuple[faiss.Index | None, tuple[int, int] | None]:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None, None
+    identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    kept = _opened.get(path)
+    if kept and kept[0] == identity:
+        return kept[1], kept[2]
     index = read(path, mmap=True)
+    if index is None:
+        return None, None
+    fingerprint = index_fingerprint(index)
+    _opened[path] = (identity, index, fingerprint)
+    return index, fingerprint
+
+
+def load(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str) -> Loaded:
+    """Open the gallery's index for searching (memory-mapped where possible, kept open by this process while
+    its file is unchanged), repairing it from the record if it is missing or stale."""
+    path = index_path(indexes_dir, gallery_id)
+    index, fingerprint = _open_for_search(path)
     repaired = None
-    if index is None or index_fingerprint(index) != record_fingerprint(conn, gallery_id):
+    if index is None or fingerprint != record_fingerprint(conn, gallery_id):
         index, repaired = sync(conn, indexes_dir, gallery_id, factory)
     info = build_info(conn, gallery_id)
     set_nprobe(index, info["nprobe"] if info else None)

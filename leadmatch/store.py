@@ -204,6 +204,25 @@ MIGRATIONS: list[str] = [
         self_check TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    # 5: each gallery's (face count, sum of face ids), kept by triggers in the same transaction as the change,
+    # so checking an index against the record costs one row read instead of a scan of the gallery's faces.
+    """
+    CREATE TABLE gallery_stats (
+        gallery_id INTEGER PRIMARY KEY,
+        faces INTEGER NOT NULL DEFAULT 0,
+        id_sum INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO gallery_stats (gallery_id, faces, id_sum)
+        SELECT g.id, count(f.id), coalesce(sum(f.id), 0) FROM galleries g LEFT JOIN faces f ON f.gallery_id = g.id
+        GROUP BY g.id;
+    CREATE TRIGGER faces_added AFTER INSERT ON faces BEGIN
+        INSERT OR IGNORE INTO gallery_stats (gallery_id) VALUES (NEW.gallery_id);
+        UPDATE gallery_stats SET faces = faces + 1, id_sum = id_sum + NEW.id WHERE gallery_id = NEW.gallery_id;
+    END;
+    CREATE TRIGGER faces_removed AFTER DELETE ON faces BEGIN
+        UPDATE gallery_stats SET faces = faces - 1, id_sum = id_sum - OLD.id WHERE gallery_id = OLD.gallery_id;
+    END;
+    """,
 ]
 
 
@@ -228,10 +247,22 @@ def migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         with transaction(conn):
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(script):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (BEGIN … END;) whole."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
 
 
 @contextlib.contextmanager

@@ -157,3 +157,17 @@ def test_enrollment_writes_match_face_recognition_reference(ws):
         reference = face_recognition.face_encodings(face_recognition.load_image_file(path))[0]
         assert np.linalg.norm(ours - reference) < 0.08, path
 
+
+
+def test_gallery_stats_kept_by_triggers_equal_a_scan(ws, tmp_path):
+    gallery = galleries.get(ws, GALLERY)
+
+    def scanned():
+        return tuple(ws.conn.execute("SELECT count(*), coalesce(sum(id), 0) FROM faces WHERE gallery_id = ?",
+                                     (gallery.id,)).fetchone())
+
+    assert index.record_fingerprint(ws.conn, gallery.id) == scanned() and scanned()[0] == 11
+    galleries.remove_subject(ws, ANALYST, GALLERY, "rose_leslie")
+    assert index.record_fingerprint(ws.conn, gallery.id) == scanned() and scanned()[0] == 9
+    enroll(ws, ANALYST, GALLERY, GALLERY_DIR, workers=1)  # rose_leslie's photos come back under new ids
+    assert index.record_fingerprint(ws.conn, gallery.id) == scanned() and scanned()[0] == 11
