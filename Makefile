@@ -29,7 +29,7 @@ bench: install
 	cd benchmarks && ../$(BIN)/python enroll.py
 	cd benchmarks && ../$(BIN)/python probe.py 1000000
 
-# 10M synthetic faces: about 13 GB of memory and half an hour on 2 cores.
+# 10M synthetic faces: about 18.5 GB of memory at peak and 5 minutes on 2 cores.
 bench-large: install
 	cd benchmarks && ../$(BIN)/python search.py 10000000
 
