@@ -579,6 +579,28 @@ def print_evaluation(r: dict) -> None:
 
 
 @app.command()
+def report(search_id: str, out_file: Optional[Path] = typer.Option(None, "--out", help="Write to FILE.html.")):
+    """The lead report of a search: one self-contained, printable HTML file."""
+    from . import report as reports
+
+    ws, user = session()
+    target = out_file or Path(f"lead-report-{search_id}.html")
+    reports.write(ws, user, search_id, target)
+    out.print(f"wrote {target}")
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
+          port: int = typer.Option(8765, "--port")):
+    """The local web app for reviewing searches in a browser."""
+    from . import web
+
+    open_workspace(State.home).close()
+    out.print(f"leadmatch web app on http://{host}:{port}/ (workspace {State.home.resolve()}); Ctrl-C stops it")
+    web.serve(State.home, host, port)
+
+
+@app.command()
 def demo(photos: Optional[Path] = typer.Option(None, "--photos", help="Folder with gallery/<subject>/… and probes/…"),
          keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the demo workspace in this folder.")):
     """The whole story on sample photos, in a throw-away workspace: accounts, gallery, search, review, audit."""

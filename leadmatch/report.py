@@ -1,0 +1,43 @@
+"""The lead report: one self-contained HTML file (images embedded) that prints well and can be filed."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from . import audit, crops, leads
+from .accounts import Actor
+from .search import show
+from .store import utc_now
+from .workspace import Workspace
+
+templates = Environment(loader=PackageLoader("leadmatch", "templates"), autoescape=select_autoescape(["html"]))
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def render(ws: Workspace, actor: Actor, search_id: str) -> str:
+    """The report of one search as HTML, for whoever may read the search. Producing it is audited."""
+    record = show(ws, actor, search_id)
+    images = {"probe": _data_uri(crops.probe_crop(ws, actor, search_id))}
+    for c in record["candidates"]:
+        images[c["rank"]] = _data_uri(crops.candidate_crop(ws, actor, search_id, c["rank"]))
+    html = templates.get_template("report.html").render(s=record, images=images, notice=leads.NOTICE,
+                                                        generated_at=utc_now(), generated_by=actor.name)
+    audit.record(ws.conn, actor.name, "report", case=record["case"], search_id=search_id,
+                 photos=[record["probe"]["sha256"]] + [c["photo_sha256"] for c in record["candidates"]])
+    return html
+
+
+def write(ws: Workspace, actor: Actor, search_id: str, out: Path) -> Path:
+    """Render and write the report atomically."""
+    html = render(ws, actor, search_id)
+    out = Path(out)
+    temp = out.with_name(f".{out.name}.tmp")
+    temp.write_text(html, encoding="utf-8")
+    temp.replace(out)
+    return out

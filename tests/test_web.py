@@ -1,0 +1,148 @@
+"""The web app's rules at the HTTP level (real workspace, real app): sign-in, roles, CSRF, cookies, report."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from leadmatch import audit, casework
+from leadmatch.report import render
+from leadmatch.search import run
+from leadmatch.web import create_app
+from leadmatch.workspace import open_workspace
+
+from .conftest import AGENT, ANALYST, AUDITOR, PASSWORD, PROBES_DIR, REVIEWER, login, run_cli, search_request
+
+LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def sign_in(client: TestClient, actor) -> str:
+    nonce = csrf_of(client.get("/login").text)
+    response = client.post("/login", data={"name": actor.name, "password": PASSWORD, "csrf": nonce},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return csrf_of(client.get("/").text)
+
+
+@pytest.fixture
+def searched(home):
+    ws = open_workspace(home)
+    result = run(ws, AGENT, search_request("obama-720p.jpg", top_k=3))
+    ws.close()
+    return result["search_id"]
+
+
+@pytest.fixture
+def client(home):
+    with TestClient(create_app(home)) as c:
+        yield c
+
+
+def test_no_page_is_reachable_without_sign_in(client, searched):
+    for path in ("/", "/search/new", "/searches", "/review", f"/searches/{searched}", f"/searches/{searched}/probe.png",
+                 f"/searches/{searched}/candidates/1.png", f"/searches/{searched}/report", "/galleries",
+                 "/galleries/test-gallery", "/audit", "/audit/report?start=2026-01-01&end=2026-12-31"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login"), path
+    for path in ("/search", f"/searches/{searched}/disposition", f"/searches/{searched}/close", "/logout"):
+        assert client.post(path, data={}, follow_redirects=False).status_code == 303, path
+
+
+def test_session_cookie_is_httponly_strict_and_expiring(client):
+    nonce = csrf_of(client.get("/login").text)
+    response = client.post("/login", data={"name": "avery", "password": PASSWORD, "csrf": nonce},
+                           follow_redirects=False)
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=28800" in cookie
+
+
+def test_wrong_password_and_login_without_form_token(client):
+    nonce = csrf_of(client.get("/login").text)
+    bad = client.post("/login", data={"name": "avery", "password": "not it at all", "csrf": nonce})
+    assert bad.status_code == 401 and "wrong user name or password" in bad.text
+    forged = client.post("/login", data={"name": "avery", "password": PASSWORD, "csrf": "made-up"})
+    assert forged.status_code == 403
+
+
+def test_wrong_role_gets_403_not_a_hidden_button(client, home, searched):
+    sign_in(client, AGENT)
+    for path in ("/audit", "/galleries", "/review", "/audit/report?start=2026-01-01&end=2026-12-31"):
+        assert client.get(path).status_code == 403, path
+    client.cookies.clear()
+    sign_in(client, ANALYST)
+    assert client.get("/search/new").status_code == 403
+    assert client.get(f"/searches/{searched}").status_code == 403
+    assert client.get("/galleries").status_code == 200
+    client.cookies.clear()
+    token = sign_in(client, AUDITOR)
+    response = client.post(f"/searches/{searched}/disposition",
+                           data={"csrf": token, "rank": "1", "decision": "excluded", "note": "Not my job."})
+    assert response.status_code == 403 and "agent role" in response.text
+    ws = open_workspace(home)
+    refused = [e for e in audit.entries(ws.conn) if e["outcome"] == "refused"]
+    assert {"web.search-form", "search.read", "disposition"} <= {e["action"] for e in refused}
+    ws.close()
+
+
+def test_form_without_csrf_token_is_refused_and_audited(client, home, searched):
+    sign_in(client, AGENT)
+    response = client.post(f"/searches/{searched}/disposition",
+                           data={"rank": "1", "decision": "excluded", "note": "No token on this form."})
+    assert response.status_code == 403 and "CSRF" in response.text
+    wrong = client.post(f"/searches/{searched}/disposition",
+                        data={"csrf": "0" * 64, "rank": "1", "decision": "excluded", "note": "Forged token here."})
+    assert wrong.status_code == 403
+    ws = open_workspace(home)
+    assert casework.workflow(ws, searched)["dispositions"] == {}
+    assert [e["reason"].split(":")[0] for e in audit.entries(ws.conn) if e["action"] == "web.form"] == ["csrf", "csrf"]
+    ws.close()
+
+
+def test_search_page_labels_every_candidate_and_serves_crops(client, searched):
+    sign_in(client, AGENT)
+    page = client.get(f"/searches/{searched}").text
+    assert page.count(LABEL) == 1 + 3  # the banner and every card
+    assert re.findall(r'class="subject">([^<]+)', page)[0] == "barack_obama"
+    crop = client.get(f"/searches/{searched}/candidates/1.png")
+    assert crop.status_code == 200 and crop.content.startswith(b"\x89PNG")
+
+
+def test_bad_upload_is_refused_with_its_reason_and_audited(client, home):
+    token = sign_in(client, AGENT)
+    fields = {"csrf": token, "gallery": "test-gallery", "case": "W-9", "purpose": "robbery",
+              "justification": "Suspect on the store camera.", "probe_source": "original", "top_k": "3",
+              "traditional_means": "Canvass, witness interviews and records checks gave no name."}
+    response = client.post("/search", data=fields, files={"probe": ("notes.jpg", b"not a photo at all", "image/jpeg")})
+    assert response.status_code == 400 and "not an image" in response.text
+    sketch = client.post("/search", data={**fields, "probe_source": "sketch"},
+                         files={"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")})
+    assert sketch.status_code == 403 and "sketch" in sketch.text
+    ws = open_workspace(home)
+    reasons = [e["reason"].split(":")[0] for e in audit.entries(ws.conn) if e["action"] == "search"]
+    assert reasons == ["unreadable", "composite-probe"]
+    assert not list((home / "uploads").glob("*/*"))  # refused uploads are not kept
+    ws.close()
+
+
+def test_report_is_self_contained_and_labelled_everywhere(home, searched, tmp_path):
+    ws = open_workspace(home)
+    html = render(ws, REVIEWER, searched)
+    ws.close()
+    assert html.count(LABEL) >= 2 + 3 + 1  # top, bottom, every candidate (and the title)
+    assert html.count("data:image/png;base64,") == 3 * 2  # each card: the probe face beside the candidate face
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert "Canvassed the block" in html and "sha256" in html
+    login(home, AGENT)
+    out = tmp_path / "r.html"
+    result = run_cli("report", searched, "--out", str(out), home=home)
+    assert result.returncode == 0 and out.read_text().count(LABEL) >= 6
