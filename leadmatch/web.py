@@ -52,9 +52,9 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS) -> FastA
     def csrf_for(ws: Workspace, token: str) -> str:
         return hmac.new(csrf_secret(ws), token.encode(), hashlib.sha256).hexdigest()
 
-    def page(name: str, request: Request, status: int = 200, **context) -> HTMLResponse:
+    def page(name: str, request: Request, http_status: int = 200, **context) -> HTMLResponse:
         html = templates.get_template(f"web/{name}.html").render(request=request, notice=leads.NOTICE, **context)
-        return HTMLResponse(html, status_code=status, headers={
+        return HTMLResponse(html, status_code=http_status, headers={
             "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
                                        "form-action 'self'; frame-ancestors 'none'",
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
@@ -69,8 +69,8 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS) -> FastA
             self.actor = accounts.authenticate(self.ws, token)
             self.csrf = csrf_for(self.ws, token)
 
-        def render(self, name: str, status: int = 200, **context) -> HTMLResponse:
-            return page(name, self.request, status, user=self.actor, csrf=self.csrf, **context)
+        def render(self, name: str, http_status: int = 200, **context) -> HTMLResponse:
+            return page(name, self.request, http_status, user=self.actor, csrf=self.csrf, **context)
 
     def handle(request: Request, work, form: dict | None = None):
         """Run `work(ctx)` for a signed-in user, checking CSRF on forms; map errors to pages."""
@@ -196,14 +196,14 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS) -> FastA
     def search_list(request: Request, status: str = "", case: str = ""):
         return handle(request, lambda ctx: ctx.render(
             "searches", rows=casework.listing(ctx.ws, ctx.actor, case or None, status or None),
-            status=status, case=case, statuses=casework.STATUSES))
+            status_filter=status, case=case, statuses=casework.STATUSES))
 
     @app.get("/review", response_class=HTMLResponse)
     def review_queue(request: Request):
         def work(ctx):
             accounts.require(ctx.ws, ctx.actor, "reviewer", "web.review-queue")
             return ctx.render("searches", rows=casework.listing(ctx.ws, ctx.actor, None, casework.AWAITING_REVIEW),
-                              status=casework.AWAITING_REVIEW, case="", statuses=casework.STATUSES)
+                              status_filter=casework.AWAITING_REVIEW, case="", statuses=casework.STATUSES)
         return handle(request, work)
 
     @app.get("/searches/{search_id}", response_class=HTMLResponse)

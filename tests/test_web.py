@@ -108,6 +108,15 @@ def test_form_without_csrf_token_is_refused_and_audited(client, home, searched):
     ws.close()
 
 
+def test_search_lists_render_for_their_readers(client, searched):
+    sign_in(client, AGENT)
+    assert searched in client.get("/searches").text
+    assert searched in client.get("/searches?status=awaiting-disposition").text
+    client.cookies.clear()
+    sign_in(client, REVIEWER)
+    assert client.get("/review").status_code == 200
+
+
 def test_search_page_labels_every_candidate_and_serves_crops(client, searched):
     sign_in(client, AGENT)
     page = client.get(f"/searches/{searched}").text

@@ -1,0 +1,137 @@
+"""End to end in headless Chromium (Debian's, driven by Playwright) against `leadmatch serve` on a free
+localhost port: agent searches and dispositions, reviewer corroborates and closes, auditor verifies.
+Screenshots of the candidate grid and the report are saved under test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import AGENT, AUDITOR, PASSWORD, PROBES_DIR, REVIEWER, ROOT
+
+CHROMIUM = os.environ.get("LEADMATCH_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
+
+if not Path(CHROMIUM).exists():  # a failure, not a skip: CI installs it (.ci/run), and so must a developer
+    pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)", pytrace=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(home):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "leadmatch", "--home", str(home), "serve", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/login", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the server did not start: " + process.stdout.read().decode(errors="replace"))
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield chromium
+        chromium.close()
+
+
+def sign_in(browser, url, actor):
+    page = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url + "/login")
+    page.fill("input[name=name]", actor.name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(url + "/")
+    return page
+
+
+def test_agent_reviewer_auditor_in_the_browser(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = sign_in(browser, server, AGENT)
+    page.click("header a:has-text('New search')")
+    page.set_input_files("input[name=probe]", str(PROBES_DIR / "two_people.jpg"))
+    page.fill("input[name=case]", "WEB-1")
+    page.select_option("select[name=purpose]", "robbery")
+    page.fill("textarea[name=justification]", "Suspect seen on the store camera during the robbery.")
+    page.fill("textarea[name=traditional_means]", "Canvass, witness interviews and pawn records gave no name.")
+    page.fill("input[name=top_k]", "4")
+    page.click("main button:has-text('Search')")
+    page.check("input[name=face][value='2']")  # two faces: the picker asks; the right one is Biden
+    page.click("main button:has-text('Search')")
+    page.wait_for_selector("#candidates")
+    cards = page.locator(".card")
+    assert cards.count() == 4
+    assert cards.nth(0).locator(".subject").inner_text() == "joe_biden"
+    assert all(LABEL in cards.nth(i).inner_text() for i in range(4))
+    assert LABEL in page.locator(".banner").inner_text()
+    page.wait_for_load_state("networkidle")
+    loaded = page.eval_on_selector_all(".card img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    assert len(loaded) == 8 and all(loaded)  # every probe and candidate face crop is shown
+    page.screenshot(path=str(ARTIFACTS / "candidate-grid.png"), full_page=True)
+    search_url = page.url
+    for rank in range(1, 5):
+        form = page.locator(f".card[data-rank='{rank}'] form.disposition")
+        form.locator("select[name=decision]").select_option("possible-lead" if rank == 1 else "excluded")
+        form.locator("input[name=note]").fill("Compared side by side with the probe.")
+        form.locator("button").click()
+        page.wait_for_load_state()
+    assert "awaiting-review" in page.locator("h1").inner_text()
+    with page.expect_download() as download:
+        page.click("a:has-text('Download lead report')")
+    report = ARTIFACTS / "lead-report.html"
+    download.value.save_as(report)
+    assert report.read_text().count(LABEL) >= 6
+    shot = browser.new_page()
+    shot.goto(report.as_uri())
+    shot.screenshot(path=str(ARTIFACTS / "lead-report.png"), full_page=True)
+
+    page = sign_in(browser, server, REVIEWER)
+    page.click("header a:has-text('Review queue')")
+    page.click(f"text={search_url.rsplit('/', 1)[1]}")
+    form = page.locator(".card[data-rank='1'] form.corroborate")
+    form.locator("select[name=evidence_type]").select_option("records-check")
+    form.locator("input[name=evidence]").fill("DMV photo and booking record match.")
+    form.locator("input[name=reference]").fill("RC-77")
+    form.locator("select[name=outcome]").select_option("corroborated")
+    form.locator("button").click()
+    page.wait_for_load_state()
+    page.select_option("#close select[name=outcome]", "identified")
+    page.fill("#close input[name=rank]", "1")
+    page.fill("#close textarea[name=note]", "Corroborated by records check RC-77.")
+    page.click("button:has-text('Close search')")
+    page.wait_for_load_state()
+    assert "closed-identified" in page.locator("h1").inner_text()
+
+    page = sign_in(browser, server, AUDITOR)
+    page.click("header a:has-text('Audit')")
+    assert page.locator("#chain").inner_text().startswith("Chain intact")
+    page.goto(search_url)  # auditors may read any search
+    assert "closed-identified" in page.locator("h1").inner_text()
+    page.goto(server + "/search/new")
+    assert "Refused" in page.locator("h1").inner_text()  # an auditor is no agent: 403, not a hidden button
