@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools<81" wheel
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test,cluster]"
 	# face_recognition's metadata requires `dlib` (a 14-minute source build); dlib-bin already provides it.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps face_recognition==1.3.0
 	touch $(STAMP)

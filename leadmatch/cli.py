@@ -226,22 +226,36 @@ def gallery_create(
 def gallery_enroll(
         name: str,
         path: Path = typer.Argument(..., help="Folder of <subject>/<photos>, or a CSV manifest (path,subject,...)."),
-        workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores)."),
+        workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores; with "
+                                                                "--ray: at most this many Ray workers)."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|HOST:PORT",
+                                          help="Analyze the photos on this Ray cluster (pip install "
+                                               "'leadmatch[cluster]'); the record is still written here."),
+        batch: Optional[int] = typer.Option(None, "--batch", min=1, help="With --ray: photos per Ray task and "
+                                                                         "per transaction (default: up to 64)."),
 ):
     """Enroll photos into a gallery (analyst). Already-enrolled photos are skipped; refusals are listed."""
+    if batch and not ray:
+        raise InputError("--batch applies only with --ray", "add --ray auto|HOST:PORT, or drop --batch")
     ws, user = session()
-    with Progress(TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=json_out) as bar:
-        task = bar.add_task("enroll", total=None)
-        report = enroll(ws, user, name, path, workers=workers,
-                        progress=lambda done, total: bar.update(task, completed=done, total=total))
+    try:
+        with Progress(TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err, transient=True, disable=json_out) as bar:
+            task = bar.add_task("enroll", total=None)
+            report = enroll(ws, user, name, path, workers=workers, ray=ray, batch=batch,
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except KeyboardInterrupt:
+        err.print("interrupted — every photo written so far is kept; run the same command again to continue")
+        raise typer.Exit(130)
     if json_out:
         return emit_json(report.to_dict())
     out.print(f"gallery {report.gallery!r}: {report.enrolled} enrolled, {report.skipped} skipped (already enrolled), "
               f"{len(report.refused)} refused, {report.subjects_added} new subjects")
     for refusal in report.refused:
         out.print(f"  refused  {refusal.path}: {refusal.reason} — {refusal.detail}")
+    for worker in report.workers_refused:
+        out.print(f"  refused worker  {worker}")
     if report.index_note:
         out.print(f"  index: {report.index_note}")
 

@@ -55,6 +55,7 @@ class EnrollmentReport:
     subjects_added: int = 0
     faces_found: int = 0  # detected in the photos decoded this run, refused ones included
     index_note: str | None = None
+    workers_refused: list[str] = field(default_factory=list)  # Ray workers left out (other models), by node
 
     @property
     def offered(self) -> int:
@@ -63,7 +64,8 @@ class EnrollmentReport:
     def to_dict(self) -> dict:
         return {"gallery": self.gallery, "offered": self.offered, "enrolled": self.enrolled,
                 "skipped_duplicates": self.skipped, "refused": [r.__dict__ for r in self.refused],
-                "subjects_added": self.subjects_added, "faces_found": self.faces_found}
+                "subjects_added": self.subjects_added, "faces_found": self.faces_found,
+                **({"workers_refused": self.workers_refused} if self.workers_refused else {})}
 
 
 def collect(source: Path) -> tuple[list[Item], list[Refusal]]:
@@ -141,29 +143,65 @@ def _pool(workers: int):
     return multiprocessing.get_context("fork").Pool(workers)
 
 
+class LocalAnalyzer:
+    """Runs `_analyze` in this process or a pool of `workers` processes; `stream()` takes (key, jobs) batches
+    and yields (key, results) in order. `cluster.RayAnalyzer` does the same on a Ray cluster."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers, self.pool = workers, _pool(workers)
+
+    def chunk_size(self, total: int) -> int:
+        return CHUNK * self.workers if self.pool else CHUNK
+
+    def stream(self, batches: Iterator[tuple]) -> Iterator[tuple]:
+        for key, jobs in batches:
+            yield key, (self.pool.map(_analyze, jobs, chunksize=4) if self.pool else [_analyze(j) for j in jobs])
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.close()
+            self.pool.join()
+
+
+def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | None, batch: int | None):
+    """The local pool, or with `ray` (auto or HOST:PORT) a Ray actor pool; Ray is imported only then."""
+    if not ray:
+        return LocalAnalyzer(workers)
+    from .cluster import RayAnalyzer
+
+    def refuse_worker(where: str, problem: str) -> None:  # a worker with other models is left out, audited
+        audit.record(ws.conn, actor.name, "gallery.enroll-worker", "refused", objects={
+            "gallery": gallery.name, "worker": where}, reason=f"worker-model: {problem}")
+
+    return RayAnalyzer(ray, batch=batch, workers=workers, refuse_worker=refuse_worker)
+
+
 def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers: int | None = None,
-           progress: Callable[[int, int], None] | None = None) -> EnrollmentReport:
-    """Analyst: enroll every photo under `source`. `progress(done, total)` is called as photos finish."""
+           progress: Callable[[int, int], None] | None = None, ray: str | None = None,
+           batch: int | None = None) -> EnrollmentReport:
+    """Analyst: enroll every photo under `source`. `progress(done, total)` is called as photos finish.
+    With `ray` (auto or HOST:PORT) the photos are analyzed on that Ray cluster, `batch` photos a task, at most
+    `workers` actors (default: one per cluster CPU); the record is written here, as locally."""
     require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": str(source)})
     gallery = get_gallery(ws, gallery_name)
     items, refused = collect(source)
     report = EnrollmentReport(gallery=gallery.name, refused=list(refused))
-    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    workers = max(1, workers if workers is not None else (os.cpu_count() or 1)) if not ray else workers
     known = {r[0] for r in ws.conn.execute("SELECT sha256 FROM photos WHERE gallery_id = ?", (gallery.id,))}
     total, done = len(items) + len(refused), len(refused)
     if progress:
         progress(done, total)
-    pool = _pool(workers)
-    try:
-        for chunk in _chunks(items, CHUNK * max(1, workers) if pool else CHUNK):
-            jobs, pending = [], []
+    analyzer = _analyzer(ws, actor, gallery, workers, ray, batch)
+    report.workers_refused = list(getattr(analyzer, "refused_workers", []))
+
+    def batches():  # read and hash on this process, in order; the analyzer runs the jobs
+        for chunk in _chunks(items, analyzer.chunk_size(len(items))):
+            jobs, pending, unreadable = [], [], []
             for item in chunk:
                 try:
                     data = read_bytes(item.path)
                 except PhotoError as exc:
-                    refusal = Refusal(str(item.path), exc.reason, exc.message)
-                    report.refused.append(refusal)
-                    refused.append(refusal)  # recorded with the layout refusals at the end
+                    unreadable.append(Refusal(str(item.path), exc.reason, exc.message))
                     continue
                 digest = sha256_bytes(data)
                 if digest in known:
@@ -172,15 +210,18 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
                 known.add(digest)
                 jobs.append((data, str(item.path)))
                 pending.append((item, digest, data))
-            results = pool.map(_analyze, jobs, chunksize=4) if pool else [_analyze(j) for j in jobs]
+            yield (len(chunk), pending, unreadable), jobs
+
+    try:
+        for (count, pending, unreadable), results in analyzer.stream(batches()):
+            report.refused.extend(unreadable)
+            refused.extend(unreadable)  # recorded with the layout refusals at the end
             _write(ws, actor.name, gallery, pending, results, report)
-            done += len(chunk)
+            done += count
             if progress:
                 progress(done, total)
     finally:
-        if pool:
-            pool.close()
-            pool.join()
+        analyzer.close()
     _record_refusals(ws, gallery.id, refused)
     _, report.index_note = index.sync(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     audit.record(ws.conn, actor.name, "gallery.enroll", objects={
