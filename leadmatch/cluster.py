@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import socket
+import sys
 from collections import deque
 from typing import Any, Callable, Iterator
 
@@ -55,7 +56,7 @@ def _reachable(host: str, port: int, timeout: float = 3.0) -> None:
 
 def connect(address: str):
     """Join the Ray cluster at `address` as a driver, with token authentication on. Returns the `ray` module."""
-    target = check_address(address)
+    target = check_address(address if address != "auto" else os.environ.get("RAY_ADDRESS") or "auto")
     if target:
         _reachable(*target)
     # Keep token auth on: the driver presents the cluster token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
@@ -66,15 +67,61 @@ def connect(address: str):
     except ImportError:
         raise InputError("Ray is not installed", "pip install 'leadmatch[cluster]' on the head and on every "
                                                  "worker node") from None
-    try:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, namespace="leadmatch",
-                 configure_logging=True)
-    except Exception as exc:  # Ray raises ConnectionError, RuntimeError or AuthenticationError here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot join the Ray cluster at {address}: {first}",
+    with _native_stderr() as native:
+        try:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, namespace="leadmatch",
+                     configure_logging=True)
+            failure = None
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError or AuthenticationError here
+            failure = exc
+    if failure is not None:
+        if "InvalidAuthToken" in native.text or "InvalidAuthToken" in str(failure):
+            raise InputError(f"the Ray cluster at {address} refused this head's token (InvalidAuthToken)",
+                             "set RAY_AUTH_MODE=token and the cluster's token here (RAY_AUTH_TOKEN, "
+                             "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, copied from the head node)")
+        raise InputError(f"cannot join the Ray cluster at {address}: {_first_line(failure)}",
                          "check the address, that the cluster is up, and that RAY_AUTH_MODE=token and the "
-                         "cluster token are set here") from None
+                         "cluster token are set here")
+    _quiet_raylet_notices(ray)
     return ray
+
+
+class _native_stderr:
+    """Catch what Ray's C++ core writes to file descriptor 2 while joining (a line a second while it retries),
+    so the user sees one line; `text` keeps it to explain a failure."""
+
+    def __enter__(self):
+        import tempfile
+
+        self.text, self.file = "", tempfile.TemporaryFile()
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.seek(0)
+        self.text = self.file.read().decode("utf-8", "replace")
+        self.file.close()
+
+
+def _quiet_raylet_notices(ray) -> None:
+    """Ray's driver prints cluster notices ("a worker died…") on stdout, which would corrupt `--json` output and
+    the summary; the head handles those failures itself (retry, then refusal), so they go to the debug log."""
+    worker_module = ray._private.worker
+    printer = worker_module.print_to_stdstream
+
+    def print_to_stdstream(data, ignore_prefix):
+        if data.get("pid") == "raylet":
+            logging.getLogger(__name__).debug("ray: %s", " ".join(data.get("lines", [])))
+            return
+        printer(data, ignore_prefix)
+
+    if getattr(printer, "__module__", None) != __name__:
+        worker_module.print_to_stdstream = print_to_stdstream
 
 
 class PhotoWorker:

@@ -214,14 +214,123 @@ def test_ray_enrollment_equals_local_bit_for_bit(cluster, photos, local, tmp_pat
     assert {"gallery.enroll", "gallery.enroll-photos"} <= actions
 
 
-def test_batches_through_auto_address_and_skips_known_photos(cluster, photos, local, tmp_path):
+def start_enroll(home: Path, photos: Path, *extra: str) -> subprocess.Popen:
+    """The real command, running in the background, so a test can act while it works."""
+    env = {key: value for key, value in os.environ.items() if key != "LEADMATCH_DEBUG"}
+    return subprocess.Popen([sys.executable, "-m", "leadmatch", "--home", str(home), "gallery", "enroll", GALLERY,
+                             str(photos), "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def photo_workers() -> list[dict]:
+    """Live leadmatch worker actors, from the cluster's actor table (GCS): pid and node of each."""
+    import ray
+
+    return [actor for actor in ray._private.state.actors().values()
+            if actor["ActorClassName"] == "PhotoWorker" and actor["State"] == "ALIVE"]
+
+
+def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, photos, local, tmp_path):
     home = fresh_home(tmp_path, "home")
-    env = {"RAY_ADDRESS": cluster["address"]}
-    first = enroll_cli(home, photos, "--ray", "auto", "--batch", "3", env=env)
-    assert first.returncode == 0, first.stderr
+    run = start_enroll(home, photos, "--ray", cluster["address"], "--batch", "2")
+    try:
+        victim = wait_for(lambda: count_photos(home) >= 1 and photo_workers(), 120, "photos written by the run")
+        os.kill(victim[0]["Pid"], signal.SIGKILL)
+        killed_mid_run = run.poll() is None and count_photos(home) < local["summary"]["enrolled"]
+        out, errors = run.communicate(timeout=300)
+    finally:
+        run.kill()
+    assert killed_mid_run, "the run finished before the worker was killed"
+    assert run.returncode == 0, errors
+    assert "Traceback" not in errors
+    got = json.loads(out)
+    assert got["enrolled"] == local["summary"]["enrolled"]
+    assert not [r for r in got["refused"] if r["reason"] == "analysis-failed"]
     assert record(home) == local["record"]
-    again = enroll_cli(home, photos, "--ray", "auto", "--batch", "3", env=env)
+
+
+def test_interrupted_on_the_head_resumes_where_it_stopped(cluster, photos, local, tmp_path):
+    home = fresh_home(tmp_path, "home")
+    run = start_enroll(home, photos, "--ray", cluster["address"], "--batch", "2")
+    try:
+        wait_for(lambda: count_photos(home) >= 2, 120, "photos written by the run")
+        run.send_signal(signal.SIGINT)
+        out, errors = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 130, errors
+    assert "Traceback" not in errors and "interrupted" in errors and "run the same command again" in errors
+    kept = count_photos(home)
+    assert 2 <= kept < local["summary"]["enrolled"]
+    again = enroll_cli(home, photos, "--ray", "auto", "--batch", "3", env={"RAY_ADDRESS": cluster["address"]})
     assert again.returncode == 0, again.stderr
     data = summary(again)
-    assert data["enrolled"] == 0 and data["skipped_duplicates"] == local["summary"]["enrolled"]
-    assert record(home)["photos"] == local["record"]["photos"]
+    assert data["skipped_duplicates"] == kept and data["enrolled"] == local["summary"]["enrolled"] - kept
+    assert record(home) == local["record"]
+
+
+def test_bad_addresses_and_options_give_one_line_errors(tmp_path, photos, cluster):
+    home = fresh_home(tmp_path, "home")
+    nobody = f"127.0.0.1:{free_port()}"
+    assert_clean_error(enroll_cli(home, photos, "--ray", nobody), "no Ray cluster answers", nobody, code=1)
+    assert_clean_error(enroll_cli(home, photos, "--ray", "auto", env={"RAY_ADDRESS": nobody}),
+                       "no Ray cluster answers", code=1)
+    assert_clean_error(enroll_cli(home, photos, "--ray", "head-without-port"), "not auto or HOST:PORT", code=1)
+    assert_clean_error(enroll_cli(home, photos, "--batch", "4"), "--batch applies only with --ray", code=1)
+    wrong = tmp_path / "wrong_token"
+    wrong.write_text(secrets.token_hex(32))
+    refused = enroll_cli(home, photos, "--ray", cluster["address"], env={"RAY_AUTH_TOKEN_PATH": str(wrong)})
+    assert_clean_error(refused, "refused this head's token", code=1)
+    assert count_photos(home) == 0
+
+
+def test_a_local_enrollment_imports_nothing_of_ray(home):
+    login(home, ANALYST)
+    script = ("import sys\nfrom leadmatch import cli\n"
+              f"sys.argv = ['leadmatch', '--home', {str(home)!r}, 'gallery', 'enroll', {GALLERY!r}, "
+              f"{str(FACES / 'gallery')!r}, '--workers', '1']\n"
+              "try:\n    cli.main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+              "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'leadmatch.cluster'))))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "11 skipped" in result.stdout  # it ran the enrollment (every photo already there)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_worker_with_other_model_weights_is_refused_naming_its_node(cluster, photos, local, tmp_path):
+    """A third node whose face_recognition_models hold an altered weight file: its worker is left out, the run
+    names that node, audits the refusal, and the photos are enrolled by the other two, as locally."""
+    import ray
+
+    from leadmatch import models
+
+    package = tmp_path / "other_models" / "face_recognition_models"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for name in models.expected_hashes():
+        real = models.models_dir() / name
+        if name == "mmod_human_face_detector.dat":
+            altered = bytearray(real.read_bytes())
+            altered[-1] ^= 0xFF
+            (package / "models" / name).write_bytes(bytes(altered))
+        else:
+            (package / "models" / name).symlink_to(real)
+    before = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    node = subprocess.Popen([str(RAY), "start", "--block", "--address", cluster["address"], "--num-cpus", "1",
+                             "--disable-usage-stats"], env={**os.environ, "PYTHONPATH": str(package.parent)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        third = wait_for(lambda: [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] not in before],
+                         60, "the third Ray node")[0]
+        home = fresh_home(tmp_path, "home")
+        result = enroll_cli(home, photos, "--ray", cluster["address"])
+    finally:
+        stop_group(node)
+    assert result.returncode == 0, result.stderr
+    refused = json.loads(result.stdout)["workers_refused"]
+    assert len(refused) == 1 and third[:8] in refused[0] and "mmod_human_face_detector.dat" in refused[0]
+    assert record(home) == local["record"]
+    conn = sqlite3.connect(home / "leadmatch.db")
+    entries = conn.execute("SELECT outcome, reason FROM audit WHERE action = 'gallery.enroll-worker'").fetchall()
+    conn.close()
+    assert len(entries) == 1 and entries[0][0] == "refused" and third[:8] in refused[0]
