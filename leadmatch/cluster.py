@@ -202,10 +202,12 @@ class RayAnalyzer:
                 kept.append(actor)
         for ref in late:
             ray.kill(calls[ref])
-        if not kept:
-            raise ModelError("no Ray worker can analyze photos: " + "; ".join(self.refused_workers or
-                                                                             ["none started"]),
+        if not kept and self.refused_workers:
+            raise ModelError("no Ray worker can analyze photos: " + "; ".join(self.refused_workers),
                              "install leadmatch and its model weights on the worker nodes, as on the head")
+        if not kept:
+            raise InputError(f"no Ray worker started within {READY_TIMEOUT_S} s",
+                             "check that the cluster's CPUs are free (`ray status`) and try again")
         return kept
 
     def _refuse(self, actor, where: str, problem: str, refuse_worker) -> None:
@@ -258,9 +260,12 @@ class RayAnalyzer:
                     entry, indices, attempt, number = in_flight.pop(ref)
                     load[number] -= 1
                     self._settle(ref, entry, indices, attempt, send)
-        except BaseException:
+        except BaseException:  # Ctrl-C or a failed write: drop what is queued; close() stops the actors
             for ref in in_flight:
-                ray.cancel(ref, force=False)
+                try:
+                    ray.cancel(ref)
+                except Exception:  # already finished or its actor gone
+                    pass
             raise
 
     def _settle(self, ref, entry: dict, indices: list[int], attempt: int, send) -> None:
