@@ -230,8 +230,8 @@ def gallery_enroll(
                                                                 "--ray: at most this many Ray workers)."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|HOST:PORT",
-                                          help="Analyze the photos on this Ray cluster (pip install "
-                                               "'leadmatch[cluster]'); the record is still written here."),
+                                          help="Analyze the photos on this Ray cluster (needs leadmatch's "
+                                               "cluster extra); the record is still written here."),
         batch: Optional[int] = typer.Option(None, "--batch", min=1, help="With --ray: photos per Ray task and "
                                                                          "per transaction (default: up to 64)."),
 ):

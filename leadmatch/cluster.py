@@ -65,8 +65,8 @@ def connect(address: str):
     try:
         import ray
     except ImportError:
-        raise InputError("Ray is not installed", "pip install 'leadmatch[cluster]' on the head and on every "
-                                                 "worker node") from None
+        raise InputError("Ray is not installed", "install leadmatch's cluster extra (it brings Ray) on the head "
+                                                 "and on every worker node") from None
     with _native_stderr() as native:
         try:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, namespace="leadmatch",
