@@ -86,20 +86,51 @@ def cluster():
         wait_for(lambda: _listening(port), 60, "the Ray head")
         nodes.append(subprocess.Popen([str(RAY), "start", "--address", address, *common],
                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        import ray
-
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-        wait_for(lambda: sum(n["Alive"] for n in ray.nodes()) == 2, 60, "the second Ray node")
+        ray_query(address, "nodes", "2")
         yield {"address": address, "env": env}
     finally:
-        if "ray" in sys.modules:
-            sys.modules["ray"].shutdown()
         for node in reversed(nodes):
             stop_group(node)
         log.close()
         for key, value in saved.items():
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+# Asked of the cluster from a separate driver process, so this test process never joins Ray (no Ray threads
+# left in it when later tests fork worker pools). `nodes N`: wait for N live nodes, print their ids;
+# `worker DB`: wait until the run has written a photo to DB and a PhotoWorker actor is alive (Ray's actor table
+# in the GCS; the dashboard's state API is not running), print that actor's pid.
+QUERY = """
+import json, sqlite3, sys, time
+import ray
+address, mode, arg = sys.argv[1:4]
+ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    if mode == "nodes":
+        alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        if len(alive) == int(arg):
+            print(json.dumps(alive)); break
+    else:
+        conn = sqlite3.connect(arg, timeout=1)
+        written = conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
+        conn.close()
+        workers = [a for a in ray._private.state.actors().values()
+                   if a["ActorClassName"] == "PhotoWorker" and a["State"] == "ALIVE"]
+        if written and workers:
+            print(json.dumps(workers[0]["Pid"])); break
+    time.sleep(0.2)
+else:
+    sys.exit("timed out")
+"""
+
+
+def ray_query(address: str, mode: str, arg: str):
+    result = subprocess.run([sys.executable, "-c", QUERY, address, mode, arg], capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, f"cluster query {mode} {arg}: {result.stderr[-2000:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _listening(port: int) -> bool:
@@ -222,20 +253,11 @@ def start_enroll(home: Path, photos: Path, *extra: str) -> subprocess.Popen:
                             text=True, env=env)
 
 
-def photo_workers() -> list[dict]:
-    """Live leadmatch worker actors, from the cluster's actor table (GCS): pid and node of each."""
-    import ray
-
-    return [actor for actor in ray._private.state.actors().values()
-            if actor["ActorClassName"] == "PhotoWorker" and actor["State"] == "ALIVE"]
-
-
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, photos, local, tmp_path):
     home = fresh_home(tmp_path, "home")
     run = start_enroll(home, photos, "--ray", cluster["address"], "--batch", "2")
     try:
-        victim = wait_for(lambda: count_photos(home) >= 1 and photo_workers(), 120, "photos written by the run")
-        os.kill(victim[0]["Pid"], signal.SIGKILL)
+        os.kill(ray_query(cluster["address"], "worker", str(home / "leadmatch.db")), signal.SIGKILL)
         killed_mid_run = run.poll() is None and count_photos(home) < local["summary"]["enrolled"]
         out, errors = run.communicate(timeout=300)
     finally:
@@ -300,8 +322,6 @@ def test_a_local_enrollment_imports_nothing_of_ray(home):
 def test_a_worker_with_other_model_weights_is_refused_naming_its_node(cluster, photos, local, tmp_path):
     """A third node whose face_recognition_models hold an altered weight file: its worker is left out, the run
     names that node, audits the refusal, and the photos are enrolled by the other two, as locally."""
-    import ray
-
     from leadmatch import models
 
     package = tmp_path / "other_models" / "face_recognition_models"
@@ -315,13 +335,12 @@ def test_a_worker_with_other_model_weights_is_refused_naming_its_node(cluster, p
             (package / "models" / name).write_bytes(bytes(altered))
         else:
             (package / "models" / name).symlink_to(real)
-    before = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    before = set(ray_query(cluster["address"], "nodes", "2"))
     node = subprocess.Popen([str(RAY), "start", "--block", "--address", cluster["address"], "--num-cpus", "1",
                              "--disable-usage-stats"], env={**os.environ, "PYTHONPATH": str(package.parent)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        third = wait_for(lambda: [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] not in before],
-                         60, "the third Ray node")[0]
+        third = (set(ray_query(cluster["address"], "nodes", "3")) - before).pop()
         home = fresh_home(tmp_path, "home")
         result = enroll_cli(home, photos, "--ray", cluster["address"])
     finally:
