@@ -32,7 +32,7 @@ gallery_app = typer.Typer(help="Authorized galleries: create, enroll, list, show
 app.add_typer(gallery_app, name="gallery")
 user_app = typer.Typer(help="Accounts (admin): add, certify, disable, list.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
-audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, log, report.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, checkpoint, log, report.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 index_app = typer.Typer(help="A gallery's FAISS index: build, rebuild, status.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -440,18 +440,32 @@ def close_search(search_id: str, outcome: str = typer.Option(..., "--outcome", h
 @audit_app.command("verify")
 def audit_verify(expect_head: Optional[str] = typer.Option(None, "--expect-head",
                                                            help="Head hash recorded at an earlier verification."),
+                 checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
+                                                           help="A file written by `audit checkpoint`."),
                  json_out: bool = typer.Option(False, "--json")):
-    """Walk the hash chain; report the first bad entry. Exit 6 if the chain is broken."""
+    """Walk the keyed hash chain; report the first bad entry. Exit 6 if the chain is broken."""
     ws, user = session()
-    result = oversight.verify(ws, user, expect_head)
+    result = oversight.verify(ws, user, expect_head, checkpoint)
     if json_out:
         emit_json(result.__dict__)
     elif result.ok:
-        out.print(f"audit chain intact: {result.entries} entries, head {result.head}")
+        out.print(f"audit chain intact: {result.entries} entries, head {result.head}"
+                  + (f"; checkpoint entry {result.checkpoint} unchanged" if result.checkpoint else ""))
     else:
-        err.print(f"error: audit chain broken at entry {result.bad_entry}: {result.problem}")
+        err.print(f"error: {result.describe()} — restore leadmatch.db from a backup and find out who changed it")
     if not result.ok:
         sys.exit(6)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(out_file: Optional[Path] = typer.Option(None, "--out", help="Write the checkpoint to FILE.")):
+    """Export the signed head of the trail (auditor) for filing outside the system; `verify --checkpoint` uses it."""
+    ws, user = session()
+    made = oversight.checkpoint(ws, user, out_file)
+    if out_file is None:
+        return emit_json(made)
+    out.print(f"checkpoint of entry {made['entry']} (hash {made['hash']}, {made['at']}) written to {out_file}; "
+              "file it outside this system")
 
 
 @audit_app.command("log")
