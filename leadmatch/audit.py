@@ -159,9 +159,10 @@ def _seal(conn: sqlite3.Connection, key: AuditKey, path: Path) -> None:
         if after is None:
             legacy = _walk(conn, keyed=False, legacy=key.legacy_entries, upto=key.legacy_entries)
             state = "intact" if legacy.ok else f"broken at entry {legacy.bad_entry}: {legacy.problem}"
+            head = conn.execute("SELECT hash FROM audit WHERE id = ?", (key.legacy_entries,)).fetchone()
             sealed_id = record(conn, SYSTEM_ACTOR, "audit.checkpoint", "ok" if legacy.ok else "failed",
                                objects={"seal": True, "legacy_entries": key.legacy_entries,
-                                        "legacy_head": legacy.head, "legacy_chain": state},
+                                        "legacy_head": head[0] if head else None, "legacy_chain": state},
                                reason=None if legacy.ok else f"legacy-chain-broken: {state}")
             after = conn.execute("SELECT id, hash, action, mac FROM audit WHERE id = ?", (sealed_id,)).fetchone()
         # else: sealed earlier, but the key file was not updated (interrupted): take that entry if it is ours

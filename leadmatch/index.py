@@ -208,7 +208,7 @@ def content_problem(conn: sqlite3.Connection, gallery_id: int, path: Path, ident
     if identity == recorded["identity"]:
         return None
     if identity[2] != recorded["bytes"] or file_sha256(path) != recorded["sha256"]:
-        return "index file's content does not match its recorded sha256 (changed outside leadmatch)"
+        return "index file's sha256 differs from the recorded one (altered, or its write was cut short)"
     with transaction(conn):
         conn.execute("UPDATE index_files SET identity = ? WHERE gallery_id = ? AND sha256 = ?",
                      (json.dumps(identity), gallery_id, recorded["sha256"]))

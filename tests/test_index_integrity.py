@@ -17,7 +17,7 @@ from leadmatch.store import gallery_embeddings
 
 from .conftest import ACTOR, ANALYST, GALLERY, PROBES_DIR, login, run_cli, search_request
 
-CHANGED = "index file's content does not match its recorded sha256 (changed outside leadmatch)"
+CHANGED = "index file's sha256 differs from the recorded one (altered, or its write was cut short)"
 
 
 def obama_face_ids(ws) -> list[int]:
