@@ -223,6 +223,12 @@ MIGRATIONS: list[str] = [
         UPDATE gallery_stats SET faces = faces - 1, id_sum = id_sum - OLD.id WHERE gallery_id = OLD.gallery_id;
     END;
     """,
+    # video: a search's probe faces (photo, stills or a clip's frames) and subject-level candidate lists.
+    """
+    ALTER TABLE searches ADD COLUMN probe_frames TEXT;
+    ALTER TABLE candidates ADD COLUMN faces TEXT;
+    ALTER TABLE candidates ADD COLUMN probe_distances TEXT;
+    """,
 ]
 
 
