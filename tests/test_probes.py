@@ -127,3 +127,13 @@ def test_purge_removes_stored_frames(ws, tmp_path):
     purged = retention.purge_expired(ws, ADMIN)
     assert result["search_id"] in purged["purged_searches"]
     assert not any((ws.home / f["stored_path"]).exists() for f in stored)
+
+
+def test_report_names_the_clip_and_every_frame(ws):
+    from leadmatch import report
+    result = searching.run(ws, ACTOR, search_request(CLIP))
+    html = report.render(ws, ACTOR, result["search_id"])
+    assert "of short_hamilton_clip.mp4" in html and result["probe"]["sha256"] in html
+    assert html.count('alt="probe face ') == len(result["probe"]["frames"])
+    assert "distance per probe face" in html and "also matched" in html
+    assert html.count("INVESTIGATIVE LEAD ONLY") >= len(result["candidates"]) + 2
