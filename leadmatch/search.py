@@ -212,35 +212,36 @@ def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: in
     distance (`faces`); `per_photo` gives one candidate per gallery face instead. With several probe vectors a
     face's distance is the smallest over them (`probe_distances` lists each). The index proposes faces; the
     distances are recomputed exactly from the record, and an approximate index proposes twice as many."""
-    vectors = _fused(embedding, fusion)
+    raw = np.asarray(embedding, dtype=np.float32).reshape(-1, index.DIM)
+    vectors = _fused(raw, fusion)
     factor = 1 if index.is_exact(faiss_index) else index.RERANK_FACTOR
     proposals = top_k * factor * (1 if per_photo else 4)
     while True:
         ids = np.unique(np.concatenate([index.search(faiss_index, v, proposals)[0] for v in vectors]))
         scored = _exact(ws, ids, vectors)
-        subjects = {row["subject_id"] for _, _, row in scored}
+        subjects = {row["subject_id"] for _, row in scored}
         enough = len(scored) if per_photo else len(subjects)
         if enough >= top_k or proposals >= faiss_index.ntotal:
             break
         proposals *= 4  # one subject took many slots: look further for distinct subjects
     if per_photo:
-        return [_candidate(rank, distance, per, row, threshold, len(vectors) > 1)
-                for rank, (distance, per, row) in enumerate(scored[:top_k], start=1)]
+        return [_candidate(rank, distance, row, threshold, raw)
+                for rank, (distance, row) in enumerate(scored[:top_k], start=1)]
     best: dict[int, tuple] = {}
-    for distance, per, row in scored:
-        best.setdefault(row["subject_id"], (distance, per, row))
-    ranked = sorted(best.values(), key=lambda item: (item[0], item[2]["id"]))[:top_k]
-    members = _subject_faces(ws, [row["subject_id"] for _, _, row in ranked], vectors)
+    for distance, row in scored:
+        best.setdefault(row["subject_id"], (distance, row))
+    ranked = sorted(best.values(), key=lambda item: (item[0], item[1]["id"]))[:top_k]
+    members = _subject_faces(ws, [row["subject_id"] for _, row in ranked], vectors)
     out = []
-    for rank, (distance, per, row) in enumerate(ranked, start=1):
-        candidate = _candidate(rank, distance, per, row, threshold, len(vectors) > 1)
+    for rank, (distance, row) in enumerate(ranked, start=1):
+        candidate = _candidate(rank, distance, row, threshold, raw)
         candidate["faces"] = members[row["subject_id"]]
         out.append(candidate)
     return out
 
 
 def _exact(ws: Workspace, ids: np.ndarray, vectors: np.ndarray) -> list[tuple]:
-    """[(distance, per-vector distances, row)] for the face ids, nearest first (ties by face id)."""
+    """[(distance, row)] for the face ids, nearest first (ties by face id); with several vectors, the nearest."""
     if len(ids) == 0:
         return []
     rows = ws.conn.execute(
@@ -249,9 +250,9 @@ def _exact(ws: Workspace, ids: np.ndarray, vectors: np.ndarray) -> list[tuple]:
         f"WHERE f.id IN ({','.join('?' * len(ids))})", [int(i) for i in ids]).fetchall()
     scored = []
     for row in rows:
-        per = np.linalg.norm(vectors - np.frombuffer(row["embedding"], dtype="<f4"), axis=1)
-        scored.append((float(per.min()), per, row))
-    scored.sort(key=lambda item: (item[0], item[2]["id"]))
+        distance = np.linalg.norm(vectors - np.frombuffer(row["embedding"], dtype="<f4"), axis=1).min()
+        scored.append((float(distance), row))
+    scored.sort(key=lambda item: (item[0], item[1]["id"]))
     return scored
 
 
@@ -272,12 +273,14 @@ def _subject_faces(ws: Workspace, subject_ids: list[int], vectors: np.ndarray) -
     return out
 
 
-def _candidate(rank: int, distance: float, per: np.ndarray, row, threshold: float, several: bool) -> dict:
+def _candidate(rank: int, distance: float, row, threshold: float, raw: np.ndarray) -> dict:
+    """One candidate's fields; with several probe faces, the best face's distance to each (`probe_distances`)."""
     candidate = {"rank": rank, "subject": row["subject"], "face_id": row["id"], "image": row["source_path"],
                  "photo_sha256": row["sha256"],
                  "box": [row["box_top"], row["box_right"], row["box_bottom"], row["box_left"]],
                  **leads.candidate_fields(distance, threshold)}
-    if several:
+    if len(raw) > 1:
+        per = np.linalg.norm(raw - np.frombuffer(row["embedding"], dtype="<f4"), axis=1)
         candidate["probe_distances"] = [round(float(d), 4) for d in per]
     return candidate
 
