@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import accounts, bench, casework, credentials, evaluation, leads, models, oversight, purposes, retention
+from . import accounts, bench, casework, credentials, evaluation, leads, models, oversight, probes, purposes, retention, video
 from . import audit as auditing
 from . import gallery as galleries
 from . import search as searching
@@ -345,19 +345,19 @@ def bench_search(faces: int = typer.Option(100_000, "--faces", min=1000, help="S
         out.print(f"{key:>22}: {value}")
 
 
-def parse_face(value: Optional[str]):
-    """--face: a number from 1, or 'largest'."""
+def parse_face(value: Optional[str], option: str = "--face"):
+    """--face / --track: a number from 1, or 'largest'."""
     if value is None or value == "largest":
         return value
     try:
         return int(value)
     except ValueError:
-        raise InputError(f"--face {value!r} is not a face number", "give a number from 1, or largest") from None
+        raise InputError(f"{option} {value!r} is not a number", "give a number from 1, or largest") from None
 
 
 @app.command()
 def search(
-        probe: Path = typer.Argument(..., help="Probe photo."),
+        probe: list[Path] = typer.Argument(..., help="Probe photo; several stills of ONE person; or a video clip."),
         gallery: str = typer.Option(..., "--gallery", help="Authorized gallery to search."),
         case: str = typer.Option(..., "--case", help="Case number this search serves."),
         purpose: str = typer.Option(..., "--purpose", help="Authorized purpose (see `leadmatch purposes`)."),
@@ -366,16 +366,26 @@ def search(
                                               help="What traditional steps were tried first, and why they failed."),
         probe_source: str = typer.Option("original", "--probe-source",
                                          help="original, cropped, enhanced (flagged); composite and sketch are refused."),
-        top_k: int = typer.Option(leads.DEFAULT_CANDIDATES, "--top-k", help="Candidates to return, 2 to 50."),
+        top_k: int = typer.Option(leads.DEFAULT_CANDIDATES, "--top-k",
+                                  help="Candidates to return, 2 to 50 (subjects; photos with --per-photo)."),
         face: Optional[str] = typer.Option(None, "--face", help="Face number (1 = leftmost) or 'largest'."),
+        track: Optional[str] = typer.Option(None, "--track", help="Video: track number or 'largest'."),
+        every: float = typer.Option(video.DEFAULT_EVERY_S, "--every", help="Video: sample a frame every S seconds."),
+        best_frames: int = typer.Option(video.DEFAULT_BEST_FRAMES, "--best-frames",
+                                        help="Video: search with the track's best K frames."),
+        fusion: str = typer.Option(probes.DEFAULT_FUSION, "--fusion",
+                                   help="Several frames or stills: min (closest any comes), mean or best."),
+        per_photo: bool = typer.Option(False, "--per-photo", help="One candidate per gallery photo, not per subject."),
         detector: str = typer.Option("hog", "--detector", help="hog (fast) or cnn (slower, finds more poses)."),
         json_out: bool = typer.Option(False, "--json", help="Print the search as JSON."),
 ):
-    """Search a probe photo against a gallery (agent): a ranked list of investigative leads."""
+    """Search a probe (photo, stills of one person, or video) against a gallery (agent): ranked investigative leads."""
     ws, user = session()
-    request = searching.SearchRequest(probe=probe, gallery=gallery, case=case, purpose=purpose,
-                                      justification=justification, traditional_means=traditional_means,
-                                      probe_source=probe_source, top_k=top_k, face=parse_face(face), detector=detector)
+    request = searching.SearchRequest(probe=probe[0], more_probes=tuple(probe[1:]), gallery=gallery, case=case,
+                                      purpose=purpose, justification=justification,
+                                      traditional_means=traditional_means, probe_source=probe_source, top_k=top_k,
+                                      face=parse_face(face), track=parse_face(track, "--track"), every_s=every,
+                                      best_frames=best_frames, fusion=fusion, per_photo=per_photo, detector=detector)
     result = searching.run(ws, user, request)
     emit_json(result) if json_out else print_search(result)
 
@@ -509,30 +519,51 @@ def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed se
               + (f": {', '.join(r['purged_searches'])}" if r["purged_searches"] else ""))
 
 
+def print_probe(console: Console, result: dict) -> None:
+    """The probe line: which photo, stills or video frames were searched, and their quality."""
+    probe = result["probe"]
+    if probe.get("kind", "photo") == "photo":
+        console.print(f"probe {probe['name']} ({result['probe_source']}; face {probe['face_index']} of "
+                      f"{probe['faces_in_photo']}, {probe['quality'].get('size_px')} px, eyes "
+                      f"{probe['quality'].get('eye_distance_px')} px, sharpness {probe['quality'].get('sharpness')})")
+        return
+    console.print(f"probe: {probe['description']} ({result['probe_source']}; "
+                  f"{result['details'].get('fusion', 'min')} distance over {len(probe['frames'])} faces)")
+    for f in probe["frames"]:
+        where = f"{f['time_s']:.2f} s" if "time_s" in f else f["source"]
+        q = f["quality"]
+        console.print(f"  {where}: box {f['box']}, {q.get('size_px')} px, eyes {q.get('eye_distance_px')} px, "
+                      f"sharpness {q.get('sharpness')}, sha256 {f['sha256'][:16]}…")
+
+
 def print_search(result: dict, full: bool = False) -> None:
     """The candidate table, with the lead-only notice above, on every row, and below."""
     probe = result["probe"]
-    wide = Console(highlight=False, width=max(out.width, 140))
+    wide = Console(highlight=False, width=max(out.width, 160))
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
                f"{result['purpose']}  gallery {result['gallery']}  agent {result['agent']}")
     if result.get("purged_at"):
         wide.print(f"details purged under the retention rules on {result['purged_at'][:10]}")
     else:
-        wide.print(f"probe {probe['name']} ({result['probe_source']}; face {probe['face_index']} of "
-                   f"{probe['faces_in_photo']}, {probe['quality'].get('size_px')} px, eyes "
-                   f"{probe['quality'].get('eye_distance_px')} px, sharpness {probe['quality'].get('sharpness')})")
+        print_probe(wide, result)
     for flag in result["flags"]:
         wide.print(f"[yellow]flag: {flag}[/yellow]")
     if result.get("details", {}).get("index_repaired"):
         wide.print(f"note: {result['details']['index_repaired']}")
-    table = Table("rank", "subject", "distance", "score", f"< {result['threshold']:g}", "disposition", "label")
+    subjects = result.get("candidate_list") == "subject"
+    table = Table("rank", "subject", "distance", "score", f"< {result['threshold']:g}",
+                  *(["other photos: distances"] if subjects else []), "disposition", "label",
+                  title="one candidate per subject" if subjects else "one candidate per gallery photo")
     for c in result["candidates"]:
         decided = c["disposition"]["decision"] if c.get("disposition") else "—"
         if c.get("corroboration"):
             decided += " / " + ", ".join(e["outcome"] for e in c["corroboration"])
+        also = [] if not subjects else [
+            (f"{c['also_matched']}: " + ", ".join(f"{f['distance']:.3f}" for f in c["faces"][1:3])
+             + (" …" if c["also_matched"] > 2 else "")) if c.get("also_matched") else "—"]
         table.add_row(str(c["rank"]), c["subject"], f"{c['distance']:.4f}", f"{c['score']:.1f}",
-                      "yes" if c["within_threshold"] else "no", decided, c["label"])
+                      "yes" if c["within_threshold"] else "no", *also, decided, c["label"])
     wide.print(table)
     if full and result.get("closure"):
         cl = result["closure"]
@@ -634,6 +665,12 @@ def main() -> None:
         if isinstance(exc, FaceChoiceNeeded):
             err.print(f"error: {exc.message} — {exc.hint}:")
             for f in exc.faces:
+                if "track" in f:
+                    b = f["best_frame"]
+                    err.print(f"  track {f['track']}: {f['start_s']:.1f}–{f['end_s']:.1f} s, {f['frames_seen']} frames; "
+                              f"best at {b['time_s']:.1f} s: {b['size_px']} px wide, eyes {b['eye_distance_px']} px, "
+                              f"sharpness {b['sharpness']}" + ("" if f["usable"] else f" — not searchable: {f['why_not']}"))
+                    continue
                 err.print(f"  face {f['face']}: box {f['box']}, {f['size_px']} px wide, "
                           f"eyes {f['eye_distance_px']} px apart, sharpness {f['sharpness']}")
         else:

@@ -6,6 +6,7 @@ audit entry. The purge itself is audited.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 from . import audit
@@ -19,7 +20,8 @@ def expired(ws: Workspace, now: datetime | None = None) -> list[dict]:
     now = now or datetime.now(timezone.utc)
     out = []
     for row in ws.conn.execute(
-            "SELECT s.id, s.case_number, s.closed_at, s.probe_sha256, s.probe_stored_path, g.retention_days "
+            "SELECT s.id, s.case_number, s.closed_at, s.probe_sha256, s.probe_stored_path, s.probe_frames, "
+            "g.retention_days "
             "FROM searches s JOIN galleries g ON g.id = s.gallery_id "
             "WHERE s.status LIKE 'closed%' AND s.purged_at IS NULL"):
         closed = datetime.strptime(row["closed_at"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
@@ -41,10 +43,12 @@ def purge_expired(ws: Workspace, actor: Actor) -> dict:
             ws.conn.execute("DELETE FROM corroborations WHERE search_id = ?", (row["id"],))
             ws.conn.execute(
                 "UPDATE searches SET justification = NULL, traditional_means = NULL, closure_note = NULL, "
-                "probe_stored_path = NULL, quality = '{}', box = '[]', details = '{}', purged_at = ? WHERE id = ?",
+                "probe_stored_path = NULL, probe_frames = NULL, quality = '{}', box = '[]', details = '{}', "
+                "purged_at = ? WHERE id = ?",
                 (now, row["id"]))
         audit.record(ws.conn, actor.name, "purge", objects={"searches": [r["id"] for r in due]},
                      photos=[r["probe_sha256"] for r in due])
     for row in due:  # files after the commit: a crash leaves an orphan file, never a record without its file
-        removed_files += ws.release_photo(row["probe_stored_path"])
+        stored = {row["probe_stored_path"]} | {f["stored_path"] for f in json.loads(row["probe_frames"] or "[]")}
+        removed_files += sum(ws.release_photo(path) for path in stored)
     return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files}

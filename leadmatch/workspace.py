@@ -58,7 +58,7 @@ class Workspace:
             return False
         used = self.conn.execute(
             "SELECT 1 FROM photos WHERE stored_path = ? UNION ALL SELECT 1 FROM searches WHERE probe_stored_path = ? "
-            "LIMIT 1", (relative, relative)).fetchone()
+            "OR instr(probe_frames, ?) > 0 LIMIT 1", (relative, relative, f'"{relative}"')).fetchone()
         path = self.home / relative
         if used or not path.exists():
             return False
