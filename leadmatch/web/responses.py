@@ -147,7 +147,7 @@ def scrub(text: str, home: Path) -> str:
 
 def status_of(exc: LeadmatchError) -> int:
     if isinstance(exc, Refused):
-        return {"throttled": 429}.get(exc.reason, 401 if exc.reason in SIGN_IN_AGAIN else 403)
+        return {"throttled": 429}.get(exc.reason, 401 if exc.reason in SIGN_IN_AGAIN + ("bad-credentials",) else 403)
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, FaceChoiceNeeded):
