@@ -137,14 +137,14 @@ def whoami(json_out: bool = typer.Option(False, "--json")):
 @app.command("accept-rules")
 def accept_rules(yes: bool = typer.Option(False, "--yes", help="Accept without the prompt (scripts).")):
     """Show the rules of behavior and record that you accept them (needed once before searching)."""
-    ws, user = session()
     out.print(accounts.RULES_OF_BEHAVIOR)
     if not yes:
         if not sys.stdin.isatty():
             raise InputError("no terminal to ask on", "pass --yes to accept")
         if not typer.confirm("Do you accept these rules?", default=False):
             raise InputError("rules not accepted", "you cannot search until you accept them")
-    out.print(f"accepted by {user.name} at {accounts.accept_rules(ws, user)}")
+    accepted = backend().accept_rules()
+    out.print(f"accepted by {accepted['user']} at {accepted['at']}")
 
 
 @user_app.command("add")
@@ -222,10 +222,9 @@ def gallery_create(
         retention_days: int = typer.Option(galleries.DEFAULT_RETENTION_DAYS, help="Retention period for searches."),
 ):
     """Create an authorized gallery (analyst). All four authorization fields are required."""
-    ws, user = session()
-    created = galleries.create(ws, user, name, authority, approved_by, approved_on, source, retention_days)
-    out.print(f"created gallery {created.name!r} (authority: {created.authority}; approved by {created.approved_by} "
-              f"on {created.approved_on}; retention {created.retention_days} days)")
+    created = backend().gallery_create(name, authority, approved_by, approved_on, source, retention_days)
+    out.print(f"created gallery {created['name']!r} (authority: {created['authority']}; approved by "
+              f"{created['approved_by']} on {created['approved_on']}; retention {created['retention_days']} days)")
 
 
 @gallery_app.command("enroll")
@@ -264,8 +263,7 @@ def print_enrollment(report) -> None:
 @gallery_app.command("list")
 def gallery_list(json_out: bool = typer.Option(False, "--json")):
     """List galleries with their counts."""
-    ws, user = session()
-    rows = galleries.list_all(ws, user)
+    rows = backend().gallery_list()
     if json_out:
         return emit_json(rows)
     if not rows:
@@ -282,8 +280,7 @@ def gallery_list(json_out: bool = typer.Option(False, "--json")):
 def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
                  refusals: bool = typer.Option(False, "--refusals", help="List every refused photo.")):
     """Show a gallery's authorization, counts and index."""
-    ws, user = session()
-    info = galleries.show(ws, user, name, with_refusals=refusals or json_out)
+    info = backend().gallery_show(name, refusals or json_out)
     if json_out:
         return emit_json(info)
     a = info["authorization"]

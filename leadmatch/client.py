@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from . import accounts, casework, credentials, oversight
+from . import gallery as galleries
 from . import search as searching
 from .errors import InputError, LeadmatchError, Refused
 from .photos import read_bytes
@@ -28,7 +29,7 @@ from .workspace import open_workspace
 
 SERVER_ENV = "LEADMATCH_SERVER"
 CA_ENV = "LEADMATCH_CA_FILE"
-DIRECT_NOTE = ("direct mode: this account opens the workspace itself, so the rules protect nothing against "
+DIRECT_NOTE = ("direct mode: this account opens the workspace itself, so it protects nothing against "
                "the person at this keyboard; use a leadmatch service (--server) where that matters")
 
 
@@ -67,9 +68,27 @@ class Direct:
                 "rules_accepted": accounts.get_user(ws, user.name)["rules_accepted_at"], "mode": self.mode,
                 "note": DIRECT_NOTE}
 
+    def accept_rules(self) -> dict:
+        ws, user = self._session()
+        return {"user": user.name, "at": accounts.accept_rules(ws, user)}
+
     def search(self, request: searching.SearchRequest) -> dict:
         ws, user = self._session()
         return searching.run(ws, user, request)
+
+    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
+        ws, user = self._session()
+        created = galleries.create(ws, user, name, authority, approved_by, approved_on, source, retention_days)
+        return {"name": created.name, "authority": created.authority, "approved_by": created.approved_by,
+                "approved_on": created.approved_on, "retention_days": created.retention_days}
+
+    def gallery_list(self) -> list[dict]:
+        ws, user = self._session()
+        return galleries.list_all(ws, user)
+
+    def gallery_show(self, name: str, refusals: bool) -> dict:
+        ws, user = self._session()
+        return galleries.show(ws, user, name, with_refusals=refusals)
 
     def searches(self, case: str | None, status: str | None) -> list[dict]:
         ws, user = self._session()
@@ -174,6 +193,21 @@ class Remote:
 
     def whoami(self) -> dict:
         return {**self._call("GET", "/whoami"), "server": self.url}
+
+    def accept_rules(self) -> dict:
+        return self._call("POST", "/accept-rules")
+
+    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
+        created = self._call("POST", "/galleries", body={
+            "name": name, "authority": authority, "approved_by": approved_by, "approved_on": approved_on,
+            "source": source, "retention_days": retention_days})
+        return {"name": created["name"], **created["authorization"]}
+
+    def gallery_list(self) -> list[dict]:
+        return self._call("GET", "/galleries")
+
+    def gallery_show(self, name: str, refusals: bool) -> dict:
+        return self._call("GET", f"/galleries/{_segment(name)}", query={"refusals": "true" if refusals else None})
 
     def search(self, request: searching.SearchRequest) -> dict:
         data = read_bytes(request.probe)  # the same one-line error as direct mode for a missing file

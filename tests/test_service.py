@@ -53,7 +53,7 @@ import tempfile
 from leadmatch import accounts as library_accounts
 from leadmatch.workspace import open_workspace
 
-from .conftest import ADMIN, AGENT, ANALYST, AUDITOR, GALLERY, GALLERY_DIR, MEANS, PASSWORD, PROBES_DIR, REVIEWER
+from .conftest import ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY, GALLERY_DIR, MEANS, PASSWORD, PROBES_DIR, REVIEWER
 
 SERVICE_USER, CLIENT_USER = "leadmatch-svc", "leadmatch-cli"
 LATE_AGENT = "casey"  # certified, but the certification ran out a year ago
@@ -219,6 +219,16 @@ def test_cli_through_the_service_end_to_end(service):
     assert named.returncode == 0 and "0 enrolled, 11 skipped" in named.stdout, named.stderr
     outside = as_client(service, "gallery", "enroll", GALLERY, "/etc", "--on-server")
     assert outside.returncode == 3 and "outside the enroll root" in outside.stderr
+    created = as_client(service, "gallery", "create", "svc-gallery", "--authority", "State Code §1", "--approved-by",
+                        "Chief", "--approved-on", "2026-03-01", "--source", "booking photos")
+    assert created.returncode == 0 and "created gallery 'svc-gallery'" in created.stdout, created.stderr
+    assert "svc-gallery" in as_client(service, "gallery", "list").stdout
+    shown = as_client(service, "gallery", "show", GALLERY)
+    assert shown.returncode == 0 and "subjects 6, photos 11" in shown.stdout, shown.stdout
+    client_login(service, AGENT2.name)
+    accepted = as_client(service, "accept-rules", "--yes")
+    assert accepted.returncode == 0 and "accepted by blake at 20" in accepted.stdout
+    client_login(service, ANALYST.name)
     assessed = as_client(service, "evaluate", "gallery", "--json")
     assert assessed.returncode == 0, assessed.stderr
     assert json.loads(assessed.stdout)["mated_probes"] >= 4
@@ -330,3 +340,15 @@ def test_tls_service_sets_secure_cookies_and_the_client_follows(home, tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_direct_mode_whoami_says_it_protects_nothing(home):
+    from .conftest import login, run_cli
+
+    login(home, AGENT)
+    who = run_cli("whoami", home=home)
+    assert who.returncode == 0 and "protects nothing against the person at this keyboard" in who.stdout
+    remote = run_cli("--server", "http://127.0.0.1:9", "whoami", home=home)
+    assert remote.returncode == 3 and "not signed in to this service" in remote.stderr
+    other = run_cli("--server", "http://127.0.0.1:9", "user", "list", home=home)
+    assert other.returncode == 1 and "does not go through --server yet" in other.stderr

@@ -96,6 +96,17 @@ def whoami(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace))
             "rules_accepted": accounts.get_user(ws, actor.name)["rules_accepted_at"], "mode": "service"}
 
 
+@router.post("/accept-rules")
+def accept_rules(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    """Record that the caller accepted the rules of behavior (the text is in GET /rules)."""
+    return {"user": actor.name, "at": accounts.accept_rules(ws, actor)}
+
+
+@router.get("/rules")
+def rules(actor: Actor = Depends(api_user)):
+    return {"rules": accounts.RULES_OF_BEHAVIOR}
+
+
 @router.get("/purposes")
 def purpose_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     return purposes.list_all(ws)
