@@ -53,8 +53,8 @@ def purge_expired(ws: Workspace, actor: Actor) -> dict:
                      photos=[r["probe_sha256"] for r in due])
     for row in due:  # files after the commit: a crash leaves an orphan file, never a record without its file
         removed_files += ws.release_photo(row["probe_stored_path"])
-    swept = sweep_uploads(ws.home)  # in-flight face picks (younger) stay
-    return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files, "uploads_swept": swept}
+    sweep_uploads(ws.home)  # abandoned probe uploads go too; in-flight face picks (younger) stay
+    return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files}
 
 
 def sweep_uploads(home: Path, max_age_s: float = UPLOAD_MAX_AGE_S, now: float | None = None) -> int:

@@ -203,8 +203,8 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
         return json_response(await request.app.state.pool.call(
             worker.enroll_folder, str(config.home), actor, name, str(source)))
     form = await request.form()
-    folder = Path(tempfile.mkdtemp(prefix="enroll-", dir=config.home / "uploads"
-                                   if (config.home / "uploads").is_dir() else None))
+    # private to the service's account (0700); not under uploads/, whose age sweep must not race a long enroll
+    folder = Path(tempfile.mkdtemp(prefix="leadmatch-enroll-"))
     try:
         count = 0
         for upload in form.getlist("photo"):

@@ -12,13 +12,14 @@ import base64
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from .. import crops
 from .. import search as searching
 from ..accounts import Actor
 from ..enrollment import enroll
-from ..errors import FaceChoiceNeeded, LeadmatchError
+from ..errors import FaceChoiceNeeded, LeadmatchError, PhotoError
 from ..wire import error_from_dict, error_to_dict
 from ..workspace import open_workspace
 
@@ -34,7 +35,12 @@ class Pool:
         """Run `fn(*args)` in a worker; return its result or raise the leadmatch error it reported."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        outcome = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh for the next request
+            self.shutdown()
+            raise PhotoError("the photo could not be processed: the worker decoding it stopped (out of memory?)",
+                             "use a smaller photo", reason="too-large") from None
         if "error" in outcome:
             raise error_from_dict(outcome["error"])
         return outcome["ok"]
