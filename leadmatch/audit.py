@@ -342,20 +342,27 @@ def _signature_ok(conn: sqlite3.Connection, made: dict) -> bool:
 
 def read_checkpoint(path: Path) -> dict:
     """A checkpoint file as written by `leadmatch audit checkpoint`, its shape checked (not yet its signature)."""
-    hint = "pass the file that `leadmatch audit checkpoint --out FILE` wrote"
     try:
         made = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"no checkpoint file {path}", hint) from None
+        raise InputError(f"no checkpoint file {path}", CHECKPOINT_HINT) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"cannot read checkpoint {path}: {getattr(exc, 'strerror', None) or 'not JSON'}",
-                         hint) from None
+                         CHECKPOINT_HINT) from None
+    return checked_checkpoint(made, str(path))
+
+
+CHECKPOINT_HINT = "pass the file that `leadmatch audit checkpoint --out FILE` wrote"
+
+
+def checked_checkpoint(made, source: str = "the checkpoint") -> dict:
+    """`made` if it has a checkpoint's shape (format, entry, time, author, three sha256-sized hex fields)."""
     hexes = ("hash", "mac", "signature")
     if not isinstance(made, dict) or made.get("format") != CHECKPOINT_FORMAT \
             or not isinstance(made.get("entry"), int) or isinstance(made.get("entry"), bool) or made["entry"] < 1 \
             or not all(isinstance(made.get(f), str) for f in ("at", "made_by", *hexes)) \
             or not all(len(made[f]) == 64 and all(c in "0123456789abcdef" for c in made[f]) for f in hexes):
-        raise InputError(f"{path} is not a leadmatch audit checkpoint", hint)
+        raise InputError(f"{source} is not a leadmatch audit checkpoint", CHECKPOINT_HINT)
     return made
 
 

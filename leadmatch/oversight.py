@@ -17,11 +17,12 @@ OVERSEERS = ("auditor", "admin")
 
 
 def verify(ws: Workspace, actor: Actor, expect_head: str | None = None,
-           checkpoint: Path | None = None) -> audit.Verification:
+           checkpoint: dict | None = None) -> audit.Verification:
     """Auditor or admin: walk the keyed chain; with `expect_head` (a head hash written down earlier) or
-    `checkpoint` (a file from `checkpoint`), also prove the trail was not changed or cut back behind them."""
+    `checkpoint` (as `checkpoint` made it, read back with `audit.read_checkpoint`), also prove the trail was not
+    changed or cut back behind them."""
     require(ws, actor, OVERSEERS, "audit.verify")
-    filed = audit.read_checkpoint(checkpoint) if checkpoint is not None else None
+    filed = audit.checked_checkpoint(checkpoint) if checkpoint is not None else None
     result = audit.verify(ws.conn, expect_head, filed)
     audit.record(ws.conn, actor.name, "audit.verify", "ok" if result.ok else "failed",
                  objects={"entries": result.entries, "head": result.head, "bad_entry": result.bad_entry,

@@ -7,12 +7,18 @@ audit entry. The purge itself is audited.
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from . import audit
 from .accounts import Actor, require
 from .store import transaction, utc_now
 from .workspace import Workspace
+
+#: Uploaded probes wait in <home>/uploads/ only while an agent picks a face; older ones are abandoned.
+UPLOAD_MAX_AGE_S = 15 * 60
 
 
 def expired(ws: Workspace, now: datetime | None = None) -> list[dict]:
@@ -51,4 +57,27 @@ def purge_expired(ws: Workspace, actor: Actor) -> dict:
     for row in due:  # files after the commit: a crash leaves an orphan file, never a record without its file
         stored = {row["probe_stored_path"]} | {f["stored_path"] for f in json.loads(row["probe_frames"] or "[]")}
         removed_files += sum(ws.release_photo(path) for path in stored)
+    sweep_uploads(ws.home)  # abandoned probe uploads go too; in-flight face picks (younger) stay
     return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files}
+
+
+def sweep_uploads(home: Path, max_age_s: float = UPLOAD_MAX_AGE_S, now: float | None = None) -> int:
+    """Delete upload folders under <home>/uploads/ untouched for more than `max_age_s` seconds (abandoned
+    face picks, uploads of searches that failed). Searches keep their own copy of the probe, so nothing the
+    record needs lives here. Returns how many folders went."""
+    root = Path(home) / "uploads"
+    now = time.time() if now is None else now
+    swept = 0
+    try:
+        folders = list(root.iterdir())
+    except OSError:
+        return 0
+    for folder in folders:
+        try:
+            age = now - folder.stat().st_mtime
+        except OSError:
+            continue
+        if age >= max_age_s:
+            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+            swept += 1
+    return swept
