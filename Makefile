@@ -28,6 +28,7 @@ bench: install
 	cd benchmarks && ../$(BIN)/python search.py 100000 1000000
 	cd benchmarks && ../$(BIN)/python enroll.py
 	cd benchmarks && ../$(BIN)/python probe.py 1000000
+	cd benchmarks && ../$(BIN)/python index_integrity.py 1000000
 
 # 10M synthetic faces: about 18.5 GB of memory at peak and 5 minutes on 2 cores.
 bench-large: install

@@ -196,8 +196,51 @@ def accept_rules(ws: Workspace, actor: Actor) -> str:
 
 # Sessions -----------------------------------------------------------------------------------------------
 
-def login(ws: Workspace, name: str, password: str, hours: int = SESSION_HOURS) -> tuple[str, Actor, str]:
-    """Check the password; return (token, actor, expiry). Only the token's sha256 is stored."""
+class SignInThrottle:
+    """Per-user and per-address sign-in throttling (kept by the service process): after FREE failures in a
+    row, each further attempt must wait BASE·2^(failures−FREE) seconds (at most CAP) after the last failure."""
+
+    FREE, BASE, CAP = 5, 2.0, 900.0
+
+    def __init__(self) -> None:
+        import threading
+        import time
+
+        self._clock = time.monotonic
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def wait(self, keys: list[str]) -> float:
+        """Seconds still to wait before any of `keys` may try again (0 if none is throttled)."""
+        now, waits = self._clock(), [0.0]
+        with self._lock:
+            for key in keys:
+                count, last = self._failures.get(key, (0, 0.0))
+                if count >= self.FREE:
+                    waits.append(last + min(self.CAP, self.BASE * 2 ** (count - self.FREE)) - now)
+        return max(waits)
+
+    def failed(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures[key] = (self._failures.get(key, (0, 0.0))[0] + 1, self._clock())
+
+    def succeeded(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+
+
+def login(ws: Workspace, name: str, password: str, hours: int = SESSION_HOURS, *,
+          throttle: SignInThrottle | None = None, address: str | None = None) -> tuple[str, Actor, str]:
+    """Check the password; return (token, actor, expiry). Only the token's sha256 is stored. With a
+    `throttle` (the service), repeated failures for the name or the `address` delay further tries (audited)."""
+    keys = [f"user:{name}"] + ([f"address:{address}"] if address else [])
+    if throttle is not None and (delay := throttle.wait(keys)) > 0:
+        audit.record(ws.conn, name, "login", "refused", objects={"address": address},
+                     reason=f"throttled: too many failed sign-ins; next try in {delay:.0f} s")
+        raise Refused(f"too many failed sign-ins for {name!r} or from this address",
+                      f"wait {max(1, round(delay))} s and try again", "throttled")
     row = _user_row(ws, name)
     ok = False
     if row is not None:
@@ -208,11 +251,15 @@ def login(ws: Workspace, name: str, password: str, hours: int = SESSION_HOURS) -
     else:
         _hasher.hash(password)  # same work as a real check, so timing does not reveal which names exist
     if not ok:
+        if throttle is not None:
+            throttle.failed(keys)
         audit.record(ws.conn, name, "login", "refused", reason="bad-credentials: wrong user name or password")
         raise Refused("wrong user name or password", "try again", "bad-credentials")
     if row["disabled_at"]:
         audit.record(ws.conn, name, "login", "refused", reason="disabled: account disabled")
         raise Refused(f"account {name!r} is disabled", "ask an admin", "disabled")
+    if throttle is not None:
+        throttle.succeeded(keys)
     token = secrets.token_urlsafe(32)
     expires = (datetime.now(timezone.utc) + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with transaction(ws.conn):

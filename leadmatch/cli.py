@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import accounts, bench, casework, credentials, evaluation, leads, models, oversight, purposes, retention
+from . import (accounts, bench, casework, client, credentials, evaluation, leads, models, oversight, probes, purposes,
+               retention, video)
 from . import audit as auditing
 from . import gallery as galleries
 from . import search as searching
@@ -32,7 +33,7 @@ gallery_app = typer.Typer(help="Authorized galleries: create, enroll, list, show
 app.add_typer(gallery_app, name="gallery")
 user_app = typer.Typer(help="Accounts (admin): add, certify, disable, list.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
-audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, log, report.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, checkpoint, log, report.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 index_app = typer.Typer(help="A gallery's FAISS index: build, rebuild, status.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -47,14 +48,23 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 class State:
     home: Path = default_home()
+    server: str | None = None
 
 
 def workspace() -> Workspace:
     return open_workspace(State.home)
 
 
+def backend():
+    """Where commands go: the leadmatch service (--server) or, in direct mode, the workspace itself."""
+    return client.backend(State.home, State.server)
+
+
 def session() -> tuple[Workspace, accounts.Actor]:
     """The workspace and the signed-in user of this OS account."""
+    if State.server:
+        raise InputError("this command does not go through --server yet",
+                         "run it as the service's account on the service's machine")
     ws = workspace()
     return ws, accounts.authenticate(ws, credentials.token_for(ws.home))
 
@@ -76,8 +86,11 @@ def emit_json(data) -> None:
 
 @app.callback()
 def main_options(home: Optional[Path] = typer.Option(
-        None, "--home", envvar="LEADMATCH_HOME", help="Workspace folder (database, indexes/, photos/).")):
+        None, "--home", envvar="LEADMATCH_HOME", help="Workspace folder (database, indexes/, photos/)."),
+        server: Optional[str] = typer.Option(None, "--server", envvar=client.SERVER_ENV,
+                                             help="URL of a leadmatch service: commands go through its API.")):
     State.home = home or default_home()
+    State.server = server or None
 
 
 @app.command()
@@ -98,47 +111,41 @@ def init(admin: Optional[str] = typer.Option(None, "--admin", help="Create the f
 def login(name: str, password_stdin: bool = typer.Option(False, "--password-stdin"),
           hours: int = typer.Option(accounts.SESSION_HOURS, min=1, max=24, help="Session length in hours.")):
     """Sign in; the session token is kept for this OS user until it expires or you log out."""
-    ws = workspace()
-    token, user, expires = accounts.login(ws, name, read_password(password_stdin, confirm=False), hours)
-    credentials.remember(ws.home, token)
-    out.print(f"signed in as {user.name} ({', '.join(sorted(user.roles))}) until {expires}")
+    answer = backend().login(name, read_password(password_stdin, confirm=False), hours)
+    out.print(f"signed in as {answer['user']} ({', '.join(answer['roles'])}) until {answer['expires']}")
 
 
 @app.command()
 def logout():
     """End this OS user's session."""
-    ws = workspace()
-    token = credentials.forget(ws.home)
-    name = accounts.logout(ws, token) if token else None
+    name = backend().logout()
     out.print(f"signed out {name}" if name else "no session to end")
 
 
 @app.command()
 def whoami(json_out: bool = typer.Option(False, "--json")):
     """Who is signed in, with roles and certification."""
-    ws, user = session()
-    info = {"user": user.name, "roles": sorted(user.roles),
-            "certification": accounts.current_certification(ws, user.name),
-            "rules_accepted": accounts.get_user(ws, user.name)["rules_accepted_at"]}
+    info = backend().whoami()
     if json_out:
         return emit_json(info)
     cert = info["certification"]
-    out.print(f"{user.name} ({', '.join(info['roles'])}); certification: "
+    out.print(f"{info['user']} ({', '.join(info['roles'])}); certification: "
               f"{cert['course'] + ' until ' + cert['expires'] if cert else 'none current'}; "
               f"rules of behavior: {'accepted ' + info['rules_accepted'] if info['rules_accepted'] else 'not accepted'}")
+    out.print(f"service: {info['server']}" if info.get("server") else f"note: {info['note']}")
 
 
 @app.command("accept-rules")
 def accept_rules(yes: bool = typer.Option(False, "--yes", help="Accept without the prompt (scripts).")):
     """Show the rules of behavior and record that you accept them (needed once before searching)."""
-    ws, user = session()
     out.print(accounts.RULES_OF_BEHAVIOR)
     if not yes:
         if not sys.stdin.isatty():
             raise InputError("no terminal to ask on", "pass --yes to accept")
         if not typer.confirm("Do you accept these rules?", default=False):
             raise InputError("rules not accepted", "you cannot search until you accept them")
-    out.print(f"accepted by {user.name} at {accounts.accept_rules(ws, user)}")
+    accepted = backend().accept_rules()
+    out.print(f"accepted by {accepted['user']} at {accepted['at']}")
 
 
 @user_app.command("add")
@@ -216,10 +223,9 @@ def gallery_create(
         retention_days: int = typer.Option(galleries.DEFAULT_RETENTION_DAYS, help="Retention period for searches."),
 ):
     """Create an authorized gallery (analyst). All four authorization fields are required."""
-    ws, user = session()
-    created = galleries.create(ws, user, name, authority, approved_by, approved_on, source, retention_days)
-    out.print(f"created gallery {created.name!r} (authority: {created.authority}; approved by {created.approved_by} "
-              f"on {created.approved_on}; retention {created.retention_days} days)")
+    created = backend().gallery_create(name, authority, approved_by, approved_on, source, retention_days)
+    out.print(f"created gallery {created['name']!r} (authority: {created['authority']}; approved by "
+              f"{created['approved_by']} on {created['approved_on']}; retention {created['retention_days']} days)")
 
 
 @gallery_app.command("enroll")
@@ -229,6 +235,8 @@ def gallery_enroll(
         workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores; with "
                                                                 "--ray: at most this many Ray workers)."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        on_server: bool = typer.Option(False, "--on-server", help="With --server: PATH is on the service's "
+                                                                   "machine, under its --enroll-root."),
         ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|HOST:PORT",
                                           help="Analyze the photos on this Ray cluster (needs leadmatch's "
                                                "cluster extra); the record is still written here."),
@@ -238,6 +246,12 @@ def gallery_enroll(
     """Enroll photos into a gallery (analyst). Already-enrolled photos are skipped; refusals are listed."""
     if batch and not ray:
         raise InputError("--batch applies only with --ray", "add --ray auto|HOST:PORT, or drop --batch")
+    if State.server:  # the photos are uploaded (or, with --on-server, named on the service's machine)
+        if ray:
+            raise InputError("--ray is not available through --server",
+                             "run gallery enroll --ray on the machine that holds the workspace")
+        report = client.summary(backend().gallery_enroll(name, path, on_server))
+        return emit_json(report.to_dict()) if json_out else print_enrollment(report)
     ws, user = session()
     try:
         with Progress(TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -250,11 +264,15 @@ def gallery_enroll(
         raise typer.Exit(130)
     if json_out:
         return emit_json(report.to_dict())
+    print_enrollment(report)
+
+
+def print_enrollment(report) -> None:
     out.print(f"gallery {report.gallery!r}: {report.enrolled} enrolled, {report.skipped} skipped (already enrolled), "
               f"{len(report.refused)} refused, {report.subjects_added} new subjects")
     for refusal in report.refused:
         out.print(f"  refused  {refusal.path}: {refusal.reason} — {refusal.detail}")
-    for worker in report.workers_refused:
+    for worker in getattr(report, "workers_refused", []):  # Ray workers left out (direct runs only)
         out.print(f"  refused worker  {worker}")
     if report.index_note:
         out.print(f"  index: {report.index_note}")
@@ -263,8 +281,7 @@ def gallery_enroll(
 @gallery_app.command("list")
 def gallery_list(json_out: bool = typer.Option(False, "--json")):
     """List galleries with their counts."""
-    ws, user = session()
-    rows = galleries.list_all(ws, user)
+    rows = backend().gallery_list()
     if json_out:
         return emit_json(rows)
     if not rows:
@@ -281,8 +298,7 @@ def gallery_list(json_out: bool = typer.Option(False, "--json")):
 def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
                  refusals: bool = typer.Option(False, "--refusals", help="List every refused photo.")):
     """Show a gallery's authorization, counts and index."""
-    ws, user = session()
-    info = galleries.show(ws, user, name, with_refusals=refusals or json_out)
+    info = backend().gallery_show(name, refusals or json_out)
     if json_out:
         return emit_json(info)
     a = info["authorization"]
@@ -359,19 +375,19 @@ def bench_search(faces: int = typer.Option(100_000, "--faces", min=1000, help="S
         out.print(f"{key:>22}: {value}")
 
 
-def parse_face(value: Optional[str]):
-    """--face: a number from 1, or 'largest'."""
+def parse_face(value: Optional[str], option: str = "--face"):
+    """--face / --track: a number from 1, or 'largest'."""
     if value is None or value == "largest":
         return value
     try:
         return int(value)
     except ValueError:
-        raise InputError(f"--face {value!r} is not a face number", "give a number from 1, or largest") from None
+        raise InputError(f"{option} {value!r} is not a number", "give a number from 1, or largest") from None
 
 
 @app.command()
 def search(
-        probe: Path = typer.Argument(..., help="Probe photo."),
+        probe: list[Path] = typer.Argument(..., help="Probe photo; several stills of ONE person; or a video clip."),
         gallery: str = typer.Option(..., "--gallery", help="Authorized gallery to search."),
         case: str = typer.Option(..., "--case", help="Case number this search serves."),
         purpose: str = typer.Option(..., "--purpose", help="Authorized purpose (see `leadmatch purposes`)."),
@@ -380,17 +396,26 @@ def search(
                                               help="What traditional steps were tried first, and why they failed."),
         probe_source: str = typer.Option("original", "--probe-source",
                                          help="original, cropped, enhanced (flagged); composite and sketch are refused."),
-        top_k: int = typer.Option(leads.DEFAULT_CANDIDATES, "--top-k", help="Candidates to return, 2 to 50."),
+        top_k: int = typer.Option(leads.DEFAULT_CANDIDATES, "--top-k",
+                                  help="Candidates to return, 2 to 50 (subjects; photos with --per-photo)."),
         face: Optional[str] = typer.Option(None, "--face", help="Face number (1 = leftmost) or 'largest'."),
+        track: Optional[str] = typer.Option(None, "--track", help="Video: track number or 'largest'."),
+        every: float = typer.Option(video.DEFAULT_EVERY_S, "--every", help="Video: sample a frame every S seconds."),
+        best_frames: int = typer.Option(video.DEFAULT_BEST_FRAMES, "--best-frames",
+                                        help="Video: search with the track's best K frames."),
+        fusion: str = typer.Option(probes.DEFAULT_FUSION, "--fusion",
+                                   help="Several frames or stills: min (closest any comes), mean or best."),
+        per_photo: bool = typer.Option(False, "--per-photo", help="One candidate per gallery photo, not per subject."),
         detector: str = typer.Option("hog", "--detector", help="hog (fast) or cnn (slower, finds more poses)."),
         json_out: bool = typer.Option(False, "--json", help="Print the search as JSON."),
 ):
-    """Search a probe photo against a gallery (agent): a ranked list of investigative leads."""
-    ws, user = session()
-    request = searching.SearchRequest(probe=probe, gallery=gallery, case=case, purpose=purpose,
-                                      justification=justification, traditional_means=traditional_means,
-                                      probe_source=probe_source, top_k=top_k, face=parse_face(face), detector=detector)
-    result = searching.run(ws, user, request)
+    """Search a probe (photo, stills of one person, or video) against a gallery (agent): ranked investigative leads."""
+    request = searching.SearchRequest(probe=probe[0], more_probes=tuple(probe[1:]), gallery=gallery, case=case,
+                                      purpose=purpose, justification=justification,
+                                      traditional_means=traditional_means, probe_source=probe_source, top_k=top_k,
+                                      face=parse_face(face), track=parse_face(track, "--track"), every_s=every,
+                                      best_frames=best_frames, fusion=fusion, per_photo=per_photo, detector=detector)
+    result = backend().search(request)
     emit_json(result) if json_out else print_search(result)
 
 
@@ -399,8 +424,7 @@ def searches(case: Optional[str] = typer.Option(None, "--case"),
              status: Optional[str] = typer.Option(None, "--status", help=", ".join(casework.STATUSES)),
              json_out: bool = typer.Option(False, "--json")):
     """List searches (agents see their own; reviewers, auditors and admins see all)."""
-    ws, user = session()
-    rows = casework.listing(ws, user, case, status)
+    rows = backend().searches(case, status)
     if json_out:
         return emit_json(rows)
     table = Table("search", "case", "status", "agent", "gallery", "purpose", "candidates", "created (UTC)")
@@ -413,8 +437,7 @@ def searches(case: Optional[str] = typer.Option(None, "--case"),
 @app.command("show")
 def show(search_id: str, json_out: bool = typer.Option(False, "--json")):
     """Show a search: status, candidates, dispositions, corroboration, closure and history."""
-    ws, user = session()
-    result = searching.show(ws, user, search_id)
+    result = backend().show(search_id)
     emit_json(result) if json_out else print_search(result, full=True)
 
 
@@ -423,8 +446,7 @@ def disposition(search_id: str, rank: int = typer.Option(..., "--rank"),
                 decision: str = typer.Option(..., "--decision", help="possible-lead or excluded"),
                 note: str = typer.Option(..., "--note", help="Why.")):
     """Record your decision on one candidate of your search (agent)."""
-    ws, user = session()
-    r = casework.disposition(ws, user, search_id, rank, decision, note)
+    r = backend().disposition(search_id, rank, decision, note)
     out.print(f"rank {r['rank']}: {r['decision']} — search {search_id} is {r['status']}"
               + (f" ({r['remaining']} candidates left)" if r["remaining"] else ""))
 
@@ -436,8 +458,7 @@ def corroborate(search_id: str, rank: int = typer.Option(..., "--rank"),
                 reference: str = typer.Option(..., "--reference", help="Report, record or exhibit number."),
                 outcome: str = typer.Option(..., "--outcome", help="corroborated or refuted")):
     """Record independent evidence on a possible lead (reviewer, not the searching agent)."""
-    ws, user = session()
-    r = casework.corroborate(ws, user, search_id, rank, evidence_type, evidence, reference, outcome)
+    r = backend().corroborate(search_id, rank, evidence_type, evidence, reference, outcome)
     out.print(f"rank {r['rank']}: {r['evidence_type']} evidence recorded, {r['outcome']}")
 
 
@@ -446,26 +467,38 @@ def close_search(search_id: str, outcome: str = typer.Option(..., "--outcome", h
                  rank: Optional[int] = typer.Option(None, "--rank", help="The corroborated candidate (identified)."),
                  note: str = typer.Option(..., "--note")):
     """Close a search after review (reviewer, not the searching agent)."""
-    ws, user = session()
-    r = casework.close(ws, user, search_id, outcome, note, rank)
+    r = backend().close(search_id, outcome, note, rank)
     out.print(f"search {search_id} is {r['status']}")
 
 
 @audit_app.command("verify")
 def audit_verify(expect_head: Optional[str] = typer.Option(None, "--expect-head",
                                                            help="Head hash recorded at an earlier verification."),
+                 checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
+                                                           help="A file written by `audit checkpoint`."),
                  json_out: bool = typer.Option(False, "--json")):
-    """Walk the hash chain; report the first bad entry. Exit 6 if the chain is broken."""
-    ws, user = session()
-    result = oversight.verify(ws, user, expect_head)
+    """Walk the keyed hash chain; report the first bad entry. Exit 6 if the chain is broken."""
+    result = backend().audit_verify(expect_head, checkpoint)
     if json_out:
         emit_json(result.__dict__)
     elif result.ok:
-        out.print(f"audit chain intact: {result.entries} entries, head {result.head}")
+        out.print(f"audit chain intact: {result.entries} entries, head {result.head}"
+                  + (f"; checkpoint entry {result.checkpoint} unchanged" if result.checkpoint else ""))
     else:
-        err.print(f"error: audit chain broken at entry {result.bad_entry}: {result.problem}")
+        err.print(f"error: {result.describe()} — restore leadmatch.db from a backup and find out who changed it")
     if not result.ok:
         sys.exit(6)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(out_file: Optional[Path] = typer.Option(None, "--out", help="Write the checkpoint to FILE.")):
+    """Export the signed head of the trail (auditor) for filing outside the system; `verify --checkpoint` uses it."""
+    ws, user = session()
+    made = oversight.checkpoint(ws, user, out_file)
+    if out_file is None:
+        return emit_json(made)
+    out.print(f"checkpoint of entry {made['entry']} (hash {made['hash']}, {made['at']}) written to {out_file}; "
+              "file it outside this system")
 
 
 @audit_app.command("log")
@@ -474,8 +507,7 @@ def audit_log(case: Optional[str] = typer.Option(None, "--case"), user: Optional
               limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Newest N entries."),
               json_out: bool = typer.Option(False, "--json")):
     """Audit entries, oldest first."""
-    ws, actor = session()
-    rows = oversight.log(ws, actor, case, user, since, limit)
+    rows = backend().audit_log(case, user, since, limit)
     if json_out:
         return emit_json(rows)
     for e in rows:
@@ -493,8 +525,7 @@ def audit_report(start: str = typer.Option(..., "--from", help="YYYY-MM-DD"),
     """Supervisors' report: searches per user, refusals by reason, closures, stale open searches."""
     if fmt not in ("csv", "json"):
         raise InputError(f"--format {fmt!r} is not supported", "use csv or json")
-    ws, user = session()
-    data = oversight.report(ws, user, start, end, stale_days)
+    data = backend().audit_report(start, end, stale_days)
     sys.stdout.write(auditing.report_csv(data)) if fmt == "csv" else emit_json(data)
 
 
@@ -509,30 +540,51 @@ def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed se
               + (f": {', '.join(r['purged_searches'])}" if r["purged_searches"] else ""))
 
 
+def print_probe(console: Console, result: dict) -> None:
+    """The probe line: which photo, stills or video frames were searched, and their quality."""
+    probe = result["probe"]
+    if probe.get("kind", "photo") == "photo":
+        console.print(f"probe {probe['name']} ({result['probe_source']}; face {probe['face_index']} of "
+                      f"{probe['faces_in_photo']}, {probe['quality'].get('size_px')} px, eyes "
+                      f"{probe['quality'].get('eye_distance_px')} px, sharpness {probe['quality'].get('sharpness')})")
+        return
+    console.print(f"probe: {probe['description']} ({result['probe_source']}; "
+                  f"{result['details'].get('fusion', 'min')} distance over {len(probe['frames'])} faces)")
+    for f in probe["frames"]:
+        where = f"{f['time_s']:.2f} s" if "time_s" in f else f["source"]
+        q = f["quality"]
+        console.print(f"  {where}: box {f['box']}, {q.get('size_px')} px, eyes {q.get('eye_distance_px')} px, "
+                      f"sharpness {q.get('sharpness')}, sha256 {f['sha256'][:16]}…")
+
+
 def print_search(result: dict, full: bool = False) -> None:
     """The candidate table, with the lead-only notice above, on every row, and below."""
     probe = result["probe"]
-    wide = Console(highlight=False, width=max(out.width, 140))
+    wide = Console(highlight=False, width=max(out.width, 160))
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
                f"{result['purpose']}  gallery {result['gallery']}  agent {result['agent']}")
     if result.get("purged_at"):
         wide.print(f"details purged under the retention rules on {result['purged_at'][:10]}")
     else:
-        wide.print(f"probe {probe['name']} ({result['probe_source']}; face {probe['face_index']} of "
-                   f"{probe['faces_in_photo']}, {probe['quality'].get('size_px')} px, eyes "
-                   f"{probe['quality'].get('eye_distance_px')} px, sharpness {probe['quality'].get('sharpness')})")
+        print_probe(wide, result)
     for flag in result["flags"]:
         wide.print(f"[yellow]flag: {flag}[/yellow]")
     if result.get("details", {}).get("index_repaired"):
         wide.print(f"note: {result['details']['index_repaired']}")
-    table = Table("rank", "subject", "distance", "score", f"< {result['threshold']:g}", "disposition", "label")
+    subjects = result.get("candidate_list") == "subject"
+    table = Table("rank", "subject", "distance", "score", f"< {result['threshold']:g}",
+                  *(["other photos: distances"] if subjects else []), "disposition", "label",
+                  title="one candidate per subject" if subjects else "one candidate per gallery photo")
     for c in result["candidates"]:
         decided = c["disposition"]["decision"] if c.get("disposition") else "—"
         if c.get("corroboration"):
             decided += " / " + ", ".join(e["outcome"] for e in c["corroboration"])
+        also = [] if not subjects else [
+            (f"{c['also_matched']}: " + ", ".join(f"{f['distance']:.3f}" for f in c["faces"][1:3])
+             + (" …" if c["also_matched"] > 2 else "")) if c.get("also_matched") else "—"]
         table.add_row(str(c["rank"]), c["subject"], f"{c['distance']:.4f}", f"{c['score']:.1f}",
-                      "yes" if c["within_threshold"] else "no", decided, c["label"])
+                      "yes" if c["within_threshold"] else "no", *also, decided, c["label"])
     wide.print(table)
     if full and result.get("closure"):
         cl = result["closure"]
@@ -550,6 +602,11 @@ def evaluate(path: Path = typer.Argument(..., help="Folder of <subject>/<photos>
              plot: Optional[Path] = typer.Option(None, "--plot", help="Write the DET curve to this PNG."),
              json_out: bool = typer.Option(False, "--json")):
     """Measure accuracy on your own labeled photos in a throw-away workspace: rank-k, FNIR/FPIR, thresholds."""
+    if State.server:  # PATH names labeled photos on the service's machine, under its --enroll-root
+        if labels or plot:
+            raise InputError("--labels and --plot do not go through --server yet", "run evaluate in direct mode")
+        result = backend().evaluate(path, enroll_first, holdout, seed)
+        return emit_json(result) if json_out else print_evaluation(result)
     with Progress(TextColumn("searching probes"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,
                   disable=json_out) as bar:
         task = bar.add_task("evaluate", total=None)
@@ -595,23 +652,30 @@ def print_evaluation(r: dict) -> None:
 @app.command()
 def report(search_id: str, out_file: Optional[Path] = typer.Option(None, "--out", help="Write to FILE.html.")):
     """The lead report of a search: one self-contained, printable HTML file."""
-    from . import report as reports
-
-    ws, user = session()
     target = out_file or Path(f"lead-report-{search_id}.html")
-    reports.write(ws, user, search_id, target)
+    backend().report(search_id, target)
     out.print(f"wrote {target}")
 
 
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
-          port: int = typer.Option(8765, "--port")):
-    """The local web app for reviewing searches in a browser."""
-    from . import web
+          port: int = typer.Option(8765, "--port"),
+          certfile: Optional[Path] = typer.Option(None, "--certfile", help="TLS certificate (PEM)."),
+          keyfile: Optional[Path] = typer.Option(None, "--keyfile", help="TLS private key (PEM)."),
+          insecure_http: bool = typer.Option(False, "--insecure-http",
+                                             help="Allow plain HTTP on a non-loopback address (behind a TLS proxy)."),
+          enroll_root: Optional[Path] = typer.Option(None, "--enroll-root",
+                                                     help="Folder under which analysts may name server-side paths.")):
+    """The leadmatch service: owns the workspace; serves the web app and the JSON API (/api/v1)."""
+    from . import service, web
 
-    open_workspace(State.home).close()
-    out.print(f"leadmatch web app on http://{host}:{port}/ (workspace {State.home.resolve()}); Ctrl-C stops it")
-    web.serve(State.home, host, port)
+    options = service.ServeOptions(host, port, certfile, keyfile, insecure_http, enroll_root)
+    service.check_options(options)
+    service.check_workspace(State.home)
+    service.secure_new_files()
+    scheme = "https" if options.tls else "http"
+    out.print(f"leadmatch service on {scheme}://{host}:{port}/ (workspace {State.home.resolve()}); Ctrl-C stops it")
+    web.serve(State.home, options)
 
 
 @app.command()
@@ -634,6 +698,12 @@ def main() -> None:
         if isinstance(exc, FaceChoiceNeeded):
             err.print(f"error: {exc.message} — {exc.hint}:")
             for f in exc.faces:
+                if "track" in f:
+                    b = f["best_frame"]
+                    err.print(f"  track {f['track']}: {f['start_s']:.1f}–{f['end_s']:.1f} s, {f['frames_seen']} frames; "
+                              f"best at {b['time_s']:.1f} s: {b['size_px']} px wide, eyes {b['eye_distance_px']} px, "
+                              f"sharpness {b['sharpness']}" + ("" if f["usable"] else f" — not searchable: {f['why_not']}"))
+                    continue
                 err.print(f"  face {f['face']}: box {f['box']}, {f['size_px']} px wide, "
                           f"eyes {f['eye_distance_px']} px apart, sharpness {f['sharpness']}")
         else:

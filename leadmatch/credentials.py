@@ -39,8 +39,9 @@ def _save(data: dict) -> None:
     os.replace(temp, _file())
 
 
-def _key(home: Path) -> str:
-    return str(Path(home).resolve())
+def _key(home: Path | str) -> str:
+    """A workspace by its resolved path, or a service by its URL (client mode, `--server`)."""
+    return home if isinstance(home, str) and "://" in home else str(Path(home).resolve())
 
 
 def token_for(home: Path) -> str | None:

@@ -15,7 +15,9 @@ from .photos import decode
 from .workspace import Workspace
 
 MARGIN = 0.35
-SIZE = 240
+#: Side by side at a size a person can judge (probe and candidate at the same scale); `LARGE` when enlarged.
+SIZE = 320
+LARGE = 720
 
 
 def face_crop_png(data: bytes, box: list[int] | tuple, size: int = SIZE, margin: float = MARGIN) -> bytes:
@@ -52,20 +54,48 @@ def _search_row(ws: Workspace, actor: Actor, search_id: str):
     return row
 
 
-def probe_crop(ws: Workspace, actor: Actor, search_id: str) -> bytes:
+def probe_crop(ws: Workspace, actor: Actor, search_id: str, size: int = SIZE) -> bytes:
     row = _search_row(ws, actor, search_id)
     if not row["probe_stored_path"] or not (ws.home / row["probe_stored_path"]).is_file():
-        return unavailable_png("probe photo purged\nunder retention rules")
-    return face_crop_png((ws.home / row["probe_stored_path"]).read_bytes(), json.loads(row["box"]))
+        return unavailable_png("probe photo purged\nunder retention rules", size)
+    return face_crop_png((ws.home / row["probe_stored_path"]).read_bytes(), json.loads(row["box"]), size)
 
 
-def candidate_crop(ws: Workspace, actor: Actor, search_id: str, rank: int) -> bytes:
+def probe_frame_crop(ws: Workspace, actor: Actor, search_id: str, number: int, size: int = SIZE) -> bytes:
+    """Probe face `number` (from 1) of a search with several: a video frame or one of several stills."""
+    row = _search_row(ws, actor, search_id)
+    frames = json.loads(row["probe_frames"] or "[]")
+    if not 1 <= number <= len(frames):
+        if row["purged_at"]:
+            return unavailable_png("probe purged\nunder retention rules", size)
+        raise NotFound(f"search {search_id} has no probe face {number}", f"pick 1 to {len(frames)}")
+    frame = frames[number - 1]
+    path = ws.home / frame["stored_path"]
+    if not path.is_file():
+        return unavailable_png("probe purged\nunder retention rules", size)
+    return face_crop_png(path.read_bytes(), frame["box"], size)
+
+
+def candidate_crop(ws: Workspace, actor: Actor, search_id: str, rank: int, size: int = SIZE,
+                   face_id: int | None = None) -> bytes:
+    """Candidate `rank`'s face; with `face_id`, another enrolled photo of that subject listed on the candidate."""
     _search_row(ws, actor, search_id)
-    cand = ws.conn.execute("SELECT photo_sha256, box FROM candidates WHERE search_id = ? AND rank = ?",
+    cand = ws.conn.execute("SELECT face_id, photo_sha256, box, faces FROM candidates WHERE search_id = ? AND rank = ?",
                            (search_id, rank)).fetchone()
     if cand is None:
         raise NotFound(f"search {search_id} has no candidate at rank {rank}", "pick a listed rank")
-    photo = ws.conn.execute("SELECT stored_path FROM photos WHERE sha256 = ? LIMIT 1", (cand["photo_sha256"],)).fetchone()
+    if face_id is None or face_id == cand["face_id"]:
+        sha, box = cand["photo_sha256"], json.loads(cand["box"])
+    else:
+        listed = {f["face_id"]: f for f in json.loads(cand["faces"] or "[]")}
+        if face_id not in listed:
+            raise NotFound(f"face {face_id} is not listed on candidate {rank}", "pick one of its matched photos")
+        face = ws.conn.execute("SELECT box_top, box_right, box_bottom, box_left FROM faces WHERE id = ?",
+                               (face_id,)).fetchone()
+        if face is None:
+            return unavailable_png("gallery photo removed\nsince this search", size)
+        sha, box = listed[face_id]["photo_sha256"], list(face)
+    photo = ws.conn.execute("SELECT stored_path FROM photos WHERE sha256 = ? LIMIT 1", (sha,)).fetchone()
     if photo is None or not (ws.home / photo["stored_path"]).is_file():
-        return unavailable_png("gallery photo removed\nsince this search")
-    return face_crop_png((ws.home / photo["stored_path"]).read_bytes(), json.loads(cand["box"]))
+        return unavailable_png("gallery photo removed\nsince this search", size)
+    return face_crop_png((ws.home / photo["stored_path"]).read_bytes(), box, size)

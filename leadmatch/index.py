@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -140,17 +141,78 @@ def write_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_atomic(index: faiss.Index, path: Path) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+def write_atomic(index: faiss.Index, path: Path) -> str:
+    """Write to a temp file in the same folder, fsync, then rename over `path`. Returns the sha256 of the bytes
+    written, hashed as they stream out (no second read of the file)."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    digest = hashlib.sha256()
     try:
-        faiss.write_index(index, str(temp))
-        with open(temp, "rb") as handle:
+        with open(temp, "wb") as handle:
+            def sink(chunk: bytes) -> int:
+                digest.update(chunk)
+                return handle.write(chunk)
+
+            writer = faiss.PyCallbackIOWriter(sink)
+            faiss.write_index(index, writer)
+            del writer  # flushes FAISS's buffer through `sink`
+            handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
     finally:
         if temp.exists():
             temp.unlink()
+    return digest.hexdigest()
+
+
+def write_recorded(conn: sqlite3.Connection, gallery_id: int, index: faiss.Index, path: Path) -> None:
+    """Write the gallery's index file (atomically) and record its content hash, size and file identity, so a
+    file changed by anything but leadmatch is known on open (`content_problem`)."""
+    digest = write_atomic(index, path)
+    identity = file_identity(path)
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO index_files (gallery_id, sha256, bytes, identity, written_at) "
+                     "VALUES (?, ?, ?, ?, ?)", (gallery_id, digest, identity[2], json.dumps(identity), utc_now()))
+
+
+def file_identity(path: Path) -> tuple | None:
+    """(device, inode, size, mtime_ns, ctime_ns) of the file, or None if there is none. ctime cannot be set
+    back by a user, so a file rewritten in place with its old mtime restored still shows as changed."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def recorded_file(conn: sqlite3.Connection, gallery_id: int) -> dict | None:
+    """What the record says about the gallery's index file as last written: sha256, bytes, identity."""
+    row = conn.execute("SELECT sha256, bytes, identity FROM index_files WHERE gallery_id = ?", (gallery_id,)).fetchone()
+    return None if row is None else {"sha256": row[0], "bytes": row[1], "identity": tuple(json.loads(row[2]))}
+
+
+def content_problem(conn: sqlite3.Connection, gallery_id: int, path: Path, identity: tuple,
+                    recorded: dict | None = None) -> str | None:
+    """None if the index file at `path` holds the bytes leadmatch recorded when it wrote it; else what is wrong.
+
+    A file whose identity is the one recorded is unchanged; otherwise its sha256 is computed (the cold cost)
+    and, if the bytes are the recorded ones (a copied or restored workspace), its new identity is recorded.
+    """
+    recorded = recorded if recorded is not None else recorded_file(conn, gallery_id)
+    if recorded is None:
+        return "index file has no recorded content hash (written by an older leadmatch)"
+    if identity == recorded["identity"]:
+        return None
+    if identity[2] != recorded["bytes"] or file_sha256(path) != recorded["sha256"]:
+        return "index file's sha256 differs from the recorded one (altered, or its write was cut short)"
+    with transaction(conn):
+        conn.execute("UPDATE index_files SET identity = ? WHERE gallery_id = ? AND sha256 = ?",
+                     (json.dumps(identity), gallery_id, recorded["sha256"]))
+    return None
 
 
 def read(path: Path, mmap: bool = False) -> faiss.Index | None:
@@ -255,7 +317,7 @@ def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, 
         check = self_check(index, ids, vectors)
         set_nprobe(index, check["nprobe"])
         seconds = time.perf_counter() - started
-        write_atomic(index, path)
+        write_recorded(conn, gallery_id, index, path)
         with transaction(conn):
             conn.execute("INSERT OR REPLACE INTO index_builds (gallery_id, factory, nprobe, trained_on, "
                          "built_max_face_id, built_at, build_seconds, self_check) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -278,7 +340,9 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
         return read(path), f"index file was {what}; rebuilt from the record ({result['faces']} faces)"
     with write_lock(path):
         index = read(path) or index  # another writer may have finished while we waited
-        if index_fingerprint(index) == record_fingerprint(conn, gallery_id):
+        # never patch a file whose bytes are not the ones leadmatch wrote: its vectors may not be the record's
+        untrusted = content_problem(conn, gallery_id, path, file_identity(path))
+        if untrusted is None and index_fingerprint(index) == record_fingerprint(conn, gallery_id):
             return index, None
         held = stored_ids(index)
         record_ids = np.array([r[0] for r in conn.execute(
@@ -286,49 +350,58 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
         extra = np.setdiff1d(held, record_ids)
         missing = np.setdiff1d(record_ids, held)
         try:
-            if len(extra):
+            if len(extra) and untrusted is None:
                 index.remove_ids(faiss.IDSelectorArray(extra))
         except RuntimeError:  # HNSW cannot remove: rebuild it whole
             extra_note = len(extra)
         else:
             extra_note = None
-        if extra_note is None:
+        if extra_note is None and untrusted is None:
             if len(missing):
                 index.add_with_ids(_embeddings_for(conn, missing), missing)
-            write_atomic(index, path)
+            write_recorded(conn, gallery_id, index, path)
+    if untrusted is not None:
+        result = build_gallery(conn, indexes_dir, gallery_id, factory)
+        return read(path), f"{untrusted}; rebuilt from the record ({result['faces']} faces)"
     if extra_note is not None:
         build_gallery(conn, indexes_dir, gallery_id, factory)
         return read(path), f"index rebuilt to remove {extra_note} faces (this index type cannot remove in place)"
     return index, f"index was out of step with the record: added {len(missing)}, removed {len(extra)} faces"
 
 
-#: Indexes this process has opened, by path: (file identity, index, its fingerprint). A writer renames a new
-#: file into place, which changes the identity, so a kept index is never used after its file was replaced.
-_opened: dict[Path, tuple[tuple, faiss.Index, tuple[int, int]]] = {}
+#: Indexes this process has opened, by path: (file identity, index, its fingerprint, the recorded sha256 its
+#: content was checked against). A writer renames a new file into place, which changes the identity, so a kept
+#: index is never used after its file was replaced or rewritten, and its content is checked once per identity.
+_opened: dict[Path, tuple[tuple, faiss.Index, tuple[int, int], str]] = {}
 
 
-def _open_for_search(path: Path) -> tuple[faiss.Index | None, tuple[int, int] | None]:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
+def _open_for_search(conn: sqlite3.Connection, gallery_id: int,
+                     path: Path) -> tuple[faiss.Index | None, tuple[int, int] | None]:
+    """The kept or freshly opened index and its fingerprint; (None, None) if missing, unreadable or not the
+    bytes leadmatch wrote (the repair path then says which)."""
+    identity = file_identity(path)
+    if identity is None:
         return None, None
-    identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    recorded = recorded_file(conn, gallery_id)
     kept = _opened.get(path)
-    if kept and kept[0] == identity:
+    if kept and recorded and kept[0] == identity and kept[3] == recorded["sha256"]:
         return kept[1], kept[2]
+    if content_problem(conn, gallery_id, path, identity, recorded) is not None:
+        return None, None
     index = read(path, mmap=True)
     if index is None:
         return None, None
     fingerprint = index_fingerprint(index)
-    _opened[path] = (identity, index, fingerprint)
+    _opened[path] = (identity, index, fingerprint, recorded["sha256"])
     return index, fingerprint
 
 
 def load(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str) -> Loaded:
     """Open the gallery's index for searching (memory-mapped where possible, kept open by this process while
-    its file is unchanged), repairing it from the record if it is missing or stale."""
+    its file is unchanged), repairing it from the record if it is missing, stale, or not the file leadmatch
+    wrote (its content hash differs from the one recorded)."""
     path = index_path(indexes_dir, gallery_id)
-    index, fingerprint = _open_for_search(path)
+    index, fingerprint = _open_for_search(conn, gallery_id, path)
     repaired = None
     if index is None or fingerprint != record_fingerprint(conn, gallery_id):
         index, repaired = sync(conn, indexes_dir, gallery_id, factory)

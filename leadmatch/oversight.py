@@ -3,6 +3,10 @@ Reading the trail is itself audited."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 from . import audit
 from .accounts import Actor, require
 from .errors import InputError
@@ -12,12 +16,42 @@ from .workspace import Workspace
 OVERSEERS = ("auditor", "admin")
 
 
-def verify(ws: Workspace, actor: Actor, expect_head: str | None = None) -> audit.Verification:
+def verify(ws: Workspace, actor: Actor, expect_head: str | None = None,
+           checkpoint: dict | None = None) -> audit.Verification:
+    """Auditor or admin: walk the keyed chain; with `expect_head` (a head hash written down earlier) or
+    `checkpoint` (as `checkpoint` made it, read back with `audit.read_checkpoint`), also prove the trail was not
+    changed or cut back behind them."""
     require(ws, actor, OVERSEERS, "audit.verify")
-    result = audit.verify(ws.conn, expect_head)
+    filed = audit.checked_checkpoint(checkpoint) if checkpoint is not None else None
+    result = audit.verify(ws.conn, expect_head, filed)
     audit.record(ws.conn, actor.name, "audit.verify", "ok" if result.ok else "failed",
-                 objects={"entries": result.entries, "head": result.head, "bad_entry": result.bad_entry})
+                 objects={"entries": result.entries, "head": result.head, "bad_entry": result.bad_entry,
+                          **({"checkpoint_entry": filed["entry"]} if filed else {})},
+                 reason=None if result.ok else f"chain-broken: {result.describe()}")
     return result
+
+
+def checkpoint(ws: Workspace, actor: Actor, out: Path | None = None) -> dict:
+    """Auditor: append a checkpoint entry and return the signed head (entry, hash, HMAC, time) for filing
+    outside the system; with `out`, also write it there (never over an existing file)."""
+    require(ws, actor, "auditor", "audit.checkpoint")
+    if out is not None:
+        out = Path(out)
+        if out.exists():
+            raise InputError(f"{out} already exists", "choose a new file name; filed checkpoints are never replaced")
+        if not out.parent.is_dir():
+            raise InputError(f"no folder {out.parent} to write the checkpoint in", "create it or choose another path")
+    made = audit.checkpoint(ws.conn, actor.name)
+    if out is not None:
+        temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            temp.write_text(json.dumps(made, indent=2) + "\n", encoding="utf-8")
+            os.replace(temp, out)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise InputError(f"cannot write the checkpoint to {out}: {exc.strerror}",
+                             "choose a writable path (the checkpoint entry is in the trail; run it again)") from None
+    return made
 
 
 def log(ws: Workspace, actor: Actor, case: str | None = None, user: str | None = None, since: str | None = None,

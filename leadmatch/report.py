@@ -24,6 +24,8 @@ def render(ws: Workspace, actor: Actor, search_id: str) -> str:
     """The report of one search as HTML, for whoever may read the search. Producing it is audited."""
     record = show(ws, actor, search_id)
     images = {"probe": _data_uri(crops.probe_crop(ws, actor, search_id))}
+    for number in range(1, len(record["probe"].get("frames", [])) + 1):
+        images[f"frame{number}"] = _data_uri(crops.probe_frame_crop(ws, actor, search_id, number, size=160))
     for c in record["candidates"]:
         images[c["rank"]] = _data_uri(crops.candidate_crop(ws, actor, search_id, c["rank"]))
     html = templates.get_template("report.html").render(s=record, images=images, notice=leads.NOTICE,

@@ -6,12 +6,19 @@ audit entry. The purge itself is audited.
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from . import audit
 from .accounts import Actor, require
 from .store import transaction, utc_now
 from .workspace import Workspace
+
+#: Uploaded probes wait in <home>/uploads/ only while an agent picks a face; older ones are abandoned.
+UPLOAD_MAX_AGE_S = 15 * 60
 
 
 def expired(ws: Workspace, now: datetime | None = None) -> list[dict]:
@@ -19,7 +26,8 @@ def expired(ws: Workspace, now: datetime | None = None) -> list[dict]:
     now = now or datetime.now(timezone.utc)
     out = []
     for row in ws.conn.execute(
-            "SELECT s.id, s.case_number, s.closed_at, s.probe_sha256, s.probe_stored_path, g.retention_days "
+            "SELECT s.id, s.case_number, s.closed_at, s.probe_sha256, s.probe_stored_path, s.probe_frames, "
+            "g.retention_days "
             "FROM searches s JOIN galleries g ON g.id = s.gallery_id "
             "WHERE s.status LIKE 'closed%' AND s.purged_at IS NULL"):
         closed = datetime.strptime(row["closed_at"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
@@ -41,10 +49,35 @@ def purge_expired(ws: Workspace, actor: Actor) -> dict:
             ws.conn.execute("DELETE FROM corroborations WHERE search_id = ?", (row["id"],))
             ws.conn.execute(
                 "UPDATE searches SET justification = NULL, traditional_means = NULL, closure_note = NULL, "
-                "probe_stored_path = NULL, quality = '{}', box = '[]', details = '{}', purged_at = ? WHERE id = ?",
+                "probe_stored_path = NULL, probe_frames = NULL, quality = '{}', box = '[]', details = '{}', "
+                "purged_at = ? WHERE id = ?",
                 (now, row["id"]))
         audit.record(ws.conn, actor.name, "purge", objects={"searches": [r["id"] for r in due]},
                      photos=[r["probe_sha256"] for r in due])
     for row in due:  # files after the commit: a crash leaves an orphan file, never a record without its file
-        removed_files += ws.release_photo(row["probe_stored_path"])
+        stored = {row["probe_stored_path"]} | {f["stored_path"] for f in json.loads(row["probe_frames"] or "[]")}
+        removed_files += sum(ws.release_photo(path) for path in stored)
+    sweep_uploads(ws.home)  # abandoned probe uploads go too; in-flight face picks (younger) stay
     return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files}
+
+
+def sweep_uploads(home: Path, max_age_s: float = UPLOAD_MAX_AGE_S, now: float | None = None) -> int:
+    """Delete upload folders under <home>/uploads/ untouched for more than `max_age_s` seconds (abandoned
+    face picks, uploads of searches that failed). Searches keep their own copy of the probe, so nothing the
+    record needs lives here. Returns how many folders went."""
+    root = Path(home) / "uploads"
+    now = time.time() if now is None else now
+    swept = 0
+    try:
+        folders = list(root.iterdir())
+    except OSError:
+        return 0
+    for folder in folders:
+        try:
+            age = now - folder.stat().st_mtime
+        except OSError:
+            continue
+        if age >= max_age_s:
+            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+            swept += 1
+    return swept

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audit, index, leads, purposes, quality
+from . import audit, index, leads, probes, purposes, quality, video
 from .accounts import Actor, require, require_search_ready
 from .casework import AWAITING_DISPOSITION, can_read, workflow
-from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, PhotoError, Refused
-from .faces import DETECTORS, Analysis, Face, analyze_bytes
+from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused
+from .faces import DETECTORS
 from .gallery import Gallery, factory, get as get_gallery
-from .photos import read_bytes, sha256_bytes
 from .store import transaction, utc_now
+from .video import is_video
 from .workspace import Workspace
 
 
@@ -33,7 +33,8 @@ MIN_TRADITIONAL_MEANS = (30, 5)
 
 @dataclass
 class SearchRequest:
-    """What the agent asks for. `face` is a 1-based face number, "largest", or None (must be one face)."""
+    """What the agent asks for. `face` is a 1-based face number, "largest", or None (must be one face); for
+    several stills it applies to each. A `probe` with a video extension is a clip."""
 
     probe: Path
     gallery: str
@@ -47,6 +48,12 @@ class SearchRequest:
     detector: str = "hog"
     threshold: float = leads.DEFAULT_THRESHOLD
     details: dict = field(default_factory=dict)
+    more_probes: tuple = ()        # further stills of the same person
+    track: int | str | None = None  # for a clip: track number or "largest"
+    every_s: float = video.DEFAULT_EVERY_S
+    best_frames: int = video.DEFAULT_BEST_FRAMES
+    fusion: str = probes.DEFAULT_FUSION
+    per_photo: bool = False        # one candidate per gallery photo instead of per subject
 
 
 def new_search_id() -> str:
@@ -87,116 +94,207 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
                          f"ask for {leads.MIN_CANDIDATES} to {leads.MAX_CANDIDATES} candidates")
     if request.detector not in DETECTORS:
         raise InputError(f"unknown detector {request.detector!r}", "use hog or cnn")
+    if request.fusion not in probes.FUSIONS:
+        raise InputError(f"--fusion {request.fusion!r} is not known", f"use one of: {', '.join(probes.FUSIONS)}")
     if not 0.0 < request.threshold < 2.0:
         raise InputError(f"threshold {request.threshold} is out of range", "use a distance between 0 and 2")
 
 
-def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Face:
-    """The face the agent chose; several faces and no choice → FaceChoiceNeeded listing them."""
-    if not found.faces:
-        raise PhotoError(f"no face found in {probe_name}",
-                         f"use a photo with a face at least {quality.PROBE.min_face_px} px wide", reason="no-face")
-    if choice is None:
-        if len(found.faces) == 1:
-            return found.faces[0]
-        raise FaceChoiceNeeded(f"{probe_name} holds {len(found.faces)} faces",
-                               "pick one with --face N (numbered left to right) or --face largest",
-                               [f.summary() for f in found.faces])
-    if choice == "largest":
-        return max(found.faces, key=lambda f: f.size_px)
-    if isinstance(choice, int) and 1 <= choice <= len(found.faces):
-        return found.faces[choice - 1]
-    raise InputError(f"--face {choice} does not exist: {probe_name} holds {len(found.faces)} face(s)",
-                     f"pick 1 to {len(found.faces)} or largest")
-
-
 def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
-    """Agent: run and record one search; return it as `show` would. Any refusal is audited, then raised."""
+    """Agent: run and record one search; return it as `show` would. Any refusal is audited, then raised.
+
+    The probe is a photo, several stills of one person (`request.more_probes`), or a video clip (by its
+    extension), whose face track is searched with its best frames."""
     case = (request.case or "").strip() or None
     require(ws, actor, "agent", "search", case=case, objects={"gallery": request.gallery})
     require_search_ready(ws, actor, case)
-    probe_hash: list[str] = []
+    probe_hashes: list[str] = []
     try:
         validate(ws, request)
         gallery = get_gallery(ws, request.gallery)
-        data = read_bytes(request.probe)
-        probe_hash.append(sha256_bytes(data))
-        found = analyze_bytes(data, name=str(request.probe), min_face_px=quality.PROBE_DETECT_MIN_PX,
-                              detector=request.detector)
-        face = pick_face(found, request.face, str(request.probe))
-        shortfalls = quality.PROBE.shortfalls(face)
-        if shortfalls:
-            raise Refused(f"probe face {face.index} is below the minimum quality: {'; '.join(shortfalls)}",
-                          "use a larger or sharper photo of the face", "low-quality-probe")
-        return _record(ws, actor, request, gallery, data, found, face)
+        probe_set = _probe_set(request, probe_hashes)
+        return _record(ws, actor, request, gallery, probe_set)
     except LeadmatchError as exc:
+        choice = {"faces": exc.faces} if isinstance(exc, FaceChoiceNeeded) else {}
         audit.record(ws.conn, actor.name, "search", "refused", case=case,
-                     objects={"gallery": request.gallery, "probe": str(request.probe),
-                              **({"faces": exc.faces} if isinstance(exc, FaceChoiceNeeded) else {})},
-                     reason=f"{getattr(exc, 'reason', 'bad-input')}: {exc.message}", photos=probe_hash)
+                     objects={"gallery": request.gallery, "probe": probes.display_name(request.probe),
+                              **({"more_probes": [probes.display_name(p) for p in request.more_probes]}
+                                 if request.more_probes else {}), **choice},
+                     reason=f"{getattr(exc, 'reason', 'bad-input')}: {exc.message}", photos=probe_hashes)
         raise
 
 
-def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Gallery, data: bytes,
-            found: Analysis, face: Face) -> dict:
+def _probe_set(request: SearchRequest, hashes: list[str]) -> probes.ProbeSet:
+    """The faces the request searches with (photo, stills or a clip's track)."""
+    if is_video(request.probe):
+        if request.more_probes:
+            raise InputError("a video and other probes were given together", "search one clip, or several stills")
+        return probes.from_video(request.probe, request.track, request.detector, request.every_s,
+                                 request.best_frames, hashes)
+    if any(is_video(p) for p in request.more_probes):
+        raise InputError("a video and other probes were given together", "search one clip, or several stills")
+    return probes.from_photos([request.probe, *request.more_probes], request.face, request.detector, hashes)
+
+
+def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Gallery, probe_set: probes.ProbeSet) -> dict:
     loaded = index.load(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     if loaded.index.ntotal == 0:
         raise InputError(f"gallery {gallery.name!r} has no enrolled faces", f"enroll photos with `gallery enroll {gallery.name}`")
-    candidates = rank_candidates(ws, loaded.index, face.embedding, request.top_k, request.threshold)
-    flags = [f"low-quality: {w}" for w in quality.PROBE.warnings(face)]
+    embeddings = np.stack([p.face.embedding for p in probe_set.faces])
+    candidates = rank_candidates(ws, loaded.index, embeddings, request.top_k, request.threshold,
+                                 per_photo=request.per_photo, fusion=request.fusion)
+    lead = probe_set.faces[0]
+    flags = sorted({f"low-quality: {w}" for p in probe_set.faces for w in quality.PROBE.warnings(p.face)})
+    if probe_set.kind == "stills":
+        flags.append(f"several stills asserted by the agent to show one person ({len(probe_set.faces)} photos)")
     if request.probe_source == "enhanced":
         flags.append("enhanced probe: edited or enhanced before search")
     search_id, now = new_search_id(), utc_now()
-    stored = ws.store_photo(data, found.sha256, Path(request.probe).suffix)
-    details = {**request.details, "detector": request.detector}
+    frames = []
+    for p in probe_set.faces:
+        stored = ws.store_photo(p.image, p.image_sha256, p.suffix)
+        frames.append({**p.provenance(), "stored_path": str(stored.relative_to(ws.home))})
+    details = {**request.details, "detector": request.detector,
+               "candidate_list": "photo" if request.per_photo else "subject", "probe_kind": probe_set.kind,
+               "probe_description": probe_set.describe()}
+    if len(probe_set.faces) > 1:
+        details["fusion"] = request.fusion
+    if probe_set.video:
+        details["video"] = probe_set.video
     if loaded.repaired:
         details["index_repaired"] = loaded.repaired
     with transaction(ws.conn):
         ws.conn.execute(
             "INSERT INTO searches (id, case_number, gallery_id, agent, created_at, probe_sha256, probe_name, "
             "probe_stored_path, faces_in_probe, face_index, box, quality, flags, top_k, threshold, index_type, details, "
-            "purpose, justification, traditional_means, probe_source, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (search_id, request.case.strip(), gallery.id, actor.name, now, found.sha256, Path(request.probe).name,
-             str(stored.relative_to(ws.home)), len(found.faces), face.index, json.dumps(list(face.box)),
-             json.dumps(face.quality()), json.dumps(flags), request.top_k, request.threshold, loaded.factory,
-             json.dumps(details, ensure_ascii=False), request.purpose.strip().lower(), request.justification.strip(),
-             request.traditional_means.strip(), request.probe_source, AWAITING_DISPOSITION))
+            "purpose, justification, traditional_means, probe_source, status, probe_frames) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (search_id, request.case.strip(), gallery.id, actor.name, now, probe_set.source_sha256,
+             probe_set.source_name, frames[0]["stored_path"], lead.faces_in_image, lead.face.index,
+             json.dumps(list(lead.face.box)), json.dumps(lead.face.quality()), json.dumps(flags), request.top_k,
+             request.threshold, loaded.factory, json.dumps(details, ensure_ascii=False),
+             request.purpose.strip().lower(), request.justification.strip(), request.traditional_means.strip(),
+             request.probe_source, AWAITING_DISPOSITION, json.dumps(frames, ensure_ascii=False)))
         ws.conn.executemany(
             "INSERT INTO candidates (search_id, rank, face_id, subject, photo_sha256, image, box, distance, score, "
-            "within_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "within_threshold, faces, probe_distances) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(search_id, c["rank"], c["face_id"], c["subject"], c["photo_sha256"], c["image"], json.dumps(c["box"]),
-              c["distance"], c["score"], int(c["within_threshold"])) for c in candidates])
+              c["distance"], c["score"], int(c["within_threshold"]),
+              None if c.get("faces") is None else json.dumps(c["faces"], ensure_ascii=False),
+              None if c.get("probe_distances") is None else json.dumps(c["probe_distances"]))
+             for c in candidates])
         audit.record(ws.conn, actor.name, "search", case=request.case.strip(), search_id=search_id,
-                     objects={"gallery": gallery.name, "face": face.index, "purpose": request.purpose.strip().lower(), "candidates": len(candidates),
+                     objects={"gallery": gallery.name, "face": lead.face.index, "probe_kind": probe_set.kind,
+                              "probe_faces": len(probe_set.faces),
+                              "purpose": request.purpose.strip().lower(), "candidates": len(candidates),
                               "within_threshold": sum(c["within_threshold"] for c in candidates),
                               **({"index_repaired": loaded.repaired} if loaded.repaired else {})},
-                     photos=[found.sha256] + [c["photo_sha256"] for c in candidates])
+                     photos=list(dict.fromkeys([probe_set.source_sha256] + [f["sha256"] for f in frames]
+                                               + [c["photo_sha256"] for c in candidates])))
     return _view(ws, search_id)
 
 
-def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float) -> list[dict]:
-    """Nearest faces from the index, with exact distances from the record, ranked from 1. An approximate
-    index proposes twice as many, and the exact distances choose."""
-    proposals = top_k if index.is_exact(faiss_index) else top_k * index.RERANK_FACTOR
-    ids, _ = index.search(faiss_index, embedding, proposals)
+def _fused(embeddings: np.ndarray, fusion: str) -> np.ndarray:
+    """The probe vectors a fusion rule compares with: all of them (min), their mean, or the first (best)."""
+    embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, index.DIM)
+    if fusion == "mean":
+        return embeddings.mean(axis=0, keepdims=True)
+    if fusion == "best":
+        return embeddings[:1]
+    return embeddings
+
+
+def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float,
+                    per_photo: bool = False, fusion: str = probes.DEFAULT_FUSION) -> list[dict]:
+    """Ranked lead-only candidates for one or several probe embeddings (rows of `embedding`).
+
+    A candidate is a subject, ranked by its closest face, with every enrolled face of that subject and its
+    distance (`faces`); `per_photo` gives one candidate per gallery face instead. With several probe vectors a
+    face's distance is the smallest over them (`probe_distances` lists each). The index proposes faces; the
+    distances are recomputed exactly from the record, and an approximate index proposes twice as many."""
+    raw = np.asarray(embedding, dtype=np.float32).reshape(-1, index.DIM)
+    vectors = _fused(raw, fusion)
+    factor = 1 if index.is_exact(faiss_index) else index.RERANK_FACTOR
+    proposals = top_k * factor * (1 if per_photo else 4)
+    while True:
+        ids = np.unique(np.concatenate([index.search(faiss_index, v, proposals)[0] for v in vectors]))
+        scored = _exact(ws, ids, vectors)
+        subjects = {row["subject_id"] for _, row in scored}
+        enough = len(scored) if per_photo else len(subjects)
+        if enough >= top_k or proposals >= faiss_index.ntotal:
+            break
+        proposals *= 4  # one subject took many slots: look further for distinct subjects
+    if per_photo:
+        return [_candidate(rank, distance, row, threshold, raw)
+                for rank, (distance, row) in enumerate(scored[:top_k], start=1)]
+    best: dict[int, tuple] = {}
+    for distance, row in scored:
+        best.setdefault(row["subject_id"], (distance, row))
+    ranked = sorted(best.values(), key=lambda item: (item[0], item[1]["id"]))[:top_k]
+    members = _subject_faces(ws, [row["subject_id"] for _, row in ranked], vectors)
+    out = []
+    for rank, (distance, row) in enumerate(ranked, start=1):
+        candidate = _candidate(rank, distance, row, threshold, raw)
+        candidate["faces"] = members[row["subject_id"]]
+        out.append(candidate)
+    return out
+
+
+def _exact(ws: Workspace, ids: np.ndarray, vectors: np.ndarray) -> list[tuple]:
+    """[(distance, row)] for the face ids, nearest first (ties by face id); with several vectors, the nearest."""
     if len(ids) == 0:
         return []
     rows = ws.conn.execute(
-        "SELECT f.id, f.embedding, f.box_top, f.box_right, f.box_bottom, f.box_left, s.name AS subject, "
+        "SELECT f.id, f.subject_id, f.embedding, f.box_top, f.box_right, f.box_bottom, f.box_left, s.name AS subject, "
         "p.sha256, p.source_path FROM faces f JOIN subjects s ON s.id = f.subject_id JOIN photos p ON p.id = f.photo_id "
         f"WHERE f.id IN ({','.join('?' * len(ids))})", [int(i) for i in ids]).fetchall()
     scored = []
     for row in rows:
-        distance = float(np.linalg.norm(np.frombuffer(row["embedding"], dtype="<f4") - embedding))
-        scored.append((distance, row))
-    scored.sort(key=lambda pair: (pair[0], pair[1]["id"]))
-    scored = scored[:top_k]
-    return [{"rank": rank, "subject": row["subject"], "face_id": row["id"], "image": row["source_path"],
-             "photo_sha256": row["sha256"],
-             "box": [row["box_top"], row["box_right"], row["box_bottom"], row["box_left"]],
-             **leads.candidate_fields(distance, threshold)}
-            for rank, (distance, row) in enumerate(scored, start=1)]
+        distance = np.linalg.norm(vectors - np.frombuffer(row["embedding"], dtype="<f4"), axis=1).min()
+        scored.append((float(distance), row))
+    scored.sort(key=lambda item: (item[0], item[1]["id"]))
+    return scored
+
+
+def _subject_faces(ws: Workspace, subject_ids: list[int], vectors: np.ndarray) -> dict[int, list[dict]]:
+    """Every enrolled face of each subject with its exact distance, nearest first."""
+    out: dict[int, list[dict]] = {s: [] for s in subject_ids}
+    if not subject_ids:
+        return out
+    rows = ws.conn.execute(
+        "SELECT f.id, f.subject_id, f.embedding, p.source_path, p.sha256 FROM faces f JOIN photos p ON p.id = f.photo_id "
+        f"WHERE f.subject_id IN ({','.join('?' * len(subject_ids))})", subject_ids).fetchall()
+    for row in rows:
+        distance = float(np.linalg.norm(vectors - np.frombuffer(row["embedding"], dtype="<f4"), axis=1).min())
+        out[row["subject_id"]].append({"face_id": row["id"], "image": row["source_path"],
+                                       "photo_sha256": row["sha256"], "distance": round(distance, 4)})
+    for faces in out.values():
+        faces.sort(key=lambda f: (f["distance"], f["face_id"]))
+    return out
+
+
+def _candidate(rank: int, distance: float, row, threshold: float, raw: np.ndarray) -> dict:
+    """One candidate's fields; with several probe faces, the best face's distance to each (`probe_distances`)."""
+    candidate = {"rank": rank, "subject": row["subject"], "face_id": row["id"], "image": row["source_path"],
+                 "photo_sha256": row["sha256"],
+                 "box": [row["box_top"], row["box_right"], row["box_bottom"], row["box_left"]],
+                 **leads.candidate_fields(distance, threshold)}
+    if len(raw) > 1:
+        per = np.linalg.norm(raw - np.frombuffer(row["embedding"], dtype="<f4"), axis=1)
+        candidate["probe_distances"] = [round(float(d), 4) for d in per]
+    return candidate
+
+
+def _matched_faces(c) -> dict:
+    """A subject candidate's enrolled faces and per-probe-face distances, where the search recorded them."""
+    out = {}
+    if c["faces"] is not None:
+        faces = json.loads(c["faces"])
+        out["faces"] = faces
+        out["also_matched"] = max(0, len(faces) - 1)
+    if c["probe_distances"] is not None:
+        out["probe_distances"] = json.loads(c["probe_distances"])
+    return out
 
 
 def show(ws: Workspace, actor: Actor, search_id: str) -> dict:
@@ -220,9 +318,12 @@ def _view(ws: Workspace, search_id: str) -> dict:
         {"rank": c["rank"], "subject": c["subject"], "face_id": c["face_id"], "image": c["image"],
          "photo_sha256": c["photo_sha256"], "box": json.loads(c["box"]),
          **leads.candidate_fields(c["distance"], row["threshold"]),
+         **_matched_faces(c),
          "disposition": flow["dispositions"].get(c["rank"]),
          "corroboration": [e for e in flow["corroborations"] if e["rank"] == c["rank"]]}
         for c in ws.conn.execute("SELECT * FROM candidates WHERE search_id = ? ORDER BY rank", (search_id,))]
+    details = json.loads(row["details"])
+    frames = json.loads(row["probe_frames"]) if row["probe_frames"] else []
     return {
         "search_id": row["id"],
         "notice": leads.NOTICE,
@@ -239,10 +340,14 @@ def _view(ws: Workspace, search_id: str) -> dict:
         "threshold": row["threshold"],
         "index": row["index_type"],
         "flags": json.loads(row["flags"]),
+        # Searches recorded before subject lists have one candidate per gallery photo: shown as recorded.
+        "candidate_list": details.get("candidate_list", "photo"),
         "probe": {"name": row["probe_name"], "sha256": row["probe_sha256"], "face_index": row["face_index"],
                   "faces_in_photo": row["faces_in_probe"], "box": json.loads(row["box"]),
-                  "quality": json.loads(row["quality"])},
-        "details": json.loads(row["details"]),
+                  "quality": json.loads(row["quality"]), "kind": details.get("probe_kind", "photo"),
+                  "description": details.get("probe_description", row["probe_name"]),
+                  "frames": [{k: v for k, v in f.items() if k != "stored_path"} for f in frames]},
+        "details": details,
         "candidates": candidates,
         "closure": flow["closure"],
         "history": flow["history"],

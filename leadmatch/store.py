@@ -223,6 +223,25 @@ MIGRATIONS: list[str] = [
         UPDATE gallery_stats SET faces = faces - 1, id_sum = id_sum - OLD.id WHERE gallery_id = OLD.gallery_id;
     END;
     """,
+    # 6: integrity — each audit entry's HMAC under the workspace's key (NULL for entries written before keys),
+    # and each index file's content hash as written, with the file's identity (device, inode, size, mtime_ns,
+    # ctime_ns) right after the write, so an unchanged file is known without hashing it again.
+    """
+    ALTER TABLE audit ADD COLUMN mac TEXT;
+    CREATE TABLE index_files (
+        gallery_id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        identity TEXT NOT NULL,
+        written_at TEXT NOT NULL
+    );
+    """,
+    # 7: probes — a search's probe faces (photo, stills or a clip's frames) and subject-level candidate lists.
+    """
+    ALTER TABLE searches ADD COLUMN probe_frames TEXT;
+    ALTER TABLE candidates ADD COLUMN faces TEXT;
+    ALTER TABLE candidates ADD COLUMN probe_distances TEXT;
+    """,
 ]
 
 

@@ -3,6 +3,8 @@
     <home>/leadmatch.db      the record (source of truth)
     <home>/indexes/          FAISS indexes, one per gallery, rebuilt from the record when missing or stale
     <home>/photos/ab/<sha>   enrolled gallery photos and searched probes, content-addressed
+    <home>/keys/audit.key    the audit trail's HMAC key (mode 0600): held by the workspace's owner, never in the
+                             database, never printed
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import store
+from . import audit, store
 from .errors import WorkspaceError
 
 DB_NAME = "leadmatch.db"
+AUDIT_KEY = Path("keys") / "audit.key"
 HOME_ENV = "LEADMATCH_HOME"
 
 
@@ -55,7 +58,7 @@ class Workspace:
             return False
         used = self.conn.execute(
             "SELECT 1 FROM photos WHERE stored_path = ? UNION ALL SELECT 1 FROM searches WHERE probe_stored_path = ? "
-            "LIMIT 1", (relative, relative)).fetchone()
+            "OR instr(probe_frames, ?) > 0 LIMIT 1", (relative, relative, f'"{relative}"')).fetchone()
         path = self.home / relative
         if used or not path.exists():
             return False
@@ -91,7 +94,17 @@ def open_workspace(home: Path) -> Workspace:
 
 def _connect(home: Path) -> sqlite3.Connection:
     try:
-        return store.connect(home / DB_NAME)
+        conn = store.connect(home / DB_NAME)
     except sqlite3.DatabaseError as exc:
         raise WorkspaceError(f"{home / DB_NAME} is not a usable leadmatch database ({exc})",
                              "restore it from backup or choose another --home") from None
+    try:  # the audit key signs every entry this connection appends; created here for a new or pre-key workspace
+        audit.attach_key(conn, home / AUDIT_KEY)
+    except OSError as exc:
+        conn.close()
+        raise WorkspaceError(f"cannot create the audit key {home / AUDIT_KEY}: {exc.strerror}",
+                             "run leadmatch as the account that owns the workspace") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -60,10 +60,16 @@ def test_unenrolled_face_has_no_candidate_within_threshold(all_searches):
 def test_every_candidate_carries_the_lead_only_label(all_searches):
     for _, result in all_searches.values():
         assert result["notice"] == leads.NOTICE
-        assert len(result["candidates"]) == 11  # top 20 asked, 11 faces enrolled: all listed, ranked
-        assert [c["rank"] for c in result["candidates"]] == list(range(1, 12))
+        # Top 20 asked; 6 people (11 photos) enrolled: each person once, ranked by their closest photo.
+        assert len(result["candidates"]) == 6
+        assert len({c["subject"] for c in result["candidates"]}) == 6
+        assert [c["rank"] for c in result["candidates"]] == list(range(1, 7))
         distances = [c["distance"] for c in result["candidates"]]
         assert distances == sorted(distances)
+        assert sum(len(c["faces"]) for c in result["candidates"]) == 11
+        for c in result["candidates"]:
+            assert c["faces"][0]["face_id"] == c["face_id"] and c["faces"][0]["distance"] == c["distance"]
+            assert c["also_matched"] == len(c["faces"]) - 1
         for c in result["candidates"]:
             assert c["lead_only"] is True
             assert c["label"] == "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"

@@ -33,6 +33,7 @@ def free_port() -> int:
 @pytest.fixture
 def server(home):
     port = free_port()
+    subprocess.run(["chmod", "-R", "go-rwx", str(home)], check=True)  # the service refuses a looser workspace
     process = subprocess.Popen([sys.executable, "-m", "leadmatch", "--home", str(home), "serve", "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

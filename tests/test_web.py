@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import re
+import time
 import warnings
 
 import pytest
@@ -155,3 +157,98 @@ def test_report_is_self_contained_and_labelled_everywhere(home, searched, tmp_pa
     out = tmp_path / "r.html"
     result = run_cli("report", searched, "--out", str(out), home=home)
     assert result.returncode == 0 and out.read_text().count(LABEL) >= 6
+
+
+def test_every_field_is_validated_with_a_clear_message(client, home, searched):
+    token = sign_in(client, AGENT)
+    fields = {"csrf": token, "gallery": "test-gallery", "case": "W-9", "purpose": "robbery", "probe_source": "original",
+              "justification": "Suspect on the store camera.",
+              "traditional_means": "Canvass, witness interviews and records checks gave no name."}
+    photo = {"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")}
+    for field, value, message in (("top_k", "abc", "candidates 'abc' is not a whole number"),
+                                  ("top_k", "500", "candidates 500 is out of range"),
+                                  ("face", "abc", "face 'abc' is not a whole number")):
+        response = client.post("/search", data={**fields, field: value}, files=photo)
+        assert response.status_code == 400 and message in html.unescape(response.text), (field, response.text)
+    for path, data in ((f"/searches/{searched}/disposition", {"decision": "excluded", "note": "Different ears."}),
+                       (f"/searches/{searched}/close", {"outcome": "no-identification", "note": "Nothing found."})):
+        response = client.post(path, data={"csrf": token, "rank": "abc", **data})
+        assert response.status_code == 400 and "rank 'abc' is not a whole number" in html.unescape(response.text)
+    assert client.get(f"/searches/{searched}/candidates/abc.png").status_code == 400
+    assert not list((home / "uploads").glob("*/*"))
+
+
+def test_a_form_without_csrf_is_refused_before_its_fields_are_read(client, home, searched):
+    sign_in(client, REVIEWER)
+    response = client.post(f"/searches/{searched}/close", data={"rank": "abc", "outcome": "x"})
+    assert response.status_code == 403 and "CSRF" in response.text
+    ws = open_workspace(home)
+    assert [e["reason"].split(":")[0] for e in audit.entries(ws.conn) if e["action"] == "web.form"] == ["csrf"]
+    ws.close()
+
+
+def test_security_headers_on_every_response(client, searched, home):
+    def check(response):
+        assert response.headers["x-content-type-options"] == "nosniff", response.url
+        assert response.headers["x-frame-options"] == "DENY", response.url
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"], response.url
+
+    check(client.get("/", follow_redirects=False))             # a redirect to sign in
+    check(client.get("/login"))
+    sign_in(client, AGENT)
+    check(client.get(f"/searches/{searched}"))
+    check(client.get(f"/searches/{searched}/probe.png"))
+    check(client.get(f"/searches/{searched}/candidates/1.png"))
+    check(client.get(f"/searches/{searched}/report"))
+    missing = client.get("/no/such/page")
+    check(missing)
+    assert missing.status_code == 404 and str(home) not in missing.text
+    check(client.get("/api/v1/whoami"))
+
+
+def test_error_pages_show_no_server_paths(client, home):
+    token = sign_in(client, AGENT)
+    fields = {"csrf": token, "gallery": "test-gallery", "case": "W-9", "purpose": "robbery", "probe_source": "original",
+              "justification": "Suspect on the store camera.", "top_k": "3",
+              "traditional_means": "Canvass, witness interviews and records checks gave no name."}
+    from PIL import Image
+    import io
+
+    blank = io.BytesIO()
+    Image.new("RGB", (400, 300), (120, 120, 120)).save(blank, "JPEG")
+    response = client.post("/search", data=fields, files={"probe": ("wall.jpg", blank.getvalue(), "image/jpeg")})
+    assert response.status_code == 400 and "no face found in wall.jpg" in response.text
+    assert str(home) not in response.text and "/uploads/" not in response.text and "/tmp" not in response.text
+
+
+def test_abandoned_and_failed_uploads_are_swept(client, home, tmp_path):
+    """A face pick left unfinished keeps its upload only until the age limit (checked at every upload and at
+    `purge --expired`); a failed search keeps nothing."""
+    import os
+
+    from leadmatch import retention
+
+    token = sign_in(client, AGENT)
+    fields = {"csrf": token, "gallery": "test-gallery", "case": "W-9", "purpose": "robbery", "probe_source": "original",
+              "justification": "Suspect on the store camera.", "top_k": "3",
+              "traditional_means": "Canvass, witness interviews and records checks gave no name."}
+    two = client.post("/search", data=fields,
+                      files={"probe": ("rose.jpg", (PROBES_DIR / "kit_with_rose.jpg").read_bytes(), "image/jpeg")})
+    assert two.status_code == 200 and "pick the one to search" in two.text
+    kept = list((home / "uploads").glob("*/*"))
+    assert len(kept) == 1  # waiting for the agent's pick
+    old = time.time() - retention.UPLOAD_MAX_AGE_S - 60
+    os.utime(kept[0].parent, (old, old))
+    failed = client.post("/search", data={**fields, "case": ""},
+                         files={"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")})
+    assert failed.status_code in (400, 403)
+    assert not list((home / "uploads").glob("*"))  # the abandoned one swept, the failed one never kept
+    # and at purge: an abandoned upload older than the limit goes
+    stale = home / "uploads" / ("a" * 32)
+    stale.mkdir(parents=True)
+    (stale / "left.jpg").write_bytes(b"x")
+    os.utime(stale, (old, old))
+    login(home, "admin")
+    result = run_cli("purge", "--expired", home=home)
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists()

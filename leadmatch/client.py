@@ -1,0 +1,312 @@
+"""The CLI's two backends, with the same calls: `Direct` runs the library on a workspace this OS account
+can open (a single-user workstation, `make demo`); `Remote` asks the leadmatch service over its JSON API
+(/api/v1) with the user's bearer token, so the person at the keyboard never touches the record.
+
+Both return the same data and raise the same leadmatch errors (same exit codes), so the commands print
+the same output either way.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import secrets
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+from . import accounts, audit, casework, credentials, oversight
+from . import gallery as galleries
+from . import search as searching
+from .errors import InputError, LeadmatchError, Refused
+from .photos import read_bytes
+from .wire import error_from_dict
+from .workspace import open_workspace
+
+SERVER_ENV = "LEADMATCH_SERVER"
+CA_ENV = "LEADMATCH_CA_FILE"
+DIRECT_NOTE = ("direct mode: this account opens the workspace itself, so it protects nothing against "
+               "the person at this keyboard; use a leadmatch service (--server) where that matters")
+
+
+def backend(home: Path, server: str | None):
+    """The backend the CLI should use: Remote when a server URL is given, else Direct."""
+    return Remote(server) if server else Direct(home)
+
+
+class Direct:
+    """The library in this process, on the workspace at `home`."""
+
+    mode = "direct"
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+
+    def _session(self):
+        ws = open_workspace(self.home)
+        return ws, accounts.authenticate(ws, credentials.token_for(ws.home))
+
+    def login(self, name: str, password: str, hours: int) -> dict:
+        ws = open_workspace(self.home)
+        token, user, expires = accounts.login(ws, name, password, hours)
+        credentials.remember(ws.home, token)
+        return {"user": user.name, "roles": sorted(user.roles), "expires": expires}
+
+    def logout(self) -> str | None:
+        ws = open_workspace(self.home)
+        token = credentials.forget(ws.home)
+        return accounts.logout(ws, token) if token else None
+
+    def whoami(self) -> dict:
+        ws, user = self._session()
+        return {"user": user.name, "roles": sorted(user.roles),
+                "certification": accounts.current_certification(ws, user.name),
+                "rules_accepted": accounts.get_user(ws, user.name)["rules_accepted_at"], "mode": self.mode,
+                "note": DIRECT_NOTE}
+
+    def accept_rules(self) -> dict:
+        ws, user = self._session()
+        return {"user": user.name, "at": accounts.accept_rules(ws, user)}
+
+    def search(self, request: searching.SearchRequest) -> dict:
+        ws, user = self._session()
+        return searching.run(ws, user, request)
+
+    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
+        ws, user = self._session()
+        created = galleries.create(ws, user, name, authority, approved_by, approved_on, source, retention_days)
+        return {"name": created.name, "authority": created.authority, "approved_by": created.approved_by,
+                "approved_on": created.approved_on, "retention_days": created.retention_days}
+
+    def gallery_list(self) -> list[dict]:
+        ws, user = self._session()
+        return galleries.list_all(ws, user)
+
+    def gallery_show(self, name: str, refusals: bool) -> dict:
+        ws, user = self._session()
+        return galleries.show(ws, user, name, with_refusals=refusals)
+
+    def searches(self, case: str | None, status: str | None) -> list[dict]:
+        ws, user = self._session()
+        return casework.listing(ws, user, case, status)
+
+    def show(self, search_id: str) -> dict:
+        ws, user = self._session()
+        return searching.show(ws, user, search_id)
+
+    def disposition(self, search_id: str, rank: int, decision: str, note: str) -> dict:
+        ws, user = self._session()
+        return casework.disposition(ws, user, search_id, rank, decision, note)
+
+    def corroborate(self, search_id: str, rank: int, evidence_type: str, evidence: str, reference: str,
+                    outcome: str) -> dict:
+        ws, user = self._session()
+        return casework.corroborate(ws, user, search_id, rank, evidence_type, evidence, reference, outcome)
+
+    def close(self, search_id: str, outcome: str, note: str, rank: int | None) -> dict:
+        ws, user = self._session()
+        return casework.close(ws, user, search_id, outcome, note, rank)
+
+    def audit_verify(self, expect_head: str | None, checkpoint: Path | None = None):
+        ws, user = self._session()
+        filed = audit.read_checkpoint(checkpoint) if checkpoint is not None else None
+        return oversight.verify(ws, user, expect_head, filed)
+
+    def audit_log(self, case, user_name, since, limit) -> list[dict]:
+        ws, user = self._session()
+        return oversight.log(ws, user, case, user_name, since, limit)
+
+    def audit_report(self, start: str, end: str, stale_days: int) -> dict:
+        ws, user = self._session()
+        return oversight.report(ws, user, start, end, stale_days)
+
+    def report(self, search_id: str, target: Path) -> Path:
+        from . import report as reports
+
+        ws, user = self._session()
+        return reports.write(ws, user, search_id, target)
+
+
+class Remote:
+    """The leadmatch service at `url`, through /api/v1 with this OS user's token for that server."""
+
+    mode = "service"
+
+    def __init__(self, url: str) -> None:
+        parsed = urllib.parse.urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InputError(f"--server {url!r} is not an http(s) URL", "give e.g. https://leadmatch.example:8765")
+        self.url = url.rstrip("/")
+        cafile = os.environ.get(CA_ENV)
+        self._tls = ssl.create_default_context(cafile=cafile) if parsed.scheme == "https" else None
+
+    # HTTP ------------------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, body: dict | None = None, query: dict | None = None,
+              files: list[tuple[str, str, bytes]] | None = None, fields: dict | None = None,
+              auth: bool = True, raw: bool = False):
+        """One API request; returns the decoded JSON (or bytes if `raw`), raises the service's error."""
+        url = f"{self.url}/api/v1{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        headers = {"Accept": "application/json"}
+        data = None
+        if files is not None or fields is not None:
+            data, headers["Content-Type"] = _multipart(fields or {}, files or [])
+        elif body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        if auth:
+            token = credentials.token_for(self.url)
+            if not token:
+                raise Refused("not signed in to this service", f"run `leadmatch --server {self.url} login NAME`",
+                              "not-signed-in")
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=600, context=self._tls) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise _error_of(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise LeadmatchError(f"cannot reach the leadmatch service at {self.url} ({reason})",
+                                 "check --server / LEADMATCH_SERVER and that the service is running") from None
+        return payload if raw else json.loads(payload)
+
+    # Calls -----------------------------------------------------------------------------------------------
+
+    def login(self, name: str, password: str, hours: int) -> dict:
+        answer = self._call("POST", "/login", body={"name": name, "password": password, "hours": hours}, auth=False)
+        credentials.remember(self.url, answer.pop("token"))
+        return answer
+
+    def logout(self) -> str | None:
+        if not credentials.token_for(self.url):
+            return None
+        try:
+            return self._call("POST", "/logout")["user"]
+        finally:
+            credentials.forget(self.url)
+
+    def whoami(self) -> dict:
+        return {**self._call("GET", "/whoami"), "server": self.url}
+
+    def accept_rules(self) -> dict:
+        return self._call("POST", "/accept-rules")
+
+    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
+        created = self._call("POST", "/galleries", body={
+            "name": name, "authority": authority, "approved_by": approved_by, "approved_on": approved_on,
+            "source": source, "retention_days": retention_days})
+        return {"name": created["name"], **created["authorization"]}
+
+    def gallery_list(self) -> list[dict]:
+        return self._call("GET", "/galleries")
+
+    def gallery_show(self, name: str, refusals: bool) -> dict:
+        return self._call("GET", f"/galleries/{_segment(name)}", query={"refusals": "true" if refusals else None})
+
+    def search(self, request: searching.SearchRequest) -> dict:
+        data = read_bytes(request.probe)  # the same one-line error as direct mode for a missing file
+        fields = {"gallery": request.gallery, "case": request.case, "purpose": request.purpose,
+                  "justification": request.justification, "traditional_means": request.traditional_means,
+                  "probe_source": request.probe_source, "top_k": str(request.top_k),
+                  "face": "" if request.face is None else str(request.face), "detector": request.detector}
+        return self._call("POST", "/searches", fields=fields, files=[("probe", Path(request.probe).name, data)])
+
+    def searches(self, case: str | None, status: str | None) -> list[dict]:
+        return self._call("GET", "/searches", query={"case": case, "status": status})
+
+    def show(self, search_id: str) -> dict:
+        return self._call("GET", f"/searches/{_segment(search_id)}")
+
+    def disposition(self, search_id: str, rank: int, decision: str, note: str) -> dict:
+        return self._call("POST", f"/searches/{_segment(search_id)}/dispositions",
+                          body={"rank": rank, "decision": decision, "note": note})
+
+    def corroborate(self, search_id: str, rank: int, evidence_type: str, evidence: str, reference: str,
+                    outcome: str) -> dict:
+        return self._call("POST", f"/searches/{_segment(search_id)}/corroborations", body={
+            "rank": rank, "evidence_type": evidence_type, "evidence": evidence, "reference": reference,
+            "outcome": outcome})
+
+    def close(self, search_id: str, outcome: str, note: str, rank: int | None) -> dict:
+        return self._call("POST", f"/searches/{_segment(search_id)}/close",
+                          body={"outcome": outcome, "note": note, "rank": rank})
+
+    def audit_verify(self, expect_head: str | None, checkpoint: Path | None = None):
+        filed = audit.read_checkpoint(checkpoint) if checkpoint is not None else None  # the file stays with the client
+        return audit.Verification(**self._call("POST", "/audit/verify",
+                                               body={"expect_head": expect_head, "checkpoint": filed}))
+
+    def audit_log(self, case, user_name, since, limit) -> list[dict]:
+        return self._call("GET", "/audit/log", query={"case": case, "user": user_name, "since": since,
+                                                      "limit": limit})
+
+    def audit_report(self, start: str, end: str, stale_days: int) -> dict:
+        return self._call("GET", "/audit/report", query={"start": start, "end": end, "stale_days": stale_days,
+                                                         "format": "json"})
+
+    def report(self, search_id: str, target: Path) -> Path:
+        html = self._call("GET", f"/searches/{_segment(search_id)}/report", raw=True)
+        target = Path(target)
+        temp = target.with_name(f".{target.name}.tmp")
+        temp.write_bytes(html)
+        temp.replace(target)
+        return target
+
+    def gallery_enroll(self, name: str, path: Path, on_server: bool):
+        """Upload a folder of <subject>/<photos> (or name a path on the server with `on_server`)."""
+        if on_server:
+            return self._call("POST", f"/galleries/{_segment(name)}/enroll", body={"path": str(path)})
+        folder = Path(path)
+        if not folder.is_dir():
+            raise InputError(f"{folder} is not a folder of <subject>/<photos>",
+                             "give a folder, or --on-server for a folder or manifest on the service")
+        files = [("photo", f"{subject.name}/{photo.name}", photo.read_bytes())
+                 for subject in sorted(folder.iterdir()) if subject.is_dir() and not subject.name.startswith(".")
+                 for photo in sorted(subject.iterdir()) if photo.is_file() and not photo.name.startswith(".")]
+        return self._call("POST", f"/galleries/{_segment(name)}/enroll", files=files)
+
+    def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int) -> dict:
+        return self._call("POST", "/evaluate", body={"path": str(path), "enroll_first": enroll_first,
+                                                     "holdout_subjects": holdout, "seed": seed})
+
+
+def _segment(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _multipart(fields: dict, files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body of text `fields` and (field, filename, bytes) `files`."""
+    boundary = "leadmatch-" + secrets.token_hex(16)
+    parts = []
+    for key, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
+                     + str(value).encode() + b"\r\n")
+    for key, filename, data in files:
+        kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        quoted = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"; filename="{quoted}"\r\n'
+                     f"Content-Type: {kind}\r\n\r\n".encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def _error_of(exc: urllib.error.HTTPError) -> LeadmatchError:
+    """The leadmatch error a service answer describes (same class, message, hint and exit code)."""
+    try:
+        return error_from_dict(json.loads(exc.read())["error"])
+    except (ValueError, KeyError, TypeError):
+        return LeadmatchError(f"the service answered HTTP {exc.code} {exc.reason}", "check --server")
+
+
+def summary(data: dict) -> SimpleNamespace:
+    """An enrollment summary from the service, shaped like the library's report for the same printing."""
+    refused = [SimpleNamespace(**r) for r in data.get("refused", [])]
+    return SimpleNamespace(**{**data, "refused": refused, "skipped": data.get("skipped_duplicates", 0),
+                              "index_note": data.get("index_note"), "to_dict": lambda: data})

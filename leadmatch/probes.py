@@ -1,0 +1,181 @@
+"""What a search looks with: one face of a photo, one face from each of several stills of one person, or the best
+frames of one face track in a video clip.
+
+Whatever the agent brings becomes a `ProbeSet`: the faces to search with (each with its quality and where it came
+from) and the provenance to record — the source's sha256, and for a clip the frames used, kept as images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import quality, video
+from .errors import FaceChoiceNeeded, InputError, PhotoError, Refused
+from .faces import Analysis, Face, analyze_bytes
+from .photos import read_bytes, sha256_bytes
+
+#: How a subject's distance is taken from several probe faces (a track's frames or several stills).
+#: "mean": distance to the mean embedding; "min": the closest any probe face comes; "best": the first (best-quality)
+#: face alone. `benchmarks/fusion.py` measured them on LFW bursts and the sample clip: the mean had the best rank-1
+#: and the lowest FNIR at FPIR 10 % (min lets every extra frame add a chance of a look-alike), so it is the default.
+FUSIONS = ("mean", "min", "best")
+DEFAULT_FUSION = "mean"
+
+
+@dataclass
+class ProbeFace:
+    """One face a search uses: the face, the image it was cut from (bytes, to keep), and where that came from."""
+
+    face: Face
+    image: bytes = field(repr=False)
+    image_sha256: str
+    suffix: str
+    source: str                  # file name as given (display form)
+    time_s: float | None = None  # for a video frame
+    faces_in_image: int = 1
+
+    def provenance(self) -> dict:
+        out = {"source": self.source, "sha256": self.image_sha256, "face_index": self.face.index,
+               "faces_in_image": self.faces_in_image, "box": list(self.face.box), "quality": self.face.quality()}
+        if self.time_s is not None:
+            out["time_s"] = round(self.time_s, 2)
+        return out
+
+
+@dataclass
+class ProbeSet:
+    """The faces to search with and how they were obtained. `kind` is "photo", "stills" or "video"."""
+
+    kind: str
+    faces: list[ProbeFace]
+    source_sha256: str           # the photo's, the clip's, or (stills) the first photo's
+    source_name: str
+    flags: list[str] = field(default_factory=list)
+    video: dict | None = None    # clip sha256, duration, track, frames sampled
+
+    def describe(self) -> str:
+        """One line naming what was searched, as shown in outputs and the report."""
+        if self.kind == "video":
+            times = ", ".join(f"{p.time_s:.1f} s" for p in sorted(self.faces, key=lambda p: p.time_s))
+            return (f"frames {times} of {self.source_name} (track {self.video['track']}, "
+                    f"sha256 {self.source_sha256[:16]}…)")
+        if self.kind == "stills":
+            return f"{len(self.faces)} stills of one person: " + ", ".join(p.source for p in self.faces)
+        return self.source_name
+
+
+def display_name(path: Path) -> str:
+    """A path's name as text, whatever bytes it holds (undecodable bytes escaped, never refused)."""
+    return os.fsdecode(Path(path).name).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Face:
+    """The face the agent chose; several faces and no choice → FaceChoiceNeeded listing them."""
+    if not found.faces:
+        raise PhotoError(f"no face found in {probe_name}",
+                         f"use a photo with a face at least {quality.PROBE.min_face_px} px wide", reason="no-face")
+    if choice is None:
+        if len(found.faces) == 1:
+            return found.faces[0]
+        raise FaceChoiceNeeded(f"{probe_name} holds {len(found.faces)} faces",
+                               "pick one with --face N (numbered left to right) or --face largest",
+                               [f.summary() for f in found.faces])
+    if choice == "largest":
+        return max(found.faces, key=lambda f: f.size_px)
+    if isinstance(choice, int) and 1 <= choice <= len(found.faces):
+        return found.faces[choice - 1]
+    raise InputError(f"--face {choice} does not exist: {probe_name} holds {len(found.faces)} face(s)",
+                     f"pick 1 to {len(found.faces)} or largest")
+
+
+def _gate(face: Face, where: str) -> None:
+    shortfalls = quality.PROBE.shortfalls(face)
+    if shortfalls:
+        raise Refused(f"probe face {face.index} of {where} is below the minimum quality: {'; '.join(shortfalls)}",
+                      "use a larger or sharper photo of the face", "low-quality-probe")
+
+
+def from_photos(paths: list[Path], choice: int | str | None, detector: str,
+                hashes: list[str]) -> ProbeSet:
+    """One face from each photo (the agent asserts several photos show one person). `hashes` collects each
+    photo's sha256 as soon as it is read, so a refusal can still name them."""
+    chosen = []
+    for path in paths:
+        name = display_name(path)
+        data = read_bytes(path)
+        digest = sha256_bytes(data)
+        hashes.append(digest)
+        found = analyze_bytes(data, name=name, min_face_px=quality.PROBE_DETECT_MIN_PX, detector=detector)
+        face = pick_face(found, choice, name)
+        _gate(face, name)
+        chosen.append(ProbeFace(face, data, digest, Path(path).suffix.lower(), name,
+                                faces_in_image=len(found.faces)))
+    if len(chosen) > 1 and len({p.image_sha256 for p in chosen}) < len(chosen):
+        raise InputError("the same photo was given twice", "give each still once")
+    return ProbeSet(kind="stills" if len(chosen) > 1 else "photo", faces=chosen,
+                    source_sha256=chosen[0].image_sha256, source_name=chosen[0].source)
+
+
+def pick_track(found: video.VideoAnalysis, choice: int | str | None, name: str) -> video.Track:
+    """The track to search: the only usable one, or the agent's pick; several usable and no pick →
+    FaceChoiceNeeded listing every track (usable or not, with why not)."""
+    usable = [t for t in found.tracks if usable_frames(t)]
+    listing = [{**t.summary(), "usable": bool(usable_frames(t)),
+                **({} if usable_frames(t) else {"why_not": "; ".join(quality.PROBE.shortfalls(t.best[0].face))})}
+               for t in found.tracks]
+    if choice is None:
+        if len(usable) == 1:
+            return usable[0]
+        if not usable:
+            best = max(found.tracks, key=lambda t: t.best[0].quality_score)
+            raise Refused(f"no face track in {name} has a frame of searchable quality (best: track {best.number}, "
+                          f"{'; '.join(quality.PROBE.shortfalls(best.best[0].face))})",
+                          "use footage where the face is larger or sharper", "low-quality-probe")
+        raise FaceChoiceNeeded(f"{name} holds {len(found.tracks)} face tracks ({len(usable)} searchable)",
+                               "pick one with --track N or --track largest", listing)
+    if choice == "largest":
+        pool = usable or found.tracks
+        track = max(pool, key=lambda t: t.largest_px)
+    elif isinstance(choice, int) and 1 <= choice <= len(found.tracks):
+        track = found.tracks[choice - 1]
+    else:
+        raise InputError(f"--track {choice} does not exist: {name} holds {len(found.tracks)} track(s)",
+                         f"pick 1 to {len(found.tracks)} or largest")
+    if not usable_frames(track):
+        raise Refused(f"track {track.number} of {name} has no frame of searchable quality "
+                      f"({'; '.join(quality.PROBE.shortfalls(track.best[0].face))})",
+                      "pick another track or use better footage", "low-quality-probe")
+    return track
+
+
+def usable_frames(track: video.Track) -> list[video.Observation]:
+    """A track's kept frames that pass the probe quality gate, best first."""
+    return [o for o in track.best if not quality.PROBE.shortfalls(o.face)]
+
+
+def from_video(path: Path, choice: int | str | None, detector: str, every_s: float, best_frames: int,
+               hashes: list[str]) -> ProbeSet:
+    """A track's best frames (those passing the quality gate, at most `best_frames`) as a probe set."""
+    if not 1 <= best_frames <= 20:
+        raise InputError(f"--best-frames {best_frames} is out of range", "use 1 to 20 frames")
+    name = display_name(path)
+    video.check_file(path)
+    hashes.append(video.video_sha256(path))
+    found = video.analyze_video(path, every_s=every_s, min_face_px=quality.PROBE_DETECT_MIN_PX,
+                                detector=detector, keep=max(best_frames, video.DEFAULT_BEST_FRAMES))
+    track = pick_track(found, choice, name)
+    frames = usable_frames(track)[:best_frames]
+    faces = [ProbeFace(o.face, o.jpeg, hashlib.sha256(o.jpeg).hexdigest(), ".jpg", name, time_s=o.time_s,
+                       faces_in_image=0) for o in frames]
+    info = {"sha256": found.sha256, "name": name, "duration_s": round(found.duration_s, 2),
+            "fps": round(found.fps, 3), "size": [found.width, found.height], "every_s": every_s,
+            "frames_sampled": found.frames_sampled, "tracks": len(found.tracks), "track": track.number,
+            "track_span_s": [round(track.first_s, 2), round(track.last_s, 2)]}
+    return ProbeSet(kind="video", faces=faces, source_sha256=found.sha256, source_name=name, video=info)
+
+
+__all__ = ["ProbeFace", "ProbeSet", "from_photos", "from_video", "pick_face", "pick_track", "usable_frames",
+           "FUSIONS", "DEFAULT_FUSION", "display_name"]

@@ -1,0 +1,85 @@
+"""The leadmatch service: the one process that owns the workspace. CLI and browser are its clients.
+
+The rules hold against the people they bind only if those people cannot write the record themselves, so
+the service runs as its own OS account and refuses to start on a workspace anyone else could open.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError, WorkspaceError
+from .workspace import DB_NAME
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How `leadmatch serve` listens: address, port, TLS files, and an explicit opt-out of TLS."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    insecure_http: bool = False
+    enroll_root: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_options(options: ServeOptions) -> None:
+    """Refuse a listening set-up that would send passwords and tokens in clear over a network."""
+    if (options.certfile is None) != (options.keyfile is None):
+        raise InputError("TLS needs both --certfile and --keyfile", "give both, or neither for loopback only")
+    for label, path in (("--certfile", options.certfile), ("--keyfile", options.keyfile)):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{label} {path} is not a readable file", "give the PEM file's path")
+    if not options.tls and not is_loopback(options.host) and not options.insecure_http:
+        raise InputError(f"binding {options.host} without TLS would send passwords and tokens in clear",
+                         "give --certfile and --keyfile, bind 127.0.0.1, or pass --insecure-http behind a TLS proxy")
+    if options.enroll_root is not None and not Path(options.enroll_root).is_dir():
+        raise InputError(f"--enroll-root {options.enroll_root} is not a folder", "give the folder analysts may name")
+
+
+def check_workspace(home: Path) -> None:
+    """Refuse a workspace not owned by this account or open to group or others (the fix is named).
+
+    The home folder must be 0700 and owned by the running account; the database and every other entry
+    directly in it must be owned by it with no group/other bits (folders below an 0700 home are unreachable
+    to others whatever their own mode, so they are not walked)."""
+    home = Path(home).resolve()
+    uid = os.geteuid()
+    if not (home / DB_NAME).is_file():
+        raise WorkspaceError(f"no leadmatch workspace at {home}", f"run `leadmatch --home {home} init` first")
+    for path in [home, *sorted(home.iterdir())]:
+        info = path.lstat()
+        if info.st_uid != uid:
+            raise WorkspaceError(
+                f"{path} is owned by uid {info.st_uid}, not by the account running the service (uid {uid})",
+                f"run the service as that account, or `chown -R {uid} {home}`")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise WorkspaceError(
+                f"{path} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o})",
+                f"run `chmod -R go-rwx {home}`")
+
+
+def secure_new_files() -> None:
+    """Files the service creates (WAL, photos, indexes, uploads) get no group or other access."""
+    os.umask(0o077)

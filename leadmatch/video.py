@@ -1,0 +1,314 @@
+"""Video probes: a clip in, face tracks out, each with its best frames kept for searching and for the record.
+
+A clip is sampled every `every_s` seconds (OpenCV decodes; the pip wheel ships FFmpeg). Faces are found and
+embedded in each sampled frame with the same pipeline as a photo, then linked into **tracks**: a face joins the
+track whose last box it overlaps, or whose last embedding it is close to, within a short gap; a scene cut ends
+every track. Each track keeps its best frames by quality (size, eye distance, sharpness, frontalness) as JPEG
+images, so a search can show exactly which frames it used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from . import models
+from .errors import PhotoError
+from .faces import Face, describe, detect
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp", ".ts"})
+#: Refused above these before decoding: a probe clip is evidence footage, not a feature film.
+MAX_DURATION_S = 600.0
+MAX_FRAME_PIXELS = 3840 * 2160
+MAX_VIDEO_BYTES = 2 << 30
+DEFAULT_EVERY_S = 0.1
+DEFAULT_BEST_FRAMES = 5
+#: A face may vanish for this long (motion blur, a turn of the head) and still continue its track.
+MAX_GAP_S = 1.0
+#: Linking rules: box overlap (intersection over union) or embedding distance to the track's last face.
+LINK_IOU = 0.3
+LINK_DISTANCE = 0.55
+#: Correlation of consecutive frames' colour histograms below this is a cut: every track ends there.
+CUT_CORRELATION = 0.5
+
+
+@dataclass
+class Observation:
+    """One face of a track in one sampled frame. `jpeg` holds the whole frame, kept only for best frames."""
+
+    time_s: float
+    face: Face
+    frontalness: float
+    jpeg: bytes | None = field(default=None, repr=False)
+
+    @property
+    def quality_score(self) -> float:
+        """0–1, higher is better: size, eye distance and sharpness saturating at a good probe's level,
+        times frontalness. Used only to rank a track's frames against each other."""
+        f = self.face
+        return (min(1.0, f.size_px / 100.0) * min(1.0, f.eye_distance_px / 40.0)
+                * min(1.0, f.sharpness / 100.0) * self.frontalness)
+
+    def summary(self) -> dict:
+        return {"time_s": round(self.time_s, 2), "box": list(self.face.box), **self.face.quality(),
+                "frontalness": round(self.frontalness, 2), "quality_score": round(self.quality_score, 3)}
+
+
+@dataclass
+class Track:
+    """A face followed across frames. `number` counts from 1 in order of first appearance."""
+
+    number: int
+    first_s: float
+    last_s: float
+    frames_seen: int
+    last: Observation = field(repr=False)
+    best: list[Observation] = field(default_factory=list, repr=False)  # best first
+
+    @property
+    def largest_px(self) -> int:
+        return max(o.face.size_px for o in self.best)
+
+    def summary(self) -> dict:
+        """As listed when the agent must pick a track: number, time span, best frame's size and quality."""
+        top = self.best[0]
+        return {"track": self.number, "start_s": round(self.first_s, 2), "end_s": round(self.last_s, 2),
+                "frames_seen": self.frames_seen, "best_frame": top.summary()}
+
+
+@dataclass
+class VideoAnalysis:
+    """What `analyze_video` found: the clip's sha256 and shape, how many frames were sampled, the tracks."""
+
+    sha256: str
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    frames_sampled: int
+    cuts: int
+    tracks: list[Track]
+
+
+def is_video(path: Path) -> bool:
+    """True when `path` names a video by its extension (how the CLI tells a clip from a photo)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_sha256(path: Path) -> str:
+    """sha256 of a regular file, read in blocks (videos are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_file(path: Path) -> int:
+    """The clip's size in bytes, after checking it is a regular, non-empty file under the size limit."""
+    name = os.fsdecode(path)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise PhotoError(f"cannot read video {name}: {exc.strerror}", "check the path", "unreadable") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise PhotoError(f"{name} is not a regular file", "give a video file", "unreadable")
+    if info.st_size == 0:
+        raise PhotoError(f"video {name} is empty (0 bytes)", "give the original clip", "unreadable")
+    if info.st_size > MAX_VIDEO_BYTES:
+        raise PhotoError(f"video {name} is {info.st_size / 2**30:.1f} GiB (limit {MAX_VIDEO_BYTES / 2**30:.0f} GiB)",
+                         "cut the clip to the minutes that matter", "too-large")
+    return info.st_size
+
+
+def open_clip(path: Path) -> tuple[cv2.VideoCapture, float, int, int, float]:
+    """Open a clip and check its limits from the container before decoding anything.
+
+    Returns (capture, fps, width, height, duration_s). Raises PhotoError for unreadable, over-long or
+    over-sized clips."""
+    name = os.fsdecode(path)
+    check_file(path)
+    capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        raise PhotoError(f"cannot decode video {name}: not a video or corrupt", "give the original clip",
+                         "unreadable")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    frames = capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0
+    if not (math.isfinite(fps) and 0 < fps <= 1000) or width <= 0 or height <= 0:
+        capture.release()
+        raise PhotoError(f"cannot decode video {name}: no readable video stream", "give the original clip",
+                         "unreadable")
+    if width * height > MAX_FRAME_PIXELS:
+        capture.release()
+        raise PhotoError(f"video {name} is {width}×{height}, over the 4K limit ({MAX_FRAME_PIXELS:,} pixels a frame)",
+                         "downscale the clip to 4K or less", "too-large")
+    duration = frames / fps if frames > 0 else 0.0
+    if duration > MAX_DURATION_S:
+        capture.release()
+        raise PhotoError(f"video {name} lasts {duration / 60:.1f} minutes (limit {MAX_DURATION_S / 60:.0f})",
+                         "cut the clip to the minutes that matter", "too-large")
+    return capture, fps, width, height, duration
+
+
+def sample_frames(capture: cv2.VideoCapture, every_s: float, max_duration_s: float = MAX_DURATION_S
+                  ) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (time in seconds, RGB frame) every `every_s` seconds of the clip's own timestamps.
+
+    Frames in between are grabbed but not converted. Stops at `max_duration_s` even if the container lied
+    about its length."""
+    next_s = 0.0
+    while capture.grab():
+        time_s = (capture.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
+        if time_s > max_duration_s:
+            raise PhotoError(f"video runs past {max_duration_s / 60:.0f} minutes", "cut the clip to the minutes "
+                             "that matter", "too-large")
+        if time_s + 1e-6 < next_s:
+            continue
+        ok, bgr = capture.retrieve()
+        if not ok or bgr is None:
+            continue
+        next_s = time_s + every_s
+        yield time_s, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _histogram(rgb: np.ndarray) -> np.ndarray:
+    small = cv2.resize(rgb, (64, 36), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+    return cv2.normalize(hist, hist).flatten()
+
+
+def is_cut(previous: np.ndarray | None, current: np.ndarray) -> bool:
+    """True when two consecutive sampled frames' colour histograms differ like a change of scene."""
+    if previous is None:
+        return False
+    return float(cv2.compareHist(previous, current, cv2.HISTCMP_CORREL)) < CUT_CORRELATION
+
+
+def frontalness(pixels: np.ndarray, box: tuple) -> float:
+    """1 for a face looking at the camera, falling towards 0 as it turns: how far the nose tip sits from the
+    midpoint between the eyes, in eye distances (5-point landmarks)."""
+    import dlib
+
+    top, right, bottom, left = box
+    shape = models.landmarks_5()(pixels, dlib.rectangle(left, top, right, bottom))
+    points = np.array([(shape.part(i).x, shape.part(i).y) for i in range(5)], dtype=np.float64)
+    eye_a, eye_b, nose = points[0:2].mean(axis=0), points[2:4].mean(axis=0), points[4]
+    eyes = np.linalg.norm(eye_a - eye_b)
+    if eyes < 1e-6:
+        return 0.0
+    axis = (eye_b - eye_a) / eyes
+    offset = abs(float(np.dot(nose - (eye_a + eye_b) / 2, axis))) / eyes  # 0 frontal, ~0.5 near profile
+    return float(max(0.0, 1.0 - 2.0 * offset))
+
+
+def iou(a: tuple, b: tuple) -> float:
+    """Intersection over union of two (top, right, bottom, left) boxes."""
+    top, bottom = max(a[0], b[0]), min(a[2], b[2])
+    left, right = max(a[3], b[3]), min(a[1], b[1])
+    inter = max(0, bottom - top) * max(0, right - left)
+    area = lambda r: max(0, r[2] - r[0]) * max(0, r[1] - r[3])  # noqa: E731
+    union = area(a) + area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _link_cost(track: Track, face: Face, time_s: float) -> float | None:
+    """How well `face` continues `track` (lower is better), or None when it cannot."""
+    if time_s - track.last_s > MAX_GAP_S:
+        return None
+    overlap = iou(track.last.face.box, face.box)
+    distance = float(np.linalg.norm(track.last.face.embedding - face.embedding))
+    if overlap < LINK_IOU and distance > LINK_DISTANCE:
+        return None
+    return distance - overlap
+
+
+def _keep_best(track: Track, observation: Observation, frame: np.ndarray, keep: int) -> None:
+    """Keep the track's `keep` best observations (by quality score), with their frame as JPEG."""
+    scores = [o.quality_score for o in track.best]
+    if len(track.best) >= keep and observation.quality_score <= min(scores):
+        return
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    observation.jpeg = encoded.tobytes() if ok else None
+    track.best.append(observation)
+    track.best.sort(key=lambda o: o.quality_score, reverse=True)
+    del track.best[keep:]
+
+
+def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int = 52, detector: str = "hog",
+                  keep: int = DEFAULT_BEST_FRAMES) -> VideoAnalysis:
+    """Sample, detect, embed and track the faces of a clip. Raises PhotoError for a clip that cannot be used,
+    and when no face is found in any sampled frame."""
+    if not (0.01 <= every_s <= 10):
+        raise PhotoError(f"--every {every_s:g} s is out of range", "sample between every 0.01 and 10 seconds",
+                         "bad-option")
+    capture, fps, width, height, duration = open_clip(path)
+    sha256 = video_sha256(path)
+    tracks: list[Track] = []
+    active: list[Track] = []
+    previous_hist, sampled, cuts = None, 0, 0
+    try:
+        for time_s, frame in sample_frames(capture, every_s):
+            sampled += 1
+            hist = _histogram(frame)
+            if is_cut(previous_hist, hist):
+                cuts += 1
+                active = []
+            previous_hist = hist
+            active = [t for t in active if time_s - t.last_s <= MAX_GAP_S]
+            found = detect(frame, min_face_px=min_face_px, detector=detector)
+            faces = [describe(frame, box, i, score) for i, (box, score) in enumerate(found, start=1)]
+            _link(faces, frame, time_s, active, tracks, keep)
+    finally:
+        capture.release()
+    if sampled == 0:
+        raise PhotoError(f"cannot decode video {os.fsdecode(path)}: no frame could be read (corrupt or truncated)",
+                         "give the original clip", "unreadable")
+    if not tracks:
+        raise PhotoError(f"no face found in {sampled} sampled frames of {os.fsdecode(path)}",
+                         f"faces must be at least {min_face_px} px wide in the frame", "no-face")
+    return VideoAnalysis(sha256=sha256, duration_s=duration, fps=fps, width=width, height=height,
+                         frames_sampled=sampled, cuts=cuts, tracks=tracks)
+
+
+def _link(faces: list[Face], frame: np.ndarray, time_s: float, active: list[Track], tracks: list[Track],
+          keep: int) -> None:
+    """Attach each face of one frame to the best free active track, or start a new track."""
+    pairs = []
+    for fi, face in enumerate(faces):
+        for ti, track in enumerate(active):
+            cost = _link_cost(track, face, time_s)
+            if cost is not None:
+                pairs.append((cost, fi, ti))
+    taken_faces, taken_tracks = set(), set()
+    assignment: dict[int, Track] = {}
+    for cost, fi, ti in sorted(pairs):  # greedy by cost: few faces a frame, so this equals the optimum in practice
+        if fi in taken_faces or ti in taken_tracks:
+            continue
+        taken_faces.add(fi)
+        taken_tracks.add(ti)
+        assignment[fi] = active[ti]
+    for fi, face in enumerate(faces):
+        observation = Observation(time_s, face, frontalness(frame, face.box))
+        track = assignment.get(fi)
+        if track is None:
+            track = Track(number=len(tracks) + 1, first_s=time_s, last_s=time_s, frames_seen=0, last=observation)
+            tracks.append(track)
+            active.append(track)
+        track.last, track.last_s = observation, time_s
+        track.frames_seen += 1
+        _keep_best(track, observation, frame, keep)
+
+
+__all__ = ["VideoAnalysis", "Track", "Observation", "analyze_video", "is_video", "iou", "frontalness",
+           "VIDEO_SUFFIXES", "DEFAULT_EVERY_S", "DEFAULT_BEST_FRAMES"]

@@ -1,0 +1,59 @@
+"""The leadmatch service's HTTP side: the browser's pages and the JSON API (/api/v1) over one library.
+
+    deps.py       FastAPI dependencies: settings, workspace, signed-in user (cookie or bearer), CSRF
+    pages.py      server-rendered pages and forms (cookie sessions, CSRF on every form)
+    api.py        /api/v1 JSON routes (bearer tokens; the CLI's client mode)
+    responses.py  security headers, body limits, error pages and JSON errors
+    forms.py      field parsing with clear messages; probe uploads
+    worker.py     photo decoding (search, enroll, evaluate) in a process pool, off the event loop
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from .. import accounts, retention
+from ..workspace import open_workspace
+from . import api, pages
+from .deps import Settings
+from .responses import BodyLimit, SecurityHeaders, install_error_handlers
+from .worker import Pool
+
+
+def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: bool = False,
+               enroll_root: Path | None = None, workers: int | None = None, **limits) -> FastAPI:
+    """The app for the workspace at `home` (fails at once if there is none). `limits` may set
+    max_body_bytes, max_enroll_bytes and upload_max_age_s."""
+    home = Path(home)
+    open_workspace(home).close()
+    settings = Settings(home=home, session_hours=session_hours, tls=tls, enroll_root=enroll_root, **limits)
+    pool = Pool(workers)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        retention.sweep_uploads(home, settings.upload_max_age_s)
+        yield
+        pool.shutdown()
+
+    app = FastAPI(title="leadmatch", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.pool = pool
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(SecurityHeaders)  # outermost: also on 413s and redirects
+    return app
+
+
+def serve(home: Path, options) -> None:
+    """Run the service with uvicorn (blocking): TLS when `options` names a certificate."""
+    import uvicorn
+
+    app = create_app(home, tls=options.tls, enroll_root=options.enroll_root)
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning",
+                ssl_certfile=str(options.certfile) if options.certfile else None,
+                ssl_keyfile=str(options.keyfile) if options.keyfile else None)

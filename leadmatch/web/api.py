@@ -1,0 +1,286 @@
+"""The JSON API, /api/v1: the same library as the pages, for the CLI's client mode and other programs.
+
+The only credential is `Authorization: Bearer <token>` (from POST /api/v1/login); cookies are ignored here,
+so a browser cannot be tricked into calling it and no CSRF token is needed. Errors are
+{"error": {kind, message, hint, reason, exit_code}} with an HTTP status (401 sign-in, 403 refused, 404, 409
+pick a face, 429 throttled, 400 bad input). Every time is the service's own clock; no route takes one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from .. import accounts, casework, gallery, leads, oversight, purposes, retention
+from .. import search as searching
+from ..accounts import Actor
+from ..errors import InputError
+from ..workspace import Workspace
+from . import forms, pages, worker
+from .deps import Settings, api_user, bearer_token, settings, workspace
+from .responses import json_response
+
+router = APIRouter(prefix="/api/v1")
+
+
+class Login(BaseModel):
+    name: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+    hours: int = Field(accounts.SESSION_HOURS, ge=1, le=24)
+
+
+class Disposition(BaseModel):
+    rank: int = Field(ge=1, le=50)
+    decision: str = Field(max_length=40)
+    note: str = Field(max_length=10_000)
+
+
+class Corroboration(BaseModel):
+    rank: int = Field(ge=1, le=50)
+    evidence_type: str = Field(max_length=40)
+    evidence: str = Field(max_length=10_000)
+    reference: str = Field(max_length=500)
+    outcome: str = Field(max_length=40)
+
+
+class Verify(BaseModel):
+    expect_head: str | None = Field(None, max_length=64)
+    checkpoint: dict | None = None
+
+
+class Closure(BaseModel):
+    outcome: str = Field(max_length=40)
+    note: str = Field(max_length=10_000)
+    rank: int | None = Field(None, ge=1, le=50)
+
+
+class GalleryCreate(BaseModel):
+    name: str = Field(max_length=100)
+    authority: str = Field(max_length=2000)
+    approved_by: str = Field(max_length=500)
+    approved_on: str = Field(max_length=20)
+    source: str = Field(max_length=2000)
+    retention_days: int = Field(gallery.DEFAULT_RETENTION_DAYS, ge=1, le=36500)
+
+
+class ServerPath(BaseModel):
+    path: str = Field(max_length=4096)
+
+
+class Evaluation(ServerPath):
+    enroll_first: int = Field(1, ge=1, le=100)
+    holdout_subjects: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
+# Sessions --------------------------------------------------------------------------------------------------
+
+@router.post("/login")
+def login(body: Login, request: Request, ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
+    """Password → bearer token (only its sha256 is stored), throttled per user and per address."""
+    token, actor, expires = accounts.login(ws, body.name, body.password, body.hours, throttle=config.throttle,
+                                           address=request.client.host if request.client else None)
+    return {"token": token, "user": actor.name, "roles": sorted(actor.roles), "expires": expires}
+
+
+@router.post("/logout")
+def logout(request: Request, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return {"user": accounts.logout(ws, bearer_token(request))}
+
+
+@router.get("/whoami")
+def whoami(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return {"user": actor.name, "roles": sorted(actor.roles),
+            "certification": accounts.current_certification(ws, actor.name),
+            "rules_accepted": accounts.get_user(ws, actor.name)["rules_accepted_at"], "mode": "service"}
+
+
+@router.post("/accept-rules")
+def accept_rules(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    """Record that the caller accepted the rules of behavior (the text is in GET /rules)."""
+    return {"user": actor.name, "at": accounts.accept_rules(ws, actor)}
+
+
+@router.get("/rules")
+def rules(actor: Actor = Depends(api_user)):
+    return {"rules": accounts.RULES_OF_BEHAVIOR}
+
+
+@router.get("/purposes")
+def purpose_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return purposes.list_all(ws)
+
+
+# Searches --------------------------------------------------------------------------------------------------
+
+@router.post("/searches")
+async def search(request: Request, actor: Actor = Depends(api_user), config: Settings = Depends(settings),
+                 probe: UploadFile | None = File(None), gallery_name: str = Form("", alias="gallery"),
+                 case: str = Form(""), purpose: str = Form(""), justification: str = Form(""),
+                 traditional_means: str = Form(""), probe_source: str = Form("original"),
+                 top_k: str = Form(str(leads.DEFAULT_CANDIDATES)), face: str = Form(""),
+                 detector: str = Form("hog")):
+    """A search on an uploaded probe, decoded in a worker process; 409 lists the faces when one must be picked."""
+    wanted_k = forms.whole_number(top_k, "top_k", 2, 50)
+    choice = forms.face_choice(face)
+    if probe is None:
+        raise InputError("no probe photo was uploaded", "send the photo as the multipart field 'probe'")
+    photo = forms.store_upload(config.home, await probe.read(), probe.filename or "probe")
+    try:
+        request_ = searching.SearchRequest(
+            probe=photo, gallery=gallery_name, case=case, purpose=purpose, justification=justification,
+            traditional_means=traditional_means, probe_source=probe_source, top_k=wanted_k, face=choice,
+            detector=detector)
+        result = await request.app.state.pool.call(worker.search, str(config.home), actor, request_)
+    finally:
+        forms.drop_upload(photo)  # the search keeps its own copy; a refused one keeps nothing
+    return json_response(result)
+
+
+@router.get("/searches")
+def search_list(case: str | None = None, status: str | None = None, actor: Actor = Depends(api_user),
+                ws: Workspace = Depends(workspace)):
+    return casework.listing(ws, actor, case or None, status or None)
+
+
+@router.get("/searches/{search_id}")
+def search_show(search_id: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return json_response(searching.show(ws, actor, search_id))
+
+
+@router.post("/searches/{search_id}/dispositions")
+def disposition(search_id: str, body: Disposition, actor: Actor = Depends(api_user),
+                ws: Workspace = Depends(workspace)):
+    return casework.disposition(ws, actor, search_id, body.rank, body.decision, body.note)
+
+
+@router.post("/searches/{search_id}/corroborations")
+def corroborate(search_id: str, body: Corroboration, actor: Actor = Depends(api_user),
+                ws: Workspace = Depends(workspace)):
+    return casework.corroborate(ws, actor, search_id, body.rank, body.evidence_type, body.evidence, body.reference,
+                                body.outcome)
+
+
+@router.post("/searches/{search_id}/close")
+def close(search_id: str, body: Closure, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return casework.close(ws, actor, search_id, body.outcome, body.note, body.rank)
+
+
+@router.get("/searches/{search_id}/report")
+def report(search_id: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return pages.report_response(ws, actor, search_id)
+
+
+# Galleries -------------------------------------------------------------------------------------------------
+
+@router.get("/galleries")
+def gallery_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return gallery.list_all(ws, actor)
+
+
+@router.post("/galleries")
+def gallery_create(body: GalleryCreate, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    created = gallery.create(ws, actor, body.name, body.authority, body.approved_by, body.approved_on, body.source,
+                             body.retention_days)
+    return gallery.show(ws, actor, created.name)
+
+
+@router.get("/galleries/{name}")
+def gallery_show(name: str, refusals: bool = False, actor: Actor = Depends(api_user),
+                 ws: Workspace = Depends(workspace)):
+    return gallery.show(ws, actor, name, with_refusals=refusals)
+
+
+@router.post("/galleries/{name}/enroll")
+async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api_user),
+                         ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
+    """Enroll uploaded photos (multipart fields 'photo', each file named '<subject>/<file>') or, with JSON
+    {"path": ...}, a folder or manifest on the server under the configured --enroll-root."""
+    accounts.require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": name})
+    if request.headers.get("content-type", "").startswith("application/json"):
+        source = allowed_server_path(ws, actor, config, ServerPath(**await request.json()).path, "gallery.enroll")
+        return json_response(await request.app.state.pool.call(
+            worker.enroll_folder, str(config.home), actor, name, str(source)))
+    form = await request.form()
+    # private to the service's account (0700); not under uploads/, whose age sweep must not race a long enroll
+    folder = Path(tempfile.mkdtemp(prefix="leadmatch-enroll-"))
+    try:
+        count = 0
+        for upload in form.getlist("photo"):
+            subject, _, filename = (getattr(upload, "filename", "") or "").rpartition("/")
+            if not subject or not filename or subject.startswith(".") or "/" in subject or filename.startswith("."):
+                raise InputError(f"upload {upload.filename!r} is not named <subject>/<file>",
+                                 "name each uploaded photo after its subject's folder")
+            (folder / subject).mkdir(exist_ok=True)
+            (folder / subject / filename).write_bytes(await upload.read())
+            count += 1
+        if not count:
+            raise InputError("no photos were uploaded", "send them as multipart fields 'photo'")
+        result = await request.app.state.pool.call(worker.enroll_folder, str(config.home), actor, name, str(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    for refusal in result["refused"]:
+        refusal["path"] = refusal["path"].replace(str(folder) + os.sep, "")
+    return json_response(result)
+
+
+def allowed_server_path(ws: Workspace, actor: Actor, config: Settings, path: str, action: str) -> Path:
+    """A server-side path the analyst may name: under --enroll-root (refused and audited otherwise)."""
+    if config.enroll_root is None:
+        raise accounts.refuse(ws, actor, action, "no-enroll-root", "this service names no folder for server-side "
+                              "paths", "upload the photos, or start the service with --enroll-root DIR")
+    root = Path(config.enroll_root).resolve()
+    target = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
+    if target != root and root not in target.parents:
+        raise accounts.refuse(ws, actor, action, "outside-enroll-root", f"{path} is outside the enroll root",
+                              f"name a path under {root}", objects={"path": path})
+    return target
+
+
+# Oversight -------------------------------------------------------------------------------------------------
+
+@router.get("/audit/verify")
+def audit_verify(expect_head: str | None = None, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return json_response(oversight.verify(ws, actor, expect_head).__dict__)
+
+
+@router.post("/audit/verify")
+def audit_verify_checkpoint(body: Verify, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    """Verify against a filed checkpoint, which the client sends (the file stays outside the system)."""
+    return json_response(oversight.verify(ws, actor, body.expect_head, body.checkpoint).__dict__)
+
+
+@router.get("/audit/log")
+def audit_log(case: str | None = None, user: str | None = None, since: str | None = None, limit: int | None = None,
+              actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    if limit is not None and limit < 1:
+        raise InputError("limit must be at least 1", "give a positive number")
+    return json_response(oversight.log(ws, actor, case, user, since, limit))
+
+
+@router.get("/audit/report")
+def audit_report(start: str, end: str, format: str = "json", stale_days: int = 30, actor: Actor = Depends(api_user),
+                 ws: Workspace = Depends(workspace)):
+    return pages.audit_report_response(ws, actor, start, end, format, stale_days)
+
+
+@router.post("/evaluate")
+async def evaluate(body: Evaluation, request: Request, actor: Actor = Depends(api_user),
+                   ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
+    """An accuracy evaluation of labeled photos on the server (under --enroll-root), analyst or admin."""
+    accounts.require(ws, actor, ("analyst", "admin"), "evaluate")
+    source = allowed_server_path(ws, actor, config, body.path, "evaluate")
+    result = await request.app.state.pool.call(worker.evaluate, str(source), body.enroll_first,
+                                               body.holdout_subjects, body.seed)
+    return json_response(result)
+
+
+@router.post("/purge")
+def purge(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return retention.purge_expired(ws, actor)

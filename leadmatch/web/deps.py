@@ -1,0 +1,98 @@
+"""FastAPI dependencies: the service's settings, the workspace, the signed-in user (cookie or bearer token)
+and the CSRF check of cookie-session forms. Each is a small function FastAPI calls per request."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Depends, Form, Request
+
+from .. import accounts, audit
+from ..accounts import Actor
+from ..errors import Refused
+from ..store import transaction
+from ..workspace import Workspace, open_workspace
+
+COOKIE = "leadmatch_session"
+LOGIN_COOKIE = "leadmatch_login"
+
+
+@dataclass
+class Settings:
+    """What one running app serves: its workspace, session length, TLS, limits and the enroll root."""
+
+    home: Path
+    session_hours: int = accounts.SESSION_HOURS
+    tls: bool = False
+    enroll_root: Path | None = None
+    max_body_bytes: int = 64 * 1024 * 1024       # any request: a probe photo and its form
+    max_enroll_bytes: int = 1024 * 1024 * 1024   # a gallery enrollment upload
+    upload_max_age_s: int = 15 * 60              # abandoned face-picker uploads are swept after this
+    throttle: accounts.SignInThrottle = field(default_factory=accounts.SignInThrottle)
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def workspace(request: Request) -> Iterator[Workspace]:
+    """The workspace, opened for this request and closed after it."""
+    ws = open_workspace(request.app.state.settings.home)
+    request.state.ws = ws
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer` header (the API's only credential: no cookies, so no CSRF)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def api_user(request: Request, ws: Workspace = Depends(workspace)) -> Actor:
+    """The API caller, from the bearer token; refused (401) without a live session."""
+    actor = accounts.authenticate(ws, bearer_token(request))
+    request.state.actor = actor
+    return actor
+
+
+def page_user(request: Request, ws: Workspace = Depends(workspace)) -> Actor:
+    """The browser user, from the session cookie; a missing session sends the browser to sign in."""
+    token = request.cookies.get(COOKIE)
+    actor = accounts.authenticate(ws, token)
+    request.state.actor = actor
+    request.state.csrf = csrf_for(ws, token)
+    return actor
+
+
+def checked_form(request: Request, csrf: str = Form(""), actor: Actor = Depends(page_user),
+                 ws: Workspace = Depends(workspace)) -> Actor:
+    """A cookie-session form: refused (403, audited) before any of its fields is read unless it carries the
+    session's CSRF token."""
+    if not hmac.compare_digest(csrf, request.state.csrf):
+        audit.record(ws.conn, actor.name, "web.form", "refused", objects={"path": request.url.path},
+                     reason="csrf: form without a valid CSRF token")
+        raise Refused("this form has no valid CSRF token", "reload the page and try again", "csrf")
+    return actor
+
+
+def csrf_for(ws: Workspace, token: str | None) -> str:
+    """The CSRF token of a session: an HMAC of the session token under the workspace's secret."""
+    return hmac.new(_csrf_secret(ws), (token or "").encode(), hashlib.sha256).hexdigest()
+
+
+def _csrf_secret(ws: Workspace) -> bytes:
+    row = ws.conn.execute("SELECT value FROM settings WHERE key = 'csrf_secret'").fetchone()
+    if row:
+        return bytes.fromhex(row[0])
+    with transaction(ws.conn):
+        ws.conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES ('csrf_secret', ?)",
+                        (secrets.token_hex(32),))
+    return _csrf_secret(ws)

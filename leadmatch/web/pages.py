@@ -1,0 +1,227 @@
+"""The browser's pages: server-rendered HTML and plain forms over the library (cookie sessions, CSRF).
+
+No rule lives here: each route calls the library, whose gate refuses (and audits) what a role may not do.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .. import accounts, audit, casework, crops, gallery, leads, oversight, purposes, report, retention
+from .. import search as searching
+from ..accounts import Actor
+from ..errors import FaceChoiceNeeded, InputError, LeadmatchError
+from ..workspace import Workspace
+from . import forms, worker
+from .deps import COOKIE, LOGIN_COOKIE, Settings, checked_form, page_user, settings, workspace
+from .responses import page
+
+router = APIRouter()
+READERS_OF_GALLERIES = ("analyst", "admin", "auditor")
+
+
+# Sign-in ---------------------------------------------------------------------------------------------------
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, why: str = ""):
+    nonce = secrets.token_urlsafe(24)  # login CSRF: a double-submit cookie before any session exists
+    response = page(request, "login", user=None, csrf=nonce, why=why)
+    response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", max_age=600,
+                        secure=request.app.state.settings.tls)
+    return response
+
+
+@router.post("/login")
+def login(request: Request, name: str = Form(""), password: str = Form(""), csrf: str = Form(""),
+          ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
+    if not csrf or not hmac.compare_digest(csrf, request.cookies.get(LOGIN_COOKIE, "")):
+        return page(request, "error", 403, user=None, csrf="", title="Form refused",
+                    message="The sign-in form expired. Reload the page and try again.")
+    try:
+        token, _, _ = accounts.login(ws, name, password, config.session_hours, throttle=config.throttle,
+                                     address=request.client.host if request.client else None)
+    except LeadmatchError as exc:
+        status = 429 if getattr(exc, "reason", "") == "throttled" else 401
+        return page(request, "login", status, user=None, csrf=csrf, why="", error=str(exc))
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=config.session_hours * 3600,
+                        secure=config.tls)
+    response.delete_cookie(LOGIN_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace)):
+    accounts.logout(ws, request.cookies.get(COOKIE))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+# Searching -------------------------------------------------------------------------------------------------
+
+@router.get("/", response_class=HTMLResponse)
+def home_page(request: Request, actor: Actor = Depends(page_user)):
+    return page(request, "home", roles=sorted(actor.roles))
+
+
+@router.get("/search/new", response_class=HTMLResponse)
+def search_form(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    accounts.require(ws, actor, "agent", "web.search-form")
+    return page(request, "search_new", galleries=gallery.list_all(ws, actor), purposes=purposes.list_all(ws),
+                form={}, faces=None)
+
+
+@router.post("/search", response_class=HTMLResponse)
+async def search_submit(request: Request, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+                        config: Settings = Depends(settings), probe: UploadFile | None = File(None),
+                        upload: str = Form(""), gallery_name: str = Form("", alias="gallery"),
+                        case: str = Form(""), purpose: str = Form(""), justification: str = Form(""),
+                        traditional_means: str = Form(""), probe_source: str = Form("original"),
+                        top_k: str = Form(""), face: str = Form("")):
+    """Search an uploaded probe in a worker process; several faces → the face picker (the upload is kept,
+    by a random id, until picked or swept); anything else → the upload goes at once."""
+    fields = {"gallery": gallery_name, "case": case, "purpose": purpose, "justification": justification,
+              "traditional_means": traditional_means, "probe_source": probe_source, "top_k": top_k}
+    wanted_k = forms.whole_number(top_k, "candidates", 2, 50) if top_k.strip() else leads.DEFAULT_CANDIDATES
+    choice = forms.face_choice(face)
+    await run_in_threadpool(retention.sweep_uploads, config.home, config.upload_max_age_s)
+    if upload:
+        photo = forms.find_upload(config.home, upload)
+    else:
+        photo = forms.store_upload(config.home, await probe.read() if probe else b"", probe.filename if probe else "")
+    keep = False
+    try:
+        request_ = searching.SearchRequest(
+            probe=photo, gallery=gallery_name, case=case, purpose=purpose, justification=justification,
+            traditional_means=traditional_means, probe_source=probe_source or "original", top_k=wanted_k, face=choice)
+        result = await request.app.state.pool.call(worker.search, str(config.home), actor, request_, True)
+    except FaceChoiceNeeded as several:
+        keep = True
+        return page(request, "search_new", galleries=gallery.list_all(ws, actor), purposes=purposes.list_all(ws),
+                    form={**fields, "upload": photo.parent.name}, faces=several.faces)
+    finally:
+        if not keep:
+            forms.drop_upload(photo)  # the search kept its own copy, or failed
+    return RedirectResponse(f"/searches/{result['search_id']}", status_code=303)
+
+
+@router.get("/searches", response_class=HTMLResponse)
+def search_list(request: Request, status: str = "", case: str = "", actor: Actor = Depends(page_user),
+                ws: Workspace = Depends(workspace)):
+    return page(request, "searches", rows=casework.listing(ws, actor, case or None, status or None),
+                status_filter=status, case=case, statuses=casework.STATUSES)
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_queue(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    accounts.require(ws, actor, "reviewer", "web.review-queue")
+    return page(request, "searches", rows=casework.listing(ws, actor, None, casework.AWAITING_REVIEW),
+                status_filter=casework.AWAITING_REVIEW, case="", statuses=casework.STATUSES)
+
+
+@router.get("/searches/{search_id}", response_class=HTMLResponse)
+def search_page(request: Request, search_id: str, actor: Actor = Depends(page_user),
+                ws: Workspace = Depends(workspace)):
+    record = searching.show(ws, actor, search_id)
+    return page(request, "search", s=record, decisions=casework.DECISIONS, evidence_types=casework.EVIDENCE_TYPES,
+                outcomes=casework.OUTCOMES, is_agent=record["agent"] == actor.name and actor.has("agent"),
+                is_reviewer=actor.has("reviewer") and record["agent"] != actor.name)
+
+
+@router.get("/searches/{search_id}/probe.png")
+def probe_png(search_id: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    return png(crops.probe_crop(ws, actor, search_id))
+
+
+@router.get("/searches/{search_id}/candidates/{rank}.png")
+def candidate_png(search_id: str, rank: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    return png(crops.candidate_crop(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50)))
+
+
+@router.get("/searches/{search_id}/report")
+def report_download(search_id: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    return report_response(ws, actor, search_id)
+
+
+@router.post("/searches/{search_id}/disposition")
+def disposition(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+                rank: str = Form(""), decision: str = Form(""), note: str = Form("")):
+    casework.disposition(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), decision, note)
+    return back_to(search_id)
+
+
+@router.post("/searches/{search_id}/corroborate")
+def corroborate(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+                rank: str = Form(""), evidence_type: str = Form(""), evidence: str = Form(""),
+                reference: str = Form(""), outcome: str = Form("")):
+    casework.corroborate(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), evidence_type, evidence,
+                         reference, outcome)
+    return back_to(search_id)
+
+
+@router.post("/searches/{search_id}/close")
+def close(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+          outcome: str = Form(""), note: str = Form(""), rank: str = Form("")):
+    casework.close(ws, actor, search_id, outcome, note, forms.optional_number(rank, "rank", 1, 50))
+    return back_to(search_id)
+
+
+# Galleries and oversight ----------------------------------------------------------------------------------
+
+@router.get("/galleries", response_class=HTMLResponse)
+def gallery_list(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    accounts.require(ws, actor, READERS_OF_GALLERIES, "web.galleries")
+    return page(request, "galleries", galleries=gallery.list_all(ws, actor))
+
+
+@router.get("/galleries/{name}", response_class=HTMLResponse)
+def gallery_page(request: Request, name: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    accounts.require(ws, actor, READERS_OF_GALLERIES, "web.gallery")
+    return page(request, "gallery", g=gallery.show(ws, actor, name, with_refusals=True))
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, case: str = "", user: str = "", since: str = "", actor: Actor = Depends(page_user),
+               ws: Workspace = Depends(workspace)):
+    rows = oversight.log(ws, actor, case or None, user or None, since or None, limit=500)
+    check = oversight.verify(ws, actor)
+    return page(request, "audit", rows=rows, check=check, case=case, user_filter=user, since=since)
+
+
+@router.get("/audit/report")
+def audit_report(start: str = "", end: str = "", format: str = "csv", actor: Actor = Depends(page_user),
+                 ws: Workspace = Depends(workspace)):
+    return audit_report_response(ws, actor, start, end, format)
+
+
+# Shared with the API ---------------------------------------------------------------------------------------
+
+def png(data: bytes) -> Response:
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
+
+def back_to(search_id: str) -> RedirectResponse:
+    return RedirectResponse(f"/searches/{search_id}", status_code=303)
+
+
+def report_response(ws: Workspace, actor: Actor, search_id: str) -> HTMLResponse:
+    """The lead report as a download (producing it is audited by the library)."""
+    return HTMLResponse(report.render(ws, actor, search_id), headers={
+        "Content-Disposition": f'attachment; filename="lead-report-{search_id}.html"'})
+
+
+def audit_report_response(ws: Workspace, actor: Actor, start: str, end: str, format: str,
+                          stale_days: int = 30) -> Response:
+    if format not in ("csv", "json"):
+        raise InputError(f"format {format!r} is not supported", "use csv or json")
+    data = oversight.report(ws, actor, start, end, stale_days)
+    body = audit.report_csv(data) if format == "csv" else json.dumps(data, indent=2)
+    return Response(body, media_type="text/csv" if format == "csv" else "application/json", headers={
+        "Content-Disposition": f'attachment; filename="audit-report-{start}-{end}.{format}"'})

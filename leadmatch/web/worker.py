@@ -1,0 +1,99 @@
+"""Work that decodes photos runs here, in a pool of worker processes, never on the service's event loop:
+one huge photo then ties up one worker, while every other request is still answered.
+
+Each function takes plain data (the workspace's home, the actor, the request) and returns
+{"ok": result} or {"error": wire dict}, because exceptions do not cross processes intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from .. import crops
+from .. import search as searching
+from ..accounts import Actor
+from ..enrollment import enroll
+from ..errors import FaceChoiceNeeded, LeadmatchError, PhotoError
+from ..wire import error_from_dict, error_to_dict
+from ..workspace import open_workspace
+
+
+class Pool:
+    """A lazily started process pool (spawned, so no locks or threads of the server are inherited)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or max(2, min(4, (os.cpu_count() or 2)))
+        self._executor: ProcessPoolExecutor | None = None
+
+    async def call(self, fn, *args):
+        """Run `fn(*args)` in a worker; return its result or raise the leadmatch error it reported."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh for the next request
+            self.shutdown()
+            raise PhotoError("the photo could not be processed: the worker decoding it stopped (out of memory?)",
+                             "use a smaller photo", reason="too-large") from None
+        if "error" in outcome:
+            raise error_from_dict(outcome["error"])
+        return outcome["ok"]
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def search(home: str, actor: Actor, request: searching.SearchRequest, with_face_images: bool = False) -> dict:
+    """Worker: run one search. When the probe holds several faces, the faces come back in the error (with a
+    small PNG of each when `with_face_images`, for the browser's face picker)."""
+    ws = open_workspace(Path(home))
+    before = os.getcwd()
+    # The record keeps the probe's name as given; from the upload's folder that is the uploader's file name,
+    # not a server path (one task at a time per worker process, so the folder change is ours alone).
+    upload = Path(request.probe)
+    os.chdir(upload.parent)
+    request.probe = Path(upload.name)
+    try:
+        return {"ok": searching.run(ws, actor, request)}
+    except FaceChoiceNeeded as several:
+        if with_face_images:
+            pixels = upload.read_bytes()
+            several.faces = [{**f, "image": "data:image/png;base64," + base64.b64encode(
+                crops.face_crop_png(pixels, f["box"], size=140)).decode()} for f in several.faces]
+        return {"error": error_to_dict(several)}
+    except LeadmatchError as exc:
+        return {"error": error_to_dict(exc)}
+    finally:
+        os.chdir(before)
+        ws.close()
+
+
+def enroll_folder(home: str, actor: Actor, gallery: str, source: str) -> dict:
+    """Worker: enroll a folder or manifest (one process: the pool itself is the parallelism)."""
+    ws = open_workspace(Path(home))
+    try:
+        report = enroll(ws, actor, gallery, Path(source), workers=1)
+        return {"ok": {**report.to_dict(), "index_note": report.index_note}}
+    except LeadmatchError as exc:
+        return {"error": error_to_dict(exc)}
+    finally:
+        ws.close()
+
+
+def evaluate(source: str, enroll_first: int, holdout: float, seed: int) -> dict:
+    """Worker: an accuracy evaluation in a throw-away workspace (touches no gallery)."""
+    from .. import evaluation
+
+    try:
+        result = evaluation.evaluate(Path(source), enroll_first, holdout, None, seed)
+        return {"ok": result}
+    except LeadmatchError as exc:
+        return {"error": error_to_dict(exc)}

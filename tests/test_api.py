@@ -1,0 +1,284 @@
+"""The JSON API /api/v1 over the real library (real workspace, real photos): bearer tokens, need-to-know,
+roles, throttling, size limits, and a decompression bomb that must not stall other users."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from leadmatch import audit
+from leadmatch.search import run
+from leadmatch.web import create_app
+from leadmatch.workspace import open_workspace
+
+from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY, GALLERY_DIR, MEANS, PASSWORD, PROBES_DIR,
+                       REVIEWER, search_request)
+
+LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
+SEARCH_FIELDS = {"gallery": GALLERY, "case": "API-1", "purpose": "robbery", "top_k": "3",
+                 "justification": "Armed robbery suspect caught on the store camera.", "traditional_means": MEANS}
+
+
+@pytest.fixture
+def api(home):
+    with TestClient(create_app(home, workers=1)) as client:
+        yield client
+
+
+@pytest.fixture
+def searched(home):
+    ws = open_workspace(home)
+    result = run(ws, AGENT, search_request("obama-720p.jpg", top_k=3))
+    ws.close()
+    return result["search_id"]
+
+
+def bearer(api, actor) -> dict:
+    answer = api.post("/api/v1/login", json={"name": actor.name, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": "Bearer " + answer.json()["token"]}
+
+
+def routes(search_id: str) -> list[tuple[str, str, dict]]:
+    """Every route that needs a signed-in caller, with a plausible request body."""
+    return [
+        ("POST", "/api/v1/logout", {}),
+        ("GET", "/api/v1/whoami", {}),
+        ("GET", "/api/v1/purposes", {}),
+        ("POST", "/api/v1/searches", {"data": SEARCH_FIELDS,
+                                      "files": {"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes())}}),
+        ("GET", "/api/v1/searches", {}),
+        ("GET", f"/api/v1/searches/{search_id}", {}),
+        ("POST", f"/api/v1/searches/{search_id}/dispositions",
+         {"json": {"rank": 1, "decision": "excluded", "note": "Different ear shape."}}),
+        ("POST", f"/api/v1/searches/{search_id}/corroborations",
+         {"json": {"rank": 1, "evidence_type": "documents", "evidence": "Passport photo matches.",
+                   "reference": "R-1", "outcome": "corroborated"}}),
+        ("POST", f"/api/v1/searches/{search_id}/close",
+         {"json": {"outcome": "no-identification", "note": "Nothing corroborated."}}),
+        ("GET", f"/api/v1/searches/{search_id}/report", {}),
+        ("GET", "/api/v1/galleries", {}),
+        ("POST", "/api/v1/galleries", {"json": {"name": "g2", "authority": "A §1", "approved_by": "Chief",
+                                                "approved_on": "2026-01-01", "source": "booking"}}),
+        ("GET", f"/api/v1/galleries/{GALLERY}", {}),
+        ("POST", f"/api/v1/galleries/{GALLERY}/enroll", {"json": {"path": "gallery"}}),
+        ("GET", "/api/v1/audit/verify", {}),
+        ("GET", "/api/v1/audit/log", {}),
+        ("GET", "/api/v1/audit/report?start=2026-01-01&end=2026-12-31", {}),
+        ("POST", "/api/v1/evaluate", {"json": {"path": "gallery"}}),
+        ("POST", "/api/v1/purge", {}),
+    ]
+
+
+def test_every_route_refuses_without_a_token(api, searched, home):
+    for method, path, kwargs in routes(searched):
+        for headers in ({}, {"Authorization": "Bearer not-a-real-token"}, {"Authorization": "Basic abc"}):
+            answer = api.request(method, path, headers=headers, **kwargs)
+            assert answer.status_code == 401, (method, path, answer.text)
+            assert answer.json()["error"]["reason"] == "not-signed-in"
+    ws = open_workspace(home)
+    assert ws.conn.execute("SELECT COUNT(*) FROM searches").fetchone()[0] == 1  # nothing happened
+    ws.close()
+
+
+def test_cookie_session_does_not_open_the_api(api, home):
+    """The API takes only a bearer header: a browser's cookie cannot be replayed against it (no CSRF needed)."""
+    token = bearer(api, AGENT)["Authorization"].split()[1]
+    api.cookies.set("leadmatch_session", token)
+    assert api.get("/api/v1/whoami").status_code == 401
+
+
+def test_another_agents_token_is_refused_where_need_to_know_applies(api, searched, home):
+    other = bearer(api, AGENT2)
+    for method, path, kwargs in routes(searched):
+        if f"/searches/{searched}" in path and "corroborations" not in path and "close" not in path:
+            answer = api.request(method, path, headers=other, **kwargs)
+            assert answer.status_code == 403, (path, answer.text)
+    assert searched not in api.get("/api/v1/searches", headers=other).text
+    ws = open_workspace(home)
+    refusals = [e for e in audit.entries(ws.conn) if e["outcome"] == "refused" and e["actor"] == AGENT2.name]
+    assert len(refusals) >= 3
+    ws.close()
+
+
+def test_wrong_role_is_refused_and_audited(api, searched, home):
+    wrong = {  # route → a signed-in user who lacks the role it needs
+        ("POST", "/api/v1/searches"): AUDITOR,
+        ("POST", f"/api/v1/searches/{searched}/dispositions"): AUDITOR,
+        ("POST", f"/api/v1/searches/{searched}/corroborations"): ANALYST,
+        ("POST", f"/api/v1/searches/{searched}/close"): AGENT,  # the agent who ran it may never close it
+        ("POST", "/api/v1/galleries"): AGENT,
+        ("POST", f"/api/v1/galleries/{GALLERY}/enroll"): AGENT,
+        ("GET", "/api/v1/audit/verify"): AGENT,
+        ("GET", "/api/v1/audit/log"): ANALYST,
+        ("GET", "/api/v1/audit/report?start=2026-01-01&end=2026-12-31"): REVIEWER,
+        ("POST", "/api/v1/evaluate"): AGENT,
+        ("POST", "/api/v1/purge"): AUDITOR,
+    }
+    tokens = {actor.name: bearer(api, actor) for actor in set(wrong.values())}
+    for method, path, kwargs in routes(searched):
+        if (method, path) in wrong:
+            answer = api.request(method, path, headers=tokens[wrong[(method, path)].name], **kwargs)
+            assert answer.status_code == 403, (path, answer.text)
+            assert answer.json()["error"]["exit_code"] == 3
+    ws = open_workspace(home)
+    assert ws.conn.execute("SELECT status FROM searches WHERE id = ?", (searched,)).fetchone()[0] == \
+        "awaiting-disposition"
+    reasons = {e["reason"].split(":")[0] for e in audit.entries(ws.conn) if e["outcome"] == "refused"}
+    assert {"wrong-role", "own-search"} <= reasons or "wrong-role" in reasons
+    ws.close()
+
+
+def test_the_whole_story_through_the_api(api, home):
+    agent = bearer(api, AGENT)
+    answer = api.post("/api/v1/searches", headers=agent, data=SEARCH_FIELDS,
+                      files={"probe": ("obama-720p.jpg", (PROBES_DIR / "obama-720p.jpg").read_bytes())})
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["probe"]["name"] == "obama-720p.jpg"  # the uploader's name, not a server path
+    assert [c["label"] for c in found["candidates"]] == [LABEL] * 3
+    assert found["candidates"][0]["subject"] == "barack_obama"
+    sid = found["search_id"]
+    several = api.post("/api/v1/searches", headers=agent, data=SEARCH_FIELDS,
+                       files={"probe": ("kit_with_rose.jpg", (PROBES_DIR / "kit_with_rose.jpg").read_bytes())})
+    assert several.status_code == 409 and len(several.json()["error"]["faces"]) == 2
+    assert several.json()["error"]["exit_code"] == 4
+    for c in found["candidates"]:
+        decision = "possible-lead" if c["rank"] == 1 else "excluded"
+        ok = api.post(f"/api/v1/searches/{sid}/dispositions", headers=agent,
+                      json={"rank": c["rank"], "decision": decision, "note": "Compared face shape and ears."})
+        assert ok.status_code == 200, ok.text
+    reviewer = bearer(api, REVIEWER)
+    assert api.post(f"/api/v1/searches/{sid}/corroborations", headers=reviewer, json={
+        "rank": 1, "evidence_type": "fingerprints", "evidence": "Latent from the counter matches.",
+        "reference": "LAB-1", "outcome": "corroborated"}).status_code == 200
+    closed = api.post(f"/api/v1/searches/{sid}/close", headers=reviewer,
+                      json={"outcome": "identified", "rank": 1, "note": "Corroborated by LAB-1."})
+    assert closed.json()["status"] == "closed-identified"
+    report = api.get(f"/api/v1/searches/{sid}/report", headers=reviewer)
+    assert report.status_code == 200 and report.text.count(LABEL) >= 4
+    auditor = bearer(api, AUDITOR)
+    assert api.get("/api/v1/audit/verify", headers=auditor).json()["ok"] is True
+    log = api.get("/api/v1/audit/log", headers=auditor, params={"case": "API-1"}).json()
+    assert {"search", "disposition", "corroborate", "close", "report"} <= {e["action"] for e in log}
+    assert api.get("/api/v1/audit/report", headers=auditor,
+                   params={"start": "2026-01-01", "end": "2099-12-31"}).json()["searches_by_user"]
+    assert not list((home / "uploads").glob("*/*"))  # every upload went once its search was done
+
+
+def test_bad_fields_get_one_clear_message(api, searched):
+    agent = bearer(api, AGENT)
+    bad_k = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, "top_k": "abc"},
+                     files={"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes())})
+    assert bad_k.status_code == 400 and "top_k 'abc' is not a whole number" in bad_k.json()["error"]["message"]
+    bad_face = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, "face": "abc"},
+                        files={"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes())})
+    assert bad_face.status_code == 400 and "face 'abc'" in bad_face.json()["error"]["message"]
+    bad_rank = api.post(f"/api/v1/searches/{searched}/dispositions", headers=agent,
+                        json={"rank": "abc", "decision": "excluded", "note": "Different ears."})
+    assert bad_rank.status_code == 400 and "rank" in bad_rank.json()["error"]["message"]
+
+
+def test_sign_in_throttling_engages_after_five_failures_and_is_audited(home):
+    app = create_app(home, workers=1)
+    with TestClient(app, client=("10.0.0.1", 5000)) as first, TestClient(app, client=("10.0.0.2", 5000)) as second:
+        for _ in range(5):
+            assert first.post("/api/v1/login", json={"name": AGENT.name, "password": "wrong guess"}).status_code == 401
+        # per user: the right password waits, even from another address
+        throttled = second.post("/api/v1/login", json={"name": AGENT.name, "password": PASSWORD})
+        assert throttled.status_code == 429, throttled.text
+        assert "wait" in throttled.json()["error"]["hint"] and throttled.json()["error"]["reason"] == "throttled"
+        # per address: guessing across names from one address is throttled too
+        assert first.post("/api/v1/login", json={"name": REVIEWER.name, "password": PASSWORD}).status_code == 429
+        assert second.post("/api/v1/login", json={"name": REVIEWER.name, "password": PASSWORD}).status_code == 200
+    ws = open_workspace(home)
+    reasons = [e["reason"].split(":")[0] for e in audit.entries(ws.conn) if e["action"] == "login" and e["reason"]]
+    assert reasons == ["bad-credentials"] * 5 + ["throttled"] * 2
+    ws.close()
+
+
+def test_request_size_is_limited(home):
+    with TestClient(create_app(home, max_body_bytes=1024 * 1024)) as small:
+        agent = bearer(small, AGENT)
+        answer = small.post("/api/v1/searches", headers=agent, data=SEARCH_FIELDS,
+                            files={"probe": ("big.jpg", b"\xff" * (2 * 1024 * 1024))})
+        assert answer.status_code == 413 and "larger than 1 MiB" in answer.json()["error"]["message"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def bomb_png() -> bytes:
+    """A 9400×9400 PNG of about 86 KB: tiny on disk, 88 megapixels once decoded."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (9400, 9400)).save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def test_decompression_bomb_errors_while_other_requests_are_answered(home, tmp_path):
+    """A real server: the bomb is decoded in a worker process while the event loop keeps answering."""
+    from .test_service import free_port, start_server
+
+    data = bomb_png()
+    assert len(data) < 200_000
+    server, url = start_server(home, free_port())
+    try:
+        token = _login(url, AGENT)
+        outcome = {}
+
+        def send_bomb():
+            started = time.monotonic()
+            try:
+                _post_search(url, token, "bomb.png", data)
+                outcome["status"] = 200
+            except urllib.error.HTTPError as exc:
+                outcome["status"], outcome["body"] = exc.code, exc.read().decode()
+            outcome["seconds"] = time.monotonic() - started
+
+        thread = threading.Thread(target=send_bomb)
+        thread.start()
+        time.sleep(1.0)  # the bomb is being decoded now
+        waits = []
+        for _ in range(3):
+            started = time.monotonic()
+            with urllib.request.urlopen(urllib.request.Request(
+                    url + "/api/v1/whoami", headers={"Authorization": "Bearer " + token}), timeout=30) as r:
+                assert r.status == 200
+            waits.append(time.monotonic() - started)
+        thread.join(300)
+        assert outcome["status"] in (400, 403, 413), outcome
+        assert max(waits) < 1.0, (waits, outcome)
+        print(f"bomb answered {outcome['status']} in {outcome['seconds']:.1f} s; concurrent whoami {waits}")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _login(url: str, actor) -> str:
+    import json
+
+    request = urllib.request.Request(url + "/api/v1/login", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"name": actor.name, "password": PASSWORD}).encode())
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())["token"]
+
+
+def _post_search(url: str, token: str, name: str, data: bytes):
+    from leadmatch.client import _multipart
+
+    body, kind = _multipart(SEARCH_FIELDS, [("probe", name, data)])
+    request = urllib.request.Request(url + "/api/v1/searches", method="POST", data=body,
+                                     headers={"Content-Type": kind, "Authorization": "Bearer " + token})
+    with urllib.request.urlopen(request, timeout=300) as r:
+        return r.read()

@@ -1,0 +1,146 @@
+"""Probes as investigators get them: a video clip, several stills of one person, a candidate list of people."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from leadmatch import retention, search as searching
+from leadmatch.errors import FaceChoiceNeeded, Refused
+from leadmatch.workspace import open_workspace
+
+from .conftest import (ACTOR, ADMIN, AGENT, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, login, run_cli,
+                       search_request)
+from .test_cli import LABEL, cli_search
+
+CLIP = FACES / "video" / "short_hamilton_clip.mp4"
+
+
+def still_clip(path, photos, seconds_each=1.0, fps=10, size=(640, 360)):
+    """A clip showing each photo (letterboxed) for `seconds_each`: a hard cut between photos."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for photo in photos:
+        image = Image.open(photo).convert("RGB")
+        image.thumbnail(size)
+        canvas = Image.new("RGB", size)
+        canvas.paste(image, ((size[0] - image.width) // 2, (size[1] - image.height) // 2))
+        frame = cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR)
+        for _ in range(int(seconds_each * fps)):
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_sample_clip_puts_lin_manuel_miranda_first_within_threshold(home):
+    login(home, AGENT)
+    result = cli_search(home, CLIP, "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    top = found["candidates"][0]
+    assert top["subject"] == "lin_manuel_miranda" and top["within_threshold"], top
+    assert top["label"] == LABEL and top["lead_only"] is True
+    # Provenance: the clip's sha256, and each frame used with its time, box and quality, kept as an image.
+    probe = found["probe"]
+    assert probe["kind"] == "video" and probe["sha256"] == found["details"]["video"]["sha256"]
+    assert len(probe["frames"]) == 5 and all(3.0 <= f["time_s"] <= 7.5 for f in probe["frames"])
+    assert "of short_hamilton_clip.mp4" in probe["description"] and "frames" in probe["description"]
+    # Mean-embedding fusion (the default, chosen by benchmarks/fusion.py): the distance to the mean of the
+    # frames is no larger than the mean of the per-frame distances (the triangle inequality), often smaller.
+    assert len(top["probe_distances"]) == 5 and found["details"]["fusion"] == "mean"
+    assert top["distance"] <= sum(top["probe_distances"]) / 5 + 1e-4
+    ws = open_workspace(home)
+    stored = json.loads(ws.conn.execute("SELECT probe_frames FROM searches WHERE id = ?",
+                                        (found["search_id"],)).fetchone()[0])
+    assert all((home / f["stored_path"]).is_file() for f in stored)
+    text = cli_search(home, CLIP)
+    assert "probe: frames" in text.stdout and "short_hamilton_clip.mp4" in text.stdout
+
+
+def test_clip_with_two_people_asks_which_track_then_searches_it(home, tmp_path):
+    clip = still_clip(tmp_path / "two.mp4", [PROBES_DIR / "johnsnow_test1.jpg", PROBES_DIR / "obama1.jpg"])
+    login(home, AGENT)
+    asked = cli_search(home, clip)
+    assert_clean_error(asked, "2 face tracks", "--track", code=4)
+    assert "track 1: 0.0" in asked.stderr and "track 2: 1.0" in asked.stderr
+    picked = cli_search(home, clip, "--track", "2", "--json")
+    assert picked.returncode == 0, picked.stderr
+    assert json.loads(picked.stdout)["candidates"][0]["subject"] == "barack_obama"
+    first = json.loads(cli_search(home, clip, "--track", "1", "--json").stdout)
+    assert first["candidates"][0]["subject"] == "kit_harington"
+    assert_clean_error(cli_search(home, clip, "--track", "7"), "--track 7 does not exist")
+
+
+def test_clip_without_usable_face_is_refused_and_audited(ws, tmp_path):
+    clip = still_clip(tmp_path / "none.mp4", [GALLERY_DIR / "joe_biden" / "biden.jpg"], size=(96, 54))
+    with pytest.raises(Exception) as err:
+        searching.run(ws, ACTOR, search_request(clip))
+    assert "no face found in 10 sampled frames" in str(err.value)
+    last = ws.conn.execute("SELECT outcome, reason FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    assert last["outcome"] == "refused" and "no face found" in last["reason"]
+
+
+def test_several_stills_of_one_person_are_searched_together(ws):
+    request = search_request("obama1.jpg", more_probes=(PROBES_DIR / "obama3.jpg",))
+    result = searching.run(ws, ACTOR, request)
+    top = result["candidates"][0]
+    assert top["subject"] == "barack_obama" and len(top["probe_distances"]) == 2
+    closest = searching.run(ws, ACTOR, search_request("obama1.jpg", more_probes=(PROBES_DIR / "obama3.jpg",),
+                                                      fusion="min"))["candidates"][0]
+    assert closest["subject"] == "barack_obama"
+    assert abs(closest["distance"] - min(closest["probe_distances"])) < 1e-4
+    assert result["probe"]["kind"] == "stills" and len(result["probe"]["frames"]) == 2
+    assert any("several stills" in f for f in result["flags"])
+
+
+def test_stills_with_several_faces_need_a_pick(ws):
+    with pytest.raises(FaceChoiceNeeded):
+        searching.run(ws, ACTOR, search_request("obama1.jpg", more_probes=(PROBES_DIR / "two_people.jpg",)))
+
+
+def test_candidates_are_people_and_per_photo_keeps_photos(ws):
+    subjects = searching.run(ws, ACTOR, search_request("johnsnow_test1.jpg", top_k=3))
+    names = [c["subject"] for c in subjects["candidates"]]
+    assert names[0] == "kit_harington" and len(set(names)) == 3
+    kit = subjects["candidates"][0]
+    assert kit["also_matched"] == 1 and kit["faces"][1]["distance"] > kit["distance"]
+    photos = searching.run(ws, ACTOR, search_request("johnsnow_test1.jpg", top_k=3, per_photo=True))
+    per_photo = [c["subject"] for c in photos["candidates"]]
+    assert per_photo[:2] == ["kit_harington", "kit_harington"]
+    assert photos["candidate_list"] == "photo" and "faces" not in photos["candidates"][0]
+
+
+def test_searches_recorded_before_subject_lists_show_as_photo_lists(ws):
+    result = searching.run(ws, ACTOR, search_request("johnsnow_test1.jpg", top_k=3))
+    ws.conn.execute("UPDATE candidates SET faces = NULL, probe_distances = NULL WHERE search_id = ?",
+                    (result["search_id"],))
+    details = {k: v for k, v in result["details"].items() if k not in ("candidate_list",)}
+    ws.conn.execute("UPDATE searches SET details = ?, probe_frames = NULL WHERE id = ?",
+                    (json.dumps(details), result["search_id"]))
+    again = searching.show(ws, ACTOR, result["search_id"])
+    assert again["candidate_list"] == "photo" and again["probe"]["frames"] == []
+    assert "faces" not in again["candidates"][0]
+
+
+def test_purge_removes_stored_frames(ws, tmp_path):
+    result = searching.run(ws, ACTOR, search_request(CLIP))
+    stored = json.loads(ws.conn.execute("SELECT probe_frames FROM searches WHERE id = ?",
+                                        (result["search_id"],)).fetchone()[0])
+    ws.conn.execute("UPDATE searches SET status = 'closed-no-identification', closed_at = '2000-01-01T00:00:00Z' "
+                    "WHERE id = ?", (result["search_id"],))
+    purged = retention.purge_expired(ws, ADMIN)
+    assert result["search_id"] in purged["purged_searches"]
+    assert not any((ws.home / f["stored_path"]).exists() for f in stored)
+
+
+def test_report_names_the_clip_and_every_frame(ws):
+    from leadmatch import report
+    result = searching.run(ws, ACTOR, search_request(CLIP))
+    html = report.render(ws, ACTOR, result["search_id"])
+    assert "of short_hamilton_clip.mp4" in html and result["probe"]["sha256"] in html
+    assert html.count('alt="probe face ') == len(result["probe"]["frames"])
+    assert "distance per probe face" in html and "also matched" in html
+    assert html.count("INVESTIGATIVE LEAD ONLY") >= len(result["candidates"]) + 2

@@ -1,0 +1,354 @@
+"""The service owns the workspace: started as its own OS account, the CLI as a client under another
+account. Each insider attack from issue 9 is replayed and must fail."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path, port: int, *extra: str, user: str | None = None, env: dict | None = None,
+                 python: str = sys.executable):
+    """`leadmatch serve` on `port` (as `user` if given); returns (process, url) once it answers."""
+    if user is None:
+        subprocess.run(["chmod", "-R", "go-rwx", str(home)], check=True)
+    process = subprocess.Popen([python, "-m", "leadmatch", "--home", str(home), "serve", "--port", str(port),
+                                *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, user=user,
+                               env={**os.environ, **(env or {})}, cwd="/")
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(url + "/login", timeout=1)
+            return process, url
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+    process.kill()
+    pytest.fail("the service did not start: " + process.stdout.read().decode(errors="replace"))
+
+
+# The separate OS accounts ----------------------------------------------------------------------------------
+
+import json
+import pwd
+import shutil
+import tempfile
+
+from leadmatch import accounts as library_accounts
+from leadmatch.workspace import open_workspace
+
+from .conftest import ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY, GALLERY_DIR, MEANS, PASSWORD, PROBES_DIR, REVIEWER
+
+SERVICE_USER, CLIENT_USER = "leadmatch-svc", "leadmatch-cli"
+LATE_AGENT = "casey"  # certified, but the certification ran out a year ago
+LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
+
+
+def os_account(name: str) -> pwd.struct_passwd:
+    """The system account `name`, created with useradd if missing (root only)."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+        return pwd.getpwnam(name)
+
+
+def python_for(account: str) -> tuple[str, dict]:
+    """An interpreter `account` may run, with this project's packages: this one, or (when this one lives
+    where other accounts cannot reach, e.g. pyenv under /root) the system's python of the same version with
+    the venv's site-packages on PYTHONPATH. Skips the test when there is none."""
+    import sysconfig
+
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    packages = {"PYTHONPATH": os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"],
+                                               sysconfig.get_paths()["platlib"]])}
+    for python, env in ((sys.executable, {}), (f"/usr/bin/{version}", packages), (f"/usr/local/bin/{version}", packages)):
+        try:
+            probe = subprocess.run([python, "-c", "import leadmatch.cli, faiss, dlib"], capture_output=True,
+                                   env={**os.environ, **env}, user=account, cwd="/", timeout=120)
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            return python, env
+    pytest.skip(f"no Python interpreter with this project's packages can be run by the OS account {account} "
+                f"({sys.executable} is not reachable to it); install Python {version} system-wide")
+
+
+@pytest.fixture(scope="module")
+def service(enrolled_template):
+    """The enrolled sample workspace, owned by its own OS account (0700), served by that account; the
+    client's OS account gets a folder of its own for its token and output files."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create the service's and the client's OS accounts with useradd (CI runs as "
+                    "root); run `sudo .venv/bin/python -m pytest tests/test_service.py` to include it")
+    if not shutil.which("useradd"):
+        pytest.skip("useradd is not installed")
+    svc, cli = os_account(SERVICE_USER), os_account(CLIENT_USER)
+    base = Path(tempfile.mkdtemp(prefix="leadmatch-service-", dir="/tmp"))
+    base.chmod(0o755)
+    home, client_dir, photos = base / "home", base / "client", base / "enroll-root"
+    shutil.copytree(enrolled_template, home)
+    ws = open_workspace(home)
+    library_accounts.add_user(ws, ADMIN, LATE_AGENT, ["agent"], PASSWORD)
+    library_accounts.certify(ws, ADMIN, LATE_AGENT, library_accounts.DEFAULT_COURSE, "2025-01-01", "2025-12-31")
+    library_accounts.accept_rules(ws, library_accounts.Actor(LATE_AGENT, frozenset({"agent"})))
+    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ws.close()
+    shutil.copytree(GALLERY_DIR, photos / "gallery")
+    subprocess.run(["chown", "-R", f"{svc.pw_uid}:{svc.pw_gid}", str(home), str(photos)], check=True)
+    subprocess.run(["chmod", "-R", "go-rwx", str(home)], check=True)
+    client_dir.mkdir(mode=0o700)
+    os.chown(client_dir, cli.pw_uid, cli.pw_gid)
+    python, packages = python_for(SERVICE_USER)
+    process, url = start_server(home, free_port(), "--enroll-root", str(photos), user=SERVICE_USER,
+                                env={"HOME": str(base), **packages}, python=python)
+    yield {"home": home, "url": url, "client_dir": client_dir, "base": base, "python": python, "packages": packages}
+    process.terminate()
+    process.wait(10)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def as_client(service, *args: str, input: str | None = None, env: dict | None = None, server: bool = True):
+    """Run `leadmatch` as the client's OS account (never the service's), through --server unless told not to."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LEADMATCH_")}
+    full_env.update({"HOME": str(service["client_dir"]), "COLUMNS": "200",
+                     "LEADMATCH_CONFIG_DIR": str(service["client_dir"] / "config"),
+                     **service["packages"], **(env or {})})
+    if "PYTHONPATH" in (env or {}) and "PYTHONPATH" in service["packages"]:
+        full_env["PYTHONPATH"] = env["PYTHONPATH"] + os.pathsep + service["packages"]["PYTHONPATH"]
+    prefix = ["--server", service["url"]] if server else []
+    return subprocess.run([service["python"], "-m", "leadmatch", *prefix, *args], capture_output=True, text=True,
+                          input=input, env=full_env, user=CLIENT_USER, group=CLIENT_USER, extra_groups=[],
+                          cwd=service["client_dir"], timeout=300)
+
+
+def client_login(service, name: str):
+    result = as_client(service, "login", name, "--password-stdin", input=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def client_sql(service, statement: str):
+    """The client account trying the database directly, as the insider of issue 9 did."""
+    code = ("import sqlite3, sys\n"
+            f"conn = sqlite3.connect({str(service['home'] / 'leadmatch.db')!r}, isolation_level=None)\n"
+            f"conn.execute({statement!r})\n")
+    return subprocess.run([service["python"], "-c", code], capture_output=True, text=True, user=CLIENT_USER,
+                          group=CLIENT_USER, extra_groups=[], cwd="/", timeout=60)
+
+
+def search_args(probe: str, case: str = "SVC-1", *extra: str) -> list[str]:
+    return ["search", str(PROBES_DIR / probe), "--gallery", GALLERY, "--case", case, "--purpose", "robbery",
+            "--justification", "Armed robbery suspect caught on the store camera.", "--traditional-means", MEANS,
+            *extra]
+
+
+def test_workspace_is_private_to_the_service_account(service):
+    home = service["home"]
+    assert home.stat().st_uid == pwd.getpwnam(SERVICE_USER).pw_uid
+    assert (home.stat().st_mode & 0o777) == 0o700
+    assert ((home / "leadmatch.db").stat().st_mode & 0o077) == 0
+    denied = client_sql(service, "SELECT COUNT(*) FROM searches")
+    assert denied.returncode != 0 and "unable to open database" in denied.stderr
+    direct = as_client(service, "--home", str(home), "searches", server=False)
+    assert direct.returncode != 0 and "Traceback" not in direct.stderr and "not readable" in direct.stderr
+
+
+def test_cli_through_the_service_end_to_end(service):
+    client_login(service, AGENT.name)
+    who = as_client(service, "whoami")
+    assert who.returncode == 0 and "avery (agent)" in who.stdout and f"service: {service['url']}" in who.stdout
+    found = as_client(service, *search_args("obama-720p.jpg", "SVC-1", "--top-k", "3", "--json"))
+    assert found.returncode == 0, found.stderr
+    result = json.loads(found.stdout)
+    sid = result["search_id"]
+    assert result["candidates"][0]["subject"] == "barack_obama" and result["probe"]["name"] == "obama-720p.jpg"
+    assert all(c["label"] == LABEL for c in result["candidates"])
+    table = as_client(service, "show", sid)
+    assert table.returncode == 0 and table.stdout.count(LABEL) >= 2 + 3
+    assert sid in as_client(service, "searches").stdout
+    several = as_client(service, *search_args("kit_with_rose.jpg", "SVC-2"))
+    assert several.returncode == 4 and "face 2:" in several.stderr
+    sketch = as_client(service, *search_args("obama1.jpg", "SVC-3", "--probe-source", "sketch"))
+    assert sketch.returncode == 3 and sketch.stderr.startswith("error: ") and "sketch" in sketch.stderr
+    missing = as_client(service, *search_args("no-such.jpg", "SVC-4"))
+    assert missing.returncode == 1 and "photo not found" in missing.stderr
+    for c in result["candidates"]:
+        decided = as_client(service, "disposition", sid, "--rank", str(c["rank"]), "--decision",
+                            "possible-lead" if c["rank"] == 1 else "excluded", "--note", "Compared ears and jaw.")
+        assert decided.returncode == 0, decided.stderr
+    assert "awaiting-review" in decided.stdout
+    refused = as_client(service, "close", sid, "--outcome", "identified", "--rank", "1", "--note", "Mine, trust me.")
+    assert refused.returncode == 3  # the searching agent may not close
+    assert as_client(service, "logout").returncode == 0
+    client_login(service, REVIEWER.name)
+    assert as_client(service, "corroborate", sid, "--rank", "1", "--evidence-type", "fingerprints", "--evidence",
+                     "Latent from the counter matches.", "--reference", "LAB-9", "--outcome",
+                     "corroborated").returncode == 0
+    closed = as_client(service, "close", sid, "--outcome", "identified", "--rank", "1", "--note", "LAB-9 matches.")
+    assert closed.returncode == 0 and "closed-identified" in closed.stdout
+    report = as_client(service, "report", sid, "--out", "lead.html")
+    assert report.returncode == 0 and (service["client_dir"] / "lead.html").read_text().count(LABEL) >= 4
+    client_login(service, AUDITOR.name)
+    verify = as_client(service, "audit", "verify")
+    assert verify.returncode == 0 and "audit chain intact" in verify.stdout
+    log = as_client(service, "audit", "log", "--case", "SVC-1")
+    assert log.returncode == 0 and "close" in log.stdout and "avery" in log.stdout
+    summary = as_client(service, "audit", "report", "--from", "2026-01-01", "--to", "2099-12-31")
+    assert summary.returncode == 0 and json.loads(summary.stdout)["searches_by_user"]
+    client_login(service, ANALYST.name)
+    upload = as_client(service, "gallery", "enroll", GALLERY, str(GALLERY_DIR))
+    assert upload.returncode == 0 and "0 enrolled, 11 skipped" in upload.stdout, upload.stderr
+    named = as_client(service, "gallery", "enroll", GALLERY, "gallery", "--on-server")
+    assert named.returncode == 0 and "0 enrolled, 11 skipped" in named.stdout, named.stderr
+    outside = as_client(service, "gallery", "enroll", GALLERY, "/etc", "--on-server")
+    assert outside.returncode == 3 and "outside the enroll root" in outside.stderr
+    created = as_client(service, "gallery", "create", "svc-gallery", "--authority", "State Code §1", "--approved-by",
+                        "Chief", "--approved-on", "2026-03-01", "--source", "booking photos")
+    assert created.returncode == 0 and "created gallery 'svc-gallery'" in created.stdout, created.stderr
+    assert "svc-gallery" in as_client(service, "gallery", "list").stdout
+    shown = as_client(service, "gallery", "show", GALLERY)
+    assert shown.returncode == 0 and "subjects 6, photos 11" in shown.stdout, shown.stdout
+    client_login(service, AGENT2.name)
+    accepted = as_client(service, "accept-rules", "--yes")
+    assert accepted.returncode == 0 and "accepted by blake at 20" in accepted.stdout
+    client_login(service, ANALYST.name)
+    assessed = as_client(service, "evaluate", "gallery", "--json")
+    assert assessed.returncode == 0, assessed.stderr
+    assert json.loads(assessed.stdout)["mated_probes"] >= 4
+
+
+def test_attack_edited_status_is_impossible(service):
+    attempt = client_sql(service, "UPDATE searches SET status = 'closed-identified'")
+    assert attempt.returncode != 0 and "unable to open database" in attempt.stderr
+
+
+def test_attack_edited_roles_is_impossible(service):
+    attempt = client_sql(service, "UPDATE users SET roles = '[\"admin\",\"agent\"]' WHERE name = 'avery'")
+    assert attempt.returncode != 0 and "unable to open database" in attempt.stderr
+    client_login(service, AGENT.name)
+    assert "avery (agent);" in as_client(service, "whoami").stdout
+
+
+def test_attack_inserted_session_is_impossible(service):
+    attempt = client_sql(service, "INSERT INTO sessions (token_sha256, user_id, created_at, expires_at) "
+                                  "VALUES ('x', 1, '2026-01-01', '2099-01-01')")
+    assert attempt.returncode != 0 and "unable to open database" in attempt.stderr
+    forged = service["client_dir"] / "config"
+    token_file = forged / "sessions.json"
+    token_file.write_text(json.dumps({service["url"]: "a-token-the-client-made-up"}))
+    assert as_client(service, "whoami").returncode == 3
+
+
+def test_attack_backdated_client_clock_has_no_effect(service, tmp_path):
+    """The client's clock is set back a year (to when casey was still certified): the service's clock decides."""
+    fake = service["client_dir"] / "fakeclock"
+    fake.mkdir(exist_ok=True)
+    (fake / "sitecustomize.py").write_text(
+        "import datetime as _dt, time as _time\n"
+        "_real, _shift = _time.time, 365 * 86400\n"
+        "_time.time = lambda: _real() - _shift\n"
+        "class _Date(_dt.date):\n"
+        "    @classmethod\n"
+        "    def today(cls): return _dt.date.fromtimestamp(_time.time())\n"
+        "class _DateTime(_dt.datetime):\n"
+        "    @classmethod\n"
+        "    def now(cls, tz=None): return _dt.datetime.fromtimestamp(_time.time(), tz)\n"
+        "_dt.date, _dt.datetime = _Date, _DateTime\n")
+    shutil.chown(fake, CLIENT_USER, CLIENT_USER)
+    shutil.chown(fake / "sitecustomize.py", CLIENT_USER, CLIENT_USER)
+    backdated = {"PYTHONPATH": str(fake)}
+    probe = subprocess.run([sys.executable, "-c", "import datetime; print(datetime.date.today())"],
+                           capture_output=True, text=True, env={**os.environ, **backdated})
+    from datetime import date
+
+    assert int(probe.stdout[:4]) == date.today().year - 1, probe  # the fake clock works on the client
+    login = as_client(service, "login", LATE_AGENT, "--password-stdin", input=PASSWORD + "\n", env=backdated)
+    assert login.returncode == 0, login.stderr
+    attempt = as_client(service, *search_args("obama1.jpg", "SVC-LATE"), env=backdated)
+    assert attempt.returncode == 3 and "expired on 2025-12-31" in attempt.stderr
+    client_login(service, AUDITOR.name)
+    entries = json.loads(as_client(service, "audit", "log", "--case", "SVC-LATE", "--json").stdout)
+    assert entries and all(e["at"][:10] == date.today().isoformat() for e in entries)  # the service's clock
+
+
+def test_serve_refuses_a_workspace_open_to_others(home):
+    result = subprocess.run([sys.executable, "-m", "leadmatch", "--home", str(home), "serve", "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and "open to group or others" in result.stderr
+    assert f"chmod -R go-rwx {home.resolve()}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_the_network_without_tls(home):
+    subprocess.run(["chmod", "-R", "go-rwx", str(home)], check=True)
+    for extra, message in ((["--host", "0.0.0.0"], "without TLS"), (["--certfile", str(home / "leadmatch.db")],
+                                                                      "needs both --certfile and --keyfile")):
+        result = subprocess.run([sys.executable, "-m", "leadmatch", "--home", str(home), "serve", *extra],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and message in result.stderr and result.stderr.startswith("error: ")
+
+
+def test_tls_service_sets_secure_cookies_and_the_client_follows(home, tmp_path):
+    import ssl
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    subprocess.run(["chmod", "-R", "go-rwx", str(home)], check=True)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "leadmatch", "--home", str(home), "serve", "--port", str(port),
+                                "--certfile", str(cert), "--keyfile", str(key)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    url = f"https://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(cert))
+    try:
+        for _ in range(150):
+            try:
+                with urllib.request.urlopen(url + "/login", timeout=1, context=context) as r:
+                    cookie = r.headers["set-cookie"]
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the TLS service did not start: " + process.stdout.read().decode(errors="replace"))
+        assert "secure" in cookie.lower()
+        env = {**os.environ, "LEADMATCH_CA_FILE": str(cert)}
+        env.pop("LEADMATCH_HOME", None)
+        login = subprocess.run([sys.executable, "-m", "leadmatch", "--server", url, "login", AGENT.name,
+                                "--password-stdin"], input=PASSWORD + "\n", capture_output=True, text=True, env=env,
+                               timeout=60)
+        assert login.returncode == 0 and "signed in as avery" in login.stdout, login.stderr
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_direct_mode_whoami_says_it_protects_nothing(home):
+    from .conftest import login, run_cli
+
+    login(home, AGENT)
+    who = run_cli("whoami", home=home)
+    assert who.returncode == 0 and "protects nothing against the person at this keyboard" in who.stdout
+    remote = run_cli("--server", "http://127.0.0.1:9", "whoami", home=home)
+    assert remote.returncode == 3 and "not signed in to this service" in remote.stderr
+    other = run_cli("--server", "http://127.0.0.1:9", "user", "list", home=home)
+    assert other.returncode == 1 and "does not go through --server yet" in other.stderr
