@@ -16,12 +16,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import accounts, bench, casework, credentials, evaluation, leads, models, oversight, purposes, retention
+from . import agreement, faces
 from . import audit as auditing
 from . import gallery as galleries
 from . import search as searching
 from .demo import default_photos, run_demo
 from .enrollment import enroll
-from .errors import FaceChoiceNeeded, InputError, LeadmatchError
+from .errors import FaceChoiceNeeded, InputError, LeadmatchError, ModelError
 from .workspace import Workspace, default_home, init as init_workspace, open_workspace
 
 app = typer.Typer(help="leadmatch: face search for investigative leads. Every candidate is a lead, never an "
@@ -76,8 +77,11 @@ def emit_json(data) -> None:
 
 @app.callback()
 def main_options(home: Optional[Path] = typer.Option(
-        None, "--home", envvar="LEADMATCH_HOME", help="Workspace folder (database, indexes/, photos/).")):
+        None, "--home", envvar="LEADMATCH_HOME", help="Workspace folder (database, indexes/, photos/)."),
+        engine: Optional[str] = typer.Option(None, "--engine", envvar="LEADMATCH_ENGINE",
+                                             help="Face descriptor: onnx (default) or dlib; same model, same numbers.")):
     State.home = home or default_home()
+    faces.use_engine(engine)
 
 
 @app.command()
@@ -200,10 +204,25 @@ def purposes_add(name: str):
 
 
 @app.command("models")
-def models_check():
-    """Check the model weights against the model card's sha256 values."""
+def models_check(
+        photos: Optional[Path] = typer.Option(None, help="Photos for the ONNX-vs-dlib check (default: the samples)."),
+        check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX and dlib embeddings.")):
+    """Check the model weights and the converted ONNX model against the model card; show that they agree."""
     for name, digest in models.verify_all().items():
         out.print(f"ok  {name}  {digest}")
+    onnx_file, source = models.onnx_path(), models.expected_converted()[models.RESNET_ONNX]["from"]
+    out.print(f"ok  {onnx_file.name}  {models.sha256_file(onnx_file)}  (converted from {source})")
+    if not check:
+        return
+    folder = photos or default_photos()
+    if not folder.is_dir():
+        out.print(f"agreement: not checked (no photos at {folder}; pass --photos)")
+        return
+    result = agreement.check(folder)
+    if not result.ok:
+        raise ModelError(f"ONNX and dlib embeddings disagree: {result.line()}",
+                         "use --engine dlib and report the model card mismatch")
+    out.print(f"ok  agreement: {result.line()}")
 
 
 @gallery_app.command("create")
