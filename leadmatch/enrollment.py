@@ -119,7 +119,7 @@ PHOTOS_PER_BATCH = 8  # photos a worker analyzes at once: their faces go through
 
 def _analyze(jobs: list[tuple[bytes, str]]) -> list[dict]:
     """Worker: a few photos' bytes → faces or a refusal each (plain data, so it crosses processes)."""
-    return [_verdict(found) for found in analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_MIN_PX)]
+    return [_verdict(found) for found in analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_MIN_PX, coarse=True)]
 
 
 def _verdict(found) -> dict:

@@ -101,16 +101,19 @@ def test_unknown_engine_is_refused():
     assert_clean_error(run_cli("--engine", "tensorflow", "models", "--no-check"), "unknown descriptor engine")
 
 
-def test_workspace_enrolled_with_dlib_still_matches_onnx(tmp_path):
-    """A gallery enrolled by dlib's descriptor (as every workspace before ONNX was) keeps working unchanged."""
+def test_workspace_enrolled_with_dlib_still_matches_onnx(tmp_path, monkeypatch):
+    """A gallery enrolled as every workspace was before ONNX (dlib's descriptor, full-size detection) keeps
+    working unchanged: its stored embeddings equal what the ONNX engine computes from the same photos now."""
     ws, _ = init(tmp_path / "old")
     add_people(ws)
     create_gallery(ws)
-    try:
-        faces.use_engine("dlib")
-        assert enroll(ws, ANALYST, GALLERY, GALLERY_DIR, workers=1).enrolled == 11
-    finally:
-        faces.use_engine(None)
+    with monkeypatch.context() as old_code:
+        old_code.setattr(faces, "COARSE_SHORT_SIDE_PX", 10 ** 9)  # no coarse pass: full-size detection, as before
+        try:
+            faces.use_engine("dlib")
+            assert enroll(ws, ANALYST, GALLERY, GALLERY_DIR, workers=1).enrolled == 11
+        finally:
+            faces.use_engine(None)
     ws.close()
     ws = open_workspace(tmp_path / "old")
     try:
@@ -123,3 +126,15 @@ def test_workspace_enrolled_with_dlib_still_matches_onnx(tmp_path):
         assert top["subject"] == "barack_obama" and top["within_threshold"]
     finally:
         ws.close()
+
+
+def test_coarse_to_fine_gallery_detection_moves_embeddings_little(tmp_path):
+    """Enrollment detects coarse-to-fine; the faces it finds are the full-size detector's, and their embeddings
+    move by far less than the 0.6 threshold (the README gives the measured figures)."""
+    for photo in sorted(GALLERY_DIR.glob("*/*")):
+        data = read_bytes(photo)
+        full = faces.analyze_many([(data, photo.name)], min_face_px=quality.GALLERY_DETECT_MIN_PX)[0]
+        coarse = faces.analyze_many([(data, photo.name)], min_face_px=quality.GALLERY_DETECT_MIN_PX, coarse=True)[0]
+        assert len(coarse.faces) == len(full.faces) == 1, photo
+        assert np.linalg.norm(coarse.faces[0].embedding - full.faces[0].embedding) < 0.1, photo
+        assert abs(coarse.faces[0].size_px - full.faces[0].size_px) <= 0.25 * full.faces[0].size_px
