@@ -197,14 +197,15 @@ def _read_details(reader: _Reader, spec: tuple) -> Layer:
             raise ValueError(f"expected fc_, found {name!r}")
         outputs, inputs = reader.int(), reader.int()
         params = reader.tensor().ravel()
-        w_shape, b_shape = reader.alias(), reader.alias()
+        w_shape = reader.alias()
+        reader.alias()  # the bias alias: unused, this is fc_no_bias
         bias_mode = reader.int()
         for _ in range(4):
             reader.float()
-        use_bias = reader.bool() if name == "fc_3" else True
-        if outputs != spec[1] or bias_mode != 1:  # fc_no_bias
+        if name == "fc_3":
+            reader.bool()  # use_bias
+        if outputs != spec[1] or bias_mode != 1:  # FC_NO_BIAS
             raise ValueError("fully connected layer does not match fc_no_bias<128>")
-        del use_bias, b_shape
         # dlib computes output = input · W with W stored num_inputs × num_outputs
         return Layer("fc", (), {"W": params[:int(np.prod(w_shape))].reshape(inputs, outputs)})
     raise ValueError(f"unknown layer kind {kind}")
