@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test]"
 	# face_recognition's metadata requires `dlib` (a 14-minute source build); dlib-bin already provides it.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps face_recognition==1.3.0
+	# Convert dlib's face ResNet to ONNX into models/ (offline, from the installed .dat) and check its sha256.
+	$(BIN)/leadmatch models --no-check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +28,7 @@ test: install
 # enrollment against the face_recognition CLI, probe to candidate list at 1M. About 10 minutes on 2 cores.
 bench: install
 	cd benchmarks && ../$(BIN)/python search.py 100000 1000000
+	cd benchmarks && ../$(BIN)/python descriptor.py
 	cd benchmarks && ../$(BIN)/python enroll.py
 	cd benchmarks && ../$(BIN)/python probe.py 1000000
 	cd benchmarks && ../$(BIN)/python index_integrity.py 1000000
