@@ -170,8 +170,7 @@ def _decode_pixels(data: bytes, name: str) -> np.ndarray:
         raise PhotoError(f"{name} is not an image leadmatch can read", "give a JPEG or PNG photo") from None
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct_error, ZeroDivisionError,
             MemoryError) as exc:
-        raise PhotoError(f"{name} is corrupt or truncated ({exc})", "re-export or re-copy the photo",
-                         reason="corrupt") from None
+        raise PhotoError(f"{name} is corrupt or truncated ({exc})", "re-export or re-copy the photo") from None
 
 
 def _check_jpeg_data(image: Image.Image, data: bytes) -> None:

@@ -20,7 +20,7 @@ from .casework import AWAITING_DISPOSITION, can_read, workflow
 from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, PhotoError, Refused
 from .faces import DETECTORS, Analysis, Face, analyze_bytes
 from .gallery import Gallery, factory, get as get_gallery
-from .photos import read_bytes, sha256_bytes
+from .photos import PHOTO_SUFFIXES, display_name, read_bytes, sha256_bytes
 from .store import transaction, utc_now
 from .workspace import Workspace
 
@@ -116,14 +116,15 @@ def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
     require(ws, actor, "agent", "search", case=case, objects={"gallery": request.gallery})
     require_search_ready(ws, actor, case)
     probe_hash: list[str] = []
+    probe_name = display_name(request.probe)  # a non-UTF-8 file name, with its odd bytes escaped
     try:
         validate(ws, request)
         gallery = get_gallery(ws, request.gallery)
         data = read_bytes(request.probe)
         probe_hash.append(sha256_bytes(data))
-        found = analyze_bytes(data, name=str(request.probe), min_face_px=quality.PROBE_DETECT_MIN_PX,
+        found = analyze_bytes(data, name=probe_name, min_face_px=quality.PROBE_DETECT_MIN_PX,
                               detector=request.detector)
-        face = pick_face(found, request.face, str(request.probe))
+        face = pick_face(found, request.face, probe_name)
         shortfalls = quality.PROBE.shortfalls(face)
         if shortfalls:
             raise Refused(f"probe face {face.index} is below the minimum quality: {'; '.join(shortfalls)}",
@@ -131,7 +132,7 @@ def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
         return _record(ws, actor, request, gallery, data, found, face)
     except LeadmatchError as exc:
         audit.record(ws.conn, actor.name, "search", "refused", case=case,
-                     objects={"gallery": request.gallery, "probe": str(request.probe),
+                     objects={"gallery": request.gallery, "probe": probe_name,
                               **({"faces": exc.faces} if isinstance(exc, FaceChoiceNeeded) else {})},
                      reason=f"{getattr(exc, 'reason', 'bad-input')}: {exc.message}", photos=probe_hash)
         raise
@@ -147,7 +148,8 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
     if request.probe_source == "enhanced":
         flags.append("enhanced probe: edited or enhanced before search")
     search_id, now = new_search_id(), utc_now()
-    stored = ws.store_photo(data, found.sha256, Path(request.probe).suffix)
+    suffix = Path(request.probe).suffix.lower()
+    stored = ws.store_photo(data, found.sha256, suffix if suffix in PHOTO_SUFFIXES else "")
     details = {**request.details, "detector": request.detector}
     if loaded.repaired:
         details["index_repaired"] = loaded.repaired
@@ -157,7 +159,8 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
             "probe_stored_path, faces_in_probe, face_index, box, quality, flags, top_k, threshold, index_type, details, "
             "purpose, justification, traditional_means, probe_source, status) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (search_id, request.case.strip(), gallery.id, actor.name, now, found.sha256, Path(request.probe).name,
+            (search_id, request.case.strip(), gallery.id, actor.name, now, found.sha256,
+             display_name(Path(request.probe).name),
              str(stored.relative_to(ws.home)), len(found.faces), face.index, json.dumps(list(face.box)),
              json.dumps(face.quality()), json.dumps(flags), request.top_k, request.threshold, loaded.factory,
              json.dumps(details, ensure_ascii=False), request.purpose.strip().lower(), request.justification.strip(),
