@@ -226,7 +226,7 @@ def test_corrupt_exif_and_libtiff_warnings_do_not_reach_stderr(capfd):
             photos.decode(bit_flipped(tiff, seed, flips=4, start=0), f"flip{seed}.tif")
         except PhotoError as exc:
             reasons.append(exc.reason)
-    assert reasons.count("corrupt") >= 10
+    assert len(reasons) >= 10  # refused; what libtiff printed about them stays off the terminal
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
 
