@@ -466,13 +466,17 @@ def test_rerunning_an_enrollment_keeps_one_refusal_row_per_photo_and_reason(home
     ws.close()
 
 
-def test_migration_removes_duplicate_refusal_rows(tmp_path):
+def test_migration_removes_duplicate_refusal_rows_and_index_types_never_built(tmp_path):
     conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
     for number, script in enumerate(store.MIGRATIONS[:5], start=1):
         for statement in store._statements(script):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
     conn.execute("INSERT INTO galleries VALUES (1, 'g', 'a', 'b', '2026-01-01', 's', 30, NULL, 'now', 'ana')")
+    # a gallery whose --index was recorded by a build that then failed (too few faces): the type never built
+    conn.execute("INSERT INTO galleries VALUES (2, 'h', 'a', 'b', '2026-01-01', 's', 30, 'IVF256,Flat', 'now', 'a')")
+    conn.execute("INSERT INTO index_builds (gallery_id, factory, trained_on, built_max_face_id, built_at, "
+                 "build_seconds) VALUES (2, 'Flat', 11, 11, 'now', 0.1)")
     for _ in range(3):
         conn.executemany("INSERT INTO enrollment_refusals (gallery_id, source_path, reason, detail, refused_at) "
                          "VALUES (1, ?, ?, 'd', 'now')", [("a.jpg", "no-face"), ("b.jpg", "unreadable")])
@@ -480,6 +484,7 @@ def test_migration_removes_duplicate_refusal_rows(tmp_path):
     migrated = store.connect(tmp_path / "old.db")
     rows = migrated.execute("SELECT source_path, reason FROM enrollment_refusals ORDER BY 1").fetchall()
     assert [tuple(r) for r in rows] == [("a.jpg", "no-face"), ("b.jpg", "unreadable")]
+    assert migrated.execute("SELECT index_factory FROM galleries WHERE id = 2").fetchone()[0] is None
     migrated.close()
 
 
