@@ -33,7 +33,7 @@ from leadmatch.search import run as run_search
 from leadmatch.workspace import init, open_workspace
 
 from .conftest import (ADMIN, AGENT, ANALYST, FACES, GALLERY, GALLERY_DIR, MEANS, PASSWORD, PROBES_DIR, ROOT,
-                       add_people, create_gallery, run_cli, search_request)
+                       add_people, create_gallery, search_request)
 
 LFW = Path(os.environ.get("LEADMATCH_TEST_LFW", FACES.parent / "lfw-dev"))
 #: LFW photos that hold one gallery-quality face (checked when this campaign was written).
@@ -158,6 +158,15 @@ def check_no_duplicates(home: Path) -> None:
         ws.close()
 
 
+def duration(*args: str, home: Path) -> float:
+    """Seconds the command takes uninterrupted here and now (kills are placed within it)."""
+    started = time.monotonic()
+    process = start(*args, home=home)
+    _, err = process.communicate(timeout=LIMIT_S)
+    assert process.returncode == 0, err.decode()
+    return time.monotonic() - started
+
+
 def kill_at(process: subprocess.Popen, delay: float) -> bool:
     """SIGKILL the command (and any workers) after `delay` seconds; False if it had already finished."""
     try:
@@ -180,12 +189,17 @@ def test_kill_during_enroll_leaves_a_consistent_workspace_and_the_rerun_complete
         shutil.copy(LFW / name, source / name)
     (source / "broken").mkdir()
     (source / "broken" / "half.jpg").write_bytes(OBAMA.read_bytes()[:4000])
+    command = ("gallery", "enroll", GALLERY, str(source), "--workers", "2", "--json")
+    reference = copy_of(blank_template, tmp_path / "reference")
+    sign_in(reference, ANALYST)
+    whole = duration(*command, home=reference)
+    check_consistent(reference)
     killed = 0
     for trial in range(TRIALS):
         home = copy_of(blank_template, tmp_path / f"home{trial}")
         sign_in(home, ANALYST)
-        process = start("gallery", "enroll", GALLERY, str(source), "--workers", "2", "--json", home=home)
-        killed += kill_at(process, rng.uniform(1.5, 7.0))
+        process = start(*command, home=home)
+        killed += kill_at(process, rng.uniform(0.3, 0.95) * whole)
         check_consistent(home)
         ws = open_workspace(home)
         report = enroll(ws, ANALYST, GALLERY, source, workers=1)
@@ -205,14 +219,19 @@ def test_kill_during_search_leaves_a_consistent_workspace_and_the_rerun_complete
     rng = random.Random(SEED + 1)
     template = tmp_path / "searched-template"
     shutil.copytree(home, template)
+    command = ("search", str(PROBES_DIR / "obama1.jpg"), "--gallery", GALLERY, "--case", "K-1", "--purpose",
+               "robbery", "--justification", "Armed robbery suspect caught on camera.", "--traditional-means", MEANS,
+               "--json")
+    reference = copy_of(template, tmp_path / "reference")
+    sign_in(reference, AGENT)
+    whole = duration(*command, home=reference)
+    check_consistent(reference)
     killed = 0
     for trial in range(TRIALS):
         workspace = copy_of(template, tmp_path / f"home{trial}")
         sign_in(workspace, AGENT)
-        process = start("search", str(PROBES_DIR / "obama1.jpg"), "--gallery", GALLERY, "--case", "K-1",
-                        "--purpose", "robbery", "--justification", "Armed robbery suspect caught on camera.",
-                        "--traditional-means", MEANS, "--json", home=workspace)
-        finished = not kill_at(process, rng.uniform(0.8, 4.0))
+        process = start(*command, home=workspace)
+        finished = not kill_at(process, rng.uniform(0.3, 0.95) * whole)
         killed += not finished
         check_consistent(workspace)
         ws = open_workspace(workspace)
@@ -255,12 +274,17 @@ def test_kill_during_index_build_leaves_a_consistent_workspace_and_the_rerun_com
     add_synthetic_faces(home, 12_000)
     template = tmp_path / "big-template"
     shutil.copytree(home, template)
+    command = ("index", "build", GALLERY, "--index", "IVF256,SQ8")
+    reference = copy_of(template, tmp_path / "reference")
+    sign_in(reference, ANALYST)
+    whole = duration(*command, home=reference)
+    check_consistent(reference)
     killed = 0
     for trial in range(TRIALS):
         workspace = copy_of(template, tmp_path / f"home{trial}")
         sign_in(workspace, ANALYST)
-        process = start("index", "build", GALLERY, "--index", "IVF256,SQ8", home=workspace)
-        finished = not kill_at(process, rng.uniform(1.0, 5.0))
+        process = start(*command, home=workspace)
+        finished = not kill_at(process, rng.uniform(0.3, 0.95) * whole)
         killed += not finished
         check_consistent(workspace)
         ws = open_workspace(workspace)
