@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test bench bench-large clean
+.PHONY: install system-deps demo test bench bench-large clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +22,19 @@ install: $(STAMP)
 demo: install
 	$(BIN)/leadmatch demo
 
-test: install
+# The browser tests drive Debian's chromium through Playwright (never `playwright install`): root installs it
+# with apt-get; anyone else gets the one command to run.
+system-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "error: $(CHROMIUM) is missing — run \`sudo apt-get install -y chromium\`, then \`make test\` again" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: install system-deps
 	$(BIN)/python -m pytest
 
 # Speed tables (printed and saved under benchmarks/results/): search at 100k and 1M synthetic faces,

@@ -560,7 +560,6 @@ def print_probe(console: Console, result: dict) -> None:
 
 def print_search(result: dict, full: bool = False) -> None:
     """The candidate table, with the lead-only notice above, on every row, and below."""
-    probe = result["probe"]
     wide = Console(highlight=False, width=max(out.width, 160))
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
