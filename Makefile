@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test bench bench-large clean
+.PHONY: install system-deps demo test bench bench-large clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,6 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test,cluster]"
 	# face_recognition's metadata requires `dlib` (a 14-minute source build); dlib-bin already provides it.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps face_recognition==1.3.0
+	# Convert dlib's face ResNet to ONNX into models/ (offline, from the installed .dat) and check its sha256.
+	$(BIN)/leadmatch models --no-check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,13 +22,26 @@ install: $(STAMP)
 demo: install
 	$(BIN)/leadmatch demo
 
-test: install
+# The browser tests drive Debian's chromium through Playwright (never `playwright install`): root installs it
+# with apt-get; anyone else gets the one command to run.
+system-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "error: $(CHROMIUM) is missing — run \`sudo apt-get install -y chromium\`, then \`make test\` again" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: install system-deps
 	$(BIN)/python -m pytest
 
 # Speed tables (printed and saved under benchmarks/results/): search at 100k and 1M synthetic faces,
 # enrollment against the face_recognition CLI, probe to candidate list at 1M. About 10 minutes on 2 cores.
 bench: install
 	cd benchmarks && ../$(BIN)/python search.py 100000 1000000
+	cd benchmarks && ../$(BIN)/python descriptor.py
 	cd benchmarks && ../$(BIN)/python enroll.py
 	cd benchmarks && ../$(BIN)/python probe.py 1000000
 	cd benchmarks && ../$(BIN)/python index_integrity.py 1000000

@@ -289,7 +289,11 @@ def authenticate(ws: Workspace, token: str | None) -> Actor:
     row = ws.conn.execute(
         "SELECT s.expires_at, s.ended_at, u.name, u.roles, u.disabled_at FROM sessions s "
         "JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = ?", (_token_hash(token),)).fetchone()
-    if row is None or row["ended_at"]:
+    if row is None:
+        raise Refused("your session has ended", "run `leadmatch login NAME`", "not-signed-in")
+    if row["ended_at"]:  # a known user's ended session (logged out, or the account disabled): audited
+        why = "disabled: account disabled; session ended" if row["disabled_at"] else "session-ended: session ended"
+        audit.record(ws.conn, row["name"], "session", "refused", reason=why)
         raise Refused("your session has ended", "run `leadmatch login NAME`", "not-signed-in")
     if row["disabled_at"]:
         audit.record(ws.conn, row["name"], "session", "refused", reason="disabled: account disabled")

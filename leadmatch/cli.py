@@ -15,14 +15,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import (accounts, bench, casework, client, credentials, evaluation, leads, models, oversight, probes, purposes,
-               retention, video)
+from . import (accounts, agreement, bench, casework, client, credentials, evaluation, faces, leads, models, oversight,
+               probes, purposes, retention, video)
 from . import audit as auditing
 from . import gallery as galleries
 from . import search as searching
 from .demo import default_photos, run_demo
 from .enrollment import enroll
-from .errors import FaceChoiceNeeded, InputError, LeadmatchError
+from .errors import FaceChoiceNeeded, InputError, LeadmatchError, ModelError
 from .workspace import Workspace, default_home, init as init_workspace, open_workspace
 
 app = typer.Typer(help="leadmatch: face search for investigative leads. Every candidate is a lead, never an "
@@ -88,9 +88,12 @@ def emit_json(data) -> None:
 def main_options(home: Optional[Path] = typer.Option(
         None, "--home", envvar="LEADMATCH_HOME", help="Workspace folder (database, indexes/, photos/)."),
         server: Optional[str] = typer.Option(None, "--server", envvar=client.SERVER_ENV,
-                                             help="URL of a leadmatch service: commands go through its API.")):
+                                             help="URL of a leadmatch service: commands go through its API."),
+        engine: Optional[str] = typer.Option(None, "--engine", envvar="LEADMATCH_ENGINE",
+                                             help="Face descriptor: onnx (default) or dlib; same model, same numbers.")):
     State.home = home or default_home()
     State.server = server or None
+    faces.use_engine(engine)
 
 
 @app.command()
@@ -207,10 +210,25 @@ def purposes_add(name: str):
 
 
 @app.command("models")
-def models_check():
-    """Check the model weights against the model card's sha256 values."""
+def models_check(
+        photos: Optional[Path] = typer.Option(None, help="Photos for the ONNX-vs-dlib check (default: the samples)."),
+        check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX and dlib embeddings.")):
+    """Check the model weights and the converted ONNX model against the model card; show that they agree."""
     for name, digest in models.verify_all().items():
         out.print(f"ok  {name}  {digest}")
+    onnx_file, source = models.onnx_path(), models.expected_converted()[models.RESNET_ONNX]["from"]
+    out.print(f"ok  {onnx_file.name}  {models.sha256_file(onnx_file)}  (converted from {source})")
+    if not check:
+        return
+    folder = photos or default_photos()
+    if not folder.is_dir():
+        out.print(f"agreement: not checked (no photos at {folder}; pass --photos)")
+        return
+    result = agreement.check(folder)
+    if not result.ok:
+        raise ModelError(f"ONNX and dlib embeddings disagree: {result.line()}",
+                         "use --engine dlib and report the model card mismatch")
+    out.print(f"ok  agreement: {result.line()}")
 
 
 @gallery_app.command("create")
@@ -559,7 +577,6 @@ def print_probe(console: Console, result: dict) -> None:
 
 def print_search(result: dict, full: bool = False) -> None:
     """The candidate table, with the lead-only notice above, on every row, and below."""
-    probe = result["probe"]
     wide = Console(highlight=False, width=max(out.width, 160))
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "

@@ -124,17 +124,42 @@ def _quiet_raylet_notices(ray) -> None:
         worker_module.print_to_stdstream = print_to_stdstream
 
 
-class PhotoWorker:
-    """A Ray actor: checks its models once when it starts, then analyzes batches of photos."""
+def model_hashes() -> dict[str, str]:
+    """sha256 of every model file this process uses (each checked against this node's model card first)."""
+    from . import faces
 
-    def __init__(self) -> None:
+    hashes = models.verify_all()
+    if faces.engine() == "onnx":
+        hashes[models.RESNET_ONNX] = models.sha256_file(models.onnx_path())
+    return hashes
+
+
+def expected_model_hashes() -> dict[str, str]:
+    """What `model_hashes()` must give, by this (the head's) model card, for the head's descriptor engine."""
+    from . import faces
+
+    expected = dict(models.expected_hashes())
+    if faces.engine() == "onnx":
+        expected[models.RESNET_ONNX] = models.expected_converted()[models.RESNET_ONNX]["sha256"]
+    return expected
+
+
+class PhotoWorker:
+    """A Ray actor: takes the head's descriptor engine, checks and loads its models once when it starts, then
+    analyzes batches of photos."""
+
+    def __init__(self, engine: str) -> None:
         import ray
+
+        from . import faces
 
         context = ray.get_runtime_context()
         self.where = {"node": ray.util.get_node_ip_address(), "node_id": context.get_node_id(),
                       "pid": os.getpid()}
         try:
-            self.hashes, self.problem = models.verify_all(), None
+            faces.use_engine(engine)
+            self.hashes, self.problem = model_hashes(), None
+            faces.prepare()
         except ModelError as exc:
             self.hashes, self.problem = {}, str(exc)
 
@@ -143,16 +168,21 @@ class PhotoWorker:
         return {**self.where, "hashes": self.hashes, "problem": self.problem}
 
     def analyze(self, jobs: list[tuple[bytes, str]]) -> list[dict]:
-        """`_analyze` on each photo; an unexpected failure of one photo is returned, not raised, so the rest of
-        the batch is kept and that photo alone is tried again."""
-        from .enrollment import _analyze
+        """`_analyze` on the photos, `PHOTOS_PER_BATCH` at a time as locally; an unexpected failure is narrowed
+        to its photo and returned, not raised, so the rest of the batch is kept and that photo tried again."""
+        from .enrollment import PHOTOS_PER_BATCH, _analyze
 
         results = []
-        for job in jobs:
+        for start in range(0, len(jobs), PHOTOS_PER_BATCH):
+            part = jobs[start:start + PHOTOS_PER_BATCH]
             try:
-                results.append(_analyze(job))
-            except Exception as exc:  # a crash in the face library on one photo must not sink the batch
-                results.append({"error": f"{type(exc).__name__}: {exc}"})
+                results.extend(_analyze(part))
+            except Exception:  # a crash in the face library must not sink the batch: find the photo
+                for job in part:
+                    try:
+                        results.extend(_analyze([job]))
+                    except Exception as exc:
+                        results.append({"error": f"{type(exc).__name__}: {exc}"})
         return results
 
 
@@ -183,11 +213,13 @@ class RayAnalyzer:
         if cpus < 1:
             raise InputError("the Ray cluster has no CPUs to run on", "add worker nodes with `ray start --address`")
         count = min(cpus, workers) if workers else cpus
+        from . import faces
+
         remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=1)(PhotoWorker)
-        actors = [remote.remote() for _ in range(count)]
+        actors = [remote.remote(faces.engine()) for _ in range(count)]
         calls = {actor.identity.remote(): actor for actor in actors}
         ready, late = ray.wait(list(calls), num_returns=len(calls), timeout=READY_TIMEOUT_S)
-        expected, kept = models.expected_hashes(), []
+        expected, kept = expected_model_hashes(), []
         for ref in ready:
             actor = calls[ref]
             try:

@@ -23,10 +23,15 @@ def _file() -> Path:
 
 
 def _load() -> dict:
+    """The kept tokens by workspace. A file that is unreadable or not leadmatch's shape (hand-edited, or
+    another program's) holds no usable session: its entries are ignored, so the user is asked to sign in."""
     try:
-        return json.loads(_file().read_text())
+        data = json.loads(_file().read_text())
     except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    return {key: token for key, token in data.items() if isinstance(key, str) and isinstance(token, str) and token}
 
 
 def _save(data: dict) -> None:

@@ -1,8 +1,10 @@
 """Enrolling photos into an authorized gallery.
 
-A photo already enrolled (same sha256) is skipped before it is decoded; each new photo must hold exactly one
-face of gallery quality. Every photo ends up counted as enrolled, skipped or refused with its reason: none is
-dropped. The record is written in short transactions, then the index is brought in step with it.
+A photo already enrolled (same sha256) is skipped before it is decoded, and so is one another enrollment
+recorded meanwhile; each new photo must hold exactly one face of gallery quality. Every entry offered (files,
+links, FIFOs, hidden entries, folders that hold nothing) ends up counted as enrolled, skipped or refused with its
+reason: none is dropped. Names that are not valid UTF-8 are recorded exactly, shown with the odd bytes escaped.
+The record is written in short transactions, then the index is brought in step with it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Callable, Iterator
 from . import audit, index, quality
 from .accounts import Actor, require
 from .errors import InputError, PhotoError
-from .faces import analyze_bytes
+from .faces import analyze_many, prepare as prepare_descriptor
 from .gallery import factory, get as get_gallery
-from .photos import PHOTO_SUFFIXES, read_bytes, sha256_bytes
+from .photos import PHOTO_SUFFIXES, display_name, raw_name, read_bytes, sha256_bytes
 from .store import embedding_to_blob, transaction, utc_now
 from .workspace import Workspace
 
@@ -38,10 +40,20 @@ class Item:
 
 @dataclass
 class Refusal:
+    """An entry not enrolled: `path` as shown (odd bytes escaped), `raw_path` its exact bytes if they differ."""
+
     path: str
     reason: str
     detail: str
     sha256: str | None = None
+    raw_path: bytes | None = None
+
+    @classmethod
+    def of(cls, path, reason: str, detail: str, sha256: str | None = None) -> "Refusal":
+        return cls(display_name(path), reason, detail, sha256, raw_name(path))
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "reason": self.reason, "detail": self.detail, "sha256": self.sha256}
 
 
 @dataclass
@@ -63,7 +75,7 @@ class EnrollmentReport:
 
     def to_dict(self) -> dict:
         return {"gallery": self.gallery, "offered": self.offered, "enrolled": self.enrolled,
-                "skipped_duplicates": self.skipped, "refused": [r.__dict__ for r in self.refused],
+                "skipped_duplicates": self.skipped, "refused": [r.to_dict() for r in self.refused],
                 "subjects_added": self.subjects_added, "faces_found": self.faces_found,
                 **({"workers_refused": self.workers_refused} if self.workers_refused else {})}
 
@@ -75,23 +87,60 @@ def collect(source: Path) -> tuple[list[Item], list[Refusal]]:
     if source.is_file() and source.suffix.lower() == ".csv":
         return _from_manifest(source), []
     if not source.is_dir():
-        raise InputError(f"{source} is neither a folder nor a .csv manifest",
+        raise InputError(f"{display_name(source)} is neither a folder nor a .csv manifest",
                          "give a folder of <subject>/<photos> or a CSV with path,subject columns")
     items, refused = [], []
-    for entry in sorted(source.iterdir()):
-        if entry.name.startswith("."):
+    for path in _listing(source, refused):
+        if _set_aside(path, refused):
             continue
-        if entry.is_file():
-            refused.append(Refusal(str(entry), "no-subject", "photo is not inside a <subject>/ folder"))
-            continue
-        for path in sorted(p for p in entry.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            if path.suffix.lower() in PHOTO_SUFFIXES:
-                items.append(Item(path, entry.name))
-            else:
-                refused.append(Refusal(str(path), "not-a-photo", f"{path.suffix or 'no'} extension is not a photo type"))
+        if path.is_dir() and not path.is_symlink():
+            _collect_subject(path, display_name(path.name), items, refused)
+        else:
+            refused.append(Refusal.of(path, "no-subject", "photo is not inside a <subject>/ folder"))
     if not items and not refused:
-        raise InputError(f"no photos found in {source}", "lay photos out as <folder>/<subject>/<photo>.jpg")
+        raise InputError(f"no photos found in {display_name(source)}", "lay photos out as <folder>/<subject>/<photo>.jpg")
     return items, refused
+
+
+def _listing(folder: Path, refused: list[Refusal]) -> list[Path]:
+    """A folder's entries in byte order, or none (and a refusal) if it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted((entry.name for entry in entries), key=os.fsencode)
+    except OSError as exc:
+        refused.append(Refusal.of(folder, "unreadable", f"folder cannot be listed: {exc.strerror}"))
+        return []
+    return [folder / name for name in names]
+
+
+def _set_aside(path: Path, refused: list[Refusal]) -> bool:
+    """Refuse entries that are not looked into, saying why: hidden ones and links to folders (which could loop
+    or lead outside the source)."""
+    if path.name.startswith("."):
+        refused.append(Refusal.of(path, "hidden", "hidden entry (name starts with '.'); rename it to enroll it"))
+        return True
+    if path.is_symlink() and path.is_dir():
+        refused.append(Refusal.of(path, "linked-folder", "a link to a folder is not followed; give the folder itself"))
+        return True
+    return False
+
+
+def _collect_subject(folder: Path, subject: str, items: list[Item], refused: list[Refusal]) -> None:
+    """Every entry under one subject's folder (subfolders included): photo types become items; whatever they
+    are (a FIFO, a broken link) is decided when they are read."""
+    entries = _listing(folder, refused)
+    if not entries and not any(r.path == display_name(folder) for r in refused):
+        refused.append(Refusal.of(folder, "empty-folder", "folder holds no photos"))
+    for path in entries:
+        if _set_aside(path, refused):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            _collect_subject(path, subject, items, refused)
+        elif path.suffix.lower() in PHOTO_SUFFIXES:
+            items.append(Item(path, subject))
+        else:
+            refused.append(Refusal.of(path, "not-a-photo", f"{display_name(path.suffix) or 'no'} extension is "
+                                      "not a photo type"))
 
 
 def _from_manifest(manifest: Path) -> list[Item]:
@@ -116,13 +165,18 @@ def _from_manifest(manifest: Path) -> list[Item]:
     return items
 
 
-def _analyze(job: tuple[bytes, str]) -> dict:
-    """Worker: one photo's bytes → faces or a refusal (plain data, so it crosses processes)."""
-    data, name = job
-    try:
-        found = analyze_bytes(data, name=name, min_face_px=quality.GALLERY_DETECT_MIN_PX)
-    except PhotoError as exc:
-        return {"refused": (exc.reason, exc.message)}
+PHOTOS_PER_BATCH = 8  # photos a worker analyzes at once: their faces go through the descriptor in one batch
+
+
+def _analyze(jobs: list[tuple[bytes, str]]) -> list[dict]:
+    """Worker: a few photos' bytes → faces or a refusal each (plain data, so it crosses processes)."""
+    return [_verdict(found) for found in analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_MIN_PX, coarse=True)]
+
+
+def _verdict(found) -> dict:
+    """One photo's Analysis (or the PhotoError that refused it) → its face, or a refusal with its reason."""
+    if isinstance(found, PhotoError):
+        return {"refused": (found.reason, found.message)}
     count = len(found.faces)
     if not found.faces:
         return {"refused": ("no-face", f"no face of at least {quality.GALLERY_DETECT_MIN_PX} px found"), "faces": 0}
@@ -137,7 +191,15 @@ def _analyze(job: tuple[bytes, str]) -> dict:
     return {"face": face, "faces": 1}
 
 
+def _analyze_chunk(pool, jobs: list[tuple[bytes, str]]) -> list[dict]:
+    """A chunk's photos → one result each, in order, analyzed in batches across the pool's workers."""
+    batches = [jobs[start:start + PHOTOS_PER_BATCH] for start in range(0, len(jobs), PHOTOS_PER_BATCH)]
+    done = pool.map(_analyze, batches, chunksize=1) if pool else [_analyze(batch) for batch in batches]
+    return [result for batch in done for result in batch]
+
+
 def _pool(workers: int):
+    prepare_descriptor()  # convert/verify the model once, here, so a bad file stops the run before any fork
     if workers <= 1:
         return None
     return multiprocessing.get_context("fork").Pool(workers)
@@ -155,7 +217,7 @@ class LocalAnalyzer:
 
     def stream(self, batches: Iterator[tuple]) -> Iterator[tuple]:
         for key, jobs in batches:
-            yield key, (self.pool.map(_analyze, jobs, chunksize=4) if self.pool else [_analyze(j) for j in jobs])
+            yield key, _analyze_chunk(self.pool, jobs)
 
     def close(self) -> None:
         if self.pool:
@@ -182,12 +244,13 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
     """Analyst: enroll every photo under `source`. `progress(done, total)` is called as photos finish.
     With `ray` (auto or HOST:PORT) the photos are analyzed on that Ray cluster, `batch` photos a task, at most
     `workers` actors (default: one per cluster CPU); the record is written here, as locally."""
-    require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": str(source)})
+    require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": display_name(source)})
     gallery = get_gallery(ws, gallery_name)
     items, refused = collect(source)
     report = EnrollmentReport(gallery=gallery.name, refused=list(refused))
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1)) if not ray else workers
     known = {r[0] for r in ws.conn.execute("SELECT sha256 FROM photos WHERE gallery_id = ?", (gallery.id,))}
+    seen: set[str] = set()  # photos already offered in this run
     total, done = len(items) + len(refused), len(refused)
     if progress:
         progress(done, total)
@@ -196,19 +259,21 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
 
     def batches():  # read and hash on this process, in order; the analyzer runs the jobs
         for chunk in _chunks(items, analyzer.chunk_size(len(items))):
-            jobs, pending, unreadable = [], [], []
+            jobs, pending, read, unreadable = [], [], [], []
             for item in chunk:
                 try:
                     data = read_bytes(item.path)
                 except PhotoError as exc:
-                    unreadable.append(Refusal(str(item.path), exc.reason, exc.message))
+                    unreadable.append(Refusal.of(item.path, exc.reason, exc.message))
                     continue
-                digest = sha256_bytes(data)
-                if digest in known:
+                read.append((item, sha256_bytes(data), data))
+            known.update(_enrolled_meanwhile(ws, gallery.id, [digest for _, digest, _ in read]))
+            for item, digest, data in read:
+                if digest in known or digest in seen:
                     report.skipped += 1
                     continue
-                known.add(digest)
-                jobs.append((data, str(item.path)))
+                seen.add(digest)
+                jobs.append((data, display_name(item.path)))
                 pending.append((item, digest, data))
             yield (len(chunk), pending, unreadable), jobs
 
@@ -225,9 +290,20 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
     _record_refusals(ws, gallery.id, refused)
     _, report.index_note = index.sync(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     audit.record(ws.conn, actor.name, "gallery.enroll", objects={
-        "gallery": gallery.name, "source": str(source), "enrolled": report.enrolled, "skipped": report.skipped,
+        "gallery": gallery.name, "source": display_name(source), "enrolled": report.enrolled, "skipped": report.skipped,
         "refused": len(report.refused)}, photos=[r.sha256 for r in report.refused if r.sha256])
     return report
+
+
+def _enrolled_meanwhile(ws: Workspace, gallery_id: int, digests: list[str]) -> set[str]:
+    """Which of `digests` the gallery holds now (another enrollment may have recorded them since we looked)."""
+    found: set[str] = set()
+    for start in range(0, len(digests), 500):
+        part = digests[start:start + 500]
+        found.update(r[0] for r in ws.conn.execute(
+            f"SELECT sha256 FROM photos WHERE gallery_id = ? AND sha256 IN ({','.join('?' * len(part))})",
+            (gallery_id, *part)))
+    return found
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -236,37 +312,60 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 
 def _write(ws: Workspace, actor: str, gallery, pending: list, results: list[dict], report: EnrollmentReport) -> None:
-    """Store one chunk's outcomes in a single transaction."""
-    conn, now, enrolled_hashes, new_refusals = ws.conn, utc_now(), [], []
-    with transaction(conn):
-        for (item, digest, data), result in zip(pending, results):
-            report.faces_found += result.get("faces", 0)
-            if "refused" in result:
-                reason, detail = result["refused"]
-                new_refusals.append(Refusal(str(item.path), reason, detail, digest))
-                continue
-            face = result["face"]
-            subject_id = _subject_id(conn, gallery.id, item.subject, now, report)
-            stored = ws.store_photo(data, digest, item.path.suffix)
-            photo_id = conn.execute(
-                "INSERT INTO photos (gallery_id, subject_id, sha256, source_path, stored_path, metadata, enrolled_at, "
-                "enrolled_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (gallery.id, subject_id, digest, str(item.path), str(stored.relative_to(ws.home)),
-                 json.dumps(item.metadata, ensure_ascii=False), now, actor)).lastrowid
-            top, right, bottom, left = face.box
-            conn.execute(
-                "INSERT INTO faces (gallery_id, subject_id, photo_id, box_top, box_right, box_bottom, box_left, size_px, "
-                "eye_distance_px, sharpness, detector_score, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (gallery.id, subject_id, photo_id, top, right, bottom, left, face.size_px, face.eye_distance_px,
-                 face.sharpness, face.detector_score, embedding_to_blob(face.embedding)))
-            enrolled_hashes.append(digest)
-        _record_refusals(ws, gallery.id, new_refusals)
-        if enrolled_hashes:
-            audit.record(conn, actor, "gallery.enroll-photos", objects={"gallery": gallery.name,
-                                                                        "photos": len(enrolled_hashes)},
-                         photos=enrolled_hashes)
+    """Store one chunk's outcomes in a single transaction. A photo another enrollment recorded while this one
+    decoded it is a skip; photo files this chunk stored go again if the transaction fails."""
+    conn, now, enrolled_hashes, new_refusals, skipped, new_files = ws.conn, utc_now(), [], [], 0, []
+    try:
+        with transaction(conn):
+            for (item, digest, data), result in zip(pending, results):
+                report.faces_found += result.get("faces", 0)
+                if "refused" in result:
+                    reason, detail = result["refused"]
+                    new_refusals.append(Refusal.of(item.path, reason, detail, digest))
+                elif conn.execute("SELECT 1 FROM photos WHERE gallery_id = ? AND sha256 = ?",
+                                  (gallery.id, digest)).fetchone():
+                    skipped += 1
+                else:
+                    _insert_photo(ws, actor, gallery, item, digest, data, result["face"], now, report, new_files)
+                    enrolled_hashes.append(digest)
+            _record_refusals(ws, gallery.id, new_refusals)
+            if enrolled_hashes:
+                audit.record(conn, actor, "gallery.enroll-photos", objects={"gallery": gallery.name,
+                                                                            "photos": len(enrolled_hashes)},
+                             photos=enrolled_hashes)
+    except BaseException:
+        for path in new_files:  # unless another enrollment recorded the same photo meanwhile
+            ws.release_photo(str(path.relative_to(ws.home)))
+        raise
     report.enrolled += len(enrolled_hashes)
+    report.skipped += skipped
     report.refused.extend(new_refusals)
+
+
+def _insert_photo(ws: Workspace, actor: str, gallery, item: Item, digest: str, data: bytes, face, now: str,
+                  report: EnrollmentReport, new_files: list[Path]) -> None:
+    """One enrolled photo: its file kept under its hash, its photo and face rows (inside the caller's
+    transaction). Files newly written are added to `new_files`."""
+    conn = ws.conn
+    subject_id = _subject_id(conn, gallery.id, item.subject, now, report)
+    suffix = item.path.suffix.lower() if item.path.suffix.lower() in PHOTO_SUFFIXES else ""
+    target = ws.photos / digest[:2] / (digest + suffix)
+    existed = target.exists()
+    stored = ws.store_photo(data, digest, suffix)
+    if not existed:
+        new_files.append(stored)
+        photo_id = conn.execute(
+            "INSERT INTO photos (gallery_id, subject_id, sha256, source_path, source_path_raw, stored_path, "
+            "metadata, enrolled_at, enrolled_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (gallery.id, subject_id, digest, display_name(item.path), raw_name(item.path),
+             str(stored.relative_to(ws.home)), json.dumps(item.metadata, ensure_ascii=False), now,
+             actor)).lastrowid
+        top, right, bottom, left = face.box
+        conn.execute(
+            "INSERT INTO faces (gallery_id, subject_id, photo_id, box_top, box_right, box_bottom, box_left, size_px, "
+            "eye_distance_px, sharpness, detector_score, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (gallery.id, subject_id, photo_id, top, right, bottom, left, face.size_px, face.eye_distance_px,
+             face.sharpness, face.detector_score, embedding_to_blob(face.embedding)))
 
 
 def _subject_id(conn, gallery_id: int, name: str, now: str, report: EnrollmentReport) -> int:
@@ -279,10 +378,14 @@ def _subject_id(conn, gallery_id: int, name: str, now: str, report: EnrollmentRe
 
 
 def _record_refusals(ws: Workspace, gallery_id: int, refusals: list[Refusal]) -> None:
+    """Record refusals, one row per entry and reason: a refusal seen again (a re-run, or another enrollment of
+    the same folder) updates its row with the latest detail and hash."""
     if not refusals:
         return
     now = utc_now()
     with transaction(ws.conn):
         ws.conn.executemany(
-            "INSERT INTO enrollment_refusals (gallery_id, source_path, sha256, reason, detail, refused_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)", [(gallery_id, r.path, r.sha256, r.reason, r.detail, now) for r in refusals])
+            "INSERT INTO enrollment_refusals (gallery_id, source_path, source_path_raw, sha256, reason, detail, "
+            "refused_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gallery_id, source_path, reason) DO UPDATE SET "
+            "sha256 = excluded.sha256, detail = excluded.detail, source_path_raw = excluded.source_path_raw",
+            [(gallery_id, r.path, r.raw_path, r.sha256, r.reason, r.detail, now) for r in refusals])

@@ -167,13 +167,11 @@ def build_index(ws: Workspace, actor: Actor, name: str, factory_string: str | No
     type in force), self-check it against exact search and record the result."""
     require(ws, actor, "analyst", "index.build", objects={"gallery": name, "index": factory_string})
     gallery = get(ws, name)
-    if factory_string:
+    if factory_string:  # it becomes the gallery's type only once a build with it succeeds
         factory_string = index.validate_factory(factory_string)
-        with transaction(ws.conn):
-            ws.conn.execute("UPDATE galleries SET index_factory = ? WHERE id = ?", (factory_string, gallery.id))
-        gallery.index_factory = factory_string
-    chosen = gallery.index_factory or index.choose_factory(index.record_fingerprint(ws.conn, gallery.id)[0])
-    result = index.build_gallery(ws.conn, ws.indexes, gallery.id, chosen)
+    chosen = factory_string or gallery.index_factory or index.choose_factory(
+        index.record_fingerprint(ws.conn, gallery.id)[0])
+    result = index.build_gallery(ws.conn, ws.indexes, gallery.id, chosen, keep_factory=bool(factory_string))
     audit.record(ws.conn, actor.name, "index.build", objects={"gallery": name, **result})
     return result
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, WorkspaceError
 from .store import gallery_embeddings, transaction, utc_now
 
 DIM = 128
@@ -141,9 +141,17 @@ def write_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _check_file_or_absent(path: Path) -> None:
+    """An index path must be a file or nothing; anything else (a folder) is the user's to move."""
+    if path.exists() and not path.is_file():
+        raise WorkspaceError(f"index path {path} is not a file", "move it out of the way; leadmatch rebuilds the "
+                             "index from the record")
+
+
 def write_atomic(index: faiss.Index, path: Path) -> str:
     """Write to a temp file in the same folder, fsync, then rename over `path`. Returns the sha256 of the bytes
     written, hashed as they stream out (no second read of the file)."""
+    _check_file_or_absent(path)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     digest = hashlib.sha256()
     try:
@@ -307,9 +315,13 @@ def self_check(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, sample:
     return {"sample": counted, "recall": round(measured, 4), "nprobe": passing, "target": RECALL_TARGET}
 
 
-def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str) -> dict:
-    """Train and write a fresh index from the record, self-check it, and record the build."""
+def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str,
+                  keep_factory: bool = False) -> dict:
+    """Train and write a fresh index from the record, self-check it, and record the build. With
+    `keep_factory`, `factory` becomes the gallery's chosen type too, in the same transaction: only a build that
+    succeeded sets it."""
     path = index_path(indexes_dir, gallery_id)
+    _check_file_or_absent(path)
     with write_lock(path):
         ids, vectors = gallery_embeddings(conn, gallery_id)
         started = time.perf_counter()
@@ -323,6 +335,8 @@ def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, 
                          "built_max_face_id, built_at, build_seconds, self_check) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (gallery_id, factory, check["nprobe"], len(ids), int(ids.max()) if len(ids) else 0,
                           utc_now(), round(seconds, 3), json.dumps(check | {"at": utc_now()})))
+            if keep_factory:
+                conn.execute("UPDATE galleries SET index_factory = ? WHERE id = ?", (factory, gallery_id))
     return {"factory": factory, "faces": len(ids), "build_seconds": round(seconds, 3), "self_check": check}
 
 

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 from .errors import ModelError
@@ -35,7 +36,7 @@ def models_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -52,7 +53,7 @@ def verified_path(name: str) -> Path:
     path = models_dir() / name
     if not path.is_file():
         raise ModelError(f"model weights {path} are missing", "reinstall face_recognition_models")
-    actual = _sha256_file(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise ModelError(
             f"model weights {name} do not match the model card (sha256 {actual[:12]}…, expected {expected[:12]}…)",
@@ -92,3 +93,93 @@ def encoder():
     import dlib
 
     return dlib.face_recognition_model_v1(str(verified_path("dlib_face_recognition_resnet_model_v1.dat")))
+
+
+# --- the face-recognition ResNet as ONNX (converted here from the .dat; see onnx_export.py) ----------------------
+
+RESNET_DAT = "dlib_face_recognition_resnet_model_v1.dat"
+RESNET_ONNX = "dlib_face_recognition_resnet_model_v1.onnx"
+
+
+def converted_dir() -> Path:
+    """Where converted models are written: `$LEADMATCH_MODELS_DIR`, else the project's `models/` folder (the
+    converted files there are git-ignored)."""
+    env = os.environ.get("LEADMATCH_MODELS_DIR")
+    return Path(env) if env else WEIGHTS_FILE.parent
+
+
+def expected_converted() -> dict[str, dict]:
+    """Converted file name → {"from": source weights, "sha256": ...} from the model card."""
+    try:
+        return json.loads(WEIGHTS_FILE.read_text())["converted"]
+    except (OSError, ValueError, KeyError):
+        raise ModelError(f"model card {WEIGHTS_FILE} lists no converted models", "reinstall leadmatch") from None
+
+
+def convert_resnet(target: Path) -> None:
+    """Write the ONNX form of the verified .dat to `target` (temp file, then rename: never half a model)."""
+    from .onnx_export import convert
+
+    data = convert(verified_path(RESNET_DAT).read_bytes())
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_bytes(data)
+        os.replace(temp, target)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise ModelError(f"cannot write the converted model {target}: {exc.strerror}",
+                         "make the models/ folder writable, then run `leadmatch models`") from None
+
+
+@functools.cache
+def onnx_path() -> Path:
+    """Path of the ONNX ResNet, converted from the .dat on first use, after checking its sha256 against the card.
+
+    A file that is there but differs from the card (corrupted, altered) is refused, not silently replaced."""
+    expected = expected_converted().get(RESNET_ONNX, {}).get("sha256")
+    if expected is None:
+        raise ModelError(f"{RESNET_ONNX} is not listed in the model card", "add it to models/weights.json")
+    path = converted_dir() / RESNET_ONNX
+    fresh = not path.is_file()
+    if fresh:
+        convert_resnet(path)
+    actual = sha256_file(path)
+    if actual != expected:
+        if fresh:
+            raise ModelError(f"converting {RESNET_DAT} gave {RESNET_ONNX} with sha256 {actual[:12]}…, not the "
+                             f"card's {expected[:12]}…",
+                             "the converter's output changed: install onnx 1.23 (the card's hash was made with it)")
+        raise ModelError(f"converted model {RESNET_ONNX} does not match the model card (sha256 {actual[:12]}…, "
+                         f"expected {expected[:12]}…)", f"delete {path} and run `leadmatch models` to convert it "
+                                                        "again from the dlib weights")
+    return path
+
+
+def ort_threads() -> int:
+    """ONNX Runtime threads per process: 1 (one process per core is faster and robust on busy cores);
+    `LEADMATCH_ORT_THREADS` overrides it for measurements."""
+    try:
+        return max(1, int(os.environ.get("LEADMATCH_ORT_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+_SESSIONS: dict[int, object] = {}
+
+
+def ort_session():
+    """This process's ONNX Runtime session for the ResNet (one per process: never shared across a fork)."""
+    session = _SESSIONS.get(os.getpid())
+    if session is None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = ort_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(str(onnx_path()), options, providers=["CPUExecutionProvider"])
+        _SESSIONS.clear()
+        _SESSIONS[os.getpid()] = session
+    return session

@@ -8,14 +8,13 @@ from) and the provenance to record — the source's sha256, and for a clip the f
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import quality, video
+from . import models, quality, video
 from .errors import FaceChoiceNeeded, InputError, PhotoError, Refused
 from .faces import Analysis, Face, analyze_bytes
-from .photos import read_bytes, sha256_bytes
+from .photos import PHOTO_SUFFIXES, display_name, read_bytes, sha256_bytes
 
 #: How a subject's distance is taken from several probe faces (a track's frames or several stills).
 #: "mean": distance to the mean embedding; "min": the closest any probe face comes; "best": the first (best-quality)
@@ -67,11 +66,6 @@ class ProbeSet:
         return self.source_name
 
 
-def display_name(path: Path) -> str:
-    """A path's name as text, whatever bytes it holds (undecodable bytes escaped, never refused)."""
-    return os.fsdecode(Path(path).name).encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Face:
     """The face the agent chose; several faces and no choice → FaceChoiceNeeded listing them."""
     if not found.faces:
@@ -104,14 +98,15 @@ def from_photos(paths: list[Path], choice: int | str | None, detector: str,
     photo's sha256 as soon as it is read, so a refusal can still name them."""
     chosen = []
     for path in paths:
-        name = display_name(path)
+        name = display_name(Path(path).name)
         data = read_bytes(path)
         digest = sha256_bytes(data)
         hashes.append(digest)
         found = analyze_bytes(data, name=name, min_face_px=quality.PROBE_DETECT_MIN_PX, detector=detector)
         face = pick_face(found, choice, name)
         _gate(face, name)
-        chosen.append(ProbeFace(face, data, digest, Path(path).suffix.lower(), name,
+        suffix = Path(path).suffix.lower()
+        chosen.append(ProbeFace(face, data, digest, suffix if suffix in PHOTO_SUFFIXES else "", name,
                                 faces_in_image=len(found.faces)))
     if len(chosen) > 1 and len({p.image_sha256 for p in chosen}) < len(chosen):
         raise InputError("the same photo was given twice", "give each still once")
@@ -161,9 +156,9 @@ def from_video(path: Path, choice: int | str | None, detector: str, every_s: flo
     """A track's best frames (those passing the quality gate, at most `best_frames`) as a probe set."""
     if not 1 <= best_frames <= 20:
         raise InputError(f"--best-frames {best_frames} is out of range", "use 1 to 20 frames")
-    name = display_name(path)
+    name = display_name(Path(path).name)
     video.check_file(path)
-    hashes.append(video.video_sha256(path))
+    hashes.append(models.sha256_file(path))
     found = video.analyze_video(path, every_s=every_s, min_face_px=quality.PROBE_DETECT_MIN_PX,
                                 detector=detector, keep=max(best_frames, video.DEFAULT_BEST_FRAMES))
     track = pick_track(found, choice, name)
@@ -178,4 +173,4 @@ def from_video(path: Path, choice: int | str | None, detector: str, every_s: flo
 
 
 __all__ = ["ProbeFace", "ProbeSet", "from_photos", "from_video", "pick_face", "pick_track", "usable_frames",
-           "FUSIONS", "DEFAULT_FUSION", "display_name"]
+           "FUSIONS", "DEFAULT_FUSION"]

@@ -20,6 +20,7 @@ from .casework import AWAITING_DISPOSITION, can_read, workflow
 from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused
 from .faces import DETECTORS
 from .gallery import Gallery, factory, get as get_gallery
+from .photos import display_name
 from .store import transaction, utc_now
 from .video import is_video
 from .workspace import Workspace
@@ -117,8 +118,8 @@ def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
     except LeadmatchError as exc:
         choice = {"faces": exc.faces} if isinstance(exc, FaceChoiceNeeded) else {}
         audit.record(ws.conn, actor.name, "search", "refused", case=case,
-                     objects={"gallery": request.gallery, "probe": probes.display_name(request.probe),
-                              **({"more_probes": [probes.display_name(p) for p in request.more_probes]}
+                     objects={"gallery": request.gallery, "probe": display_name(request.probe),
+                              **({"more_probes": [display_name(p) for p in request.more_probes]}
                                  if request.more_probes else {}), **choice},
                      reason=f"{getattr(exc, 'reason', 'bad-input')}: {exc.message}", photos=probe_hashes)
         raise

@@ -9,7 +9,6 @@ images, so a search can show exactly which frames it used.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import stat
@@ -23,6 +22,7 @@ import numpy as np
 from . import models
 from .errors import PhotoError
 from .faces import Face, describe, detect
+from .photos import display_name
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp", ".ts"})
 #: Refused above these before decoding: a probe clip is evidence footage, not a feature film.
@@ -103,18 +103,9 @@ def is_video(path: Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def video_sha256(path: Path) -> str:
-    """sha256 of a regular file, read in blocks (videos are large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_file(path: Path) -> int:
     """The clip's size in bytes, after checking it is a regular, non-empty file under the size limit."""
-    name = os.fsdecode(path)
+    name = display_name(path)
     try:
         info = os.stat(path)
     except OSError as exc:
@@ -134,7 +125,7 @@ def open_clip(path: Path) -> tuple[cv2.VideoCapture, float, int, int, float]:
 
     Returns (capture, fps, width, height, duration_s). Raises PhotoError for unreadable, over-long or
     over-sized clips."""
-    name = os.fsdecode(path)
+    name = display_name(path)
     check_file(path)
     capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
     if not capture.isOpened():
@@ -253,7 +244,7 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
         raise PhotoError(f"--every {every_s:g} s is out of range", "sample between every 0.01 and 10 seconds",
                          "bad-option")
     capture, fps, width, height, duration = open_clip(path)
-    sha256 = video_sha256(path)
+    sha256 = models.sha256_file(path)
     tracks: list[Track] = []
     active: list[Track] = []
     previous_hist, sampled, cuts = None, 0, 0
@@ -272,10 +263,10 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
     finally:
         capture.release()
     if sampled == 0:
-        raise PhotoError(f"cannot decode video {os.fsdecode(path)}: no frame could be read (corrupt or truncated)",
+        raise PhotoError(f"cannot decode video {display_name(path)}: no frame could be read (corrupt or truncated)",
                          "give the original clip", "unreadable")
     if not tracks:
-        raise PhotoError(f"no face found in {sampled} sampled frames of {os.fsdecode(path)}",
+        raise PhotoError(f"no face found in {sampled} sampled frames of {display_name(path)}",
                          f"faces must be at least {min_face_px} px wide in the frame", "no-face")
     return VideoAnalysis(sha256=sha256, duration_s=duration, fps=fps, width=width, height=height,
                          frames_sampled=sampled, cuts=cuts, tracks=tracks)

@@ -99,13 +99,14 @@ def cluster():
 
 # Asked of the cluster from a separate driver process, so this test process never joins Ray (no Ray threads
 # left in it when later tests fork worker pools). `nodes N`: wait for N live nodes, print their ids;
-# `worker DB`: wait until the run has written a photo to DB and a PhotoWorker actor is alive (Ray's actor table
-# in the GCS; the dashboard's state API is not running), print that actor's pid.
+# `kill DB`: say "ready", wait until the run has written a photo to DB while a PhotoWorker actor is alive (Ray's
+# actor table in the GCS; the dashboard's state API is not running), SIGKILL that actor's process, print its pid.
 QUERY = """
-import json, sqlite3, sys, time
+import json, os, signal, sqlite3, sys, time
 import ray
 address, mode, arg = sys.argv[1:4]
 ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+print("ready", flush=True)
 deadline = time.monotonic() + 120
 while time.monotonic() < deadline:
     if mode == "nodes":
@@ -119,6 +120,10 @@ while time.monotonic() < deadline:
         workers = [a for a in ray._private.state.actors().values()
                    if a["ActorClassName"] == "PhotoWorker" and a["State"] == "ALIVE"]
         if written and workers:
+            try:
+                os.kill(workers[0]["Pid"], signal.SIGKILL)
+            except ProcessLookupError:  # it ended as we looked: take the next one
+                continue
             print(json.dumps(workers[0]["Pid"])); break
     time.sleep(0.2)
 else:
@@ -255,10 +260,14 @@ def start_enroll(home: Path, photos: Path, *extra: str) -> subprocess.Popen:
 
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, photos, local, tmp_path):
     home = fresh_home(tmp_path, "home")
-    run = start_enroll(home, photos, "--ray", cluster["address"], "--batch", "2")
+    killer = subprocess.Popen([sys.executable, "-c", QUERY, cluster["address"], "kill", str(home / "leadmatch.db")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert killer.stdout.readline().strip() == "ready", killer.stderr.read()
+    run = start_enroll(home, photos, "--ray", cluster["address"], "--batch", "1")
     try:
-        os.kill(ray_query(cluster["address"], "worker", str(home / "leadmatch.db")), signal.SIGKILL)
+        killed, problem = killer.communicate(timeout=180)
         killed_mid_run = run.poll() is None and count_photos(home) < local["summary"]["enrolled"]
+        assert killer.returncode == 0 and json.loads(killed), problem[-2000:]
         out, errors = run.communicate(timeout=300)
     finally:
         run.kill()
@@ -273,9 +282,9 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, photos, loc
 
 def test_interrupted_on_the_head_resumes_where_it_stopped(cluster, photos, local, tmp_path):
     home = fresh_home(tmp_path, "home")
-    run = start_enroll(home, photos, "--ray", cluster["address"], "--batch", "2")
+    run = start_enroll(home, photos, "--ray", cluster["address"], "--batch", "1", "--workers", "1")
     try:
-        wait_for(lambda: count_photos(home) >= 2, 120, "photos written by the run")
+        wait_for(lambda: count_photos(home) >= 2, 120, "photos written by the run", interval=0.05)
         run.send_signal(signal.SIGINT)
         out, errors = run.communicate(timeout=120)
     finally:
@@ -283,7 +292,7 @@ def test_interrupted_on_the_head_resumes_where_it_stopped(cluster, photos, local
     assert run.returncode == 130, errors
     assert "Traceback" not in errors and "interrupted" in errors and "run the same command again" in errors
     kept = count_photos(home)
-    assert 2 <= kept < local["summary"]["enrolled"]
+    assert 2 <= kept < local["summary"]["enrolled"], "the run ended before it was interrupted"
     again = enroll_cli(home, photos, "--ray", "auto", "--batch", "3", env={"RAY_ADDRESS": cluster["address"]})
     assert again.returncode == 0, again.stderr
     data = summary(again)

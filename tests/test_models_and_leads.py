@@ -22,6 +22,8 @@ def test_model_card_lists_the_same_hashes_as_weights_json():
     text = CARD.read_text()
     for name, digest in models.expected_hashes().items():
         assert name in text and digest in text
+    for name, entry in models.expected_converted().items():
+        assert name in text and entry["sha256"] in text and entry["from"] in models.expected_hashes()
 
 
 def test_altered_weights_are_refused(tmp_path, monkeypatch):
