@@ -1,7 +1,7 @@
 """Enrolling photos into an authorized gallery.
 
-A photo already enrolled (same sha256) is skipped before it is decoded; each new photo must hold exactly one
-face of gallery quality. Every photo ends up counted as enrolled, skipped or refused with its reason: none is
+A photo already enrolled (same sha256) is skipped before it is decoded; each new photo must hold one usable face
+(or one clearly dominant face; see `quality.gallery_decision`). Every photo ends up counted as enrolled, skipped or refused with its reason: none is
 dropped. The record is written in short transactions, then the index is brought in step with it.
 """
 
@@ -115,24 +115,23 @@ def _from_manifest(manifest: Path) -> list[Item]:
 
 
 def _analyze(job: tuple[bytes, str]) -> dict:
-    """Worker: one photo's bytes → faces or a refusal (plain data, so it crosses processes)."""
+    """Worker: one photo's bytes → the face to enroll with its quality flags, or a refusal (plain data, so it
+    crosses processes). No face at the gallery detection scale: looked for again at the probe scale, since a
+    smaller face is still better than losing the subject from every search."""
     data, name = job
     try:
         found = analyze_bytes(data, name=name, min_face_px=quality.GALLERY_DETECT_MIN_PX)
+        if not found.faces:
+            found = analyze_bytes(data, name=name, min_face_px=quality.PROBE_DETECT_MIN_PX)
     except PhotoError as exc:
         return {"refused": (exc.reason, exc.message)}
-    count = len(found.faces)
-    if not found.faces:
-        return {"refused": ("no-face", f"no face of at least {quality.GALLERY_DETECT_MIN_PX} px found"), "faces": 0}
-    if len(found.faces) > 1:
-        return {"refused": ("multiple-faces", f"{count} faces found; a gallery photo must show one"), "faces": count}
-    face = found.faces[0]
-    shortfalls = quality.GALLERY.shortfalls(face)
-    if shortfalls:
-        reason = "too-small" if face.size_px < quality.GALLERY.min_face_px or \
-            face.eye_distance_px < quality.GALLERY.min_eye_distance_px else "blurry"
-        return {"refused": (reason, "; ".join(shortfalls)), "faces": 1}
-    return {"face": face, "faces": 1}
+    face, flags, refusal = quality.gallery_decision(found.faces)
+    if refusal:
+        reason, detail = refusal
+        if reason == "no-face":
+            detail = f"no face of at least {quality.PROBE_DETECT_MIN_PX} px found"
+        return {"refused": (reason, detail), "faces": len(found.faces)}
+    return {"face": face, "flags": flags, "faces": len(found.faces)}
 
 
 def _pool(workers: int):
@@ -215,9 +214,11 @@ def _write(ws: Workspace, actor: str, gallery, pending: list, results: list[dict
             top, right, bottom, left = face.box
             conn.execute(
                 "INSERT INTO faces (gallery_id, subject_id, photo_id, box_top, box_right, box_bottom, box_left, size_px, "
-                "eye_distance_px, sharpness, detector_score, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "eye_distance_px, sharpness, detector_score, embedding, quality_flags) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (gallery.id, subject_id, photo_id, top, right, bottom, left, face.size_px, face.eye_distance_px,
-                 face.sharpness, face.detector_score, embedding_to_blob(face.embedding)))
+                 face.sharpness, face.detector_score, embedding_to_blob(face.embedding),
+                 json.dumps(result.get("flags", []))))
             enrolled_hashes.append(digest)
         _record_refusals(ws, gallery.id, new_refusals)
         if enrolled_hashes:

@@ -25,6 +25,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from . import calibration
 from .errors import InputError
 from .store import gallery_embeddings, transaction, utc_now
 
@@ -261,6 +262,7 @@ def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, 
                          "built_max_face_id, built_at, build_seconds, self_check) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (gallery_id, factory, check["nprobe"], len(ids), int(ids.max()) if len(ids) else 0,
                           utc_now(), round(seconds, 3), json.dumps(check | {"at": utc_now()})))
+            calibration.refresh(conn, gallery_id, index)
     return {"factory": factory, "faces": len(ids), "build_seconds": round(seconds, 3), "self_check": check}
 
 
@@ -296,6 +298,8 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
             if len(missing):
                 index.add_with_ids(_embeddings_for(conn, missing), missing)
             write_atomic(index, path)
+            with transaction(conn):  # the gallery changed: so did its impostor distances
+                calibration.refresh(conn, gallery_id, index)
     if extra_note is not None:
         build_gallery(conn, indexes_dir, gallery_id, factory)
         return read(path), f"index rebuilt to remove {extra_note} faces (this index type cannot remove in place)"

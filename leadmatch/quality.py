@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .faces import Face
 
 
@@ -56,3 +58,44 @@ PROBE_DETECT_MIN_PX = 52
 #: Gallery photos are detected at full scale (HOG's 80 px window), four times fewer pixels than
 #: face_recognition's default one-step upsampling.
 GALLERY_DETECT_MIN_PX = 80
+
+
+#: A face dominates a photo of several when it is at least this many times as wide as every other face.
+DOMINANT_WIDTH_RATIO = 1.25
+
+
+def centre_offset(box: tuple, width: int, height: int) -> float:
+    """Distance from the face box's centre to the photo's centre, as a fraction of the photo's diagonal."""
+    top, right, bottom, left = box
+    dx, dy = (left + right) / 2 - width / 2, (top + bottom) / 2 - height / 2
+    return float(np.hypot(dx, dy) / max(1.0, np.hypot(width, height)))
+
+
+def dominant_face(faces: list[Face]) -> Face | None:
+    """The face that clearly dominates a photo of several: the widest, if it is at least
+    DOMINANT_WIDTH_RATIO times as wide as the next widest; else None."""
+    if len(faces) == 1:
+        return faces[0]
+    ranked = sorted(faces, key=lambda f: f.size_px, reverse=True)
+    return ranked[0] if ranked[0].size_px >= DOMINANT_WIDTH_RATIO * ranked[1].size_px else None
+
+
+def gallery_decision(faces: list[Face]) -> tuple[Face | None, list[str], tuple[str, str] | None]:
+    """What enrollment does with the faces found in a gallery photo: (face to enroll, its quality flags,
+    None) or (None, [], (reason, detail)). Refuses only where no usable face exists: no face, several faces
+    with none dominant, or a face below the gallery floor; below the recommended level it enrolls and flags."""
+    if not faces:
+        return None, [], ("no-face", "no face found")
+    face = dominant_face(faces)
+    if face is None:
+        widths = ", ".join(f"{f.size_px} px" for f in sorted(faces, key=lambda f: -f.size_px))
+        return None, [], ("multiple-faces", f"{len(faces)} faces ({widths}), none at least "
+                          f"{DOMINANT_WIDTH_RATIO:g}× as wide as the others; crop the photo to the subject")
+    shortfalls = GALLERY.shortfalls(face)
+    if shortfalls:
+        small = face.size_px < GALLERY.min_face_px or face.eye_distance_px < GALLERY.min_eye_distance_px
+        return None, [], ("too-small" if small else "blurry", "; ".join(shortfalls))
+    flags = [f"low-quality: {w}" for w in GALLERY.warnings(face)]
+    if len(faces) > 1:
+        flags.append(f"one of {len(faces)} faces: the dominant one (face {face.index}, {face.size_px} px) enrolled")
+    return face, flags, None

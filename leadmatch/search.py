@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audit, index, leads, purposes, quality
+from . import audit, calibration, index, leads, purposes, quality
 from .accounts import Actor, require, require_search_ready
 from .casework import AWAITING_DISPOSITION, can_read, workflow
 from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, PhotoError, Refused
@@ -45,7 +45,7 @@ class SearchRequest:
     top_k: int = leads.DEFAULT_CANDIDATES
     face: int | str | None = None
     detector: str = "hog"
-    threshold: float = leads.DEFAULT_THRESHOLD
+    threshold: float | None = None  # None: the gallery's calibrated threshold
     details: dict = field(default_factory=dict)
 
 
@@ -87,7 +87,7 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
                          f"ask for {leads.MIN_CANDIDATES} to {leads.MAX_CANDIDATES} candidates")
     if request.detector not in DETECTORS:
         raise InputError(f"unknown detector {request.detector!r}", "use hog or cnn")
-    if not 0.0 < request.threshold < 2.0:
+    if request.threshold is not None and not 0.0 < request.threshold < 2.0:
         raise InputError(f"threshold {request.threshold} is out of range", "use a distance between 0 and 2")
 
 
@@ -142,7 +142,9 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
     loaded = index.load(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     if loaded.index.ntotal == 0:
         raise InputError(f"gallery {gallery.name!r} has no enrolled faces", f"enroll photos with `gallery enroll {gallery.name}`")
-    candidates = rank_candidates(ws, loaded.index, face.embedding, request.top_k, request.threshold)
+    calibrated = calibration.load(ws.conn, gallery.id) or calibration.refresh(ws.conn, gallery.id, loaded.index)
+    threshold = request.threshold if request.threshold is not None else calibrated.threshold
+    candidates = rank_candidates(ws, loaded.index, face.embedding, request.top_k, threshold, calibrated)
     flags = [f"low-quality: {w}" for w in quality.PROBE.warnings(face)]
     if request.probe_source == "enhanced":
         flags.append("enhanced probe: edited or enhanced before search")
@@ -155,18 +157,20 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
         ws.conn.execute(
             "INSERT INTO searches (id, case_number, gallery_id, agent, created_at, probe_sha256, probe_name, "
             "probe_stored_path, faces_in_probe, face_index, box, quality, flags, top_k, threshold, index_type, details, "
-            "purpose, justification, traditional_means, probe_source, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "purpose, justification, traditional_means, probe_source, status, calibration) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (search_id, request.case.strip(), gallery.id, actor.name, now, found.sha256, Path(request.probe).name,
              str(stored.relative_to(ws.home)), len(found.faces), face.index, json.dumps(list(face.box)),
-             json.dumps(face.quality()), json.dumps(flags), request.top_k, request.threshold, loaded.factory,
+             json.dumps(face.quality()), json.dumps(flags), request.top_k, threshold, loaded.factory,
              json.dumps(details, ensure_ascii=False), request.purpose.strip().lower(), request.justification.strip(),
-             request.traditional_means.strip(), request.probe_source, AWAITING_DISPOSITION))
+             request.traditional_means.strip(), request.probe_source, AWAITING_DISPOSITION,
+             json.dumps(calibrated.summary() | {"resolution": calibrated.resolution()})))
         ws.conn.executemany(
             "INSERT INTO candidates (search_id, rank, face_id, subject, photo_sha256, image, box, distance, score, "
-            "within_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "within_threshold, false_alarm_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            # score: the retired linear 0-100 display scale; the column stays for older records, written as 0.
             [(search_id, c["rank"], c["face_id"], c["subject"], c["photo_sha256"], c["image"], json.dumps(c["box"]),
-              c["distance"], c["score"], int(c["within_threshold"])) for c in candidates])
+              c["distance"], 0.0, int(c["within_threshold"]), c["false_alarm_rate"]) for c in candidates])
         audit.record(ws.conn, actor.name, "search", case=request.case.strip(), search_id=search_id,
                      objects={"gallery": gallery.name, "face": face.index, "purpose": request.purpose.strip().lower(), "candidates": len(candidates),
                               "within_threshold": sum(c["within_threshold"] for c in candidates),
@@ -175,16 +179,18 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
     return _view(ws, search_id)
 
 
-def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float) -> list[dict]:
-    """Nearest faces from the index, with exact distances from the record, ranked from 1. An approximate
-    index proposes twice as many, and the exact distances choose."""
+def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float,
+                    calibrated: calibration.Calibration | None = None) -> list[dict]:
+    """Nearest faces from the index, with exact distances from the record, ranked from 1, each with the
+    estimated false-alarm rate at its distance (from `calibrated`) and the gallery face's quality flags.
+    An approximate index proposes twice as many, and the exact distances choose."""
     proposals = top_k if index.is_exact(faiss_index) else top_k * index.RERANK_FACTOR
     ids, _ = index.search(faiss_index, embedding, proposals)
     if len(ids) == 0:
         return []
     rows = ws.conn.execute(
-        "SELECT f.id, f.embedding, f.box_top, f.box_right, f.box_bottom, f.box_left, s.name AS subject, "
-        "p.sha256, p.source_path FROM faces f JOIN subjects s ON s.id = f.subject_id JOIN photos p ON p.id = f.photo_id "
+        "SELECT f.id, f.embedding, f.box_top, f.box_right, f.box_bottom, f.box_left, f.quality_flags, "
+        "s.name AS subject, p.sha256, p.source_path FROM faces f JOIN subjects s ON s.id = f.subject_id JOIN photos p ON p.id = f.photo_id "
         f"WHERE f.id IN ({','.join('?' * len(ids))})", [int(i) for i in ids]).fetchall()
     scored = []
     for row in rows:
@@ -195,7 +201,10 @@ def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: in
     return [{"rank": rank, "subject": row["subject"], "face_id": row["id"], "image": row["source_path"],
              "photo_sha256": row["sha256"],
              "box": [row["box_top"], row["box_right"], row["box_bottom"], row["box_left"]],
-             **leads.candidate_fields(distance, threshold)}
+             "gallery_flags": json.loads(row["quality_flags"] or "[]"),
+             **leads.candidate_fields(distance, threshold,
+                                      calibrated.fpir_at(distance) if calibrated else None,
+                                      calibrated.describe_rate(distance) if calibrated else None)}
             for rank, (distance, row) in enumerate(scored, start=1)]
 
 
@@ -216,10 +225,15 @@ def _view(ws: Workspace, search_id: str) -> dict:
     if row is None:
         raise NotFound(f"no search {search_id!r}", "see `leadmatch searches`")
     flow = workflow(ws, search_id)
+    calibrated = json.loads(row["calibration"]) if row["calibration"] else None
+    flags_of = {r[0]: json.loads(r[1] or "[]") for r in ws.conn.execute(
+        "SELECT f.id, f.quality_flags FROM faces f JOIN candidates c ON c.face_id = f.id WHERE c.search_id = ?",
+        (search_id,))}
     candidates = [
         {"rank": c["rank"], "subject": c["subject"], "face_id": c["face_id"], "image": c["image"],
-         "photo_sha256": c["photo_sha256"], "box": json.loads(c["box"]),
-         **leads.candidate_fields(c["distance"], row["threshold"]),
+         "photo_sha256": c["photo_sha256"], "box": json.loads(c["box"]), "gallery_flags": flags_of.get(c["face_id"], []),
+         **leads.candidate_fields(c["distance"], row["threshold"], c["false_alarm_rate"],
+                                  _rate_text(c["false_alarm_rate"], calibrated)),
          "disposition": flow["dispositions"].get(c["rank"]),
          "corroboration": [e for e in flow["corroborations"] if e["rank"] == c["rank"]]}
         for c in ws.conn.execute("SELECT * FROM candidates WHERE search_id = ? ORDER BY rank", (search_id,))]
@@ -237,6 +251,7 @@ def _view(ws: Workspace, search_id: str) -> dict:
         "created_at": row["created_at"],
         "purged_at": row["purged_at"],
         "threshold": row["threshold"],
+        "calibration": calibrated,
         "index": row["index_type"],
         "flags": json.loads(row["flags"]),
         "probe": {"name": row["probe_name"], "sha256": row["probe_sha256"], "face_index": row["face_index"],
@@ -247,3 +262,12 @@ def _view(ws: Workspace, search_id: str) -> dict:
         "closure": flow["closure"],
         "history": flow["history"],
     }
+
+
+def _rate_text(rate: float | None, calibrated: dict | None) -> str | None:
+    """A stored candidate's estimated false-alarm rate as every output shows it ('3 %', 'under 0.1 %')."""
+    if rate is None or not calibrated:
+        return None
+    if rate == 0:
+        return f"under {calibration.percent(calibrated['resolution'])}"
+    return calibration.percent(rate)
