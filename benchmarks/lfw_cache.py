@@ -64,6 +64,17 @@ def photos(root: Path = LFW_DEV) -> list[tuple[str, str]]:
     return [(p.parent.name, str(p)) for p in sorted(root.glob("*/*.jpg"))]
 
 
+def probe_numbers(items: list[tuple[str, str]]) -> list[int]:
+    """The photos `evaluate`'s default protocol searches as probes (degraded conditions need only those:
+    gallery photos stay at full resolution)."""
+    from leadmatch.enrollment import Item
+    from leadmatch.evaluation import split
+
+    _, mated, nonmated, _ = split([Item(Path(p), s) for s, p in items], 1, 0.2, 0)
+    number = {p: n for n, (_, p) in enumerate(items)}
+    return sorted(number[str(i.path)] for i in mated + nonmated)
+
+
 def _faces(found, mode: str) -> list[dict]:
     return [{"mode": mode, "face": f.index, "box": f.box, "size": f.size_px, "eyes": f.eye_distance_px,
              "sharp": f.sharpness, "score": f.detector_score if f.detector_score is not None else np.nan,
@@ -94,7 +105,8 @@ def _work(job: tuple[int, str, str]) -> tuple[int, list[dict], int, int]:
 def build(condition: str, workers: int) -> Path:
     """Compute and save one condition's cache; return its path."""
     items = photos()
-    jobs = [(n, path, condition) for n, (_, path) in enumerate(items)]
+    wanted = range(len(items)) if condition == "full" else probe_numbers(items)
+    jobs = [(n, items[n][1], condition) for n in wanted]
     rows, sizes = [], np.zeros((len(items), 2), np.int32)
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(workers) as pool:

@@ -177,12 +177,18 @@ def calibrate(conn: sqlite3.Connection, gallery_id: int, index: faiss.Index, tar
     face_ids = np.array([best[s][1] for s in subjects], dtype=np.int64)
     distances = nearest_other(index, vector_of(face_ids), np.array(subjects), subject_of, vector_of) \
         if len(subjects) > 1 else np.zeros(0)
-    distances = np.sort(distances[np.isfinite(distances)])
+    return from_distances(distances, len(best), target)
+
+
+def from_distances(distances: np.ndarray, subjects: int, target: float = DEFAULT_TARGET_FPIR) -> Calibration:
+    """The calibration given the measured nearest-other-subject distances of a gallery of `subjects` people."""
+    distances = np.sort(np.asarray(distances, dtype=np.float64))
+    distances = distances[np.isfinite(distances)]
     threshold, limited = threshold_for(distances, target)
     curve = distances
     if len(curve) > CURVE_POINTS:
         curve = np.quantile(distances, np.linspace(0, 1, CURVE_POINTS), method="inverted_cdf")
-    return Calibration(subjects=len(best), measured=len(distances), target_fpir=target, threshold=round(threshold, 4),
+    return Calibration(subjects=subjects, measured=len(distances), target_fpir=target, threshold=round(threshold, 4),
                        limited_by=limited, possible_duplicates=int((distances < DUPLICATE_DISTANCE).sum()),
                        curve=[round(float(d), 4) for d in curve])
 

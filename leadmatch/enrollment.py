@@ -125,7 +125,7 @@ def _analyze(job: tuple[bytes, str]) -> dict:
             found = analyze_bytes(data, name=name, min_face_px=quality.PROBE_DETECT_MIN_PX)
     except PhotoError as exc:
         return {"refused": (exc.reason, exc.message)}
-    face, flags, refusal = quality.gallery_decision(found.faces)
+    face, flags, refusal = quality.gallery_decision(found.faces, found.width, found.height)
     if refusal:
         reason, detail = refusal
         if reason == "no-face":

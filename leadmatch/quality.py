@@ -60,8 +60,15 @@ PROBE_DETECT_MIN_PX = 52
 GALLERY_DETECT_MIN_PX = 80
 
 
-#: A face dominates a photo of several when it is at least this many times as wide as every other face.
+#: A face dominates a photo of several when it is at least this many times as wide as every other face…
 DOMINANT_WIDTH_RATIO = 1.25
+#: …or when it is the face nearest the photo's centre, at least this share of the widest face's width, and
+#: every other face is at least CENTRE_RATIO times as far from the centre (a portrait with bystanders). Both
+#: chosen on lfw-dev: every one of its 30 gallery photos with several faces shows its subject largest and central.
+CENTRAL_MIN_WIDTH_SHARE = 0.8
+CENTRE_RATIO = 3.0
+#: Offsets from the centre below this share of the diagonal count as "at the centre" when comparing.
+CENTRE_TOLERANCE = 0.05
 
 
 def centre_offset(box: tuple, width: int, height: int) -> float:
@@ -71,31 +78,39 @@ def centre_offset(box: tuple, width: int, height: int) -> float:
     return float(np.hypot(dx, dy) / max(1.0, np.hypot(width, height)))
 
 
-def dominant_face(faces: list[Face]) -> Face | None:
-    """The face that clearly dominates a photo of several: the widest, if it is at least
-    DOMINANT_WIDTH_RATIO times as wide as the next widest; else None."""
+def dominant_face(faces: list[Face], width: int, height: int) -> tuple[Face | None, str]:
+    """The face that clearly dominates a photo of several, and the rule that chose it ("widest" or "central"),
+    or (None, "") when none does. See DOMINANT_WIDTH_RATIO and CENTRE_RATIO."""
     if len(faces) == 1:
-        return faces[0]
-    ranked = sorted(faces, key=lambda f: f.size_px, reverse=True)
-    return ranked[0] if ranked[0].size_px >= DOMINANT_WIDTH_RATIO * ranked[1].size_px else None
+        return faces[0], "only"
+    by_width = sorted(faces, key=lambda f: f.size_px, reverse=True)
+    if by_width[0].size_px >= DOMINANT_WIDTH_RATIO * by_width[1].size_px:
+        return by_width[0], "widest"
+    by_offset = sorted(faces, key=lambda f: centre_offset(f.box, width, height))
+    central, nearest_other = by_offset[0], centre_offset(by_offset[1].box, width, height)
+    if (central.size_px >= CENTRAL_MIN_WIDTH_SHARE * by_width[0].size_px and
+            nearest_other >= CENTRE_RATIO * max(centre_offset(central.box, width, height), CENTRE_TOLERANCE)):
+        return central, "central"
+    return None, ""
 
 
-def gallery_decision(faces: list[Face]) -> tuple[Face | None, list[str], tuple[str, str] | None]:
-    """What enrollment does with the faces found in a gallery photo: (face to enroll, its quality flags,
-    None) or (None, [], (reason, detail)). Refuses only where no usable face exists: no face, several faces
-    with none dominant, or a face below the gallery floor; below the recommended level it enrolls and flags."""
+def gallery_decision(faces: list[Face], width: int, height: int) -> tuple[Face | None, list[str], tuple[str, str] | None]:
+    """What enrollment does with the faces found in a gallery photo of `width`×`height`: (face to enroll, its
+    quality flags, None) or (None, [], (reason, detail)). Refuses only where no usable face exists: no face,
+    several faces with none dominant, or a face below the floor; below the recommended level it enrolls and flags."""
     if not faces:
         return None, [], ("no-face", "no face found")
-    face = dominant_face(faces)
+    face, rule = dominant_face(faces, width, height)
     if face is None:
         widths = ", ".join(f"{f.size_px} px" for f in sorted(faces, key=lambda f: -f.size_px))
-        return None, [], ("multiple-faces", f"{len(faces)} faces ({widths}), none at least "
-                          f"{DOMINANT_WIDTH_RATIO:g}× as wide as the others; crop the photo to the subject")
+        return None, [], ("multiple-faces", f"{len(faces)} faces ({widths}), none dominant (at least "
+                          f"{DOMINANT_WIDTH_RATIO:g}× as wide as the others, or central with the others far off "
+                          f"centre); crop the photo to the subject")
     shortfalls = GALLERY.shortfalls(face)
     if shortfalls:
         small = face.size_px < GALLERY.min_face_px or face.eye_distance_px < GALLERY.min_eye_distance_px
         return None, [], ("too-small" if small else "blurry", "; ".join(shortfalls))
     flags = [f"low-quality: {w}" for w in GALLERY.warnings(face)]
     if len(faces) > 1:
-        flags.append(f"one of {len(faces)} faces: the dominant one (face {face.index}, {face.size_px} px) enrolled")
+        flags.append(f"one of {len(faces)} faces: the {rule} one (face {face.index}, {face.size_px} px) enrolled")
     return face, flags, None

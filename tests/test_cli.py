@@ -70,8 +70,8 @@ def test_search_json_contract(home):
     assert {"sha256", "face_index", "box", "quality"} <= data["probe"].keys()
     assert len(data["candidates"]) == 5
     first = data["candidates"][0]
-    assert {"rank", "subject", "face_id", "image", "distance", "score", "within_threshold", "lead_only",
-            "label"} <= first.keys()
+    assert {"rank", "subject", "face_id", "image", "distance", "false_alarm_rate", "false_alarm_text",
+            "within_threshold", "lead_only", "label"} <= first.keys()
     assert first["subject"] == "barack_obama" and first["rank"] == 1
     assert all(c["lead_only"] is True and c["label"] == LABEL for c in data["candidates"])
     shown = json.loads(run_cli("show", data["search_id"], "--json", home=home).stdout)
