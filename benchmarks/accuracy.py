@@ -151,8 +151,18 @@ def row(name: str, condition: str, r: dict) -> dict:
             "probes refused": probe_refused, "probes flagged": r["probes_flagged_low_quality"]}
 
 
-BINS = {"eyes": [0, 10, 14, 17, 20, 24, 28, 34, 100], "size": [0, 40, 52, 60, 70, 80, 100, 400],
-        "sharp": [0, 5, 8, 12, 16, 20, 25, 35, 60, 1000]}
+BINS = {"eyes": [0, 14, 16, 17, 18, 19, 20, 21, 22, 24, 28, 34, 100],
+        "size": [0, 40, 46, 50, 52, 56, 60, 70, 80, 100, 400],
+        "sharp": [0, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 35, 60, 1000]}
+#: Each measure is binned over probes that are good on the other: face size and eye distance over probes at
+#: least GOOD["sharp"] sharp, sharpness over probes at least GOOD["eyes"] px between the eyes, so a blurred
+#: large face does not count against large faces, nor a small sharp one against sharpness.
+GOOD = {"sharp": 12.0, "eyes": 24.0}
+#: A gate refuses below the first bin (walking down from the best, bins merged until they hold FLOOR_PROBES)
+#: whose rank-1 is under FLOOR_RANK1 — there a search is more often wrong than right. It flags below the first
+#: bin (merged to RECOMMENDED_PROBES) under RECOMMENDED_RANK1, about 5 points under full resolution.
+FLOOR_RANK1, FLOOR_PROBES = 50.0, 8
+RECOMMENDED_RANK1, RECOMMENDED_PROBES = 90.0, 30
 
 
 def quality_bins(protocol: Protocol, full: dict, caches: dict[str, dict]) -> list[dict]:
@@ -171,14 +181,43 @@ def quality_bins(protocol: Protocol, full: dict, caches: dict[str, dict]) -> lis
             _, ids = built.search(face.embedding[None], 1)
             measured.append((face.eye_distance_px, face.size_px, face.sharpness, subjects[ids[0][0]] == subject))
     data = np.array(measured, dtype=np.float64)
+    good = {"eyes": data[:, 2] >= GOOD["sharp"], "size": data[:, 2] >= GOOD["sharp"], "sharp": data[:, 0] >= GOOD["eyes"]}
     rows = []
     for column, (measure, edges) in enumerate(BINS.items()):
         for low, high in zip(edges, edges[1:]):
-            inside = (data[:, column] >= low) & (data[:, column] < high)
+            inside = good[measure] & (data[:, column] >= low) & (data[:, column] < high)
             if inside.sum():
                 rows.append({"measure": measure, "from": low, "below": high, "probes": int(inside.sum()),
-                             "rank-1 %": round(100 * data[inside, 3].mean(), 1)})
+                             "hits": int(data[inside, 3].sum()), "rank-1 %": round(100 * data[inside, 3].mean(), 1)})
     return rows
+
+
+def _first_under(rows: list[dict], rank1: float, min_probes: int) -> float | None:
+    """Walking down from the best bin, merging bins until each holds `min_probes`: the upper edge of the first
+    merged bin whose rank-1 is under `rank1`, or None."""
+    probes = hits = 0
+    upper = None
+    for r in rows:
+        upper = r["below"] if probes == 0 else upper
+        probes, hits = probes + r["probes"], hits + r["hits"]
+        if probes >= min_probes:
+            if 100 * hits / probes < rank1:
+                return upper
+            probes = hits = 0
+    return None
+
+
+def suggest_gates(bins: list[dict]) -> dict[str, dict]:
+    """Per measure: the floor (refuse below) and recommended level (flag below) the bins earn; where no bin
+    falls under the floor rate, the floor is the lowest edge measured (nothing below it was seen)."""
+    out = {}
+    for measure in BINS:
+        rows = sorted((r for r in bins if r["measure"] == measure), key=lambda r: -r["from"])
+        floor = _first_under(rows, FLOOR_RANK1, FLOOR_PROBES)
+        floor = floor if floor is not None else (rows[-1]["from"] if rows else 0)
+        recommended = _first_under(rows, RECOMMENDED_RANK1, RECOMMENDED_PROBES)
+        out[measure] = {"floor": floor, "recommended": max(floor, recommended or floor)}
+    return out
 
 
 def main() -> None:
@@ -186,7 +225,7 @@ def main() -> None:
     full = caches["full"]
     protocol = Protocol(full)
     rows, notes = [], []
-    for condition in ("full", "low", "scale0.7", "scale0.5", "jpeg15", "blur1.5", "blur3"):
+    for condition in CONDITIONS:
         rows.append(row("leadmatch", condition, run(protocol, full, caches[condition])))
         rows.append(row("raw face_recognition", condition, run(protocol, full, caches[condition], raw=True)))
     notes += [f"lfw-dev: {len(protocol.gallery)} gallery photos (first of each person), "
@@ -200,10 +239,19 @@ def main() -> None:
               "FPIR est.: the gallery calibration's estimate at its threshold (target 1 %); measured: non-mated "
               "probes whose rank-1 is under it"]
     save("accuracy", "Accuracy on lfw-dev: leadmatch vs raw face_recognition", rows, notes)
+    bins = quality_bins(protocol, full, caches)
+    suggested = suggest_gates(bins)
+    in_force = {"eyes": (quality.PROBE.min_eye_distance_px, quality.PROBE.recommended_eye_distance_px),
+                "size": (quality.PROBE.min_face_px, quality.PROBE.recommended_face_px),
+                "sharp": (quality.PROBE.min_sharpness, quality.PROBE.recommended_sharpness)}
     save("quality-bins", "Rank-1 by probe quality bin (lfw-dev mated probes, all conditions pooled, no probe gate)",
-         quality_bins(protocol, full, caches),
-         ["the gallery as enrollment keeps it; rank-1 over mated probes whose subject is enrolled",
-          f"conditions pooled: {', '.join(caches)}"])
+         bins, ["the gallery as enrollment keeps it; rank-1 over mated probes whose subject is enrolled; "
+                f"bins of fewer than {MIN_BIN_PROBES} probes do not move a gate",
+                f"conditions pooled: {', '.join(caches)}",
+                f"floor: first bin (from the best down) under {FLOOR_RANK1:g} % rank-1; recommended: first under "
+                f"{RECOMMENDED_RANK1:g} %"] +
+         [f"{m}: suggested floor {v['floor']}, recommended {v['recommended']}; in force (quality.PROBE) "
+          f"{in_force[m][0]:g} / {in_force[m][1]:g}" for m, v in suggested.items()])
 
 
 if __name__ == "__main__":

@@ -36,10 +36,8 @@ CACHE = Path(os.environ.get("LEADMATCH_ACCURACY_CACHE", "/tmp/leadmatch-accuracy
 CONDITIONS = {
     "full": (1.0, None, 0.0),
     "low": (0.55, 35, 0.0),
-    "scale0.7": (0.7, 95, 0.0),
     "scale0.5": (0.5, 95, 0.0),
     "jpeg15": (1.0, 15, 0.0),
-    "blur1.5": (1.0, 95, 1.5),
     "blur3": (1.0, 95, 3.0),
 }
 

@@ -95,7 +95,7 @@ def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Fac
     """The face the agent chose; several faces and no choice → FaceChoiceNeeded listing them."""
     if not found.faces:
         raise PhotoError(f"no face found in {probe_name}",
-                         f"use a photo with a face at least {quality.PROBE.min_face_px} px wide", reason="no-face")
+                         f"use a photo with a face at least {quality.PROBE_DETECT_MIN_PX} px wide", reason="no-face")
     if choice is None:
         if len(found.faces) == 1:
             return found.faces[0]

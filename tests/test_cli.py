@@ -132,11 +132,12 @@ def test_bad_probe_files_get_one_line_errors_and_are_audited(home, tmp_path):
 def test_low_quality_probes_are_refused_with_measured_values(home, tmp_path):
     login(home, AGENT)
     blurred = tmp_path / "blurred.jpg"
-    Image.open(PROBES_DIR / "obama-720p.jpg").filter(ImageFilter.GaussianBlur(4)).save(blurred)
+    # blurred until the chip's sharpness is under the floor (3) while the face is still found
+    Image.open(PROBES_DIR / "obama-1080p.jpg").filter(ImageFilter.GaussianBlur(20)).save(blurred)
     assert_clean_error(cli_search(home, blurred), "sharpness", "minimum", code=3)
     tiny = tmp_path / "tiny.png"  # a 32 px face: below what probes are searched for at all
     Image.open(PROBES_DIR / "obama-240p.jpg").resize((213, 120)).save(tiny)
-    assert_clean_error(cli_search(home, tiny), "no face found", "at least 50 px wide", code=1)
+    assert_clean_error(cli_search(home, tiny), "no face found", "at least 52 px wide", code=1)
 
 
 def test_small_probe_is_searched_but_flagged_low_quality(home):
