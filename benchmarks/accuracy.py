@@ -246,7 +246,7 @@ def main() -> None:
                 "sharp": (quality.PROBE.min_sharpness, quality.PROBE.recommended_sharpness)}
     save("quality-bins", "Rank-1 by probe quality bin (lfw-dev mated probes, all conditions pooled, no probe gate)",
          bins, ["the gallery as enrollment keeps it; rank-1 over mated probes whose subject is enrolled; "
-                f"bins of fewer than {MIN_BIN_PROBES} probes do not move a gate",
+                f"bins merged until they hold {FLOOR_PROBES} (floor) or {RECOMMENDED_PROBES} (recommended) probes",
                 f"conditions pooled: {', '.join(caches)}",
                 f"floor: first bin (from the best down) under {FLOOR_RANK1:g} % rank-1; recommended: first under "
                 f"{RECOMMENDED_RANK1:g} %"] +

@@ -47,11 +47,12 @@ def _compare(face: Face, size: float, eyes: float, sharp: float, level: str) -> 
 #: blurred copies; `benchmarks/accuracy.py`, table in models/MODEL_CARD.md): a search is refused only below the
 #: floor, where rank-1 falls under 50 % (more often wrong than right); between floor and recommended level it
 #: runs and is flagged low-quality, rank-1 there being under 90 % (full resolution: about 95 %).
-#: - eye distance: 18 px floor (14–18 px: 4 of 9 right), 24 px recommended (20–24 px: 88 %);
-#: - sharpness: 3 floor (under 3: 2 of 8 right; 3–4: 72 %), 10 recommended (6–10: 70 %);
-#: - face width: no floor earned above 40 px (46–50 px: 81 %; the 4 faces under 40 px were all wrong), 70 px
-#:   recommended (60–70 px: 83 %).
-PROBE = QualityRule(40, 18.0, 3.0, 70, 24.0, 10.0)
+#: - eye distance: floor 16 px (under 16 px: 3 of 8 right; 16–17 px: 11 of 12), recommended 34 px
+#:   (28–34 px: 88 %);
+#: - sharpness: floor 3 (2–3: 4 of 10 right; 3–4: 67 % of 115), recommended 20 (12–20: 88 %);
+#: - face width: no floor earned (46–50 px: 93 % of 232; the 7 faces measured under 46 px were all wrong, too
+#:   few to count), so 40 px, under what the probe detector looks for anyway; recommended 80 px (60–80 px: 76 %).
+PROBE = QualityRule(40, 16.0, 3.0, 80, 34.0, 20.0)
 #: Gallery photos: an authorized gallery is what it is, and a subject refused is lost to every search. The
 #: same floor as probes (below it no face is usable); below the recommended level the face is enrolled and
 #: flagged on every candidate it yields.
