@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 from lfw_cache import CONDITIONS, LFW_DEV, load  # noqa: E402
 
-from leadmatch import calibration, evaluation, index, leads, quality  # noqa: E402
+from leadmatch import calibration, evaluation, index, quality  # noqa: E402
 from leadmatch.enrollment import collect  # noqa: E402
 from leadmatch.faces import Face  # noqa: E402
 

@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from leadmatch import quality  # noqa: E402
 from leadmatch.errors import PhotoError  # noqa: E402
-from leadmatch.faces import analyze_bytes  # noqa: E402
 from leadmatch.photos import decode  # noqa: E402
 
 LFW_DEV = Path(os.environ.get("LEADMATCH_LFW_DEV", Path(__file__).resolve().parent.parent.parent / "shared" / "data" /
@@ -91,8 +90,8 @@ def _work(job: tuple[int, str, str]) -> tuple[int, list[dict], int, int]:
     except PhotoError:
         return number, out, 0, 0
     if condition == "full":
-        out += _faces(analyze_bytes(data, path, min_face_px=quality.GALLERY_DETECT_MIN_PX), "gallery")
-    out += _faces(analyze_bytes(data, path, min_face_px=quality.PROBE_DETECT_MIN_PX), "probe")
+        out += _faces(quality.detect_in_steps(data, path, (quality.GALLERY_DETECT_MIN_PX,)), "gallery")
+    out += _faces(quality.detect_in_steps(data, path, quality.PROBE_DETECT_STEPS), "probe")
     boxes = face_recognition.face_locations(photo.pixels, 1, "hog")
     for i, (box, emb) in enumerate(zip(boxes, face_recognition.face_encodings(photo.pixels, boxes)), start=1):
         out.append({"mode": "raw", "face": i, "box": box, "size": box[1] - box[3], "eyes": np.nan, "sharp": np.nan,
@@ -123,11 +122,45 @@ def build(condition: str, workers: int) -> Path:
         size=np.array([r["size"] for r in rows], np.float32), eyes=np.array([r["eyes"] for r in rows], np.float32),
         sharp=np.array([r["sharp"] for r in rows], np.float32), score=np.array([r["score"] for r in rows], np.float32),
         emb=np.array([r["emb"] for r in rows], np.float32).reshape(-1, 128),
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, steps=np.array(len(quality.PROBE_DETECT_STEPS)))
     temp.replace(path)
     print(f"{condition}: {len(rows)} faces from {len(items)} photos in {time.perf_counter() - started:.0f} s -> {path}",
           flush=True)
     return path
+
+
+def second_look(condition: str) -> None:
+    """Bring an older cache in step with PROBE_DETECT_STEPS: photos whose probe detection found no face get the
+    faces of the later, smaller-scale looks (the same as recomputing, at a fraction of the cost)."""
+    path = CACHE / f"{condition}.npz"
+    with np.load(path) as data:
+        cache = {k: data[k] for k in data.files}
+    if int(cache.get("steps", np.array(1))) == len(quality.PROBE_DETECT_STEPS):
+        return
+    items = photos()
+    wanted = range(len(items)) if condition == "full" else probe_numbers(items)
+    found = set(cache["photo"][cache["mode"] == "probe"].tolist())
+    rows = []
+    for number in (n for n in wanted if n not in found):
+        data = degrade(Path(items[number][1]).read_bytes(), *CONDITIONS[condition])
+        try:
+            analysis = quality.detect_in_steps(data, items[number][1], quality.PROBE_DETECT_STEPS[1:])
+        except PhotoError:
+            continue
+        rows += [dict(f, photo=number) for f in _faces(analysis, "probe")]
+    if rows:
+        cache["photo"] = np.concatenate([cache["photo"], np.array([r["photo"] for r in rows], np.int32)])
+        cache["mode"] = np.concatenate([cache["mode"], np.array([r["mode"] for r in rows])])
+        cache["face"] = np.concatenate([cache["face"], np.array([r["face"] for r in rows], np.int32)])
+        cache["box"] = np.concatenate([cache["box"], np.array([r["box"] for r in rows], np.int32)])
+        for key, column in (("size", "size"), ("eyes", "eyes"), ("sharp", "sharp"), ("score", "score")):
+            cache[key] = np.concatenate([cache[key], np.array([r[column] for r in rows], np.float32)])
+        cache["emb"] = np.concatenate([cache["emb"], np.array([r["emb"] for r in rows], np.float32)])
+    cache["steps"] = np.array(len(quality.PROBE_DETECT_STEPS))
+    temp = CACHE / f".{condition}.tmp.npz"
+    np.savez_compressed(temp, **cache)
+    temp.replace(path)
+    print(f"{condition}: second look added {len(rows)} faces", flush=True)
 
 
 def load(condition: str) -> dict:
@@ -135,6 +168,7 @@ def load(condition: str) -> dict:
     path = CACHE / f"{condition}.npz"
     if not path.exists():
         build(condition, os.cpu_count() or 1)
+    second_look(condition)
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
 

@@ -509,7 +509,7 @@ def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed se
 def print_search(result: dict, full: bool = False) -> None:
     """The candidate table, with the lead-only notice above, on every row, and below."""
     probe = result["probe"]
-    wide = Console(highlight=False, width=max(out.width, 140))
+    wide = Console(highlight=False, width=max(out.width, 170))
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
                f"{result['purpose']}  gallery {result['gallery']}  agent {result['agent']}")
@@ -527,6 +527,7 @@ def print_search(result: dict, full: bool = False) -> None:
         wide.print(result["calibration"]["text"])
     table = Table("rank", "subject", "distance", "est. false alarms", f"< {result['threshold']:.2f}", "disposition",
                   "label")
+    table.columns[-1].no_wrap = True  # the lead-only label is read whole, on every row
     for c in result["candidates"]:
         decided = c["disposition"]["decision"] if c.get("disposition") else "—"
         if c.get("corroboration"):

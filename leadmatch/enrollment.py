@@ -18,7 +18,6 @@ from typing import Callable, Iterator
 from . import audit, index, quality
 from .accounts import Actor, require
 from .errors import InputError, PhotoError
-from .faces import analyze_bytes
 from .gallery import factory, get as get_gallery
 from .photos import PHOTO_SUFFIXES, read_bytes, sha256_bytes
 from .store import embedding_to_blob, transaction, utc_now
@@ -116,20 +115,18 @@ def _from_manifest(manifest: Path) -> list[Item]:
 
 def _analyze(job: tuple[bytes, str]) -> dict:
     """Worker: one photo's bytes → the face to enroll with its quality flags, or a refusal (plain data, so it
-    crosses processes). No face at the gallery detection scale: looked for again at the probe scale, since a
+    crosses processes). No face at the gallery detection scale: looked for again at the probe scales, since a
     smaller face is still better than losing the subject from every search."""
     data, name = job
     try:
-        found = analyze_bytes(data, name=name, min_face_px=quality.GALLERY_DETECT_MIN_PX)
-        if not found.faces:
-            found = analyze_bytes(data, name=name, min_face_px=quality.PROBE_DETECT_MIN_PX)
+        found = quality.detect_in_steps(data, name, quality.GALLERY_DETECT_STEPS)
     except PhotoError as exc:
         return {"refused": (exc.reason, exc.message)}
     face, flags, refusal = quality.gallery_decision(found.faces, found.width, found.height)
     if refusal:
         reason, detail = refusal
         if reason == "no-face":
-            detail = f"no face of at least {quality.PROBE_DETECT_MIN_PX} px found"
+            detail = f"no face of at least {quality.GALLERY_DETECT_STEPS[-1]} px found"
         return {"refused": (reason, detail), "faces": len(found.faces)}
     return {"face": face, "flags": flags, "faces": len(found.faces)}
 

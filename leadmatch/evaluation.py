@@ -31,7 +31,7 @@ import numpy as np
 from . import accounts, calibration, index, leads, quality
 from .enrollment import Item, collect, enroll
 from .errors import InputError, PhotoError
-from .faces import Face, analyze_bytes
+from .faces import Face
 from .gallery import create as create_gallery
 from .photos import read_bytes
 from .search import rank_candidates
@@ -139,12 +139,12 @@ def _search(ws, faiss_index, item: Item, is_mated: bool, choice: str | None,
     """One probe through the real pipeline: a refusal, or the mate's rank and distances."""
     base = {"path": str(item.path), "subject": item.subject, "mated": is_mated}
     try:
-        found = analyze_bytes(read_bytes(item.path), str(item.path), min_face_px=quality.PROBE_DETECT_MIN_PX)
+        found = quality.detect_in_steps(read_bytes(item.path), str(item.path), quality.PROBE_DETECT_STEPS)
     except PhotoError as exc:
         return base | {"stage": "probe", "reason": exc.reason, "detail": exc.message}
     if not found.faces:
         return base | {"stage": "probe", "reason": "no-face",
-                       "detail": f"no face of at least {quality.PROBE_DETECT_MIN_PX} px found"}
+                       "detail": f"no face of at least {quality.PROBE_DETECT_STEPS[-1]} px found"}
     face = choose_probe_face(found.faces, choice, found.width, found.height)
     if face is None:
         return base | {"stage": "probe", "reason": "multiple-faces",

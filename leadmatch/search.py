@@ -18,7 +18,7 @@ from . import audit, calibration, index, leads, purposes, quality
 from .accounts import Actor, require, require_search_ready
 from .casework import AWAITING_DISPOSITION, can_read, workflow
 from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, PhotoError, Refused
-from .faces import DETECTORS, Analysis, Face, analyze_bytes
+from .faces import DETECTORS, Analysis, Face
 from .gallery import Gallery, factory, get as get_gallery
 from .photos import read_bytes, sha256_bytes
 from .store import transaction, utc_now
@@ -95,7 +95,7 @@ def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Fac
     """The face the agent chose; several faces and no choice → FaceChoiceNeeded listing them."""
     if not found.faces:
         raise PhotoError(f"no face found in {probe_name}",
-                         f"use a photo with a face at least {quality.PROBE_DETECT_MIN_PX} px wide", reason="no-face")
+                         f"use a photo with a face at least {quality.PROBE_DETECT_STEPS[-1]} px wide", reason="no-face")
     if choice is None:
         if len(found.faces) == 1:
             return found.faces[0]
@@ -121,8 +121,7 @@ def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
         gallery = get_gallery(ws, request.gallery)
         data = read_bytes(request.probe)
         probe_hash.append(sha256_bytes(data))
-        found = analyze_bytes(data, name=str(request.probe), min_face_px=quality.PROBE_DETECT_MIN_PX,
-                              detector=request.detector)
+        found = quality.detect_in_steps(data, str(request.probe), quality.PROBE_DETECT_STEPS, request.detector)
         face = pick_face(found, request.face, str(request.probe))
         shortfalls = quality.PROBE.shortfalls(face)
         if shortfalls:

@@ -103,13 +103,14 @@ def _degrade(path, scale: float = 1.0, sigma: float = 0.0, quality_: int = 95) -
     return cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality_])[1].tobytes()
 
 
-def _first_degradation(path, wanted, steps, min_face_px):
-    """The first (bytes, face) along `steps` of (scale, sigma) whose single detected face satisfies `wanted`."""
-    from leadmatch.faces import analyze_bytes
+def _first_degradation(path, wanted, steps, detect_steps):
+    """The first (bytes, face) along `steps` of (scale, sigma) whose single detected face (found as the
+    pipeline finds it, at `detect_steps`) satisfies `wanted`."""
+    from leadmatch import quality
 
     for scale, sigma in steps:
         data = _degrade(path, scale, sigma)
-        found = analyze_bytes(data, "generated", min_face_px=min_face_px)
+        found = quality.detect_in_steps(data, "generated", detect_steps)
         if len(found.faces) == 1 and wanted(found.faces[0]):
             return data, found.faces[0]
     raise AssertionError(f"no degradation of {path} along {steps} gives the wanted quality")
@@ -133,7 +134,7 @@ def test_probe_between_floor_and_recommended_is_searched_and_flagged(fresh, tmp_
 
     data, face = _first_degradation(PROBES_DIR / "obama-480p.jpg",
                                     lambda f: quality.PROBE.warnings(f) and not quality.PROBE.shortfalls(f),
-                                    SCALES + BLURS, quality.PROBE_DETECT_MIN_PX)
+                                    SCALES + BLURS, quality.PROBE_DETECT_STEPS)
     probe = tmp_path / "cctv.jpg"
     probe.write_bytes(data)
     result = run(fresh, ACTOR, search_request(probe, case="ACC-2"))
@@ -146,7 +147,7 @@ def test_probe_below_the_floor_is_refused_with_its_measures(fresh, tmp_path):
     from leadmatch.errors import Refused
 
     data, face = _first_degradation(PROBES_DIR / "obama-480p.jpg", lambda f: bool(quality.PROBE.shortfalls(f)),
-                                    BLURS + SCALES, quality.PROBE_DETECT_MIN_PX)
+                                    BLURS + SCALES, quality.PROBE_DETECT_STEPS)
     probe = tmp_path / "unusable.jpg"
     probe.write_bytes(data)
     with pytest.raises(Refused, match="below the minimum quality"):
@@ -170,7 +171,7 @@ def test_low_quality_gallery_photo_is_enrolled_and_flagged_on_its_candidates(fre
 
     data, face = _first_degradation(GALLERY_DIR / "rose_leslie" / "img2.jpg",
                                     lambda f: quality.GALLERY.warnings(f) and not quality.GALLERY.shortfalls(f),
-                                    BLURS + SCALES, quality.GALLERY_DETECT_MIN_PX)
+                                    BLURS + SCALES, quality.GALLERY_DETECT_STEPS)
     report = enroll(fresh, ANALYST, GALLERY, _gallery_folder(tmp_path, {"rose_blurred/img2.jpg": data}), workers=1)
     assert report.enrolled == 1 and not report.refused
     result = run(fresh, ACTOR, search_request(PROBES_DIR / "kit_with_rose.jpg", case="ACC-4", face=1))

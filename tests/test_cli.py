@@ -135,9 +135,12 @@ def test_low_quality_probes_are_refused_with_measured_values(home, tmp_path):
     # blurred until the chip's sharpness is under the floor (3) while the face is still found
     Image.open(PROBES_DIR / "obama-1080p.jpg").filter(ImageFilter.GaussianBlur(20)).save(blurred)
     assert_clean_error(cli_search(home, blurred), "sharpness", "minimum", code=3)
-    tiny = tmp_path / "tiny.png"  # a 32 px face: below what probes are searched for at all
+    tiny = tmp_path / "tiny.png"  # a 36 px face, 12 px between the eyes: found, but below the floor
     Image.open(PROBES_DIR / "obama-240p.jpg").resize((213, 120)).save(tiny)
-    assert_clean_error(cli_search(home, tiny), "no face found", "at least 52 px wide", code=1)
+    assert_clean_error(cli_search(home, tiny), "between the eyes", "minimum", code=3)
+    tinier = tmp_path / "tinier.png"  # a 20 px face: below what probes are searched for at all
+    Image.open(PROBES_DIR / "obama-240p.jpg").resize((150, 84)).save(tinier)
+    assert_clean_error(cli_search(home, tinier), "no face found", "at least 40 px wide", code=1)
 
 
 def test_small_probe_is_searched_but_flagged_low_quality(home):
