@@ -91,8 +91,8 @@ def calibrate(vectors: np.ndarray, subjects: list[str], target: float = calibrat
     for i, s in zip(ids, subjects):
         first.setdefault(s, int(i))
     queries = np.array([first[s] for s in sorted(first)], dtype=np.int64)
-    distances = calibration.nearest_other(built, vectors[queries], np.array([of[int(q)] for q in queries]), of,
-                                          lambda wanted: vectors[wanted])
+    distances = calibration.nearest_other(built, vectors[queries], np.array([of[int(q)] for q in queries]),
+                                          lambda wanted: [of[int(i)] for i in wanted], lambda wanted: vectors[wanted])
     return built, calibration.from_distances(distances, len(first), target)
 
 

@@ -126,27 +126,26 @@ def threshold_for(curve: np.ndarray, target: float) -> tuple[float, str | None]:
     return threshold, limited
 
 
-def nearest_other(index: faiss.Index, queries: np.ndarray, query_subjects: np.ndarray,
-                  subject_of: dict[int, int], vector_of) -> np.ndarray:
+def nearest_other(index: faiss.Index, queries: np.ndarray, query_subjects: np.ndarray, subjects_of, vector_of) -> np.ndarray:
     """For each query face, the exact distance to the nearest indexed face of another subject (inf if none).
 
-    `subject_of` maps face id → subject id; `vector_of(ids)` returns the stored embeddings of `ids` so the
+    `subjects_of(ids)` gives the subject id of each face id; `vector_of(ids)` the stored embeddings, so the
     distances are exact whatever the index type. One batched search, repeated wider only for queries whose
     neighbours all belong to their own subject.
     """
     out = np.full(len(queries), np.inf)
     pending = np.arange(len(queries))
     k = NEIGHBOURS
-    while len(pending) and k <= 4 * index.ntotal:
+    while len(pending):
         _, found = index.search(np.ascontiguousarray(queries[pending], dtype=np.float32), min(k, index.ntotal))
-        others = [[int(f) for f in row if f >= 0 and subject_of.get(int(f)) not in (None, int(query_subjects[q]))]
-                  for q, row in zip(pending, found)]
-        wanted = sorted({f for row in others for f in row})
-        vectors = dict(zip(wanted, vector_of(np.array(wanted, dtype=np.int64)))) if wanted else {}
+        wanted = np.unique(found[found >= 0])
+        subject = dict(zip(wanted.tolist(), subjects_of(wanted)))
+        vectors = dict(zip(wanted.tolist(), vector_of(wanted))) if len(wanted) else {}
         retry = []
-        for q, row in zip(pending, others):
-            if row:
-                out[q] = min(float(np.linalg.norm(vectors[f] - queries[q])) for f in row)
+        for q, row in zip(pending, found):
+            others = [int(f) for f in row if f >= 0 and subject.get(int(f)) not in (None, query_subjects[q])]
+            if others:
+                out[q] = min(float(np.linalg.norm(vectors[f] - queries[q])) for f in others)
             else:
                 retry.append(q)
         if k >= index.ntotal:
@@ -155,29 +154,36 @@ def nearest_other(index: faiss.Index, queries: np.ndarray, query_subjects: np.nd
     return out
 
 
-def calibrate(conn: sqlite3.Connection, gallery_id: int, index: faiss.Index, target: float | None = None,
-              vector_of=None) -> Calibration:
+def calibrate(conn: sqlite3.Connection, gallery_id: int, index: faiss.Index, target: float | None = None) -> Calibration:
     """Measure the gallery's impostor rank-1 distances through `index` and derive the threshold for `target`
-    (the gallery's own setting, else 1 %). `vector_of(ids)` gives stored embeddings (default: from the record).
-    """
+    (the gallery's own setting, else 1 %). Reads one row per subject and the faces the search returns, so it
+    stays cheap on galleries of millions of faces."""
     target = target if target is not None else target_fpir(conn, gallery_id)
-    rows = conn.execute("SELECT id, subject_id, eye_distance_px, sharpness FROM faces WHERE gallery_id = ?",
-                        (gallery_id,)).fetchall()
-    subject_of = {int(r[0]): int(r[1]) for r in rows}
-    best: dict[int, tuple] = {}
-    for face_id, subject, eyes, sharp in rows:  # the best face stands for the subject: widest eyes, then sharpest
-        key = (eyes or 0.0, sharp or 0.0, -face_id)
-        if subject not in best or key > best[subject][0]:
-            best[subject] = (key, face_id)
-    subjects = sorted(best)
-    if len(subjects) > MAX_SUBJECTS_MEASURED:
-        picks = np.random.default_rng(0).choice(len(subjects), MAX_SUBJECTS_MEASURED, replace=False)
-        subjects = [subjects[i] for i in sorted(picks)]
-    vector_of = vector_of or (lambda ids: embeddings_for(conn, ids))
-    face_ids = np.array([best[s][1] for s in subjects], dtype=np.int64)
-    distances = nearest_other(index, vector_of(face_ids), np.array(subjects), subject_of, vector_of) \
-        if len(subjects) > 1 else np.zeros(0)
-    return from_distances(distances, len(best), target)
+    # the best face stands for each subject: widest eye distance, then sharpest, then lowest id
+    rows = conn.execute(
+        "SELECT subject_id, id FROM (SELECT subject_id, id, row_number() OVER (PARTITION BY subject_id "
+        "ORDER BY eye_distance_px DESC, sharpness DESC, id) AS pick FROM faces WHERE gallery_id = ?) WHERE pick = 1 "
+        "ORDER BY subject_id", (gallery_id,)).fetchall()
+    subjects = len(rows)
+    if subjects > MAX_SUBJECTS_MEASURED:
+        picks = np.random.default_rng(0).choice(subjects, MAX_SUBJECTS_MEASURED, replace=False)
+        rows = [rows[i] for i in sorted(picks)]
+    face_ids = np.array([r[1] for r in rows], dtype=np.int64)
+    distances = nearest_other(index, embeddings_for(conn, face_ids), np.array([r[0] for r in rows]),
+                              lambda ids: subjects_for(conn, ids), lambda ids: embeddings_for(conn, ids)) \
+        if subjects > 1 else np.zeros(0)
+    return from_distances(distances, subjects, target)
+
+
+def subjects_for(conn: sqlite3.Connection, face_ids: np.ndarray) -> list[int | None]:
+    """The subject id of each of `face_ids`, in that order (None for a face no longer in the record)."""
+    ids = [int(f) for f in face_ids]
+    found: dict[int, int] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        found.update(conn.execute(f"SELECT id, subject_id FROM faces WHERE id IN ({','.join('?' * len(chunk))})",
+                                  chunk).fetchall())
+    return [found.get(i) for i in ids]
 
 
 def from_distances(distances: np.ndarray, subjects: int, target: float = DEFAULT_TARGET_FPIR) -> Calibration:
