@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install system-deps demo test bench bench-large clean
+.PHONY: install system-deps demo test bench bench-large bench-accuracy clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ bench: install
 # 10M synthetic faces: about 18.5 GB of memory at peak and 5 minutes on 2 cores.
 bench-large: install
 	cd benchmarks && ../$(BIN)/python search.py 10000000
+
+# Accuracy on ../shared/data/lfw-dev against raw face_recognition, full resolution and degraded (results/accuracy.md,
+# results/quality-bins.md). Embeds every photo once into /tmp/leadmatch-accuracy-cache (about 25 minutes on 2
+# busy cores; LEADMATCH_ACCURACY_CACHE moves it), then replays the protocol from there in seconds.
+bench-accuracy: install
+	cd benchmarks && ../$(BIN)/python lfw_cache.py && ../$(BIN)/python accuracy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -325,8 +325,19 @@ def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
               f"  subjects {info['subjects']}, photos {info['photos']}, faces {info['faces']}, refused photos "
               f"{info['refused_photos']} {info['refused_by_reason'] or ''}\n  index: {info['index']['type']}, "
               f"{info['index']['bytes']:,} bytes at {info['index']['file']}")
+    if info.get("calibration"):
+        out.print(f"  {info['calibration']['text']}; {info['flagged_faces']} faces enrolled with a quality flag")
     for r in info.get("refusals", []):
         out.print(f"  refused  {r['source_path']}: {r['reason']} — {r['detail']}")
+
+
+@gallery_app.command("target-fpir")
+def gallery_target_fpir(name: str, target: float = typer.Argument(..., help="Share of searches for someone not "
+                                                                  "enrolled allowed a rank-1 within threshold, e.g. 0.01.")):
+    """Set the false-alarm rate the gallery's threshold is calibrated for (admin; audited)."""
+    ws, user = session()
+    result = galleries.set_target_fpir(ws, user, name, target)
+    out.print(f"gallery {name}: {result['text']}")
 
 
 @gallery_app.command("remove")
@@ -577,7 +588,7 @@ def print_probe(console: Console, result: dict) -> None:
 
 def print_search(result: dict, full: bool = False) -> None:
     """The candidate table, with the lead-only notice above, on every row, and below."""
-    wide = Console(highlight=False, width=max(out.width, 160))
+    wide = Console(highlight=False, width=max(out.width, 180))
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
                f"{result['purpose']}  gallery {result['gallery']}  agent {result['agent']}")
@@ -589,10 +600,13 @@ def print_search(result: dict, full: bool = False) -> None:
         wide.print(f"[yellow]flag: {flag}[/yellow]")
     if result.get("details", {}).get("index_repaired"):
         wide.print(f"note: {result['details']['index_repaired']}")
+    if result.get("calibration"):
+        wide.print(result["calibration"]["text"])
     subjects = result.get("candidate_list") == "subject"
-    table = Table("rank", "subject", "distance", "score", f"< {result['threshold']:g}",
+    table = Table("rank", "subject", "distance", "est. false alarms", f"< {result['threshold']:.2f}",
                   *(["other photos: distances"] if subjects else []), "disposition", "label",
                   title="one candidate per subject" if subjects else "one candidate per gallery photo")
+    table.columns[-1].no_wrap = True  # the lead-only label is read whole, on every row
     for c in result["candidates"]:
         decided = c["disposition"]["decision"] if c.get("disposition") else "—"
         if c.get("corroboration"):
@@ -600,9 +614,17 @@ def print_search(result: dict, full: bool = False) -> None:
         also = [] if not subjects else [
             (f"{c['also_matched']}: " + ", ".join(f"{f['distance']:.3f}" for f in c["faces"][1:3])
              + (" …" if c["also_matched"] > 2 else "")) if c.get("also_matched") else "—"]
-        table.add_row(str(c["rank"]), c["subject"], f"{c['distance']:.4f}", f"{c['score']:.1f}",
+        subject = c["subject"] + ("" if not c.get("gallery_flags") else " (gallery photo flagged)")
+        rate = (c.get("false_alarm_text") or "—").removeprefix("estimated false-alarm rate at this distance: ")
+        table.add_row(str(c["rank"]), subject, f"{c['distance']:.4f}", rate,
                       "yes" if c["within_threshold"] else "no", *also, decided, c["label"])
     wide.print(table)
+    if result["candidates"]:
+        wide.print("est. false alarms: estimated false-alarm rate at this distance — the share of searches for "
+                   "someone not in this gallery whose rank-1 is this close")
+    for c in result["candidates"]:
+        for flag in c.get("gallery_flags") or []:
+            wide.print(f"[yellow]rank {c['rank']} gallery photo flag: {flag}[/yellow]")
     if full and result.get("closure"):
         cl = result["closure"]
         wide.print(f"closed {cl['status']} by {cl['closed_by']} at {cl['closed_at'][:19]}"
@@ -617,18 +639,23 @@ def evaluate(path: Path = typer.Argument(..., help="Folder of <subject>/<photos>
              labels: Optional[Path] = typer.Option(None, "--labels", help="CSV: subject,<attribute>,… for per-group rates."),
              seed: int = typer.Option(0, "--seed", help="Which subjects are held out (deterministic per seed)."),
              plot: Optional[Path] = typer.Option(None, "--plot", help="Write the DET curve to this PNG."),
+             face: Optional[str] = typer.Option(None, "--face", help="Probes with several faces: search the "
+                                                "largest or the central one (default: refuse them)."),
+             workers: Optional[int] = typer.Option(None, "--workers", help="Enrollment worker processes (default: all cores)."),
              json_out: bool = typer.Option(False, "--json")):
-    """Measure accuracy on your own labeled photos in a throw-away workspace: rank-k, FNIR/FPIR, thresholds."""
+    """Measure accuracy on your own labeled photos in a throw-away workspace: rank-k (refusals counted as misses),
+    FNIR/FPIR, the gallery-calibrated threshold's measured FPIR."""
     if State.server:  # PATH names labeled photos on the service's machine, under its --enroll-root
         if labels or plot:
             raise InputError("--labels and --plot do not go through --server yet", "run evaluate in direct mode")
-        result = backend().evaluate(path, enroll_first, holdout, seed)
+        result = backend().evaluate(path, enroll_first, holdout, seed, face)
         return emit_json(result) if json_out else print_evaluation(result)
     with Progress(TextColumn("searching probes"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,
                   disable=json_out) as bar:
         task = bar.add_task("evaluate", total=None)
         result = evaluation.evaluate(path, enroll_first, holdout, labels, seed,
-                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                     face=face, workers=workers)
     if plot:
         evaluation.plot_det(result, plot)
     if json_out:
@@ -642,13 +669,30 @@ def print_evaluation(r: dict) -> None:
     def pct(value):
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
-    out.print(f"gallery: {r['gallery_photos']} photos ({r['enroll_first']} per subject); held-out subjects: "
-              f"{', '.join(r['holdout_subjects']) or 'none'}")
-    out.print(f"probes: {r['mated_probes']} mated, {r['nonmated_probes']} non-mated, {len(r['refused'])} refused")
-    for x in r["refused"]:
-        out.print(f"  refused  {x['path']}: {x['reason']} — {x['detail']}")
+    g = r["gallery"]
+    out.print(f"gallery: {g['enrolled']} of {g['photos_offered']} photos enrolled ({r['enroll_first']} per subject), "
+              f"{g['refused']} refused ({pct(g['refusal_rate'])}), {g['flagged']} flagged low quality; "
+              f"held-out subjects: {len(r['holdout_subjects'])}"
+              + (f" ({', '.join(r['holdout_subjects'])})" if len(r["holdout_subjects"]) <= 5 else ""))
+    out.print(f"probes: {r['mated_probes']} mated ({r['mated_refused']} refused or without a gallery photo), "
+              f"{r['nonmated_probes']} non-mated searched ({r['nonmated_refused']} refused), "
+              f"{r['probes_flagged_low_quality']} flagged low quality")
+    for stage, reasons in r["refusals_by_reason"].items():
+        out.print(f"  refused at {stage}: " + ", ".join(f"{reason} {n}" for reason, n in reasons.items()))
+    if len(r["refused"]) <= 20:
+        for x in r["refused"]:
+            out.print(f"  refused  {x['path']}: {x['reason']} — {x['detail']}")
+    accepted = r["mated_accepted"]
     for k in (1, 5, 20):
-        out.print(f"rank-{k} hit rate: {pct(r[f'rank{k}'])} ({r[f'rank{k}_hits']} of {r['mated_probes']})")
+        out.print(f"rank-{k} hit rate: {pct(r[f'rank{k}'])} ({r[f'rank{k}_hits']} of {r['mated_probes']}, refusals "
+                  f"counted as misses); accepted only {pct(r[f'rank{k}_accepted'])} of {accepted}; by subject "
+                  f"{pct(r[f'rank{k}_by_subject'])}")
+    c = r.get("calibrated_threshold")
+    if c:
+        out.print(f"calibrated: {c['text']}")
+        out.print(f"  at {c['threshold']}: FPIR measured {pct(c['measured_fpir'])} ({c['measured_alarms']} of "
+                  f"{c['nonmated_probes']} non-mated), estimated {pct(c['estimated_fpir'])}; FNIR {pct(c['fnir'])} "
+                  f"({c['fnir_misses']} of {r['mated_probes']})")
     for target, v in r["fnir_at_fpir"].items():
         if v["fnir"] is None:
             out.print(f"FNIR at FPIR {target}: not measurable — {v['note']}")
@@ -656,13 +700,13 @@ def print_evaluation(r: dict) -> None:
             out.print(f"FNIR at FPIR {target}: {pct(v['fnir'])} ({v['misses']} of {r['mated_probes']} missed) "
                       f"at threshold {v['threshold']}")
     d = r["default_threshold"]
-    out.print(f"default threshold {d['threshold']}: FNIR {pct(d['fnir'])} ({d['fnir_misses']} of {r['mated_probes']}), "
-              f"FPIR {pct(d['fpir'])} ({d['fpir_alarms']} of {r['nonmated_probes']})")
+    out.print(f"dlib's 1:1 threshold {d['threshold']}: FNIR {pct(d['fnir'])} ({d['fnir_misses']} of "
+              f"{r['mated_probes']}), FPIR {pct(d['fpir'])} ({d['fpir_alarms']} of {r['nonmated_probes']})")
     for attribute, groups in r.get("groups", {}).items():
-        for value, g in groups.items():
-            out.print(f"  {attribute}={value}: rank-1 {pct(g['rank1'])} of {g['mated_probes']} mated; "
-                      f"FNIR {pct(g['default_threshold']['fnir'])}, FPIR {pct(g['default_threshold']['fpir'])} "
-                      f"of {g['nonmated_probes']} non-mated at {d['threshold']}")
+        for value, grp in groups.items():
+            out.print(f"  {attribute}={value}: rank-1 {pct(grp['rank1'])} of {grp['mated_probes']} mated; "
+                      f"FNIR {pct(grp['default_threshold']['fnir'])}, FPIR {pct(grp['default_threshold']['fpir'])} "
+                      f"of {grp['nonmated_probes']} non-mated at {d['threshold']}")
     out.print("These rates describe these photos only. Every search result remains an investigative lead.")
 
 

@@ -272,9 +272,9 @@ class Remote:
                  for photo in sorted(subject.iterdir()) if photo.is_file() and not photo.name.startswith(".")]
         return self._call("POST", f"/galleries/{_segment(name)}/enroll", files=files)
 
-    def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int) -> dict:
+    def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int, face: str | None = None) -> dict:
         return self._call("POST", "/evaluate", body={"path": str(path), "enroll_first": enroll_first,
-                                                     "holdout_subjects": holdout, "seed": seed})
+                                                     "holdout_subjects": holdout, "seed": seed, "face": face})
 
 
 def _segment(value: str) -> str:

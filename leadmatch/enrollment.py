@@ -1,10 +1,11 @@
 """Enrolling photos into an authorized gallery.
 
 A photo already enrolled (same sha256) is skipped before it is decoded, and so is one another enrollment
-recorded meanwhile; each new photo must hold exactly one face of gallery quality. Every entry offered (files,
-links, FIFOs, hidden entries, folders that hold nothing) ends up counted as enrolled, skipped or refused with its
-reason: none is dropped. Names that are not valid UTF-8 are recorded exactly, shown with the odd bytes escaped.
-The record is written in short transactions, then the index is brought in step with it.
+recorded meanwhile; each new photo must hold one usable face (or one clearly dominant face; see
+`quality.gallery_decision`). Every entry offered (files, links, FIFOs, hidden entries, folders that hold nothing)
+ends up counted as enrolled, skipped or refused with its reason: none is dropped. Names that are not valid UTF-8
+are recorded exactly, shown with the odd bytes escaped. The record is written in short transactions, then the
+index is brought in step with it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable, Iterator
 from . import audit, index, quality
 from .accounts import Actor, require
 from .errors import InputError, PhotoError
-from .faces import analyze_many, prepare as prepare_descriptor
+from .faces import Analysis, analyze_many, prepare as prepare_descriptor
 from .gallery import factory, get as get_gallery
 from .photos import PHOTO_SUFFIXES, display_name, raw_name, read_bytes, sha256_bytes
 from .store import embedding_to_blob, transaction, utc_now
@@ -169,26 +170,29 @@ PHOTOS_PER_BATCH = 8  # photos a worker analyzes at once: their faces go through
 
 
 def _analyze(jobs: list[tuple[bytes, str]]) -> list[dict]:
-    """Worker: a few photos' bytes → faces or a refusal each (plain data, so it crosses processes)."""
-    return [_verdict(found) for found in analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_MIN_PX, coarse=True)]
+    """Worker: a few photos' bytes → for each, the face to enroll with its quality flags, or a refusal (plain
+    data, so it crosses processes). Faces are found coarse-to-fine at the gallery scale and embedded in one batch;
+    a photo with no face there is looked at again at the probe scales, since a smaller face is still better than
+    losing the subject from every search."""
+    out = []
+    for (data, name), found in zip(jobs, analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_STEPS[0], coarse=True)):
+        if isinstance(found, Analysis) and not found.faces:
+            found = quality.detect_in_steps(data, name, quality.GALLERY_DETECT_STEPS[1:])
+        out.append(_verdict(found))
+    return out
 
 
 def _verdict(found) -> dict:
-    """One photo's Analysis (or the PhotoError that refused it) → its face, or a refusal with its reason."""
+    """One photo's Analysis (or the PhotoError that refused it) → its face and flags, or a refusal with its reason."""
     if isinstance(found, PhotoError):
         return {"refused": (found.reason, found.message)}
-    count = len(found.faces)
-    if not found.faces:
-        return {"refused": ("no-face", f"no face of at least {quality.GALLERY_DETECT_MIN_PX} px found"), "faces": 0}
-    if len(found.faces) > 1:
-        return {"refused": ("multiple-faces", f"{count} faces found; a gallery photo must show one"), "faces": count}
-    face = found.faces[0]
-    shortfalls = quality.GALLERY.shortfalls(face)
-    if shortfalls:
-        reason = "too-small" if face.size_px < quality.GALLERY.min_face_px or \
-            face.eye_distance_px < quality.GALLERY.min_eye_distance_px else "blurry"
-        return {"refused": (reason, "; ".join(shortfalls)), "faces": 1}
-    return {"face": face, "faces": 1}
+    face, flags, refusal = quality.gallery_decision(found.faces, found.width, found.height)
+    if refusal:
+        reason, detail = refusal
+        if reason == "no-face":
+            detail = f"no face of at least {quality.GALLERY_DETECT_STEPS[-1]} px found"
+        return {"refused": (reason, detail), "faces": len(found.faces)}
+    return {"face": face, "flags": flags, "faces": len(found.faces)}
 
 
 def _analyze_chunk(pool, jobs: list[tuple[bytes, str]]) -> list[dict]:
@@ -326,7 +330,7 @@ def _write(ws: Workspace, actor: str, gallery, pending: list, results: list[dict
                                   (gallery.id, digest)).fetchone():
                     skipped += 1
                 else:
-                    _insert_photo(ws, actor, gallery, item, digest, data, result["face"], now, report, new_files)
+                    _insert_photo(ws, actor, gallery, item, digest, data, result, now, report, new_files)
                     enrolled_hashes.append(digest)
             _record_refusals(ws, gallery.id, new_refusals)
             if enrolled_hashes:
@@ -342,11 +346,12 @@ def _write(ws: Workspace, actor: str, gallery, pending: list, results: list[dict
     report.refused.extend(new_refusals)
 
 
-def _insert_photo(ws: Workspace, actor: str, gallery, item: Item, digest: str, data: bytes, face, now: str,
+def _insert_photo(ws: Workspace, actor: str, gallery, item: Item, digest: str, data: bytes, result: dict, now: str,
                   report: EnrollmentReport, new_files: list[Path]) -> None:
-    """One enrolled photo: its file kept under its hash, its photo and face rows (inside the caller's
-    transaction). Files newly written are added to `new_files`."""
-    conn = ws.conn
+    """One enrolled photo: its file kept under its hash, its photo and face rows with the face's quality flags
+    (inside the caller's transaction). Files newly written are added to `new_files`; a file already kept (the
+    same photo in another gallery, or searched as a probe) is shared."""
+    conn, face = ws.conn, result["face"]
     subject_id = _subject_id(conn, gallery.id, item.subject, now, report)
     suffix = item.path.suffix.lower() if item.path.suffix.lower() in PHOTO_SUFFIXES else ""
     target = ws.photos / digest[:2] / (digest + suffix)
@@ -354,18 +359,20 @@ def _insert_photo(ws: Workspace, actor: str, gallery, item: Item, digest: str, d
     stored = ws.store_photo(data, digest, suffix)
     if not existed:
         new_files.append(stored)
-        photo_id = conn.execute(
-            "INSERT INTO photos (gallery_id, subject_id, sha256, source_path, source_path_raw, stored_path, "
-            "metadata, enrolled_at, enrolled_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (gallery.id, subject_id, digest, display_name(item.path), raw_name(item.path),
-             str(stored.relative_to(ws.home)), json.dumps(item.metadata, ensure_ascii=False), now,
-             actor)).lastrowid
-        top, right, bottom, left = face.box
-        conn.execute(
-            "INSERT INTO faces (gallery_id, subject_id, photo_id, box_top, box_right, box_bottom, box_left, size_px, "
-            "eye_distance_px, sharpness, detector_score, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (gallery.id, subject_id, photo_id, top, right, bottom, left, face.size_px, face.eye_distance_px,
-             face.sharpness, face.detector_score, embedding_to_blob(face.embedding)))
+    photo_id = conn.execute(
+        "INSERT INTO photos (gallery_id, subject_id, sha256, source_path, source_path_raw, stored_path, "
+        "metadata, enrolled_at, enrolled_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (gallery.id, subject_id, digest, display_name(item.path), raw_name(item.path),
+         str(stored.relative_to(ws.home)), json.dumps(item.metadata, ensure_ascii=False), now,
+         actor)).lastrowid
+    top, right, bottom, left = face.box
+    conn.execute(
+        "INSERT INTO faces (gallery_id, subject_id, photo_id, box_top, box_right, box_bottom, box_left, size_px, "
+        "eye_distance_px, sharpness, detector_score, embedding, quality_flags) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (gallery.id, subject_id, photo_id, top, right, bottom, left, face.size_px, face.eye_distance_px,
+         face.sharpness, face.detector_score, embedding_to_blob(face.embedding),
+         json.dumps(result.get("flags", []))))
 
 
 def _subject_id(conn, gallery_id: int, name: str, now: str, report: EnrollmentReport) -> int:

@@ -1,12 +1,19 @@
-"""Accuracy on the user's own labeled photos, as NIST's 1:N evaluations measure it.
+"""Accuracy on the user's own labeled photos, as NIST's 1:N evaluations (FRTE) measure it.
 
 For each subject the first N photos (by path) form a temporary gallery; the rest are mated probes. A fraction
 of subjects is held out of the gallery entirely; their photos are non-mated probes. Everything runs through the
-real pipeline (quality gates, FAISS index, exact re-ranking) in a throw-away workspace.
+real pipeline (gallery and probe quality gates, FAISS index, gallery calibration, exact re-ranking) in a
+throw-away workspace.
 
-- rank-k hit rate: mated probes whose first true mate is at rank ≤ k.
+Refusals are failures to template and count as misses, as in FRTE: a mated probe refused at search time, or
+whose subject's every gallery photo was refused, is a miss in the headline rates. The rates over accepted
+probes only are given beside them, and every refusal is tabled by stage and reason.
+
+- rank-k hit rate: mated probes whose true mate is at rank ≤ k (by photo: the face list; by subject: the list
+  with one entry per subject, at its nearest face).
 - FNIR(T): mated probes whose true mate is not among the candidates (rank ≤ 20) with distance < T.
-- FPIR(T): non-mated probes whose rank-1 candidate has distance < T (someone would be "within threshold").
+- FPIR(T): accepted non-mated probes whose rank-1 candidate has distance < T (someone would be "within
+  threshold"). Measured at the gallery's calibrated threshold beside the calibration's own estimate.
 """
 
 from __future__ import annotations
@@ -15,16 +22,16 @@ import csv
 import random
 import secrets
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import accounts, index, leads, quality
+from . import accounts, calibration, index, leads, quality
 from .enrollment import Item, collect, enroll
 from .errors import InputError, PhotoError
-from .faces import analyze_bytes
+from .faces import Face
 from .gallery import create as create_gallery
 from .photos import read_bytes
 from .search import rank_candidates
@@ -32,6 +39,7 @@ from .workspace import init
 
 CANDIDATES = 20
 FPIR_TARGETS = (0.1, 0.01)
+FACE_CHOICES = ("largest", "central")
 
 
 def split(items: list[Item], enroll_first: int, holdout: float, seed: int) -> tuple[list, list, list, list[str]]:
@@ -57,14 +65,21 @@ def split(items: list[Item], enroll_first: int, holdout: float, seed: int) -> tu
 
 
 def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: Path | None = None,
-             seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run the evaluation; return counts, rates and the distances behind them (see module docstring)."""
+             seed: int = 0, progress: Callable[[int, int], None] | None = None, face: str | None = None,
+             workers: int | None = None) -> dict:
+    """Run the evaluation; return counts, rates and the distances behind them (see module docstring).
+
+    `face` ("largest" or "central") picks one face in probes that show several; without it such a probe is
+    refused. `workers` sets the enrollment's worker processes (default: all cores).
+    """
+    if face is not None and face not in FACE_CHOICES:
+        raise InputError(f"--face {face!r} is not known", f"use one of: {', '.join(FACE_CHOICES)}")
     items, layout_refusals = collect(source)
     attributes = read_labels(labels) if labels else {}
     gallery_items, mated, nonmated, held = split(items, enroll_first, holdout, seed)
     if not gallery_items:
         raise InputError(f"no gallery photos in {source}", "give at least one subject that is not held out")
-    refused = [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in layout_refusals]
+    refused = [{"stage": "layout", "path": r.path, "reason": r.reason, "detail": r.detail} for r in layout_refusals]
     with tempfile.TemporaryDirectory(prefix="leadmatch-eval-") as temp:
         ws, _ = init(Path(temp))
         admin = accounts.create_first_admin(ws, "evaluation-admin", secrets.token_urlsafe(16))
@@ -76,107 +91,175 @@ def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: 
             writer = csv.writer(handle)
             writer.writerow(["path", "subject"])
             writer.writerows([[str(i.path.resolve()), i.subject] for i in gallery_items])
-        report = enroll(ws, analyst, "evaluation", manifest, workers=1)
-        refused += [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in report.refused]
-        gallery_row = ws.conn.execute("SELECT id FROM galleries WHERE name = 'evaluation'").fetchone()
-        loaded = index.load(ws.conn, ws.indexes, gallery_row[0], index.EXACT)
+        report = enroll(ws, analyst, "evaluation", manifest, workers=workers)
+        refused += [{"stage": "gallery", "path": r.path, "reason": r.reason, "detail": r.detail}
+                    for r in report.refused]
+        gallery_id = ws.conn.execute("SELECT id FROM galleries WHERE name = 'evaluation'").fetchone()[0]
+        loaded = index.load(ws.conn, ws.indexes, gallery_id, index.EXACT)
+        calibrated = calibration.load(ws.conn, gallery_id) or calibration.calibrate(ws.conn, gallery_id, loaded.index)
+        gallery_flagged = ws.conn.execute("SELECT count(*) FROM faces WHERE quality_flags != '[]'").fetchone()[0]
         enrolled_subjects = {r[0] for r in ws.conn.execute("SELECT name FROM subjects")}
         outcomes = []
         probes = [(i, True) for i in mated] + [(i, False) for i in nonmated]
         for done, (item, is_mated) in enumerate(probes, start=1):
             if is_mated and item.subject not in enrolled_subjects:
-                refused.append({"path": str(item.path), "reason": "no-gallery-photo",
-                                "detail": f"every gallery photo of {item.subject} was refused"})
-                continue
-            outcome = _search(ws, loaded.index, item, is_mated)
-            (refused if "reason" in outcome else outcomes).append(outcome)
+                outcome = {"path": str(item.path), "subject": item.subject, "mated": True, "stage": "gallery",
+                           "reason": "no-gallery-photo", "detail": f"every gallery photo of {item.subject} was refused"}
+            else:
+                outcome = _search(ws, loaded.index, item, is_mated, face, calibrated)
+            outcomes.append(outcome)
             if progress:
                 progress(done, len(probes))
         ws.close()
-    result = summarize(outcomes, attributes)
-    result.update(refused=refused, holdout_subjects=held, enroll_first=enroll_first,
-                  gallery_photos=report.enrolled, candidates=CANDIDATES)
+    result = summarize(outcomes, attributes, calibrated)
+    refused += [o for o in outcomes if "reason" in o]
+    result.update(refused=refused, refusals_by_reason=refusals_by_reason(refused), holdout_subjects=held,
+                  enroll_first=enroll_first, candidates=CANDIDATES, face_choice=face,
+                  gallery={"photos_offered": len(gallery_items), "enrolled": report.enrolled,
+                           "refused": len(report.refused), "flagged": gallery_flagged,
+                           "refusal_rate": round(len(report.refused) / max(1, len(gallery_items)), 4)},
+                  gallery_photos=report.enrolled)
     return result
 
 
-def _search(ws, faiss_index, item: Item, is_mated: bool) -> dict:
+def choose_probe_face(faces: list[Face], choice: str | None, width: int, height: int) -> Face | None:
+    """The probe face to search: the only one; else the largest, or the one nearest the photo's centre, when
+    `choice` says so; else None (the probe is refused as showing several faces)."""
+    if len(faces) == 1:
+        return faces[0]
+    if choice == "largest":
+        return max(faces, key=lambda f: f.size_px)
+    if choice == "central":
+        return min(faces, key=lambda f: quality.centre_offset(f.box, width, height))
+    return None
+
+
+def _search(ws, faiss_index, item: Item, is_mated: bool, choice: str | None,
+            calibrated: calibration.Calibration) -> dict:
     """One probe through the real pipeline: a refusal, or the mate's rank and distances."""
+    base = {"path": str(item.path), "subject": item.subject, "mated": is_mated}
     try:
-        found = analyze_bytes(read_bytes(item.path), str(item.path), min_face_px=quality.PROBE_DETECT_MIN_PX)
+        found = quality.detect_in_steps(read_bytes(item.path), str(item.path), quality.PROBE_DETECT_STEPS)
     except PhotoError as exc:
-        return {"path": str(item.path), "reason": exc.reason, "detail": exc.message}
-    if len(found.faces) != 1:
-        return {"path": str(item.path), "reason": "no-face" if not found.faces else "multiple-faces",
-                "detail": f"{len(found.faces)} faces; an evaluation probe must show exactly one"}
-    face = found.faces[0]
-    if quality.PROBE.shortfalls(face):
-        return {"path": str(item.path), "reason": "low-quality", "detail": "; ".join(quality.PROBE.shortfalls(face))}
-    ranked = rank_candidates(ws, faiss_index, face.embedding, CANDIDATES, leads.DEFAULT_THRESHOLD)
-    mate = next((c for c in ranked if c["subject"] == item.subject), None) if is_mated else None
-    return {"path": str(item.path), "subject": item.subject, "mated": is_mated,
-            "mate_rank": mate["rank"] if mate else None, "mate_distance": mate["distance"] if mate else None,
-            "top_distance": ranked[0]["distance"] if ranked else None}
+        return base | {"stage": "probe", "reason": exc.reason, "detail": exc.message}
+    if not found.faces:
+        return base | {"stage": "probe", "reason": "no-face",
+                       "detail": f"no face of at least {quality.PROBE_DETECT_STEPS[-1]} px found"}
+    face = choose_probe_face(found.faces, choice, found.width, found.height)
+    if face is None:
+        return base | {"stage": "probe", "reason": "multiple-faces",
+                       "detail": f"{len(found.faces)} faces; pick one with --face largest|central"}
+    shortfalls = quality.PROBE.shortfalls(face)
+    if shortfalls:
+        return base | {"stage": "probe", "reason": "low-quality", "detail": "; ".join(shortfalls)}
+    ranked = rank_candidates(ws, faiss_index, face.embedding, CANDIDATES, calibrated.threshold, calibrated)
+    return base | outcome_from_ranking([(c["subject"], c["distance"]) for c in ranked], item.subject, is_mated,
+                                       flagged=bool(quality.PROBE.warnings(face)))
 
 
-def summarize(outcomes: list[dict], attributes: dict | None = None) -> dict:
-    """Rates and thresholds over probe outcomes, overall and per label group."""
-    result = _rates(outcomes)
+def outcome_from_ranking(ranked: list[tuple[str, float]], subject: str, is_mated: bool, flagged: bool = False) -> dict:
+    """The mate's rank by photo and by subject, its distance, and the rank-1 distance, from a ranked list of
+    (subject, distance)."""
+    mate_rank = mate_distance = mate_subject_rank = None
+    seen: list[str] = []
+    for rank, (name, distance) in enumerate(ranked, start=1):
+        if name not in seen:
+            seen.append(name)
+        if is_mated and name == subject and mate_rank is None:
+            mate_rank, mate_distance, mate_subject_rank = rank, distance, len(seen)
+    return {"mate_rank": mate_rank, "mate_subject_rank": mate_subject_rank, "mate_distance": mate_distance,
+            "top_distance": ranked[0][1] if ranked else None, "flagged": flagged}
+
+
+def refusals_by_reason(refused: list[dict]) -> dict[str, dict[str, int]]:
+    """{stage: {reason: count}} over every refusal (layout, gallery, probe)."""
+    table: dict[str, Counter] = defaultdict(Counter)
+    for r in refused:
+        table[r.get("stage", "probe")][r["reason"]] += 1
+    return {stage: dict(sorted(counts.items())) for stage, counts in sorted(table.items())}
+
+
+def summarize(outcomes: list[dict], attributes: dict | None = None,
+              calibrated: calibration.Calibration | None = None) -> dict:
+    """Rates and thresholds over probe outcomes (refusals included, marked by a `reason`), overall and per
+    label group; with `calibrated`, the measured FPIR at its threshold beside its estimate."""
+    result = _rates(outcomes, calibrated)
     if attributes:
         groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         for outcome in outcomes:
             for attribute, value in attributes.get(outcome["subject"], {}).items():
                 groups[attribute][value].append(outcome)
-        result["groups"] = {attribute: {value: _rates(rows) for value, rows in sorted(values.items())}
+        result["groups"] = {attribute: {value: _rates(rows, calibrated) for value, rows in sorted(values.items())}
                             for attribute, values in sorted(groups.items())}
     return result
 
 
-def _rates(outcomes: list[dict]) -> dict:
-    mated = [o for o in outcomes if o["mated"]]
-    nonmated = [o for o in outcomes if not o["mated"]]
+def _rate(hits: int, total: int) -> float | None:
+    return None if not total else round(hits / total, 4)
+
+
+def _rates(outcomes: list[dict], calibrated: calibration.Calibration | None = None) -> dict:
+    every_mated = [o for o in outcomes if o["mated"]]
+    mated = [o for o in every_mated if "reason" not in o]  # accepted: searched
+    nonmated = [o for o in outcomes if not o["mated"] and "reason" not in o]
     top = np.array(sorted(o["top_distance"] for o in nonmated if o["top_distance"] is not None))
 
-    def rank_rate(k):
-        hits = sum(1 for o in mated if o["mate_rank"] is not None and o["mate_rank"] <= k)
-        return None if not mated else round(hits / len(mated), 4), hits
+    def hits(rows, k, key="mate_rank"):
+        return sum(1 for o in rows if o.get(key) is not None and o[key] <= k)
 
-    def fnir(threshold):
-        misses = sum(1 for o in mated if o["mate_distance"] is None or o["mate_distance"] >= threshold)
-        return None if not mated else round(misses / len(mated), 4), misses
+    def misses(rows, threshold):
+        return sum(1 for o in rows if o.get("mate_distance") is None or o["mate_distance"] >= threshold)
 
     def fpir(threshold):
         alarms = int((top < threshold).sum())
-        return None if not len(top) else round(alarms / len(top), 4), alarms
+        return _rate(alarms, len(top)), alarms
 
-    out = {"mated_probes": len(mated), "nonmated_probes": len(nonmated)}
+    out = {"mated_probes": len(every_mated), "mated_accepted": len(mated),
+           "mated_refused": len(every_mated) - len(mated), "nonmated_probes": len(nonmated),
+           "nonmated_refused": sum(1 for o in outcomes if not o["mated"] and "reason" in o),
+           "probes_flagged_low_quality": sum(1 for o in mated + nonmated if o.get("flagged"))}
     for k in (1, 5, 20):
-        out[f"rank{k}"], out[f"rank{k}_hits"] = rank_rate(k)
+        # headline: refusals are misses (FRTE); accepted-only beside it
+        out[f"rank{k}"], out[f"rank{k}_hits"] = _rate(hits(every_mated, k), len(every_mated)), hits(every_mated, k)
+        out[f"rank{k}_accepted"] = _rate(hits(mated, k), len(mated))
+        out[f"rank{k}_by_subject"] = _rate(hits(every_mated, k, "mate_subject_rank"), len(every_mated))
     out["fnir_at_fpir"] = {}
     for target in FPIR_TARGETS:
         key = str(target)
-        if len(top) < round(1 / target) or not mated:
+        if len(top) < round(1 / target) or not every_mated:
             out["fnir_at_fpir"][key] = {"fnir": None, "threshold": None, "note":
                                         f"needs at least {round(1 / target)} non-mated and 1 mated probe; "
-                                        f"have {len(top)} and {len(mated)}"}
+                                        f"have {len(top)} and {len(every_mated)}"}
             continue
         allowed = int(np.floor(target * len(top)))  # false alarms allowed at this FPIR
         threshold = float(top[allowed])  # strictly below this distance: exactly `allowed` non-mated alarms
-        rate, misses = fnir(threshold)
-        out["fnir_at_fpir"][key] = {"fnir": rate, "misses": misses, "threshold": round(threshold, 4),
-                                    "fpir": fpir(threshold)[0]}
-    (f_rate, f_miss), (p_rate, p_alarm) = fnir(leads.DEFAULT_THRESHOLD), fpir(leads.DEFAULT_THRESHOLD)
-    out["default_threshold"] = {"threshold": leads.DEFAULT_THRESHOLD, "fnir": f_rate, "fnir_misses": f_miss,
+        out["fnir_at_fpir"][key] = {"fnir": _rate(misses(every_mated, threshold), len(every_mated)),
+                                    "misses": misses(every_mated, threshold),
+                                    "fnir_accepted": _rate(misses(mated, threshold), len(mated)),
+                                    "threshold": round(threshold, 4), "fpir": fpir(threshold)[0]}
+    (p_rate, p_alarm) = fpir(leads.DEFAULT_THRESHOLD)
+    out["default_threshold"] = {"threshold": leads.DEFAULT_THRESHOLD,
+                                "fnir": _rate(misses(every_mated, leads.DEFAULT_THRESHOLD), len(every_mated)),
+                                "fnir_misses": misses(every_mated, leads.DEFAULT_THRESHOLD),
                                 "fpir": p_rate, "fpir_alarms": p_alarm}
-    out["det"] = det_points(mated, top)
+    if calibrated is not None:
+        t = calibrated.threshold
+        (m_rate, m_alarm) = fpir(t)
+        out["calibrated_threshold"] = calibrated.summary() | {
+            "estimated_fpir": round(calibrated.fpir_at(t), 4), "measured_fpir": m_rate, "measured_alarms": m_alarm,
+            "nonmated_probes": len(top), "fnir": _rate(misses(every_mated, t), len(every_mated)),
+            "fnir_misses": misses(every_mated, t), "fnir_accepted": _rate(misses(mated, t), len(mated)),
+            "estimated_fpir_at_default": round(calibrated.fpir_at(leads.DEFAULT_THRESHOLD), 4)}
+    out["det"] = det_points(every_mated, top)
     return out
 
 
 def det_points(mated: list[dict], top: np.ndarray) -> list[dict]:
     """(threshold, FPIR, FNIR) at every distinct observed distance: the DET curve."""
-    distances = sorted({o["mate_distance"] for o in mated if o["mate_distance"] is not None} | set(top.tolist()))
+    distances = sorted({o["mate_distance"] for o in mated if o.get("mate_distance") is not None} | set(top.tolist()))
     points = []
     for t in distances + [max(distances, default=0) + 1e-6]:
-        misses = sum(1 for o in mated if o["mate_distance"] is None or o["mate_distance"] >= t)
+        misses = sum(1 for o in mated if o.get("mate_distance") is None or o["mate_distance"] >= t)
         points.append({"threshold": round(t, 4), "fpir": float((top < t).mean()) if len(top) else None,
                        "fnir": misses / len(mated) if mated else None})
     return points

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from . import audit, index
+from . import audit, calibration, index
 from .accounts import Actor, require
 from .errors import InputError, NotFound, Refused
 from .workspace import Workspace
@@ -29,6 +29,7 @@ class Gallery:
     index_factory: str | None
     created_at: str
     created_by: str
+    target_fpir: float | None = None  # None: calibration.DEFAULT_TARGET_FPIR
 
 
 def factory(ws: Workspace, gallery: Gallery) -> str:
@@ -118,7 +119,43 @@ def describe(ws: Workspace, gallery: Gallery) -> dict:
         "refused_by_reason": refusals,
         "index": {"type": factory(ws, gallery), "file": str(path),
                   "bytes": path.stat().st_size if path.exists() else 0},
+        "flagged_faces": count("SELECT count(*) FROM faces WHERE gallery_id = ? AND quality_flags != '[]'"),
+        "calibration": _calibration_summary(ws, gallery),
     }
+
+
+def _calibration_summary(ws: Workspace, gallery: Gallery) -> dict | None:
+    stored = calibration.load(ws.conn, gallery.id)
+    return stored.summary() if stored else None
+
+
+#: An admin may aim the calibrated threshold at a false-alarm rate from 0.1 % to 20 % of searches for absent people.
+TARGET_FPIR_RANGE = (0.001, 0.2)
+
+
+def set_target_fpir(ws: Workspace, actor: Actor, name: str, target: float) -> dict:
+    """Admin: set the gallery's target FPIR (the share of searches for someone not enrolled allowed a rank-1
+    within threshold), recalibrate its threshold, and audit the change. Returns the new calibration summary."""
+    require(ws, actor, "admin", "gallery.target-fpir", objects={"gallery": name, "target_fpir": target})
+    try:
+        gallery = get(ws, name)
+        low, high = TARGET_FPIR_RANGE
+        if not low <= target <= high:
+            raise InputError(f"--target-fpir {target:g} is out of range",
+                             f"give a fraction from {low:g} to {high:g} (0.01 is 1 % of searches)")
+    except (InputError, NotFound) as exc:
+        audit.record(ws.conn, actor.name, "gallery.target-fpir", "refused",
+                     objects={"gallery": name, "target_fpir": target}, reason=f"bad-input: {exc.message}")
+        raise
+    before = gallery.target_fpir if gallery.target_fpir is not None else calibration.DEFAULT_TARGET_FPIR
+    with transaction(ws.conn):
+        ws.conn.execute("UPDATE galleries SET target_fpir = ? WHERE id = ?", (target, gallery.id))
+    loaded = index.load(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
+    with transaction(ws.conn):
+        result = calibration.refresh(ws.conn, gallery.id, loaded.index).summary()
+        audit.record(ws.conn, actor.name, "gallery.target-fpir", objects={
+            "gallery": gallery.name, "target_fpir": target, "previous": before, "threshold": result["threshold"]})
+    return result
 
 
 def show(ws: Workspace, actor: Actor, name: str, with_refusals: bool = False) -> dict:

@@ -26,6 +26,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from . import calibration
 from .errors import InputError, WorkspaceError
 from .store import gallery_embeddings, transaction, utc_now
 
@@ -337,6 +338,7 @@ def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, 
                           utc_now(), round(seconds, 3), json.dumps(check | {"at": utc_now()})))
             if keep_factory:
                 conn.execute("UPDATE galleries SET index_factory = ? WHERE id = ?", (factory, gallery_id))
+            calibration.refresh(conn, gallery_id, index)
     return {"factory": factory, "faces": len(ids), "build_seconds": round(seconds, 3), "self_check": check}
 
 
@@ -374,6 +376,8 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
             if len(missing):
                 index.add_with_ids(_embeddings_for(conn, missing), missing)
             write_recorded(conn, gallery_id, index, path)
+            with transaction(conn):  # the gallery changed: so did its impostor distances
+                calibration.refresh(conn, gallery_id, index)
     if untrusted is not None:
         result = build_gallery(conn, indexes_dir, gallery_id, factory)
         return read(path), f"{untrusted}; rebuilt from the record ({result['faces']} faces)"

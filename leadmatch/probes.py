@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import models, quality, video
 from .errors import FaceChoiceNeeded, InputError, PhotoError, Refused
-from .faces import Analysis, Face, analyze_bytes
+from .faces import Analysis, Face
 from .photos import PHOTO_SUFFIXES, display_name, read_bytes, sha256_bytes
 
 #: How a subject's distance is taken from several probe faces (a track's frames or several stills).
@@ -70,7 +70,7 @@ def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Fac
     """The face the agent chose; several faces and no choice → FaceChoiceNeeded listing them."""
     if not found.faces:
         raise PhotoError(f"no face found in {probe_name}",
-                         f"use a photo with a face at least {quality.PROBE.min_face_px} px wide", reason="no-face")
+                         f"use a photo with a face at least {quality.PROBE_DETECT_STEPS[-1]} px wide", reason="no-face")
     if choice is None:
         if len(found.faces) == 1:
             return found.faces[0]
@@ -102,7 +102,7 @@ def from_photos(paths: list[Path], choice: int | str | None, detector: str,
         data = read_bytes(path)
         digest = sha256_bytes(data)
         hashes.append(digest)
-        found = analyze_bytes(data, name=name, min_face_px=quality.PROBE_DETECT_MIN_PX, detector=detector)
+        found = quality.detect_in_steps(data, name, quality.PROBE_DETECT_STEPS, detector)
         face = pick_face(found, choice, name)
         _gate(face, name)
         suffix = Path(path).suffix.lower()

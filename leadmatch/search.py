@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audit, index, leads, probes, purposes, quality, video
+from . import audit, calibration, index, leads, probes, purposes, quality, video
 from .accounts import Actor, require, require_search_ready
 from .casework import AWAITING_DISPOSITION, can_read, workflow
 from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused
@@ -47,7 +47,7 @@ class SearchRequest:
     top_k: int = leads.DEFAULT_CANDIDATES
     face: int | str | None = None
     detector: str = "hog"
-    threshold: float = leads.DEFAULT_THRESHOLD
+    threshold: float | None = None  # None: the gallery's calibrated threshold
     details: dict = field(default_factory=dict)
     more_probes: tuple = ()        # further stills of the same person
     track: int | str | None = None  # for a clip: track number or "largest"
@@ -97,7 +97,7 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
         raise InputError(f"unknown detector {request.detector!r}", "use hog or cnn")
     if request.fusion not in probes.FUSIONS:
         raise InputError(f"--fusion {request.fusion!r} is not known", f"use one of: {', '.join(probes.FUSIONS)}")
-    if not 0.0 < request.threshold < 2.0:
+    if request.threshold is not None and not 0.0 < request.threshold < 2.0:
         raise InputError(f"threshold {request.threshold} is out of range", "use a distance between 0 and 2")
 
 
@@ -141,8 +141,10 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
     loaded = index.load(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     if loaded.index.ntotal == 0:
         raise InputError(f"gallery {gallery.name!r} has no enrolled faces", f"enroll photos with `gallery enroll {gallery.name}`")
+    calibrated = calibration.load(ws.conn, gallery.id) or calibration.refresh(ws.conn, gallery.id, loaded.index)
+    threshold = request.threshold if request.threshold is not None else calibrated.threshold
     embeddings = np.stack([p.face.embedding for p in probe_set.faces])
-    candidates = rank_candidates(ws, loaded.index, embeddings, request.top_k, request.threshold,
+    candidates = rank_candidates(ws, loaded.index, embeddings, request.top_k, threshold, calibrated,
                                  per_photo=request.per_photo, fusion=request.fusion)
     lead = probe_set.faces[0]
     flags = sorted({f"low-quality: {w}" for p in probe_set.faces for w in quality.PROBE.warnings(p.face)})
@@ -168,19 +170,21 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
         ws.conn.execute(
             "INSERT INTO searches (id, case_number, gallery_id, agent, created_at, probe_sha256, probe_name, "
             "probe_stored_path, faces_in_probe, face_index, box, quality, flags, top_k, threshold, index_type, details, "
-            "purpose, justification, traditional_means, probe_source, status, probe_frames) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "purpose, justification, traditional_means, probe_source, status, probe_frames, calibration) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (search_id, request.case.strip(), gallery.id, actor.name, now, probe_set.source_sha256,
              probe_set.source_name, frames[0]["stored_path"], lead.faces_in_image, lead.face.index,
              json.dumps(list(lead.face.box)), json.dumps(lead.face.quality()), json.dumps(flags), request.top_k,
-             request.threshold, loaded.factory, json.dumps(details, ensure_ascii=False),
+             threshold, loaded.factory, json.dumps(details, ensure_ascii=False),
              request.purpose.strip().lower(), request.justification.strip(), request.traditional_means.strip(),
-             request.probe_source, AWAITING_DISPOSITION, json.dumps(frames, ensure_ascii=False)))
+             request.probe_source, AWAITING_DISPOSITION, json.dumps(frames, ensure_ascii=False),
+             json.dumps(calibrated.summary() | {"resolution": calibrated.resolution()})))
         ws.conn.executemany(
             "INSERT INTO candidates (search_id, rank, face_id, subject, photo_sha256, image, box, distance, score, "
-            "within_threshold, faces, probe_distances) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "within_threshold, false_alarm_rate, faces, probe_distances) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            # score: the retired linear 0-100 display scale; the column stays for older records, written as 0.
             [(search_id, c["rank"], c["face_id"], c["subject"], c["photo_sha256"], c["image"], json.dumps(c["box"]),
-              c["distance"], c["score"], int(c["within_threshold"]),
+              c["distance"], 0.0, int(c["within_threshold"]), c["false_alarm_rate"],
               None if c.get("faces") is None else json.dumps(c["faces"], ensure_ascii=False),
               None if c.get("probe_distances") is None else json.dumps(c["probe_distances"]))
              for c in candidates])
@@ -206,7 +210,8 @@ def _fused(embeddings: np.ndarray, fusion: str) -> np.ndarray:
 
 
 def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float,
-                    per_photo: bool = False, fusion: str = probes.DEFAULT_FUSION) -> list[dict]:
+                    calibrated: calibration.Calibration | None = None, per_photo: bool = False,
+                    fusion: str = probes.DEFAULT_FUSION) -> list[dict]:
     """Ranked lead-only candidates for one or several probe embeddings (rows of `embedding`).
 
     A candidate is a subject, ranked by its closest face, with every enrolled face of that subject and its
@@ -226,7 +231,7 @@ def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: in
             break
         proposals *= 4  # one subject took many slots: look further for distinct subjects
     if per_photo:
-        return [_candidate(rank, distance, row, threshold, raw)
+        return [_candidate(rank, distance, row, threshold, calibrated, raw)
                 for rank, (distance, row) in enumerate(scored[:top_k], start=1)]
     best: dict[int, tuple] = {}
     for distance, row in scored:
@@ -235,7 +240,7 @@ def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: in
     members = _subject_faces(ws, [row["subject_id"] for _, row in ranked], vectors)
     out = []
     for rank, (distance, row) in enumerate(ranked, start=1):
-        candidate = _candidate(rank, distance, row, threshold, raw)
+        candidate = _candidate(rank, distance, row, threshold, calibrated, raw)
         candidate["faces"] = members[row["subject_id"]]
         out.append(candidate)
     return out
@@ -246,8 +251,8 @@ def _exact(ws: Workspace, ids: np.ndarray, vectors: np.ndarray) -> list[tuple]:
     if len(ids) == 0:
         return []
     rows = ws.conn.execute(
-        "SELECT f.id, f.subject_id, f.embedding, f.box_top, f.box_right, f.box_bottom, f.box_left, s.name AS subject, "
-        "p.sha256, p.source_path FROM faces f JOIN subjects s ON s.id = f.subject_id JOIN photos p ON p.id = f.photo_id "
+        "SELECT f.id, f.subject_id, f.embedding, f.box_top, f.box_right, f.box_bottom, f.box_left, f.quality_flags, "
+        "s.name AS subject, p.sha256, p.source_path FROM faces f JOIN subjects s ON s.id = f.subject_id JOIN photos p ON p.id = f.photo_id "
         f"WHERE f.id IN ({','.join('?' * len(ids))})", [int(i) for i in ids]).fetchall()
     scored = []
     for row in rows:
@@ -274,12 +279,17 @@ def _subject_faces(ws: Workspace, subject_ids: list[int], vectors: np.ndarray) -
     return out
 
 
-def _candidate(rank: int, distance: float, row, threshold: float, raw: np.ndarray) -> dict:
-    """One candidate's fields; with several probe faces, the best face's distance to each (`probe_distances`)."""
+def _candidate(rank: int, distance: float, row, threshold: float, calibrated: calibration.Calibration | None,
+               raw: np.ndarray) -> dict:
+    """One candidate's fields, with the estimated false-alarm rate at its distance (from `calibrated`) and the
+    gallery face's quality flags; with several probe faces, the face's distance to each (`probe_distances`)."""
     candidate = {"rank": rank, "subject": row["subject"], "face_id": row["id"], "image": row["source_path"],
                  "photo_sha256": row["sha256"],
                  "box": [row["box_top"], row["box_right"], row["box_bottom"], row["box_left"]],
-                 **leads.candidate_fields(distance, threshold)}
+                 "gallery_flags": json.loads(row["quality_flags"] or "[]"),
+                 **leads.candidate_fields(distance, threshold,
+                                          calibrated.fpir_at(distance) if calibrated else None,
+                                          calibrated.describe_rate(distance) if calibrated else None)}
     if len(raw) > 1:
         per = np.linalg.norm(raw - np.frombuffer(row["embedding"], dtype="<f4"), axis=1)
         candidate["probe_distances"] = [round(float(d), 4) for d in per]
@@ -315,10 +325,15 @@ def _view(ws: Workspace, search_id: str) -> dict:
     if row is None:
         raise NotFound(f"no search {search_id!r}", "see `leadmatch searches`")
     flow = workflow(ws, search_id)
+    calibrated = json.loads(row["calibration"]) if row["calibration"] else None
+    flags_of = {r[0]: json.loads(r[1] or "[]") for r in ws.conn.execute(
+        "SELECT f.id, f.quality_flags FROM faces f JOIN candidates c ON c.face_id = f.id WHERE c.search_id = ?",
+        (search_id,))}
     candidates = [
         {"rank": c["rank"], "subject": c["subject"], "face_id": c["face_id"], "image": c["image"],
-         "photo_sha256": c["photo_sha256"], "box": json.loads(c["box"]),
-         **leads.candidate_fields(c["distance"], row["threshold"]),
+         "photo_sha256": c["photo_sha256"], "box": json.loads(c["box"]), "gallery_flags": flags_of.get(c["face_id"], []),
+         **leads.candidate_fields(c["distance"], row["threshold"], c["false_alarm_rate"],
+                                  _rate_text(c["false_alarm_rate"], calibrated)),
          **_matched_faces(c),
          "disposition": flow["dispositions"].get(c["rank"]),
          "corroboration": [e for e in flow["corroborations"] if e["rank"] == c["rank"]]}
@@ -339,6 +354,7 @@ def _view(ws: Workspace, search_id: str) -> dict:
         "created_at": row["created_at"],
         "purged_at": row["purged_at"],
         "threshold": row["threshold"],
+        "calibration": calibrated,
         "index": row["index_type"],
         "flags": json.loads(row["flags"]),
         # Searches recorded before subject lists have one candidate per gallery photo: shown as recorded.
@@ -353,3 +369,12 @@ def _view(ws: Workspace, search_id: str) -> dict:
         "closure": flow["closure"],
         "history": flow["history"],
     }
+
+
+def _rate_text(rate: float | None, calibrated: dict | None) -> str | None:
+    """A stored candidate's estimated false-alarm rate as every output shows it ('3 %', 'under 0.1 %')."""
+    if rate is None or not calibrated:
+        return None
+    if rate == 0:
+        return f"under {calibration.percent(calibrated['resolution'])}"
+    return calibration.percent(rate)

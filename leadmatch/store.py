@@ -222,7 +222,8 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER faces_removed AFTER DELETE ON faces BEGIN
         UPDATE gallery_stats SET faces = faces - 1, id_sum = id_sum - OLD.id WHERE gallery_id = OLD.gallery_id;
     END;
-    """,    # 6: one refusal row per photo and reason (re-running an enrollment used to add them again), and the exact
+    """,
+    # 6: hardening — one refusal row per photo and reason (re-running an enrollment used to add them again), and the exact
     # bytes of source names that are not valid UTF-8 (source_path then holds them with the odd bytes escaped).
     # A chosen index type that no build ever made was recorded by a build that failed or was killed: forget it.
     """
@@ -234,7 +235,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE enrollment_refusals ADD COLUMN source_path_raw BLOB;
     ALTER TABLE photos ADD COLUMN source_path_raw BLOB;
     """,
-    # 6: integrity — each audit entry's HMAC under the workspace's key (NULL for entries written before keys),
+    # 7: integrity — each audit entry's HMAC under the workspace's key (NULL for entries written before keys),
     # and each index file's content hash as written, with the file's identity (device, inode, size, mtime_ns,
     # ctime_ns) right after the write, so an unchanged file is known without hashing it again.
     """
@@ -247,11 +248,21 @@ MIGRATIONS: list[str] = [
         written_at TEXT NOT NULL
     );
     """,
-    # 7: probes — a search's probe faces (photo, stills or a clip's frames) and subject-level candidate lists.
+    # 8: probes — a search's probe faces (photo, stills or a clip's frames) and subject-level candidate lists.
     """
     ALTER TABLE searches ADD COLUMN probe_frames TEXT;
     ALTER TABLE candidates ADD COLUMN faces TEXT;
     ALTER TABLE candidates ADD COLUMN probe_distances TEXT;
+    """,
+    # 9: thresholds calibrated to each gallery (issue 15): its target FPIR (NULL: 1 %), the calibration kept with
+    # its index build and copied into each search, each candidate's estimated false-alarm rate, and the quality
+    # flags of a gallery face enrolled below the recommended level.
+    """
+    ALTER TABLE galleries ADD COLUMN target_fpir REAL;
+    ALTER TABLE index_builds ADD COLUMN calibration TEXT;
+    ALTER TABLE searches ADD COLUMN calibration TEXT;
+    ALTER TABLE candidates ADD COLUMN false_alarm_rate REAL;
+    ALTER TABLE faces ADD COLUMN quality_flags TEXT NOT NULL DEFAULT '[]';
     """,
 ]
 

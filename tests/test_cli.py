@@ -70,8 +70,8 @@ def test_search_json_contract(home):
     assert {"sha256", "face_index", "box", "quality"} <= data["probe"].keys()
     assert len(data["candidates"]) == 5
     first = data["candidates"][0]
-    assert {"rank", "subject", "face_id", "image", "distance", "score", "within_threshold", "lead_only",
-            "label"} <= first.keys()
+    assert {"rank", "subject", "face_id", "image", "distance", "false_alarm_rate", "false_alarm_text",
+            "within_threshold", "lead_only", "label"} <= first.keys()
     assert first["subject"] == "barack_obama" and first["rank"] == 1
     assert all(c["lead_only"] is True and c["label"] == LABEL for c in data["candidates"])
     shown = json.loads(run_cli("show", data["search_id"], "--json", home=home).stdout)
@@ -132,11 +132,15 @@ def test_bad_probe_files_get_one_line_errors_and_are_audited(home, tmp_path):
 def test_low_quality_probes_are_refused_with_measured_values(home, tmp_path):
     login(home, AGENT)
     blurred = tmp_path / "blurred.jpg"
-    Image.open(PROBES_DIR / "obama-720p.jpg").filter(ImageFilter.GaussianBlur(4)).save(blurred)
+    # blurred until the chip's sharpness is under the floor (3) while the face is still found
+    Image.open(PROBES_DIR / "obama-1080p.jpg").filter(ImageFilter.GaussianBlur(20)).save(blurred)
     assert_clean_error(cli_search(home, blurred), "sharpness", "minimum", code=3)
-    tiny = tmp_path / "tiny.png"  # a 32 px face: below what probes are searched for at all
+    tiny = tmp_path / "tiny.png"  # a 36 px face, 12 px between the eyes: found, but below the floor
     Image.open(PROBES_DIR / "obama-240p.jpg").resize((213, 120)).save(tiny)
-    assert_clean_error(cli_search(home, tiny), "no face found", "at least 50 px wide", code=1)
+    assert_clean_error(cli_search(home, tiny), "between the eyes", "minimum", code=3)
+    tinier = tmp_path / "tinier.png"  # a 20 px face: below what probes are searched for at all
+    Image.open(PROBES_DIR / "obama-240p.jpg").resize((150, 84)).save(tinier)
+    assert_clean_error(cli_search(home, tinier), "no face found", "at least 40 px wide", code=1)
 
 
 def test_small_probe_is_searched_but_flagged_low_quality(home):

@@ -56,16 +56,17 @@ def test_enrollment_lists_every_refusal_with_its_reason(ws, tmp_path):
     Image.new("RGB", (400, 300), (120, 120, 120)).save(source / "blank" / "wall.png")
     (source / "broken" / "half.jpg").write_bytes((GALLERY_DIR / "joe_biden" / "biden.jpg").read_bytes()[:5000])
     (source / "broken" / "readme.txt").write_text("not a photo")
-    Image.open(PROBES_DIR / "obama-240p.jpg").save(source / "tiny" / "small.jpg")
+    # a face of about 20 px: no usable face (a 57 px one is now enrolled, flagged low-quality)
+    Image.open(PROBES_DIR / "obama-240p.jpg").resize((150, 84)).save(source / "tiny" / "small.jpg")
     (source / "loose.jpg").write_bytes((GALLERY_DIR / "joe_biden" / "biden.jpg").read_bytes())
     report = enroll(ws, ANALYST, GALLERY, source, workers=1)
     reasons = sorted((r.path.split("/batch/")[1], r.reason) for r in report.refused)
     assert reasons == [("blank/wall.png", "no-face"), ("broken/half.jpg", "unreadable"),
                        ("broken/readme.txt", "not-a-photo"), ("loose.jpg", "no-subject"),
-                       ("pair/two.jpg", "multiple-faces"), ("tiny/small.jpg", "too-small")]
+                       ("pair/two.jpg", "multiple-faces"), ("tiny/small.jpg", "no-face")]
     assert report.enrolled == 0 and report.offered == 6
     info = galleries.describe(ws, galleries.get(ws, GALLERY))
-    assert info["refused_photos"] == 6 and info["refused_by_reason"]["too-small"] == 1
+    assert info["refused_photos"] == 6 and info["refused_by_reason"]["no-face"] == 2
 
 
 def test_enroll_from_csv_manifest_keeps_metadata(empty_ws, tmp_path):

@@ -46,15 +46,15 @@ def test_altered_weights_are_refused(tmp_path, monkeypatch):
 
 
 @given(st.floats(min_value=0, max_value=4), st.floats(min_value=0, max_value=4))
-def test_score_is_monotone_and_bounded(a, b):
-    sa, sb = leads.score(a), leads.score(b)
-    assert 0 <= sa <= 100 and 0 <= sb <= 100
+def test_estimated_false_alarm_rate_grows_with_distance(a, b):
+    """The per-candidate rate (which replaced the linear score) never falls as the distance grows."""
+    from leadmatch import calibration
+
+    calibrated = calibration.from_distances([0.41, 0.45, 0.5, 0.52, 0.55, 0.6, 0.62, 0.7], 8)
+    ra, rb = calibrated.fpir_at(a), calibrated.fpir_at(b)
+    assert 0 <= ra <= 1 and 0 <= rb <= 1
     if a < b:
-        assert sa >= sb
-
-
-def test_score_landmarks():
-    assert leads.score(0) == 100 and leads.score(0.6) == 50 and leads.score(1.5) == 0
+        assert ra <= rb
 
 
 @given(st.floats(min_value=0, max_value=2))

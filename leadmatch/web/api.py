@@ -8,6 +8,8 @@ pick a face, 429 throttled, 400 bad input). Every time is the service's own cloc
 
 from __future__ import annotations
 
+from typing import Literal
+
 import os
 import shutil
 import tempfile
@@ -77,6 +79,7 @@ class Evaluation(ServerPath):
     enroll_first: int = Field(1, ge=1, le=100)
     holdout_subjects: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = 0
+    face: Literal["largest", "central"] | None = None
 
 
 # Sessions --------------------------------------------------------------------------------------------------
@@ -277,7 +280,7 @@ async def evaluate(body: Evaluation, request: Request, actor: Actor = Depends(ap
     accounts.require(ws, actor, ("analyst", "admin"), "evaluate")
     source = allowed_server_path(ws, actor, config, body.path, "evaluate")
     result = await request.app.state.pool.call(worker.evaluate, str(source), body.enroll_first,
-                                               body.holdout_subjects, body.seed)
+                                               body.holdout_subjects, body.seed, body.face)
     return json_response(result)
 
 

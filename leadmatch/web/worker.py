@@ -88,12 +88,13 @@ def enroll_folder(home: str, actor: Actor, gallery: str, source: str) -> dict:
         ws.close()
 
 
-def evaluate(source: str, enroll_first: int, holdout: float, seed: int) -> dict:
-    """Worker: an accuracy evaluation in a throw-away workspace (touches no gallery)."""
+def evaluate(source: str, enroll_first: int, holdout: float, seed: int, face: str | None = None) -> dict:
+    """Worker: an accuracy evaluation in a throw-away workspace (touches no gallery); one process, as the pool
+    itself is the parallelism."""
     from .. import evaluation
 
     try:
-        result = evaluation.evaluate(Path(source), enroll_first, holdout, None, seed)
+        result = evaluation.evaluate(Path(source), enroll_first, holdout, None, seed, face=face, workers=1)
         return {"ok": result}
     except LeadmatchError as exc:
         return {"error": error_to_dict(exc)}
