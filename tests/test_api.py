@@ -209,12 +209,16 @@ def test_sign_in_throttling_engages_after_five_failures_and_is_audited(home):
 
 
 def test_request_size_is_limited(home):
-    with TestClient(create_app(home, max_body_bytes=1024 * 1024)) as small:
+    with TestClient(create_app(home, max_body_bytes=1024 * 1024, max_search_bytes=2 * 1024 * 1024)) as small:
         agent = bearer(small, AGENT)
         answer = small.post("/api/v1/searches", headers=agent, data=SEARCH_FIELDS,
-                            files={"probe": ("big.jpg", b"\xff" * (2 * 1024 * 1024))})
-        assert answer.status_code == 413 and "larger than 1 MiB" in answer.json()["error"]["message"]
+                            files={"probe": ("big.mp4", b"\xff" * (3 * 1024 * 1024))})
+        assert answer.status_code == 413 and "larger than 2 MiB" in answer.json()["error"]["message"]
+        assert "cut the clip" in answer.json()["error"]["hint"]
         assert answer.headers["x-content-type-options"] == "nosniff"
+        other = small.post("/api/v1/audit/verify", headers={**agent, "Content-Type": "application/json"},
+                           content=b"{" + b" " * (2 * 1024 * 1024) + b"}")  # not a search: the general limit
+        assert other.status_code == 413 and "larger than 1 MiB" in other.json()["error"]["message"]
 
 
 def bomb_png() -> bytes:

@@ -235,10 +235,10 @@ def test_abandoned_and_failed_uploads_are_swept(client, home, tmp_path):
     two = client.post("/search", data=fields,
                       files={"probe": ("rose.jpg", (PROBES_DIR / "kit_with_rose.jpg").read_bytes(), "image/jpeg")})
     assert two.status_code == 200 and "pick the one to search" in two.text
-    kept = list((home / "uploads").glob("*/*"))
-    assert len(kept) == 1  # waiting for the agent's pick
+    kept = list((home / "uploads").glob("*"))
+    assert len(kept) == 1 and [p.name for p in kept[0].glob("*.jpg")] == ["rose.jpg"]  # waiting for the pick
     old = time.time() - retention.UPLOAD_MAX_AGE_S - 60
-    os.utime(kept[0].parent, (old, old))
+    os.utime(kept[0], (old, old))
     failed = client.post("/search", data={**fields, "case": ""},
                          files={"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")})
     assert failed.status_code in (400, 403)
