@@ -373,3 +373,16 @@ def test_checkpoint_through_the_api_is_signed_and_verifies(api, home):
     assert checked.status_code == 200 and checked.json()["ok"] and checked.json()["checkpoint"] == filed["entry"]
     forged = api.post("/api/v1/audit/verify", headers=auditor, json={"checkpoint": {**filed, "hash": "0" * 64}})
     assert forged.status_code in (200, 400) and not forged.json().get("ok", False)
+
+
+def test_client_refuses_a_clip_over_the_upload_limit_before_sending_it(tmp_path):
+    from leadmatch import client
+    from leadmatch.errors import PhotoError
+
+    big = tmp_path / "long.mp4"
+    with open(big, "wb") as handle:  # sparse: 600 MiB on paper, nothing on disk
+        handle.truncate(600 * 1024 * 1024)
+    remote = client.Remote("http://127.0.0.1:9")  # nothing listens there: the refusal must come first
+    with pytest.raises(PhotoError) as refused:
+        remote.search(search_request(big))
+    assert "larger than the service accepts (512 MiB)" in str(refused.value) and refused.value.reason == "too-large"
