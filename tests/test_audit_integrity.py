@@ -202,7 +202,7 @@ def test_checkpoint_is_for_auditors_and_audited(busy, tmp_path):
 
 def test_checkpoint_from_another_workspace_is_refused(busy, empty_ws, tmp_path):
     other = oversight.checkpoint(empty_ws, AUDITOR, tmp_path / "other.json")
-    result = oversight.verify(busy, AUDITOR, checkpoint=tmp_path / "other.json")
+    result = oversight.verify(busy, AUDITOR, checkpoint=audit.read_checkpoint(tmp_path / "other.json"))
     assert not result.ok and "another workspace" in result.problem
     assert other["signature"] == result.found
 
@@ -211,7 +211,7 @@ def test_truncation_behind_checkpoint(busy, home, tmp_path):
     filed = tmp_path / "checkpoint.json"
     made = oversight.checkpoint(busy, AUDITOR, filed)
     run(busy, AGENT, search_request("obama1.jpg", case="T-3"))
-    assert oversight.verify(busy, AUDITOR, checkpoint=filed).ok
+    assert oversight.verify(busy, AUDITOR, checkpoint=audit.read_checkpoint(filed)).ok
     busy.conn.execute("DELETE FROM audit WHERE id >= ?", (made["entry"] - 2,))  # cut back behind the checkpoint
     assert audit.verify(busy.conn).ok  # a shorter chain is still a valid chain…
     result = audit.verify(busy.conn, checkpoint=audit.read_checkpoint(filed))
