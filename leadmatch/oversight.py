@@ -55,12 +55,20 @@ def check_checkpoint_file(out: Path) -> None:
 
 def write_checkpoint(made: dict, out: Path) -> Path:
     """Write a checkpoint (as `checkpoint` returned it) to `out` through a temp file; never over an existing
-    file (the rename is a hard link, which fails if `out` appeared meanwhile)."""
+    file (the rename is a hard link, which fails if `out` appeared meanwhile; where a file system has no hard
+    links, a check and a rename)."""
     out = Path(out)
     temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         temp.write_text(json.dumps(made, indent=2) + "\n", encoding="utf-8")
-        os.link(temp, out)
+        try:
+            os.link(temp, out)
+        except (FileExistsError, FileNotFoundError):
+            raise
+        except OSError:  # no hard links on this file system (FAT removable media): check, then rename
+            if out.exists():
+                raise FileExistsError(out) from None
+            os.replace(temp, out)
     except FileExistsError:
         raise InputError(f"{out} already exists", "choose a new file name; filed checkpoints are never "
                          "replaced (the checkpoint entry is in the trail; run it again)") from None
