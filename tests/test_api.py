@@ -298,7 +298,8 @@ CLIP = FACES / "video" / "short_hamilton_clip.mp4"
 
 def test_video_search_through_the_api(api, home):
     agent = bearer(api, AGENT)
-    answer = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, "best_frames": "4", "every": "0.2"},
+    answer = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, "best_frames": "4", "every": "0.2",
+                                                          "track": "largest"},
                       files={"probe": ("short_hamilton_clip.mp4", CLIP.read_bytes(), "video/mp4")})
     assert answer.status_code == 200, answer.text
     found = answer.json()

@@ -155,6 +155,7 @@ def test_video_search_in_the_browser(server, browser):
     page.fill("textarea[name=traditional_means]", "Ticket records, staff interviews and CCTV canvass gave no name.")
     page.fill("input[name=top_k]", "3")
     page.fill("input[name=best_frames]", "5")
+    page.fill("input[name=track]", "largest")  # the far shot before the cut is a second, smaller track
     page.click("main button:has-text('Search')")
     page.wait_for_selector("#candidates", timeout=120_000)
     assert "short_hamilton_clip.mp4" in page.locator("#probe").inner_text()

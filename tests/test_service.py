@@ -244,14 +244,15 @@ def test_video_stills_and_checkpoint_through_the_service_as_in_direct_mode(servi
     two = still_clip(service["client_dir"] / "two.mp4", [PROBES_DIR / "johnsnow_test1.jpg", PROBES_DIR / "obama1.jpg"])
     os.chown(two, pwd.getpwnam(CLIENT_USER).pw_uid, pwd.getpwnam(CLIENT_USER).pw_gid)
     client_login(service, AGENT.name)
-    found = as_client(service, *video_args(str(clip), "SVC-V1", "--best-frames", "4", "--json"))
+    found = as_client(service, *video_args(str(clip), "SVC-V1", "--best-frames", "4", "--track", "largest",
+                                                 "--json"))
     assert found.returncode == 0, found.stderr
     result = json.loads(found.stdout)
     top = result["candidates"][0]
     assert top["subject"] == "lin_manuel_miranda" and top["label"] == LABEL and top["within_threshold"]
     assert result["probe"]["kind"] == "video" and len(result["probe"]["frames"]) == 4
     assert result["probe"]["name"] == "short_hamilton_clip.mp4"
-    text = as_client(service, *video_args(str(clip), "SVC-V2"))
+    text = as_client(service, *video_args(str(clip), "SVC-V2", "--track", "largest"))
     assert text.returncode == 0 and "probe: frames" in text.stdout and "short_hamilton_clip.mp4" in text.stdout
     asked = as_client(service, *video_args(str(two), "SVC-V3"))
     assert asked.returncode == 4 and asked.stderr.startswith("error: ") and "2 face tracks" in asked.stderr

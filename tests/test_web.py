@@ -324,7 +324,7 @@ def test_video_search_in_the_form_shows_its_frames(client, home):
     form = client.get("/search/new").text
     assert re.search(r'<input type="file" name="probe" accept="image/\*,video/\*" multiple required>', form)
     assert 'name="track"' in form and 'name="every"' in form and 'name="best_frames"' in form
-    done = client.post("/search", data={**SEARCH_FORM, "csrf": token}, follow_redirects=False,
+    done = client.post("/search", data={**SEARCH_FORM, "csrf": token, "track": "largest"}, follow_redirects=False,
                        files={"probe": ("short_hamilton_clip.mp4", CLIP.read_bytes(), "video/mp4")})
     assert done.status_code == 303, done.text
     page = html.unescape(client.get(done.headers["location"]).text)
