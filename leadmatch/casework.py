@@ -67,6 +67,9 @@ def disposition(ws: Workspace, actor: Actor, search_id: str, rank: int, decision
         raise refuse(ws, actor, action, "not-searching-agent",
                      f"only {search['agent']}, who ran search {search_id}, may disposition its candidates",
                      "ask that agent", **context)
+    if not (decision or "").strip():  # nothing is preselected: the agent must choose, never a default
+        raise refuse(ws, actor, action, "missing-decision", f"no decision was chosen for rank {rank}",
+                     f"choose {' or '.join(DECISIONS)} after comparing the faces", **context)
     if decision not in DECISIONS:
         raise InputError(f"--decision {decision!r} is not allowed", f"use {' or '.join(DECISIONS)}")
     _candidate(ws, actor, action, search, rank)

@@ -522,8 +522,7 @@ def audit_verify(expect_head: Optional[str] = typer.Option(None, "--expect-head"
 @audit_app.command("checkpoint")
 def audit_checkpoint(out_file: Optional[Path] = typer.Option(None, "--out", help="Write the checkpoint to FILE.")):
     """Export the signed head of the trail (auditor) for filing outside the system; `verify --checkpoint` uses it."""
-    ws, user = session()
-    made = oversight.checkpoint(ws, user, out_file)
+    made = backend().audit_checkpoint(out_file)
     if out_file is None:
         return emit_json(made)
     out.print(f"checkpoint of entry {made['entry']} (hash {made['hash']}, {made['at']}) written to {out_file}; "

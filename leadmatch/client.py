@@ -19,16 +19,20 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import accounts, audit, casework, credentials, oversight
+from . import accounts, audit, casework, credentials, oversight, video
 from . import gallery as galleries
 from . import search as searching
-from .errors import InputError, LeadmatchError, Refused
+from .errors import InputError, LeadmatchError, PhotoError, Refused
 from .photos import read_bytes
+from .video import is_video
 from .wire import error_from_dict
 from .workspace import open_workspace
 
 SERVER_ENV = "LEADMATCH_SERVER"
 CA_ENV = "LEADMATCH_CA_FILE"
+#: The largest search upload the service takes (a clip; the library alone allows 2 GiB). Kept with the client
+#: so an over-long clip is refused before it is sent; the service's own limit is `Settings.max_search_bytes`.
+UPLOAD_LIMIT = 512 * 1024 * 1024
 DIRECT_NOTE = ("direct mode: this account opens the workspace itself, so it protects nothing against "
                "the person at this keyboard; use a leadmatch service (--server) where that matters")
 
@@ -115,6 +119,10 @@ class Direct:
         ws, user = self._session()
         filed = audit.read_checkpoint(checkpoint) if checkpoint is not None else None
         return oversight.verify(ws, user, expect_head, filed)
+
+    def audit_checkpoint(self, out: Path | None) -> dict:
+        ws, user = self._session()
+        return oversight.checkpoint(ws, user, out)
 
     def audit_log(self, case, user_name, since, limit) -> list[dict]:
         ws, user = self._session()
@@ -211,12 +219,16 @@ class Remote:
         return self._call("GET", f"/galleries/{_segment(name)}", query={"refusals": "true" if refusals else None})
 
     def search(self, request: searching.SearchRequest) -> dict:
-        data = read_bytes(request.probe)  # the same one-line error as direct mode for a missing file
+        """Upload the probe (a photo, several stills, or one clip) with every option, as direct mode takes them."""
+        files = [("probe", Path(p).name, _probe_bytes(p)) for p in (request.probe, *request.more_probes)]
         fields = {"gallery": request.gallery, "case": request.case, "purpose": request.purpose,
                   "justification": request.justification, "traditional_means": request.traditional_means,
                   "probe_source": request.probe_source, "top_k": str(request.top_k),
-                  "face": "" if request.face is None else str(request.face), "detector": request.detector}
-        return self._call("POST", "/searches", fields=fields, files=[("probe", Path(request.probe).name, data)])
+                  "face": "" if request.face is None else str(request.face), "detector": request.detector,
+                  "track": "" if request.track is None else str(request.track), "every": repr(request.every_s),
+                  "best_frames": str(request.best_frames), "fusion": request.fusion,
+                  "per_photo": "true" if request.per_photo else ""}
+        return self._call("POST", "/searches", fields=fields, files=files)
 
     def searches(self, case: str | None, status: str | None) -> list[dict]:
         return self._call("GET", "/searches", query={"case": case, "status": status})
@@ -242,6 +254,15 @@ class Remote:
         filed = audit.read_checkpoint(checkpoint) if checkpoint is not None else None  # the file stays with the client
         return audit.Verification(**self._call("POST", "/audit/verify",
                                                body={"expect_head": expect_head, "checkpoint": filed}))
+
+    def audit_checkpoint(self, out: Path | None) -> dict:
+        """The service signs the checkpoint; this client files it (the file stays outside the system)."""
+        if out is not None:
+            oversight.check_checkpoint_file(out)
+        made = self._call("POST", "/audit/checkpoint")
+        if out is not None:
+            oversight.write_checkpoint(made, out)
+        return made
 
     def audit_log(self, case, user_name, since, limit) -> list[dict]:
         return self._call("GET", "/audit/log", query={"case": case, "user": user_name, "since": since,
@@ -275,6 +296,16 @@ class Remote:
     def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int, face: str | None = None) -> dict:
         return self._call("POST", "/evaluate", body={"path": str(path), "enroll_first": enroll_first,
                                                      "holdout_subjects": holdout, "seed": seed, "face": face})
+
+
+def _probe_bytes(path: Path) -> bytes:
+    """A probe file's bytes, with direct mode's one-line errors (a clip is checked against the video limits
+    before it is read, so a 3 GiB file is refused here, not uploaded)."""
+    if is_video(path):
+        if video.check_file(Path(path)) > UPLOAD_LIMIT:
+            raise PhotoError(f"video {path} is larger than the service accepts ({UPLOAD_LIMIT >> 20} MiB)",
+                             "cut the clip to the seconds that matter", "too-large")
+    return read_bytes(path)
 
 
 def _segment(value: str) -> str:

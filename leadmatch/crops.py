@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
@@ -35,6 +36,23 @@ def face_crop_png(data: bytes, box: list[int] | tuple, size: int = SIZE, margin:
     out = io.BytesIO()
     crop.save(out, "PNG")
     return out.getvalue()
+
+
+def frame_crop_png(clip: Path, time_s: float, box: list[int] | tuple, size: int = SIZE) -> bytes:
+    """The face in `box` of the clip's frame at `time_s` (seeking by time: the nearest decodable frame), as a
+    PNG; a grey tile if the frame cannot be read back."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+    try:
+        capture.set(cv2.CAP_PROP_POS_MSEC, float(time_s) * 1000.0)
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    if not ok or frame is None:
+        return unavailable_png("frame could not\nbe read back", size)
+    encoded = cv2.imencode(".png", frame)[1].tobytes()
+    return face_crop_png(encoded, box, size)
 
 
 def unavailable_png(text: str, size: int = SIZE) -> bytes:

@@ -36,22 +36,48 @@ def checkpoint(ws: Workspace, actor: Actor, out: Path | None = None) -> dict:
     outside the system; with `out`, also write it there (never over an existing file)."""
     require(ws, actor, "auditor", "audit.checkpoint")
     if out is not None:
-        out = Path(out)
-        if out.exists():
-            raise InputError(f"{out} already exists", "choose a new file name; filed checkpoints are never replaced")
-        if not out.parent.is_dir():
-            raise InputError(f"no folder {out.parent} to write the checkpoint in", "create it or choose another path")
+        check_checkpoint_file(out)
     made = audit.checkpoint(ws.conn, actor.name)
     if out is not None:
-        temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            temp.write_text(json.dumps(made, indent=2) + "\n", encoding="utf-8")
-            os.replace(temp, out)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise InputError(f"cannot write the checkpoint to {out}: {exc.strerror}",
-                             "choose a writable path (the checkpoint entry is in the trail; run it again)") from None
+        write_checkpoint(made, out)
     return made
+
+
+def check_checkpoint_file(out: Path) -> None:
+    """Refuse (InputError) a checkpoint file that exists already or whose folder does not: checked before the
+    checkpoint entry is made, here or on the client of a service."""
+    out = Path(out)
+    if out.exists():
+        raise InputError(f"{out} already exists", "choose a new file name; filed checkpoints are never replaced")
+    if not out.parent.is_dir():
+        raise InputError(f"no folder {out.parent} to write the checkpoint in", "create it or choose another path")
+
+
+def write_checkpoint(made: dict, out: Path) -> Path:
+    """Write a checkpoint (as `checkpoint` returned it) to `out` through a temp file; never over an existing
+    file (the rename is a hard link, which fails if `out` appeared meanwhile; where a file system has no hard
+    links, a check and a rename)."""
+    out = Path(out)
+    temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(json.dumps(made, indent=2) + "\n", encoding="utf-8")
+        try:
+            os.link(temp, out)
+        except (FileExistsError, FileNotFoundError):
+            raise
+        except OSError:  # no hard links on this file system (FAT removable media): check, then rename
+            if out.exists():
+                raise FileExistsError(out) from None
+            os.replace(temp, out)
+    except FileExistsError:
+        raise InputError(f"{out} already exists", "choose a new file name; filed checkpoints are never "
+                         "replaced (the checkpoint entry is in the trail; run it again)") from None
+    except OSError as exc:
+        raise InputError(f"cannot write the checkpoint to {out}: {exc.strerror}",
+                         "choose a writable path (the checkpoint entry is in the trail; run it again)") from None
+    finally:
+        temp.unlink(missing_ok=True)
+    return out
 
 
 def log(ws: Workspace, actor: Actor, case: str | None = None, user: str | None = None, since: str | None = None,

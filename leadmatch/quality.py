@@ -37,9 +37,9 @@ def _compare(face: Face, size: float, eyes: float, sharp: float, level: str) -> 
     if face.size_px < size:
         out.append(f"face {face.size_px} px wide (<{size} px {level})")
     if face.eye_distance_px < eyes:
-        out.append(f"{face.eye_distance_px:.0f} px between the eyes (<{eyes:g} px {level})")
+        out.append(f"{face.eye_distance_px:.1f} px between the eyes (<{eyes:g} px {level})")
     if face.sharpness < sharp:
-        out.append(f"sharpness {face.sharpness:.0f} (<{sharp:g} {level})")
+        out.append(f"sharpness {face.sharpness:.1f} (<{sharp:g} {level})")
     return out
 
 

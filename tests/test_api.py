@@ -209,12 +209,16 @@ def test_sign_in_throttling_engages_after_five_failures_and_is_audited(home):
 
 
 def test_request_size_is_limited(home):
-    with TestClient(create_app(home, max_body_bytes=1024 * 1024)) as small:
+    with TestClient(create_app(home, max_body_bytes=1024 * 1024, max_search_bytes=2 * 1024 * 1024)) as small:
         agent = bearer(small, AGENT)
         answer = small.post("/api/v1/searches", headers=agent, data=SEARCH_FIELDS,
-                            files={"probe": ("big.jpg", b"\xff" * (2 * 1024 * 1024))})
-        assert answer.status_code == 413 and "larger than 1 MiB" in answer.json()["error"]["message"]
+                            files={"probe": ("big.mp4", b"\xff" * (3 * 1024 * 1024))})
+        assert answer.status_code == 413 and "larger than 2 MiB" in answer.json()["error"]["message"]
+        assert "cut the clip" in answer.json()["error"]["hint"]
         assert answer.headers["x-content-type-options"] == "nosniff"
+        other = small.post("/api/v1/audit/verify", headers={**agent, "Content-Type": "application/json"},
+                           content=b"{" + b" " * (2 * 1024 * 1024) + b"}")  # not a search: the general limit
+        assert other.status_code == 413 and "larger than 1 MiB" in other.json()["error"]["message"]
 
 
 def bomb_png() -> bytes:
@@ -282,3 +286,104 @@ def _post_search(url: str, token: str, name: str, data: bytes):
                                      headers={"Content-Type": kind, "Authorization": "Bearer " + token})
     with urllib.request.urlopen(request, timeout=300) as r:
         return r.read()
+
+
+# Video probes, several stills, checkpoints ---------------------------------------------------------------
+
+from .conftest import FACES  # noqa: E402
+from .test_probes import still_clip  # noqa: E402
+
+CLIP = FACES / "video" / "short_hamilton_clip.mp4"
+
+
+def test_video_search_through_the_api(api, home):
+    agent = bearer(api, AGENT)
+    answer = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, "best_frames": "4", "every": "0.2",
+                                                          "track": "largest"},
+                      files={"probe": ("short_hamilton_clip.mp4", CLIP.read_bytes(), "video/mp4")})
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    top = found["candidates"][0]
+    assert top["subject"] == "lin_manuel_miranda" and top["label"] == LABEL and top["lead_only"] is True
+    probe = found["probe"]
+    assert probe["kind"] == "video" and probe["name"] == "short_hamilton_clip.mp4" and len(probe["frames"]) == 4
+    assert probe["description"].startswith("frames ") and "of short_hamilton_clip.mp4" in probe["description"]
+    assert found["details"]["video"]["every_s"] == 0.2
+    assert not list((home / "uploads").glob("*"))  # the clip's upload goes once the search kept its frames
+
+
+def test_clip_with_two_people_answers_409_listing_the_tracks(api, home, tmp_path):
+    clip = still_clip(tmp_path / "two.mp4", [PROBES_DIR / "johnsnow_test1.jpg", PROBES_DIR / "obama1.jpg"])
+    agent = bearer(api, AGENT)
+    files = {"probe": ("two.mp4", clip.read_bytes(), "video/mp4")}
+    asked = api.post("/api/v1/searches", headers=agent, data=SEARCH_FIELDS, files=files)
+    assert asked.status_code == 409, asked.text
+    error = asked.json()["error"]
+    assert error["kind"] == "FaceChoiceNeeded" and error["exit_code"] == 4 and "2 face tracks" in error["message"]
+    assert [t["track"] for t in error["faces"]] == [1, 2] and error["faces"][1]["start_s"] >= 0.9
+    picked = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, "track": "2"}, files=files)
+    assert picked.status_code == 200, picked.text
+    assert picked.json()["candidates"][0]["subject"] == "barack_obama"
+    assert picked.json()["details"]["video"]["track"] == 2
+    wrong = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, "track": "7"}, files=files)
+    assert wrong.status_code == 400 and "--track 7 does not exist" in wrong.json()["error"]["message"]
+
+
+def test_several_stills_through_the_api(api):
+    agent = bearer(api, AGENT)
+    files = [("probe", ("obama1.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")),
+             ("probe", ("obama3.jpg", (PROBES_DIR / "obama3.jpg").read_bytes(), "image/jpeg"))]
+    answer = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, "fusion": "min"}, files=files)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    top = found["candidates"][0]
+    assert found["probe"]["kind"] == "stills" and [f["source"] for f in found["probe"]["frames"]] == [
+        "obama1.jpg", "obama3.jpg"]
+    assert top["subject"] == "barack_obama" and abs(top["distance"] - min(top["probe_distances"])) < 1e-4
+    assert found["details"]["fusion"] == "min" and any("several stills" in f for f in found["flags"])
+    per_photo = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, "per_photo": "true"},
+                         files=files[:1])
+    assert per_photo.status_code == 200 and per_photo.json()["candidate_list"] == "photo"
+
+
+def test_bad_video_options_get_one_clear_message(api):
+    agent = bearer(api, AGENT)
+    files = {"probe": ("short_hamilton_clip.mp4", CLIP.read_bytes(), "video/mp4")}
+    for field, value, expected in (("every", "soon", "every 'soon' is not a number"),
+                                   ("every", "60", "every 60 is out of range"),
+                                   ("best_frames", "99", "best_frames 99 is out of range"),
+                                   ("track", "first", "track 'first' is not a whole number"),
+                                   ("per_photo", "maybe", "per_photo 'maybe' is not true or false"),
+                                   ("fusion", "median", "--fusion 'median' is not known")):
+        answer = api.post("/api/v1/searches", headers=agent, data={**SEARCH_FIELDS, field: value}, files=files)
+        assert answer.status_code == 400 and expected in answer.json()["error"]["message"], (field, answer.text)
+    both = api.post("/api/v1/searches", headers=agent, data=SEARCH_FIELDS, files=[
+        ("probe", ("a.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")),
+        ("probe", ("short_hamilton_clip.mp4", CLIP.read_bytes(), "video/mp4"))])
+    assert both.status_code == 400 and "a video and other probes" in both.json()["error"]["message"]
+
+
+def test_checkpoint_through_the_api_is_signed_and_verifies(api, home):
+    assert api.post("/api/v1/audit/checkpoint", headers=bearer(api, AGENT)).status_code == 403
+    auditor = bearer(api, AUDITOR)
+    made = api.post("/api/v1/audit/checkpoint", headers=auditor)
+    assert made.status_code == 200, made.text
+    filed = made.json()
+    assert {"entry", "hash", "at"} <= set(filed)
+    checked = api.post("/api/v1/audit/verify", headers=auditor, json={"checkpoint": filed})
+    assert checked.status_code == 200 and checked.json()["ok"] and checked.json()["checkpoint"] == filed["entry"]
+    forged = api.post("/api/v1/audit/verify", headers=auditor, json={"checkpoint": {**filed, "hash": "0" * 64}})
+    assert forged.status_code in (200, 400) and not forged.json().get("ok", False)
+
+
+def test_client_refuses_a_clip_over_the_upload_limit_before_sending_it(tmp_path):
+    from leadmatch import client
+    from leadmatch.errors import PhotoError
+
+    big = tmp_path / "long.mp4"
+    with open(big, "wb") as handle:  # sparse: 600 MiB on paper, nothing on disk
+        handle.truncate(600 * 1024 * 1024)
+    remote = client.Remote("http://127.0.0.1:9")  # nothing listens there: the refusal must come first
+    with pytest.raises(PhotoError) as refused:
+        remote.search(search_request(big))
+    assert "larger than the service accepts (512 MiB)" in str(refused.value) and refused.value.reason == "too-large"

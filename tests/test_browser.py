@@ -92,8 +92,10 @@ def test_agent_reviewer_auditor_in_the_browser(server, browser):
     assert all(LABEL in cards.nth(i).inner_text() for i in range(4))
     assert LABEL in page.locator(".banner").inner_text()
     page.wait_for_load_state("networkidle")
-    loaded = page.eval_on_selector_all(".card img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    loaded = page.eval_on_selector_all(".card .pair img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
     assert len(loaded) == 8 and all(loaded)  # every probe and candidate face crop is shown
+    others = page.eval_on_selector_all(".card .others img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    assert all(others)  # and each subject's other matched photos
     page.screenshot(path=str(ARTIFACTS / "candidate-grid.png"), full_page=True)
     search_url = page.url
     for rank in range(1, 5):
@@ -136,3 +138,56 @@ def test_agent_reviewer_auditor_in_the_browser(server, browser):
     assert "closed-identified" in page.locator("h1").inner_text()
     page.goto(server + "/search/new")
     assert "Refused" in page.locator("h1").inner_text()  # an auditor is no agent: 403, not a hidden button
+
+
+def test_video_search_in_the_browser(server, browser):
+    """An agent uploads the sample clip, sees the frames used and lin_manuel_miranda first (lead only),
+    compares at full size, and must choose a disposition explicitly (nothing preselected)."""
+    from .conftest import FACES
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = sign_in(browser, server, AGENT)
+    page.click("header a:has-text('New search')")
+    page.set_input_files("input[name=probe]", str(FACES / "video" / "short_hamilton_clip.mp4"))
+    page.fill("input[name=case]", "WEB-V1")
+    page.select_option("select[name=purpose]", "robbery")
+    page.fill("textarea[name=justification]", "Suspect filmed on the theatre's lobby camera.")
+    page.fill("textarea[name=traditional_means]", "Ticket records, staff interviews and CCTV canvass gave no name.")
+    page.fill("input[name=top_k]", "3")
+    page.fill("input[name=best_frames]", "5")
+    page.fill("input[name=track]", "largest")  # the far shot before the cut is a second, smaller track
+    page.click("main button:has-text('Search')")
+    page.wait_for_selector("#candidates", timeout=120_000)
+    assert "short_hamilton_clip.mp4" in page.locator("#probe").inner_text()
+    assert page.locator("#probe").inner_text().count(" s,") >= 4 and "sha256" in page.locator("#probe").inner_text()
+    cards = page.locator("#candidates .card")
+    first = cards.nth(0)
+    assert first.locator(".subject").inner_text() == "lin_manuel_miranda"
+    assert LABEL in first.inner_text() and all(LABEL in cards.nth(i).inner_text() for i in range(cards.count()))
+    page.wait_for_load_state("networkidle")
+    frames = page.eval_on_selector_all("#frames img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    assert len(frames) == 5 and all(frames)
+    sizes = first.locator(".pair img").evaluate_all("imgs => imgs.map(i => [i.clientWidth, i.clientHeight])")
+    assert len(sizes) == 2 and all(w >= 300 and h >= 300 for w, h in sizes)  # side by side, same scale
+    page.screenshot(path=str(ARTIFACTS / "video-search.png"), full_page=True)
+    first.screenshot(path=str(ARTIFACTS / "video-compare.png"))
+    with page.context.expect_page() as enlarged:
+        first.locator(".pair a").nth(1).click()
+    large = enlarged.value
+    large.wait_for_load_state()
+    assert large.evaluate("document.images[0].naturalHeight") == 720 or \
+        large.evaluate("document.images[0].naturalWidth") == 720
+    large.close()
+    form = first.locator("form.disposition")
+    select = form.locator("select[name=decision]")
+    assert select.input_value() == ""  # nothing preselected
+    form.locator("input[name=note]").fill("Compared ears, hairline and jaw with all five frames.")
+    form.locator("button").click()  # the browser refuses: no choice made
+    assert select.evaluate("s => s.validity.valueMissing") and "/disposition" not in page.url
+    assert first.locator("form.disposition").count() == 1
+    select.select_option("possible-lead")
+    form.locator("button").click()
+    page.wait_for_load_state()
+    decided = page.locator("#candidates .card").nth(0)
+    assert "Disposition: possible-lead" in decided.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "video-search-dispositioned.png"), full_page=True)

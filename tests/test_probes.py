@@ -37,7 +37,12 @@ def still_clip(path, photos, seconds_each=1.0, fps=10, size=(640, 360)):
 
 def test_sample_clip_puts_lin_manuel_miranda_first_within_threshold(home):
     login(home, AGENT)
-    result = cli_search(home, CLIP, "--json")
+    # Two searchable tracks, split by the cut: the far shot (0.1–0.6 s) and the close-up (2.8–7.0 s); the blurred
+    # audience at the end is listed as not searchable. The agent picks, as with several faces in a photo.
+    asked = cli_search(home, CLIP)
+    assert_clean_error(asked, "3 face tracks (2 searchable)", "--track", code=4)
+    assert "not searchable" in asked.stderr
+    result = cli_search(home, CLIP, "--track", "largest", "--json")
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     top = found["candidates"][0]
@@ -56,7 +61,7 @@ def test_sample_clip_puts_lin_manuel_miranda_first_within_threshold(home):
     stored = json.loads(ws.conn.execute("SELECT probe_frames FROM searches WHERE id = ?",
                                         (found["search_id"],)).fetchone()[0])
     assert all((home / f["stored_path"]).is_file() for f in stored)
-    text = cli_search(home, CLIP)
+    text = cli_search(home, CLIP, "--track", "largest")
     assert "probe: frames" in text.stdout and "short_hamilton_clip.mp4" in text.stdout
 
 
@@ -126,7 +131,7 @@ def test_searches_recorded_before_subject_lists_show_as_photo_lists(ws):
 
 
 def test_purge_removes_stored_frames(ws, tmp_path):
-    result = searching.run(ws, ACTOR, search_request(CLIP))
+    result = searching.run(ws, ACTOR, search_request(CLIP, track="largest"))
     stored = json.loads(ws.conn.execute("SELECT probe_frames FROM searches WHERE id = ?",
                                         (result["search_id"],)).fetchone()[0])
     ws.conn.execute("UPDATE searches SET status = 'closed-no-identification', closed_at = '2000-01-01T00:00:00Z' "
@@ -138,7 +143,7 @@ def test_purge_removes_stored_frames(ws, tmp_path):
 
 def test_report_names_the_clip_and_every_frame(ws):
     from leadmatch import report
-    result = searching.run(ws, ACTOR, search_request(CLIP))
+    result = searching.run(ws, ACTOR, search_request(CLIP, track="largest"))
     html = report.render(ws, ACTOR, result["search_id"])
     assert "of short_hamilton_clip.mp4" in html and result["probe"]["sha256"] in html
     assert html.count('alt="probe face ') == len(result["probe"]["frames"])

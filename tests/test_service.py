@@ -53,7 +53,8 @@ import tempfile
 from leadmatch import accounts as library_accounts
 from leadmatch.workspace import open_workspace
 
-from .conftest import ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY, GALLERY_DIR, MEANS, PASSWORD, PROBES_DIR, REVIEWER
+from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, FACES, GALLERY, GALLERY_DIR, MEANS, PASSWORD,
+                       PROBES_DIR, REVIEWER)
 
 SERVICE_USER, CLIENT_USER = "leadmatch-svc", "leadmatch-cli"
 LATE_AGENT = "casey"  # certified, but the certification ran out a year ago
@@ -232,6 +233,54 @@ def test_cli_through_the_service_end_to_end(service):
     assessed = as_client(service, "evaluate", "gallery", "--json")
     assert assessed.returncode == 0, assessed.stderr
     assert json.loads(assessed.stdout)["mated_probes"] >= 4
+
+
+def test_video_stills_and_checkpoint_through_the_service_as_in_direct_mode(service):
+    """A clip, several stills and a two-person clip searched by the client account through --server print what
+    direct mode prints; an auditor's checkpoint is signed by the service and filed by the client."""
+    from .test_probes import still_clip
+
+    clip = FACES / "video" / "short_hamilton_clip.mp4"
+    two = still_clip(service["client_dir"] / "two.mp4", [PROBES_DIR / "johnsnow_test1.jpg", PROBES_DIR / "obama1.jpg"])
+    os.chown(two, pwd.getpwnam(CLIENT_USER).pw_uid, pwd.getpwnam(CLIENT_USER).pw_gid)
+    client_login(service, AGENT.name)
+    found = as_client(service, *video_args(str(clip), "SVC-V1", "--best-frames", "4", "--track", "largest",
+                                                 "--json"))
+    assert found.returncode == 0, found.stderr
+    result = json.loads(found.stdout)
+    top = result["candidates"][0]
+    assert top["subject"] == "lin_manuel_miranda" and top["label"] == LABEL and top["within_threshold"]
+    assert result["probe"]["kind"] == "video" and len(result["probe"]["frames"]) == 4
+    assert result["probe"]["name"] == "short_hamilton_clip.mp4"
+    text = as_client(service, *video_args(str(clip), "SVC-V2", "--track", "largest"))
+    assert text.returncode == 0 and "probe: frames" in text.stdout and "short_hamilton_clip.mp4" in text.stdout
+    asked = as_client(service, *video_args(str(two), "SVC-V3"))
+    assert asked.returncode == 4 and asked.stderr.startswith("error: ") and "2 face tracks" in asked.stderr
+    assert "track 1: 0.0" in asked.stderr and "track 2: 1.0" in asked.stderr and "--track" in asked.stderr
+    picked = as_client(service, *video_args(str(two), "SVC-V3", "--track", "2", "--json"))
+    assert picked.returncode == 0 and json.loads(picked.stdout)["candidates"][0]["subject"] == "barack_obama"
+    stills = as_client(service, *video_args(str(PROBES_DIR / "obama1.jpg"), "SVC-V4", "--json"),
+                       str(PROBES_DIR / "obama3.jpg"))
+    assert stills.returncode == 0, stills.stderr
+    assert json.loads(stills.stdout)["probe"]["kind"] == "stills"
+    missing = as_client(service, *video_args(str(service["client_dir"] / "gone.mp4"), "SVC-V5"))
+    assert missing.returncode != 0 and "cannot read video" in missing.stderr and "Traceback" not in missing.stderr
+    client_login(service, AUDITOR.name)
+    filed = as_client(service, "audit", "checkpoint", "--out", "checkpoint.json")
+    assert filed.returncode == 0 and "written to checkpoint.json" in filed.stdout, filed.stderr
+    written = service["client_dir"] / "checkpoint.json"
+    assert written.stat().st_uid == pwd.getpwnam(CLIENT_USER).pw_uid  # the client's file, not the service's
+    assert json.loads(written.read_text())["entry"] > 0
+    again = as_client(service, "audit", "checkpoint", "--out", "checkpoint.json")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    verified = as_client(service, "audit", "verify", "--checkpoint", "checkpoint.json")
+    assert verified.returncode == 0 and "unchanged" in verified.stdout, verified.stderr
+
+
+def video_args(probe: str, case: str, *extra: str) -> list[str]:
+    return ["search", probe, "--gallery", GALLERY, "--case", case, "--purpose", "robbery",
+            "--justification", "Armed robbery suspect caught on the store camera.", "--traditional-means", MEANS,
+            *extra]
 
 
 def test_attack_edited_status_is_impossible(service):

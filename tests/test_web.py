@@ -235,10 +235,10 @@ def test_abandoned_and_failed_uploads_are_swept(client, home, tmp_path):
     two = client.post("/search", data=fields,
                       files={"probe": ("rose.jpg", (PROBES_DIR / "kit_with_rose.jpg").read_bytes(), "image/jpeg")})
     assert two.status_code == 200 and "pick the one to search" in two.text
-    kept = list((home / "uploads").glob("*/*"))
-    assert len(kept) == 1  # waiting for the agent's pick
+    kept = list((home / "uploads").glob("*"))
+    assert len(kept) == 1 and [p.name for p in kept[0].glob("*.jpg")] == ["rose.jpg"]  # waiting for the pick
     old = time.time() - retention.UPLOAD_MAX_AGE_S - 60
-    os.utime(kept[0].parent, (old, old))
+    os.utime(kept[0], (old, old))
     failed = client.post("/search", data={**fields, "case": ""},
                          files={"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")})
     assert failed.status_code in (400, 403)
@@ -252,3 +252,113 @@ def test_abandoned_and_failed_uploads_are_swept(client, home, tmp_path):
     result = run_cli("purge", "--expired", home=home)
     assert result.returncode == 0, result.stderr
     assert not stale.exists()
+
+
+# Review at a size a person can judge; video and several stills in the browser's forms -------------------
+
+from .conftest import FACES  # noqa: E402
+from .test_probes import still_clip  # noqa: E402
+
+CLIP = FACES / "video" / "short_hamilton_clip.mp4"
+SEARCH_FORM = {"gallery": "test-gallery", "case": "W-V", "purpose": "robbery", "probe_source": "original",
+               "justification": "Suspect on the store camera.", "top_k": "3",
+               "traditional_means": "Canvass, witness interviews and records checks gave no name."}
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+    import io
+
+    return Image.open(io.BytesIO(data)).size
+
+
+def test_disposition_starts_empty_and_needs_a_choice_and_a_note(client, home, searched):
+    token = sign_in(client, AGENT)
+    page = client.get(f"/searches/{searched}").text
+    selects = re.findall(r'<select name="decision"[^>]*>(.*?)</select>', page, re.S)
+    assert len(selects) == 3
+    assert all('required' in tag for tag in re.findall(r'<select name="decision"[^>]*>', page))
+    for options in selects:  # nothing preselected but the disabled, empty "choose…"
+        assert re.findall(r"<option[^>]*selected[^>]*>[^<]*", options) == ['<option value="" disabled selected>choose…']
+    assert len(re.findall(r'<input type="text" name="note"[^>]*required', page)) == 3
+    # a form sent without a choice (a script, an old browser) is refused by the library, and nothing recorded
+    empty = client.post(f"/searches/{searched}/disposition",
+                        data={"csrf": token, "rank": "1", "decision": "", "note": "Looked at it."})
+    assert empty.status_code == 403 and "no decision was chosen for rank 1" in html.unescape(empty.text)
+    no_note = client.post(f"/searches/{searched}/disposition",
+                          data={"csrf": token, "rank": "1", "decision": "excluded", "note": " "})
+    assert no_note.status_code == 403 and "--note is empty" in html.unescape(no_note.text)
+    ws = open_workspace(home)
+    assert ws.conn.execute("SELECT COUNT(*) FROM dispositions WHERE search_id = ?", (searched,)).fetchone()[0] == 0
+    reasons = [e["reason"] for e in audit.entries(ws.conn) if e["action"] == "disposition"]
+    assert any(r.startswith("missing-decision") for r in reasons if r)  # the refusal is audited
+    with pytest.raises(Exception) as refused:
+        casework.disposition(ws, AGENT, searched, 1, "  ", "Compared the ears.")
+    assert "no decision was chosen" in str(refused.value)
+    ws.close()
+    chosen = client.post(f"/searches/{searched}/disposition", follow_redirects=False,
+                         data={"csrf": token, "rank": "1", "decision": "excluded", "note": "Different jaw line."})
+    assert chosen.status_code == 303
+
+
+def test_side_by_side_crops_are_large_enlargeable_and_bounded(client, home):
+    ws = open_workspace(home)
+    sid = run(ws, AGENT, search_request("johnsnow_test1.jpg", top_k=3))["search_id"]
+    ws.close()
+    sign_in(client, AGENT)
+    page = client.get(f"/searches/{sid}").text
+    probe, first = client.get(f"/searches/{sid}/probe.png"), client.get(f"/searches/{sid}/candidates/1.png")
+    assert max(png_size(probe.content)) == max(png_size(first.content)) == 320  # same scale, ≥ 300 px
+    assert f'href="/searches/{sid}/probe.png?size=720"' in page
+    assert max(png_size(client.get(f"/searches/{sid}/candidates/1.png?size=720").content)) == 720
+    assert client.get(f"/searches/{sid}/probe.png?size=5000").status_code == 400  # bounded
+    # kit_harington has a second enrolled photo: shown with its distance, its crop served by face id
+    others = re.findall(rf'src="/searches/{sid}/candidates/1.png\?face=(\d+)&amp;size=160"', page)
+    assert len(others) == 1 and "distance " in page.split("Other matched photos")[1]
+    assert client.get(f"/searches/{sid}/candidates/1.png?face={others[0]}").status_code == 200
+    assert client.get(f"/searches/{sid}/candidates/1.png?face=999999").status_code == 404
+
+
+def test_video_search_in_the_form_shows_its_frames(client, home):
+    token = sign_in(client, AGENT)
+    form = client.get("/search/new").text
+    assert re.search(r'<input type="file" name="probe" accept="image/\*,video/\*" multiple required>', form)
+    assert 'name="track"' in form and 'name="every"' in form and 'name="best_frames"' in form
+    done = client.post("/search", data={**SEARCH_FORM, "csrf": token, "track": "largest"}, follow_redirects=False,
+                       files={"probe": ("short_hamilton_clip.mp4", CLIP.read_bytes(), "video/mp4")})
+    assert done.status_code == 303, done.text
+    page = html.unescape(client.get(done.headers["location"]).text)
+    sid = done.headers["location"].rsplit("/", 1)[1]
+    assert re.search(r"frames \d+\.\d s, .* of short_hamilton_clip\.mp4 \(track \d+, sha256 [0-9a-f]{16}…\)", page)
+    assert re.findall(r'class="subject">([^<]+)', page)[0] == "lin_manuel_miranda"
+    frames = re.findall(rf'src="/searches/{sid}/frames/(\d)\.png\?size=160"', page)
+    assert frames == ["1", "2", "3", "4", "5"]
+    assert all(client.get(f"/searches/{sid}/frames/{n}.png").content.startswith(b"\x89PNG") for n in frames)
+    assert client.get(f"/searches/{sid}/frames/6.png").status_code == 404
+
+
+def test_clip_with_two_people_shows_a_track_picker(client, home, tmp_path):
+    clip = still_clip(tmp_path / "two.mp4", [PROBES_DIR / "johnsnow_test1.jpg", PROBES_DIR / "obama1.jpg"])
+    token = sign_in(client, AGENT)
+    asked = client.post("/search", data={**SEARCH_FORM, "csrf": token},
+                        files={"probe": ("two.mp4", clip.read_bytes(), "video/mp4")})
+    assert asked.status_code == 200 and 'id="track-picker"' in asked.text and "2 face tracks" in asked.text
+    thumbs = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="track (\d)"', asked.text)
+    assert thumbs == ["1", "2"]
+    upload = re.search(r'name="upload" value="([0-9a-f]{32})"', asked.text).group(1)
+    picked = client.post("/search", data={**SEARCH_FORM, "csrf": token, "upload": upload, "track": "2"},
+                         follow_redirects=False)
+    assert picked.status_code == 303, picked.text
+    page = client.get(picked.headers["location"]).text
+    assert re.findall(r'class="subject">([^<]+)', page)[0] == "barack_obama"
+    assert not list((home / "uploads").glob("*"))
+
+
+def test_several_stills_in_one_form(client):
+    token = sign_in(client, AGENT)
+    done = client.post("/search", data={**SEARCH_FORM, "csrf": token}, follow_redirects=False, files=[
+        ("probe", ("obama1.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")),
+        ("probe", ("obama3.jpg", (PROBES_DIR / "obama3.jpg").read_bytes(), "image/jpeg"))])
+    assert done.status_code == 303, done.text
+    page = html.unescape(client.get(done.headers["location"]).text)
+    assert "2 stills of one person: obama1.jpg, obama3.jpg" in page and "Flag: several stills" in page

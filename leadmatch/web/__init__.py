@@ -26,7 +26,7 @@ from .worker import Pool
 def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: bool = False,
                enroll_root: Path | None = None, workers: int | None = None, **limits) -> FastAPI:
     """The app for the workspace at `home` (fails at once if there is none). `limits` may set
-    max_body_bytes, max_enroll_bytes and upload_max_age_s."""
+    max_body_bytes, max_search_bytes (a search upload, e.g. a clip), max_enroll_bytes and upload_max_age_s."""
     home = Path(home)
     open_workspace(home).close()
     settings = Settings(home=home, session_hours=session_hours, tls=tls, enroll_root=enroll_root, **limits)

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from .. import accounts, casework, gallery, leads, oversight, purposes, retention
+from .. import accounts, casework, gallery, leads, oversight, probes, purposes, retention
 from .. import search as searching
 from ..accounts import Actor
 from ..errors import InputError
@@ -124,25 +124,28 @@ def purpose_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(works
 
 @router.post("/searches")
 async def search(request: Request, actor: Actor = Depends(api_user), config: Settings = Depends(settings),
-                 probe: UploadFile | None = File(None), gallery_name: str = Form("", alias="gallery"),
+                 probe: list[UploadFile] = File([]), gallery_name: str = Form("", alias="gallery"),
                  case: str = Form(""), purpose: str = Form(""), justification: str = Form(""),
                  traditional_means: str = Form(""), probe_source: str = Form("original"),
                  top_k: str = Form(str(leads.DEFAULT_CANDIDATES)), face: str = Form(""),
-                 detector: str = Form("hog")):
-    """A search on an uploaded probe, decoded in a worker process; 409 lists the faces when one must be picked."""
-    wanted_k = forms.whole_number(top_k, "top_k", 2, 50)
-    choice = forms.face_choice(face)
-    if probe is None:
-        raise InputError("no probe photo was uploaded", "send the photo as the multipart field 'probe'")
-    photo = forms.store_upload(config.home, await probe.read(), probe.filename or "probe")
+                 detector: str = Form("hog"), track: str = Form(""), every: str = Form(""),
+                 best_frames: str = Form(""), fusion: str = Form(probes.DEFAULT_FUSION), per_photo: str = Form("")):
+    """A search on uploaded probe files — one photo, several stills of one person (repeat the field 'probe'),
+    or one video clip — decoded in a worker process; 409 lists the faces (or the clip's tracks) when one must
+    be picked (send it again with face= or track=)."""
+    request_ = forms.search_request(
+        gallery=gallery_name, case=case, purpose=purpose, justification=justification,
+        traditional_means=traditional_means, probe_source=probe_source, top_k=top_k, face=face, detector=detector,
+        track=track, every=every, best_frames=best_frames, fusion=fusion, per_photo=per_photo)
+    if not probe:
+        raise InputError("no probe photo or video was uploaded", "send the file as the multipart field 'probe' "
+                         "(repeat it for several stills)")
+    paths = forms.store_uploads(config.home, [(upload.file, upload.filename or "probe") for upload in probe])
+    request_.probe, request_.more_probes = paths[0], tuple(paths[1:])
     try:
-        request_ = searching.SearchRequest(
-            probe=photo, gallery=gallery_name, case=case, purpose=purpose, justification=justification,
-            traditional_means=traditional_means, probe_source=probe_source, top_k=wanted_k, face=choice,
-            detector=detector)
         result = await request.app.state.pool.call(worker.search, str(config.home), actor, request_)
     finally:
-        forms.drop_upload(photo)  # the search keeps its own copy; a refused one keeps nothing
+        forms.drop_upload(paths[0])  # the search keeps its own copy; a refused one keeps nothing
     return json_response(result)
 
 
@@ -257,6 +260,12 @@ def audit_verify(expect_head: str | None = None, actor: Actor = Depends(api_user
 def audit_verify_checkpoint(body: Verify, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     """Verify against a filed checkpoint, which the client sends (the file stays outside the system)."""
     return json_response(oversight.verify(ws, actor, body.expect_head, body.checkpoint).__dict__)
+
+
+@router.post("/audit/checkpoint")
+def audit_checkpoint(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    """Auditor: the signed head of the trail, for the client to file outside the system."""
+    return json_response(oversight.checkpoint(ws, actor))
 
 
 @router.get("/audit/log")

@@ -32,6 +32,7 @@ class Settings:
     enroll_root: Path | None = None
     max_body_bytes: int = 64 * 1024 * 1024       # any request: a probe photo and its form
     max_enroll_bytes: int = 1024 * 1024 * 1024   # a gallery enrollment upload
+    max_search_bytes: int = 512 * 1024 * 1024    # a search upload: a video clip (the library allows 2 GiB)
     upload_max_age_s: int = 15 * 60              # abandoned face-picker uploads are swept after this
     throttle: accounts.SignInThrottle = field(default_factory=accounts.SignInThrottle)
 

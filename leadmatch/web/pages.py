@@ -13,10 +13,11 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from .. import accounts, audit, casework, crops, gallery, leads, oversight, purposes, report, retention
+from .. import accounts, audit, casework, crops, gallery, leads, oversight, probes, purposes, report, retention
 from .. import search as searching
 from ..accounts import Actor
 from ..errors import FaceChoiceNeeded, InputError, LeadmatchError
+from ..video import is_video
 from ..workspace import Workspace
 from . import forms, worker
 from .deps import COOKIE, LOGIN_COOKIE, Settings, checked_form, page_user, settings, workspace
@@ -75,40 +76,46 @@ def home_page(request: Request, actor: Actor = Depends(page_user)):
 def search_form(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
     accounts.require(ws, actor, "agent", "web.search-form")
     return page(request, "search_new", galleries=gallery.list_all(ws, actor), purposes=purposes.list_all(ws),
-                form={}, faces=None)
+                form={}, faces=None, fusions=probes.FUSIONS)
 
 
 @router.post("/search", response_class=HTMLResponse)
 async def search_submit(request: Request, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
-                        config: Settings = Depends(settings), probe: UploadFile | None = File(None),
+                        config: Settings = Depends(settings), probe: list[UploadFile] = File([]),
                         upload: str = Form(""), gallery_name: str = Form("", alias="gallery"),
                         case: str = Form(""), purpose: str = Form(""), justification: str = Form(""),
                         traditional_means: str = Form(""), probe_source: str = Form("original"),
-                        top_k: str = Form(""), face: str = Form("")):
-    """Search an uploaded probe in a worker process; several faces → the face picker (the upload is kept,
-    by a random id, until picked or swept); anything else → the upload goes at once."""
+                        top_k: str = Form(""), face: str = Form(""), track: str = Form(""), every: str = Form(""),
+                        best_frames: str = Form(""), fusion: str = Form(""), per_photo: str = Form("")):
+    """Search uploaded probe files (a photo, several stills, or a clip) in a worker process; several faces or
+    tracks → the picker (the upload is kept, by a random id, until picked or swept); anything else → the
+    upload goes at once."""
     fields = {"gallery": gallery_name, "case": case, "purpose": purpose, "justification": justification,
-              "traditional_means": traditional_means, "probe_source": probe_source, "top_k": top_k}
-    wanted_k = forms.whole_number(top_k, "candidates", 2, 50) if top_k.strip() else leads.DEFAULT_CANDIDATES
-    choice = forms.face_choice(face)
+              "traditional_means": traditional_means, "probe_source": probe_source, "top_k": top_k,
+              "every": every, "best_frames": best_frames, "fusion": fusion, "per_photo": per_photo}
+    request_ = forms.search_request(
+        gallery=gallery_name, case=case, purpose=purpose, justification=justification,
+        traditional_means=traditional_means, probe_source=probe_source, top_k=top_k, face=face, track=track,
+        every=every, best_frames=best_frames, fusion=fusion, per_photo=per_photo, top_k_field="candidates")
     await run_in_threadpool(retention.sweep_uploads, config.home, config.upload_max_age_s)
     if upload:
-        photo = forms.find_upload(config.home, upload)
+        paths = forms.find_uploads(config.home, upload)
     else:
-        photo = forms.store_upload(config.home, await probe.read() if probe else b"", probe.filename if probe else "")
+        paths = await run_in_threadpool(forms.store_uploads, config.home,
+                                        [(f.file, f.filename or "") for f in probe])
+    request_.probe, request_.more_probes = paths[0], tuple(paths[1:])
     keep = False
     try:
-        request_ = searching.SearchRequest(
-            probe=photo, gallery=gallery_name, case=case, purpose=purpose, justification=justification,
-            traditional_means=traditional_means, probe_source=probe_source or "original", top_k=wanted_k, face=choice)
         result = await request.app.state.pool.call(worker.search, str(config.home), actor, request_, True)
     except FaceChoiceNeeded as several:
         keep = True
         return page(request, "search_new", galleries=gallery.list_all(ws, actor), purposes=purposes.list_all(ws),
-                    form={**fields, "upload": photo.parent.name}, faces=several.faces)
+                    form={**fields, "upload": paths[0].parent.name}, fusions=probes.FUSIONS,
+                    faces=several.faces, picking="track" if is_video(paths[0]) else "face",
+                    message=several.message)
     finally:
         if not keep:
-            forms.drop_upload(photo)  # the search kept its own copy, or failed
+            forms.drop_upload(paths[0])  # the search kept its own copy, or failed
     return RedirectResponse(f"/searches/{result['search_id']}", status_code=303)
 
 
@@ -130,19 +137,36 @@ def review_queue(request: Request, actor: Actor = Depends(page_user), ws: Worksp
 def search_page(request: Request, search_id: str, actor: Actor = Depends(page_user),
                 ws: Workspace = Depends(workspace)):
     record = searching.show(ws, actor, search_id)
-    return page(request, "search", s=record, decisions=casework.DECISIONS, evidence_types=casework.EVIDENCE_TYPES,
+    return page(request, "search", s=record, decisions=casework.DECISIONS, crop_size=crops.SIZE, large=crops.LARGE, evidence_types=casework.EVIDENCE_TYPES,
                 outcomes=casework.OUTCOMES, is_agent=record["agent"] == actor.name and actor.has("agent"),
                 is_reviewer=actor.has("reviewer") and record["agent"] != actor.name)
 
 
 @router.get("/searches/{search_id}/probe.png")
-def probe_png(search_id: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
-    return png(crops.probe_crop(ws, actor, search_id))
+def probe_png(search_id: str, size: str = "", actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    """The probe's face (the best frame of a clip, the first of several stills); ?size= up to crops.LARGE."""
+    return png(crops.probe_crop(ws, actor, search_id, crop_size(size)))
+
+
+@router.get("/searches/{search_id}/frames/{number}.png")
+def frame_png(search_id: str, number: str, size: str = "", actor: Actor = Depends(page_user),
+              ws: Workspace = Depends(workspace)):
+    """Probe face `number` of a search with several (a video frame or a still)."""
+    return png(crops.probe_frame_crop(ws, actor, search_id, forms.whole_number(number, "frame", 1, 100),
+                                      crop_size(size)))
 
 
 @router.get("/searches/{search_id}/candidates/{rank}.png")
-def candidate_png(search_id: str, rank: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
-    return png(crops.candidate_crop(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50)))
+def candidate_png(search_id: str, rank: str, size: str = "", face: str = "", actor: Actor = Depends(page_user),
+                  ws: Workspace = Depends(workspace)):
+    """Candidate `rank`'s face; with ?face=<face id>, another matched photo of that subject."""
+    return png(crops.candidate_crop(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), crop_size(size),
+                                    face_id=forms.optional_number(face, "face", 1, 2**62)))
+
+
+def crop_size(value: str) -> int:
+    """A crop's requested size in px: crops.SIZE unless asked, at most crops.LARGE (the enlarged view)."""
+    return forms.optional_number(value, "size", 64, crops.LARGE) or crops.SIZE
 
 
 @router.get("/searches/{search_id}/report")

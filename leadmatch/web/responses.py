@@ -29,6 +29,7 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
+SEARCH_UPLOADS = ("/search", "/api/v1/searches")
 SIGN_IN_AGAIN = ("not-signed-in", "session-expired", "disabled")
 
 
@@ -67,7 +68,11 @@ class BodyLimit:
         self.settings = settings
 
     def limit_for(self, path: str) -> int:
-        return self.settings.max_enroll_bytes if path.endswith("/enroll") else self.settings.max_body_bytes
+        if path.endswith("/enroll"):
+            return self.settings.max_enroll_bytes
+        if path in SEARCH_UPLOADS:  # a probe may be a clip
+            return self.settings.max_search_bytes
+        return self.settings.max_body_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -101,7 +106,8 @@ class BodyLimit:
 
 async def _too_large(scope, send, limit: int) -> None:
     message = f"the request is larger than {limit // (1024 * 1024)} MiB"
-    hint = "send a smaller photo, or enroll from a folder on the server"
+    hint = ("cut the clip to the seconds that matter, or send a smaller photo" if scope["path"] in SEARCH_UPLOADS
+            else "send a smaller photo, or enroll from a folder on the server")
     if scope["path"].startswith("/api/"):
         body = json.dumps({"error": {"kind": "InputError", "message": message, "hint": hint, "exit_code": 1}}).encode()
         kind = b"application/json"

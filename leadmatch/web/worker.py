@@ -20,8 +20,11 @@ from .. import search as searching
 from ..accounts import Actor
 from ..enrollment import enroll
 from ..errors import FaceChoiceNeeded, LeadmatchError, PhotoError
+from ..video import is_video
 from ..wire import error_from_dict, error_to_dict
 from ..workspace import open_workspace
+
+THUMB = 140  # px: a face or track in the browser's picker
 
 
 class Pool:
@@ -52,28 +55,42 @@ class Pool:
 
 
 def search(home: str, actor: Actor, request: searching.SearchRequest, with_face_images: bool = False) -> dict:
-    """Worker: run one search. When the probe holds several faces, the faces come back in the error (with a
-    small PNG of each when `with_face_images`, for the browser's face picker)."""
+    """Worker: run one search on uploaded probe files (a photo, several stills, or a clip — all in one upload
+    folder). When a photo holds several faces or a clip several tracks, the faces or tracks come back in the
+    error (with a small PNG of each when `with_face_images`, for the browser's picker)."""
     ws = open_workspace(Path(home))
     before = os.getcwd()
-    # The record keeps the probe's name as given; from the upload's folder that is the uploader's file name,
+    # The record keeps the probes' names as given; from the upload's folder that is the uploader's file name,
     # not a server path (one task at a time per worker process, so the folder change is ours alone).
-    upload = Path(request.probe)
-    os.chdir(upload.parent)
-    request.probe = Path(upload.name)
+    uploads = [Path(request.probe), *(Path(p) for p in request.more_probes)]
+    os.chdir(uploads[0].parent)
+    request.probe, request.more_probes = Path(uploads[0].name), tuple(Path(p.name) for p in uploads[1:])
     try:
         return {"ok": searching.run(ws, actor, request)}
     except FaceChoiceNeeded as several:
         if with_face_images:
-            pixels = upload.read_bytes()
-            several.faces = [{**f, "image": "data:image/png;base64," + base64.b64encode(
-                crops.face_crop_png(pixels, f["box"], size=140)).decode()} for f in several.faces]
+            several.faces = _with_images(several, uploads)
         return {"error": error_to_dict(several)}
     except LeadmatchError as exc:
         return {"error": error_to_dict(exc)}
     finally:
         os.chdir(before)
         ws.close()
+
+
+def _with_images(several: FaceChoiceNeeded, uploads: list[Path]) -> list[dict]:
+    """The faces (or a clip's tracks) of a pick, each with a data-URL PNG: a face cut from the photo the message
+    names, a track's best frame re-read from the clip at its time (the analysis itself is not kept)."""
+    def data_url(png: bytes) -> str:
+        return "data:image/png;base64," + base64.b64encode(png).decode()
+
+    if is_video(uploads[0]):
+        return [{**t, "image": data_url(crops.frame_crop_png(uploads[0], t["best_frame"]["time_s"],
+                                                             t["best_frame"]["box"], size=THUMB))}
+                for t in several.faces]
+    named = [p for p in uploads if several.message.startswith(f"{p.name} holds")]
+    pixels = (named or uploads)[0].read_bytes()
+    return [{**f, "image": data_url(crops.face_crop_png(pixels, f["box"], size=THUMB))} for f in several.faces]
 
 
 def enroll_folder(home: str, actor: Actor, gallery: str, source: str) -> dict:
