@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 import faiss
 import numpy as np
 
+from .store import embeddings_for
+
 DEFAULT_TARGET_FPIR = 0.01
 #: The threshold never goes above dlib's 1:1 operating point, whatever a small gallery's list says.
 MAX_THRESHOLD = 0.6
@@ -197,19 +199,6 @@ def from_distances(distances: np.ndarray, subjects: int, target: float = DEFAULT
     return Calibration(subjects=subjects, measured=len(distances), target_fpir=target, threshold=round(threshold, 4),
                        limited_by=limited, possible_duplicates=int((distances < DUPLICATE_DISTANCE).sum()),
                        curve=[round(float(d), 4) for d in curve])
-
-
-def embeddings_for(conn: sqlite3.Connection, face_ids: np.ndarray) -> np.ndarray:
-    """Stored embeddings of `face_ids`, in that order (n×128 float32)."""
-    out = np.zeros((len(face_ids), 128), dtype=np.float32)
-    position = {int(f): i for i, f in enumerate(face_ids)}
-    ids = [int(f) for f in face_ids]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        for face_id, blob in conn.execute(
-                f"SELECT id, embedding FROM faces WHERE id IN ({','.join('?' * len(chunk))})", chunk):
-            out[position[face_id]] = np.frombuffer(blob, dtype="<f4")
-    return out
 
 
 def target_fpir(conn: sqlite3.Connection, gallery_id: int) -> float:

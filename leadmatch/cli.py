@@ -683,9 +683,9 @@ def print_evaluation(r: dict) -> None:
             out.print(f"  refused  {x['path']}: {x['reason']} — {x['detail']}")
     accepted = r["mated_accepted"]
     for k in (1, 5, 20):
-        out.print(f"rank-{k} hit rate: {pct(r[f'rank{k}'])} ({r[f'rank{k}_hits']} of {r['mated_probes']}, refusals "
-                  f"counted as misses); accepted only {pct(r[f'rank{k}_accepted'])} of {accepted}; by subject "
-                  f"{pct(r[f'rank{k}_by_subject'])}")
+        out.print(f"rank-{k} hit rate, by subject: {pct(r[f'rank{k}'])} ({r[f'rank{k}_hits']} of {r['mated_probes']}, "
+                  f"refusals counted as misses); accepted only {pct(r[f'rank{k}_accepted'])} of {accepted}; by "
+                  f"photo {pct(r[f'rank{k}_by_photo'])}")
     c = r.get("calibrated_threshold")
     if c:
         out.print(f"calibrated: {c['text']}")

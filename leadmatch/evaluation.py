@@ -152,7 +152,9 @@ def _search(ws, faiss_index, item: Item, is_mated: bool, choice: str | None,
     shortfalls = quality.PROBE.shortfalls(face)
     if shortfalls:
         return base | {"stage": "probe", "reason": "low-quality", "detail": "; ".join(shortfalls)}
-    ranked = rank_candidates(ws, faiss_index, face.embedding, CANDIDATES, calibrated.threshold, calibrated)
+    # by photo, so the mate's rank among photos and (derived) among subjects both come from one list
+    ranked = rank_candidates(ws, faiss_index, face.embedding, CANDIDATES, calibrated.threshold, calibrated,
+                             per_photo=True)
     return base | outcome_from_ranking([(c["subject"], c["distance"]) for c in ranked], item.subject, is_mated,
                                        flagged=bool(quality.PROBE.warnings(face)))
 
@@ -219,10 +221,12 @@ def _rates(outcomes: list[dict], calibrated: calibration.Calibration | None = No
            "nonmated_refused": sum(1 for o in outcomes if not o["mated"] and "reason" in o),
            "probes_flagged_low_quality": sum(1 for o in mated + nonmated if o.get("flagged"))}
     for k in (1, 5, 20):
-        # headline: refusals are misses (FRTE); accepted-only beside it
-        out[f"rank{k}"], out[f"rank{k}_hits"] = _rate(hits(every_mated, k), len(every_mated)), hits(every_mated, k)
-        out[f"rank{k}_accepted"] = _rate(hits(mated, k), len(mated))
-        out[f"rank{k}_by_subject"] = _rate(hits(every_mated, k, "mate_subject_rank"), len(every_mated))
+        # headline: by subject, as candidate lists are, with refusals counted as misses (FRTE); beside it the
+        # rank among gallery photos (`--per-photo` lists) and the rate over accepted probes only
+        by_subject = hits(every_mated, k, "mate_subject_rank")
+        out[f"rank{k}"], out[f"rank{k}_hits"] = _rate(by_subject, len(every_mated)), by_subject
+        out[f"rank{k}_accepted"] = _rate(hits(mated, k, "mate_subject_rank"), len(mated))
+        out[f"rank{k}_by_photo"] = _rate(hits(every_mated, k), len(every_mated))
     out["fnir_at_fpir"] = {}
     for target in FPIR_TARGETS:
         key = str(target)

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import calibration
 from .errors import InputError, WorkspaceError
-from .store import gallery_embeddings, transaction, utc_now
+from .store import embeddings_for, gallery_embeddings, transaction, utc_now
 
 DIM = 128
 EXACT = "Flat"
@@ -374,7 +374,7 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
             extra_note = None
         if extra_note is None and untrusted is None:
             if len(missing):
-                index.add_with_ids(_embeddings_for(conn, missing), missing)
+                index.add_with_ids(embeddings_for(conn, missing), missing)
             write_recorded(conn, gallery_id, index, path)
             with transaction(conn):  # the gallery changed: so did its impostor distances
                 calibration.refresh(conn, gallery_id, index)
@@ -426,15 +426,3 @@ def load(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
     info = build_info(conn, gallery_id)
     set_nprobe(index, info["nprobe"] if info else None)
     return Loaded(index, factory, repaired)
-
-
-def _embeddings_for(conn: sqlite3.Connection, face_ids: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(face_ids), DIM), dtype=np.float32)
-    position = {int(f): i for i, f in enumerate(face_ids)}
-    ids = [int(f) for f in face_ids]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        for face_id, blob in conn.execute(
-                f"SELECT id, embedding FROM faces WHERE id IN ({','.join('?' * len(chunk))})", chunk):
-            out[position[face_id]] = np.frombuffer(blob, dtype="<f4")
-    return out

@@ -338,3 +338,16 @@ def gallery_embeddings(conn: sqlite3.Connection, gallery_id: int) -> tuple[np.nd
         return ids, np.zeros((0, 128), dtype=np.float32)
     vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
     return ids, np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def embeddings_for(conn: sqlite3.Connection, face_ids: np.ndarray) -> np.ndarray:
+    """Stored embeddings of `face_ids`, in that order (n×128 float32), read 500 ids a query."""
+    out = np.zeros((len(face_ids), 128), dtype=np.float32)
+    position = {int(f): i for i, f in enumerate(face_ids)}
+    ids = [int(f) for f in face_ids]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for face_id, blob in conn.execute(
+                f"SELECT id, embedding FROM faces WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+            out[position[face_id]] = np.frombuffer(blob, dtype="<f4")
+    return out

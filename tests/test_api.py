@@ -4,6 +4,7 @@ roles, throttling, size limits, and a decompression bomb that must not stall oth
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import subprocess
 import sys
 import threading
@@ -387,3 +388,45 @@ def test_client_refuses_a_clip_over_the_upload_limit_before_sending_it(tmp_path)
     with pytest.raises(PhotoError) as refused:
         remote.search(search_request(big))
     assert "larger than the service accepts (512 MiB)" in str(refused.value) and refused.value.reason == "too-large"
+
+
+def _children(pid: int) -> set[int]:
+    """Live processes whose parent is `pid` (read from /proc)."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.add(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_decoding_workers_end_with_the_service_even_when_it_is_killed(home):
+    """The worker processes a search started do not outlive the service (stopped or killed -9)."""
+    import signal
+
+    from .test_service import free_port, start_server
+
+    server, url = start_server(home, free_port())
+    try:
+        token = _login(url, AGENT)
+        _post_search(url, token, "obama1.jpg", (PROBES_DIR / "obama1.jpg").read_bytes())
+        workers = _children(server.pid)
+        assert workers, "a search runs in a worker process"
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+    deadline = time.monotonic() + 15
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "decoding workers outlived the killed service"

@@ -55,7 +55,7 @@ def test_refusals_count_as_misses_in_the_headline(result):
     # 15 searched mated probes all find their person at rank 1; the 3 refused ones are misses (FRTE).
     assert (result["rank1"], result["rank1_hits"]) == (round(15 / 18, 4), 15)
     assert result["rank1_accepted"] == result["rank5_accepted"] == result["rank20_accepted"] == 1.0
-    assert result["rank1_by_subject"] == result["rank1"]
+    assert result["rank1_by_photo"] == result["rank1"]  # one photo per enrolled subject: the lists agree
     assert result["default_threshold"] == {"threshold": 0.6, "fnir": round(3 / 18, 4), "fnir_misses": 3, "fpir": 0.0,
                                            "fpir_alarms": 0}
     for target in ("0.1", "0.01"):  # 3 non-mated probes cannot resolve an FPIR of 0.1 or 0.01
@@ -73,8 +73,8 @@ def test_calibrated_threshold_is_measured_beside_its_estimate(result):
 
 
 def outcome(mated, mate_rank=None, mate_distance=None, top=None, subject="s"):
-    return {"mated": mated, "mate_rank": mate_rank, "mate_distance": mate_distance, "top_distance": top,
-            "subject": subject, "path": "x"}
+    return {"mated": mated, "mate_rank": mate_rank, "mate_subject_rank": mate_rank, "mate_distance": mate_distance,
+            "top_distance": top, "subject": subject, "path": "x"}
 
 
 def test_threshold_arithmetic_on_hand_made_outcomes():

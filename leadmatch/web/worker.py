@@ -11,6 +11,8 @@ import asyncio
 import base64
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -27,6 +29,18 @@ from ..workspace import open_workspace
 THUMB = 140  # px: a face or track in the browser's picker
 
 
+def exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker once the service that started it is gone. A spawned worker holds both
+    ends of its own queue pipes, so it never sees the service die (stopped mid-decode, or killed) and would
+    otherwise live on as an orphan."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class Pool:
     """A lazily started process pool (spawned, so no locks or threads of the server are inherited)."""
 
@@ -37,7 +51,8 @@ class Pool:
     async def call(self, fn, *args):
         """Run `fn(*args)` in a worker; return its result or raise the leadmatch error it reported."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=exit_with_parent, initargs=(os.getpid(),))
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh for the next request
