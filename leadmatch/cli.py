@@ -69,6 +69,12 @@ def session() -> tuple[Workspace, accounts.Actor]:
     return ws, accounts.authenticate(ws, credentials.token_for(ws.home))
 
 
+def local_only(command: str, why: str, hint: str = "run it without --server") -> None:
+    """Refuse --server for a command that works on this machine by nature, saying why."""
+    if State.server:
+        raise InputError(f"{command} does not go through --server: {why}", hint)
+
+
 def read_password(from_stdin: bool, confirm: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
@@ -100,6 +106,8 @@ def main_options(home: Optional[Path] = typer.Option(
 def init(admin: Optional[str] = typer.Option(None, "--admin", help="Create the first admin account."),
          password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")):
     """Create the workspace (SQLite record, indexes/, photos/) at --home, and its first admin."""
+    local_only("init", "it creates the service's own workspace",
+               "run it as the service's account on the service's machine, without --server")
     ws, created = init_workspace(State.home)
     purposes.ensure_defaults(ws)
     out.print(f"{'created' if created else 'already there:'} workspace {ws.home.resolve()}")
@@ -155,8 +163,7 @@ def accept_rules(yes: bool = typer.Option(False, "--yes", help="Accept without t
 def user_add(name: str, role: list[str] = typer.Option(..., "--role", help="admin, analyst, agent, reviewer, auditor"),
              password_stdin: bool = typer.Option(False, "--password-stdin")):
     """Add an account with one or more roles."""
-    ws, admin = session()
-    accounts.add_user(ws, admin, name, role, read_password(password_stdin, confirm=True))
+    backend().user_add(name, role, read_password(password_stdin, confirm=True))
     out.print(f"added {name} ({', '.join(sorted(set(role)))})")
 
 
@@ -165,24 +172,21 @@ def user_certify(name: str, course: str = typer.Option(accounts.DEFAULT_COURSE, 
                  completed: str = typer.Option(..., help="Completion date, YYYY-MM-DD."),
                  expires: Optional[str] = typer.Option(None, help="Expiry, YYYY-MM-DD (default: one year later).")):
     """Record a user's completed certification course."""
-    ws, admin = session()
-    c = accounts.certify(ws, admin, name, course, completed, expires)
+    c = backend().user_certify(name, course, completed, expires)
     out.print(f"certified {name}: {c['course']}, completed {c['completed']}, expires {c['expires']}")
 
 
 @user_app.command("disable")
 def user_disable(name: str):
     """Disable an account at once (its sessions end)."""
-    ws, admin = session()
-    accounts.disable(ws, admin, name)
+    backend().user_disable(name)
     out.print(f"disabled {name}")
 
 
 @user_app.command("list")
 def user_list(json_out: bool = typer.Option(False, "--json")):
     """List accounts with roles, state and certification."""
-    ws, admin = session()
-    users = accounts.list_users(ws, admin)
+    users = backend().user_list()
     if json_out:
         return emit_json(users)
     table = Table("user", "roles", "state", "certification", "rules accepted")
@@ -198,15 +202,14 @@ def purposes_list(ctx: typer.Context, json_out: bool = typer.Option(False, "--js
     """List the authorized purposes (`purposes add NAME` adds one; admin)."""
     if ctx.invoked_subcommand:
         return
-    names = purposes.list_all(workspace())
+    names = backend().purposes()
     emit_json(names) if json_out else out.print("\n".join(names))
 
 
 @purposes_app.command("add")
 def purposes_add(name: str):
     """Authorize a new search purpose (admin)."""
-    ws, admin = session()
-    out.print(f"added purpose {purposes.add(ws, admin, name)!r}")
+    out.print(f"added purpose {backend().purpose_add(name)!r}")
 
 
 @app.command("models")
@@ -214,6 +217,7 @@ def models_check(
         photos: Optional[Path] = typer.Option(None, help="Photos for the ONNX-vs-dlib check (default: the samples)."),
         check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX and dlib embeddings.")):
     """Check the model weights and the converted ONNX model against the model card; show that they agree."""
+    local_only("models", "it checks the model files installed on this machine")
     for name, digest in models.verify_all().items():
         out.print(f"ok  {name}  {digest}")
     onnx_file, source = models.onnx_path(), models.expected_converted()[models.RESNET_ONNX]["from"]
@@ -335,16 +339,14 @@ def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
 def gallery_target_fpir(name: str, target: float = typer.Argument(..., help="Share of searches for someone not "
                                                                   "enrolled allowed a rank-1 within threshold, e.g. 0.01.")):
     """Set the false-alarm rate the gallery's threshold is calibrated for (admin; audited)."""
-    ws, user = session()
-    result = galleries.set_target_fpir(ws, user, name, target)
+    result = backend().gallery_target_fpir(name, target)
     out.print(f"gallery {name}: {result['text']}")
 
 
 @gallery_app.command("remove")
 def gallery_remove(name: str, subject: str = typer.Option(..., help="Subject to remove, with all their faces.")):
     """Remove a subject's photos and faces from the record and the index (analyst)."""
-    ws, user = session()
-    result = galleries.remove_subject(ws, user, name, subject)
+    result = backend().gallery_remove(name, subject)
     out.print(f"removed subject {result['subject']!r} from {result['gallery']!r}: {result['faces_removed']} faces, "
               f"{result['photos_removed']} photos")
 
@@ -360,22 +362,19 @@ def print_build(result: dict) -> None:
 def index_build(gallery: str, index: Optional[str] = typer.Option(
         None, "--index", help='FAISS factory string, e.g. "Flat", "IVF4096,SQ8", "HNSW32" (default: by size).')):
     """Train the gallery's index afresh (analyst); --index sets its type from now on."""
-    ws, user = session()
-    print_build(galleries.build_index(ws, user, gallery, index))
+    print_build(backend().index_build(gallery, index))
 
 
 @index_app.command("rebuild")
 def index_rebuild(gallery: str):
     """Retrain the gallery's index as its current type (analyst), e.g. after much growth."""
-    ws, user = session()
-    print_build(galleries.build_index(ws, user, gallery))
+    print_build(backend().index_build(gallery))
 
 
 @index_app.command("status")
 def index_status(gallery: str, json_out: bool = typer.Option(False, "--json")):
     """Type, size, bytes per face, training, faces added since, last self-check."""
-    ws, user = session()
-    st = galleries.index_status(ws, user, gallery)
+    st = backend().index_status(gallery)
     if json_out:
         return emit_json(st)
     check = st["self_check"] or {}
@@ -395,6 +394,7 @@ def bench_search(faces: int = typer.Option(100_000, "--faces", min=1000, help="S
                  queries: int = typer.Option(500, "--queries", min=10),
                  json_out: bool = typer.Option(False, "--json")):
     """Search speed on a synthetic dlib-shaped gallery: leadmatch's index vs exact FAISS vs numpy."""
+    local_only("bench", "it measures this machine on synthetic data and touches no workspace")
     from . import index as indexes
 
     row = bench.search_run(faces, indexes.validate_factory(index) if index else None, queries)
@@ -562,8 +562,7 @@ def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed se
     """Delete probe photos and details of closed searches past their gallery's retention (admin)."""
     if not expired:
         raise InputError("purge needs --expired", "run `leadmatch purge --expired`")
-    ws, user = session()
-    r = retention.purge_expired(ws, user)
+    r = backend().purge_expired()
     out.print(f"purged {len(r['purged_searches'])} searches, removed {r['probe_files_removed']} probe photos"
               + (f": {', '.join(r['purged_searches'])}" if r["purged_searches"] else ""))
 
@@ -727,6 +726,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
           enroll_root: Optional[Path] = typer.Option(None, "--enroll-root",
                                                      help="Folder under which analysts may name server-side paths.")):
     """The leadmatch service: owns the workspace; serves the web app and the JSON API (/api/v1)."""
+    local_only("serve", "it is the service itself",
+               "run it as the service's account on the service's machine, without --server")
     from . import service, web
 
     options = service.ServeOptions(host, port, certfile, keyfile, insecure_http, enroll_root)
@@ -742,6 +743,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
 def demo(photos: Optional[Path] = typer.Option(None, "--photos", help="Folder with gallery/<subject>/… and probes/…"),
          keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the demo workspace in this folder.")):
     """The whole story on sample photos, in a throw-away workspace: accounts, gallery, search, review, audit."""
+    local_only("demo", "it runs in a throw-away workspace of its own on this machine")
     photos = photos or default_photos()
     with tempfile.TemporaryDirectory(prefix="leadmatch-demo-") as temp:
         home = keep or Path(temp)

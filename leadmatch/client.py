@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import accounts, audit, casework, credentials, oversight, video
+from . import accounts, audit, casework, credentials, oversight, purposes, retention, video
 from . import gallery as galleries
 from . import search as searching
 from .errors import InputError, LeadmatchError, PhotoError, Refused
@@ -137,6 +137,52 @@ class Direct:
 
         ws, user = self._session()
         return reports.write(ws, user, search_id, target)
+
+    def user_add(self, name: str, roles: list[str], password: str) -> dict:
+        ws, admin = self._session()
+        added = accounts.add_user(ws, admin, name, roles, password)
+        return {"user": added.name, "roles": sorted(added.roles)}
+
+    def user_certify(self, name: str, course: str, completed: str, expires: str | None) -> dict:
+        ws, admin = self._session()
+        return accounts.certify(ws, admin, name, course, completed, expires)
+
+    def user_disable(self, name: str) -> dict:
+        ws, admin = self._session()
+        accounts.disable(ws, admin, name)
+        return {"user": name}
+
+    def user_list(self) -> list[dict]:
+        ws, admin = self._session()
+        return accounts.list_users(ws, admin)
+
+    def purposes(self) -> list[str]:
+        # anyone at this keyboard may read the list in direct mode, as before (no session needed)
+        return purposes.list_all(open_workspace(self.home))
+
+    def purpose_add(self, name: str) -> str:
+        ws, admin = self._session()
+        return purposes.add(ws, admin, name)
+
+    def gallery_remove(self, name: str, subject: str) -> dict:
+        ws, user = self._session()
+        return galleries.remove_subject(ws, user, name, subject)
+
+    def gallery_target_fpir(self, name: str, target: float) -> dict:
+        ws, admin = self._session()
+        return galleries.set_target_fpir(ws, admin, name, target)
+
+    def index_build(self, gallery: str, factory: str | None = None) -> dict:
+        ws, user = self._session()
+        return galleries.build_index(ws, user, gallery, factory)
+
+    def index_status(self, gallery: str) -> dict:
+        ws, user = self._session()
+        return galleries.index_status(ws, user, gallery)
+
+    def purge_expired(self) -> dict:
+        ws, admin = self._session()
+        return retention.purge_expired(ws, admin)
 
 
 class Remote:
@@ -296,6 +342,40 @@ class Remote:
     def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int, face: str | None = None) -> dict:
         return self._call("POST", "/evaluate", body={"path": str(path), "enroll_first": enroll_first,
                                                      "holdout_subjects": holdout, "seed": seed, "face": face})
+
+    def user_add(self, name: str, roles: list[str], password: str) -> dict:
+        return self._call("POST", "/users", body={"name": name, "roles": roles, "password": password})
+
+    def user_certify(self, name: str, course: str, completed: str, expires: str | None) -> dict:
+        return self._call("POST", f"/users/{_segment(name)}/certifications",
+                          body={"course": course, "completed": completed, "expires": expires})
+
+    def user_disable(self, name: str) -> dict:
+        return self._call("POST", f"/users/{_segment(name)}/disable")
+
+    def user_list(self) -> list[dict]:
+        return self._call("GET", "/users")
+
+    def purposes(self) -> list[str]:
+        return self._call("GET", "/purposes")
+
+    def purpose_add(self, name: str) -> str:
+        return self._call("POST", "/purposes", body={"name": name})["purpose"]
+
+    def gallery_remove(self, name: str, subject: str) -> dict:
+        return self._call("DELETE", f"/galleries/{_segment(name)}/subjects/{_segment(subject)}")
+
+    def gallery_target_fpir(self, name: str, target: float) -> dict:
+        return self._call("POST", f"/galleries/{_segment(name)}/target-fpir", body={"target": target})
+
+    def index_build(self, gallery: str, factory: str | None = None) -> dict:
+        return self._call("POST", f"/galleries/{_segment(gallery)}/index", body={"index": factory})
+
+    def index_status(self, gallery: str) -> dict:
+        return self._call("GET", f"/galleries/{_segment(gallery)}/index")
+
+    def purge_expired(self) -> dict:
+        return self._call("POST", "/purge")
 
 
 def _probe_bytes(path: Path) -> bytes:

@@ -79,6 +79,27 @@ def routes(search_id: str) -> list[tuple[str, str, dict]]:
         ("GET", "/api/v1/audit/report?start=2026-01-01&end=2026-12-31", {}),
         ("POST", "/api/v1/evaluate", {"json": {"path": "gallery"}}),
         ("POST", "/api/v1/purge", {}),
+        *[(method, path, kwargs) for method, path, kwargs, _, _ in admin_routes()],
+        ("GET", f"/api/v1/galleries/{GALLERY}/index", {}),  # every role may read it: no wrong role to try
+    ]
+
+
+def admin_routes() -> list[tuple[str, str, dict, object, str]]:
+    """The routes of the account, purpose, subject-removal and index commands: each with a request body, a
+    signed-in user who lacks the role it needs, and the action its refusal is audited under."""
+    return [
+        ("POST", "/api/v1/users", {"json": {"name": "dana", "roles": ["agent"], "password": PASSWORD}}, ANALYST,
+         "user.add"),
+        ("GET", "/api/v1/users", {}, AUDITOR, "user.list"),
+        ("POST", f"/api/v1/users/{AGENT2.name}/certifications", {"json": {"completed": "2026-01-05"}}, REVIEWER,
+         "user.certify"),
+        ("POST", f"/api/v1/users/{AGENT2.name}/disable", {}, ANALYST, "user.disable"),
+        ("POST", "/api/v1/purposes", {"json": {"name": "wildlife trafficking"}}, AGENT,
+         "purposes.add"),
+        ("DELETE", f"/api/v1/galleries/{GALLERY}/subjects/barack_obama", {}, AGENT, "gallery.remove-subject"),
+        ("POST", f"/api/v1/galleries/{GALLERY}/target-fpir", {"json": {"target": 0.05}}, ANALYST,
+         "gallery.target-fpir"),
+        ("POST", f"/api/v1/galleries/{GALLERY}/index", {"json": {"index": "Flat"}}, AUDITOR, "index.build"),
     ]
 
 
@@ -430,3 +451,81 @@ def test_decoding_workers_end_with_the_service_even_when_it_is_killed(home):
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers), "decoding workers outlived the killed service"
+
+
+def test_admin_routes_refuse_the_wrong_role_change_nothing_and_are_audited(api, home):
+    ws = open_workspace(home)
+    before = {table: ws.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+              for table in ("users", "certifications", "purposes", "subjects", "faces")}
+    built = index_info(ws)
+    ws.close()
+    tokens = {}
+    for method, path, kwargs, wrong, action in admin_routes():
+        tokens.setdefault(wrong.name, bearer(api, wrong))
+        answer = api.request(method, path, headers=tokens[wrong.name], **kwargs)
+        assert answer.status_code == 403, (path, answer.text)
+        assert answer.json()["error"]["exit_code"] == 3 and answer.json()["error"]["reason"] == "wrong-role"
+    ws = open_workspace(home)
+    assert before == {table: ws.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in before}
+    assert index_info(ws) == built  # the refused build trained nothing
+    assert ws.conn.execute("SELECT disabled_at FROM users WHERE name = ?", (AGENT2.name,)).fetchone()[0] is None
+    refused = {e["action"] for e in audit.entries(ws.conn)
+               if e["outcome"] == "refused" and (e["reason"] or "").startswith("wrong-role")}
+    assert {action for *_, action in admin_routes()} <= refused
+    ws.close()
+
+
+def index_info(ws) -> list:
+    """The record of index builds and each gallery's target false-alarm rate."""
+    return ([tuple(r) for r in ws.conn.execute("SELECT * FROM index_builds ORDER BY rowid")]
+            + [tuple(r) for r in ws.conn.execute("SELECT name, target_fpir FROM galleries ORDER BY name")])
+
+
+def test_accounts_purposes_subjects_and_index_through_the_api(api, home):
+    admin = bearer(api, ADMIN)
+    added = api.post("/api/v1/users", headers=admin, json={"name": "dana", "roles": ["agent"], "password": PASSWORD})
+    assert added.status_code == 200 and added.json() == {"user": "dana", "roles": ["agent"]}, added.text
+    again = api.post("/api/v1/users", headers=admin, json={"name": "dana", "roles": ["agent"], "password": PASSWORD})
+    assert again.status_code == 400 and "already" in again.json()["error"]["message"]
+    weak = api.post("/api/v1/users", headers=admin, json={"name": "eve", "roles": ["agent"], "password": "short"})
+    assert weak.status_code == 400 and weak.json()["error"]["exit_code"] == 1
+    certified = api.post("/api/v1/users/dana/certifications", headers=admin, json={"completed": "2026-01-05"})
+    assert certified.status_code == 200 and certified.json()["expires"] == "2027-01-05", certified.text
+    future = api.post("/api/v1/users/dana/certifications", headers=admin, json={"completed": "2099-01-01"})
+    assert future.status_code == 400 and "future" in future.json()["error"]["message"]
+    users = {u["name"]: u for u in api.get("/api/v1/users", headers=admin).json()}
+    assert users["dana"]["roles"] == ["agent"] and users["dana"]["certification"]["expires"] == "2027-01-05"
+    assert api.post("/api/v1/purposes", headers=admin, json={"name": "Wildlife Trafficking"}).json() == \
+        {"purpose": "wildlife trafficking"}
+    assert "wildlife trafficking" in api.get("/api/v1/purposes", headers=admin).json()
+    assert api.post("/api/v1/purposes", headers=admin, json={"name": "arson"}).status_code == 400  # already there
+    dana = api.post("/api/v1/login", json={"name": "dana", "password": PASSWORD})
+    assert dana.status_code == 200
+    assert api.post("/api/v1/users/dana/disable", headers=admin).json() == {"user": "dana"}
+    assert api.get("/api/v1/whoami", headers={"Authorization": "Bearer " + dana.json()["token"]}).status_code == 401
+    assert api.post("/api/v1/users/admin/disable", headers=admin).json()["error"]["reason"] == "self-disable"
+    target = api.post(f"/api/v1/galleries/{GALLERY}/target-fpir", headers=admin, json={"target": 0.05})
+    assert target.status_code == 200 and target.json()["target_fpir"] == 0.05, target.text
+
+    analyst = bearer(api, ANALYST)
+    status = api.get(f"/api/v1/galleries/{GALLERY}/index", headers=analyst).json()
+    faces = status["faces"]
+    assert status["gallery"] == GALLERY and faces > 0
+    built = api.post(f"/api/v1/galleries/{GALLERY}/index", headers=analyst, json={"index": "Flat"})
+    assert built.status_code == 200 and built.json()["factory"] == "Flat" and built.json()["faces"] == faces
+    rebuilt = api.post(f"/api/v1/galleries/{GALLERY}/index", headers=analyst, json={})
+    assert rebuilt.status_code == 200 and rebuilt.json()["factory"] == "Flat", rebuilt.text
+    bad = api.post(f"/api/v1/galleries/{GALLERY}/index", headers=analyst, json={"index": "NoSuchIndex,,"})
+    assert bad.status_code == 400 and bad.json()["error"]["exit_code"] == 1, bad.text
+    removed = api.delete(f"/api/v1/galleries/{GALLERY}/subjects/barack_obama", headers=analyst)
+    assert removed.status_code == 200 and removed.json()["faces_removed"] >= 1, removed.text
+    after = api.get(f"/api/v1/galleries/{GALLERY}/index", headers=analyst).json()
+    assert after["faces"] == faces - removed.json()["faces_removed"] and after["type"] == "Flat"
+    gone = api.delete(f"/api/v1/galleries/{GALLERY}/subjects/barack_obama", headers=analyst)
+    assert gone.status_code == 404 and gone.json()["error"]["message"].startswith("no subject")
+    assert api.post("/api/v1/purge", headers=admin).json()["purged_searches"] == []
+    ws = open_workspace(home)
+    done = {e["action"] for e in audit.entries(ws.conn) if e["outcome"] == "ok"}
+    assert {"user.add", "user.certify", "user.disable", "purposes.add", "gallery.target-fpir", "index.build",
+            "gallery.remove-subject"} <= done
+    ws.close()

@@ -235,6 +235,70 @@ def test_cli_through_the_service_end_to_end(service):
     assert json.loads(assessed.stdout)["mated_probes"] >= 4
 
 
+def test_admin_and_analyst_manage_through_the_service(service):
+    """An admin adds, certifies and disables an account and authorizes a purpose; the new agent searches with it;
+    an analyst removes a subject from a gallery and checks and retrains its index — all as the client account,
+    through --server, with direct mode's output and exit codes."""
+    client_login(service, ADMIN.name)
+    added = as_client(service, "user", "add", "dana", "--role", "agent", "--password-stdin", input=PASSWORD + "\n")
+    assert added.returncode == 0 and "added dana (agent)" in added.stdout, added.stderr
+    twice = as_client(service, "user", "add", "dana", "--role", "agent", "--password-stdin", input=PASSWORD + "\n")
+    assert twice.returncode == 1 and twice.stderr.startswith("error: ") and "already" in twice.stderr
+    certified = as_client(service, "user", "certify", "dana", "--completed", "2026-01-05")
+    assert certified.returncode == 0 and "certified dana:" in certified.stdout and "expires 2027-01-05" in \
+        certified.stdout, certified.stderr
+    listed = as_client(service, "user", "list", "--json")
+    dana = {u["name"]: u for u in json.loads(listed.stdout)}["dana"]
+    assert dana["roles"] == ["agent"] and dana["certification"]["expires"] == "2027-01-05"
+    assert "dana" in as_client(service, "user", "list").stdout
+    purpose = as_client(service, "purposes", "add", "Wildlife Trafficking")
+    assert purpose.returncode == 0 and "added purpose 'wildlife trafficking'" in purpose.stdout, purpose.stderr
+    assert "wildlife trafficking" in as_client(service, "purposes").stdout.splitlines()
+
+    client_login(service, "dana")
+    assert as_client(service, "accept-rules", "--yes").returncode == 0
+    found = as_client(service, "search", str(PROBES_DIR / "obama1.jpg"), "--gallery", GALLERY, "--case", "SVC-ADM",
+                      "--purpose", "wildlife trafficking", "--justification", "Seller seen on the market camera.",
+                      "--traditional-means", MEANS, "--json")
+    assert found.returncode == 0 and json.loads(found.stdout)["purpose"] == "wildlife trafficking", found.stderr
+
+    client_login(service, ANALYST.name)
+    assert as_client(service, "gallery", "create", "svc-removal", "--authority", "State Code §1", "--approved-by",
+                     "Chief", "--approved-on", "2026-03-01", "--source", "booking photos").returncode == 0
+    enrolled = as_client(service, "gallery", "enroll", "svc-removal", "gallery", "--on-server")
+    assert enrolled.returncode == 0 and "11 enrolled" in enrolled.stdout, enrolled.stderr
+    status = as_client(service, "index", "status", "svc-removal", "--json")
+    assert status.returncode == 0, status.stderr
+    faces = json.loads(status.stdout)["faces"]
+    removed = as_client(service, "gallery", "remove", "svc-removal", "--subject", "joe_biden")
+    assert removed.returncode == 0 and "removed subject 'joe_biden' from 'svc-removal': 2 faces, 2 photos" in \
+        removed.stdout, removed.stderr
+    gone = as_client(service, "gallery", "remove", "svc-removal", "--subject", "joe_biden")
+    assert gone.returncode != 0 and gone.stderr.startswith("error: no subject 'joe_biden'")
+    built = as_client(service, "index", "build", "svc-removal", "--index", "Flat")
+    assert built.returncode == 0 and f"built Flat over {faces - 2} faces" in built.stdout, built.stderr
+    rebuilt = as_client(service, "index", "rebuild", "svc-removal")
+    assert rebuilt.returncode == 0 and "built Flat over" in rebuilt.stdout and "self-check: recall" in rebuilt.stdout
+    text = as_client(service, "index", "status", "svc-removal")
+    assert text.returncode == 0 and f"index of svc-removal: Flat (chosen by user), {faces - 2} faces" in text.stdout
+    refused = as_client(service, "user", "disable", "dana")
+    assert refused.returncode == 3 and "user.disable needs the admin role" in refused.stderr
+
+    client_login(service, ADMIN.name)
+    target = as_client(service, "gallery", "target-fpir", "svc-removal", "0.05")
+    assert target.returncode == 0 and target.stdout.startswith("gallery svc-removal: "), target.stderr
+    assert as_client(service, "user", "disable", "dana").stdout.strip() == "disabled dana"
+    purged = as_client(service, "purge", "--expired")
+    assert purged.returncode == 0 and purged.stdout.startswith("purged 0 searches"), purged.stderr
+    local = as_client(service, "init", "--admin", "root")
+    assert local.returncode == 1 and "init does not go through --server" in local.stderr
+    client_login(service, AUDITOR.name)
+    log = json.loads(as_client(service, "audit", "log", "--user", "admin", "--json").stdout)
+    assert {"user.add", "user.certify", "purposes.add", "gallery.target-fpir", "user.disable", "purge"} <= \
+        {e["action"] for e in log}
+    log = json.loads(as_client(service, "audit", "log", "--user", ANALYST.name, "--json").stdout)
+    assert {"gallery.remove-subject", "index.build"} <= {e["action"] for e in log}
+
 def test_video_stills_and_checkpoint_through_the_service_as_in_direct_mode(service):
     """A clip, several stills and a two-person clip searched by the client account through --server print what
     direct mode prints; an auditor's checkpoint is signed by the service and filed by the client."""
@@ -400,4 +464,10 @@ def test_direct_mode_whoami_says_it_protects_nothing(home):
     remote = run_cli("--server", "http://127.0.0.1:9", "whoami", home=home)
     assert remote.returncode == 3 and "not signed in to this service" in remote.stderr
     other = run_cli("--server", "http://127.0.0.1:9", "user", "list", home=home)
-    assert other.returncode == 1 and "does not go through --server yet" in other.stderr
+    assert other.returncode == 3 and "not signed in to this service" in other.stderr
+    for command, why in ((["init"], "it creates the service's own workspace"), (["demo"], "throw-away workspace"),
+                         (["serve"], "it is the service itself"), (["bench", "search"], "synthetic data"),
+                         (["models"], "model files")):
+        local = run_cli("--server", "http://127.0.0.1:9", *command, home=home)
+        assert local.returncode == 1 and local.stderr.startswith(f"error: {command[0]} does not go through --server: ")
+        assert why in local.stderr and "Traceback" not in local.stderr

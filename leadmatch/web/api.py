@@ -82,6 +82,30 @@ class Evaluation(ServerPath):
     face: Literal["largest", "central"] | None = None
 
 
+class UserAdd(BaseModel):
+    name: str = Field(max_length=64)
+    roles: list[str] = Field(min_length=1, max_length=5)
+    password: str = Field(max_length=1024)
+
+
+class Certification(BaseModel):
+    course: str = Field(accounts.DEFAULT_COURSE, max_length=200)
+    completed: str = Field(max_length=20)
+    expires: str | None = Field(None, max_length=20)
+
+
+class PurposeAdd(BaseModel):
+    name: str = Field(max_length=200)
+
+
+class TargetFpir(BaseModel):
+    target: float
+
+
+class IndexBuild(BaseModel):
+    index: str | None = Field(None, max_length=200)
+
+
 # Sessions --------------------------------------------------------------------------------------------------
 
 @router.post("/login")
@@ -118,6 +142,37 @@ def rules(actor: Actor = Depends(api_user)):
 @router.get("/purposes")
 def purpose_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     return purposes.list_all(ws)
+
+
+@router.post("/purposes")
+def purpose_add(body: PurposeAdd, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    """Admin: authorize a new search purpose; answers its name as stored."""
+    return {"purpose": purposes.add(ws, actor, body.name)}
+
+
+# Accounts (admin) ------------------------------------------------------------------------------------------
+
+@router.get("/users")
+def user_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return accounts.list_users(ws, actor)
+
+
+@router.post("/users")
+def user_add(body: UserAdd, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    added = accounts.add_user(ws, actor, body.name, body.roles, body.password)
+    return {"user": added.name, "roles": sorted(added.roles)}
+
+
+@router.post("/users/{name}/certifications")
+def user_certify(name: str, body: Certification, actor: Actor = Depends(api_user),
+                 ws: Workspace = Depends(workspace)):
+    return accounts.certify(ws, actor, name, body.course, body.completed, body.expires)
+
+
+@router.post("/users/{name}/disable")
+def user_disable(name: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    accounts.disable(ws, actor, name)
+    return {"user": name}
 
 
 # Searches --------------------------------------------------------------------------------------------------
@@ -234,6 +289,33 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
     for refusal in result["refused"]:
         refusal["path"] = refusal["path"].replace(str(folder) + os.sep, "")
     return json_response(result)
+
+
+@router.delete("/galleries/{name}/subjects/{subject}")
+def gallery_remove(name: str, subject: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    """Analyst: remove a subject's photos and faces from the record and the index."""
+    return gallery.remove_subject(ws, actor, name, subject)
+
+
+@router.post("/galleries/{name}/target-fpir")
+def gallery_target_fpir(name: str, body: TargetFpir, actor: Actor = Depends(api_user),
+                        ws: Workspace = Depends(workspace)):
+    """Admin: the false-alarm rate the gallery's threshold is calibrated for (recalibrates; audited)."""
+    return json_response(gallery.set_target_fpir(ws, actor, name, body.target))
+
+
+@router.get("/galleries/{name}/index")
+def index_status(name: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return json_response(gallery.index_status(ws, actor, name))
+
+
+@router.post("/galleries/{name}/index")
+async def index_build(name: str, body: IndexBuild, request: Request, actor: Actor = Depends(api_user),
+                      config: Settings = Depends(settings)):
+    """Analyst: retrain the gallery's index (as `index`, which then sticks; null keeps its type) in a worker
+    process, as training can take a while; the role is checked there, by the library."""
+    return json_response(await request.app.state.pool.call(worker.build_index, str(config.home), actor, name,
+                                                           body.index or None))
 
 
 def allowed_server_path(ws: Workspace, actor: Actor, config: Settings, path: str, action: str) -> Path:

@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from .. import crops
+from .. import gallery as galleries
 from .. import search as searching
 from ..accounts import Actor
 from ..enrollment import enroll
@@ -114,6 +115,17 @@ def enroll_folder(home: str, actor: Actor, gallery: str, source: str) -> dict:
     try:
         report = enroll(ws, actor, gallery, Path(source), workers=1)
         return {"ok": {**report.to_dict(), "index_note": report.index_note}}
+    except LeadmatchError as exc:
+        return {"error": error_to_dict(exc)}
+    finally:
+        ws.close()
+
+
+def build_index(home: str, actor: Actor, gallery: str, factory: str | None) -> dict:
+    """Worker: retrain a gallery's index (as `factory`, else its type in force) and self-check it."""
+    ws = open_workspace(Path(home))
+    try:
+        return {"ok": galleries.build_index(ws, actor, gallery, factory)}
     except LeadmatchError as exc:
         return {"error": error_to_dict(exc)}
     finally:
