@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import (accounts, agreement, bench, casework, client, credentials, evaluation, faces, leads, models, oversight,
-               probes, purposes, retention, video)
+from . import (accounts, agreement, bench, casework, client, credentials, evaluation, faces, leads, models, probes,
+               purposes, video)
 from . import audit as auditing
 from . import gallery as galleries
 from . import search as searching
@@ -61,10 +61,7 @@ def backend():
 
 
 def session() -> tuple[Workspace, accounts.Actor]:
-    """The workspace and the signed-in user of this OS account."""
-    if State.server:
-        raise InputError("this command does not go through --server yet",
-                         "run it as the service's account on the service's machine")
+    """The workspace and the signed-in user of this OS account (direct mode; commands check --server first)."""
     ws = workspace()
     return ws, accounts.authenticate(ws, credentials.token_for(ws.home))
 

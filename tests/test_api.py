@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -23,7 +21,7 @@ from leadmatch.search import run
 from leadmatch.web import create_app
 from leadmatch.workspace import open_workspace
 
-from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY, GALLERY_DIR, MEANS, PASSWORD, PROBES_DIR,
+from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY, MEANS, PASSWORD, PROBES_DIR,
                        REVIEWER, search_request)
 
 LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from leadmatch import retention, search as searching
-from leadmatch.errors import FaceChoiceNeeded, Refused
+from leadmatch.errors import FaceChoiceNeeded
 from leadmatch.workspace import open_workspace
 
-from .conftest import (ACTOR, ADMIN, AGENT, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, login, run_cli,
+from .conftest import (ACTOR, ADMIN, AGENT, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, login,
                        search_request)
 from .test_cli import LABEL, cli_search
 

@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from .. import accounts, casework, gallery, leads, oversight, probes, purposes, retention

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from .. import accounts, audit, casework, crops, gallery, leads, oversight, probes, purposes, report, retention
+from .. import accounts, audit, casework, crops, gallery, oversight, probes, purposes, report, retention
 from .. import search as searching
 from ..accounts import Actor
 from ..errors import FaceChoiceNeeded, InputError, LeadmatchError

@@ -22,7 +22,7 @@ from .. import gallery as galleries
 from .. import search as searching
 from ..accounts import Actor
 from ..enrollment import enroll
-from ..errors import FaceChoiceNeeded, LeadmatchError, PhotoError
+from ..errors import FaceChoiceNeeded, LeadmatchError, PhotoError, WorkspaceError
 from ..video import is_video
 from ..wire import error_from_dict, error_to_dict
 from ..workspace import open_workspace
@@ -58,6 +58,9 @@ class Pool:
             outcome = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh for the next request
             self.shutdown()
+            if fn is build_index:
+                raise WorkspaceError("the index build stopped: its worker process died (out of memory?)",
+                                     "try again; the record is unchanged and the old index still serves") from None
             raise PhotoError("the photo could not be processed: the worker decoding it stopped (out of memory?)",
                              "use a smaller photo", reason="too-large") from None
         if "error" in outcome:
