@@ -32,6 +32,13 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}){memory}, Python {platform.python_version()}, {platform.system()}"
 
 
+def load_note() -> str:
+    """What else was running: the 1-minute load average now, against the core count (the benchmark's own work
+    counts too, so a value near the cores it used means an otherwise idle machine)."""
+    return (f"1-minute load average {os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} cores: compare runs only "
+            "when this is no more than the cores the benchmark itself used")
+
+
 def commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,

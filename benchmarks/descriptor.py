@@ -13,7 +13,7 @@ import statistics
 import time
 
 import numpy as np
-from common import FACES, save
+from common import FACES, load_note, save
 
 from leadmatch import agreement, faces, models
 
@@ -107,8 +107,7 @@ def main() -> None:
                        f"vs OpenCV dnn", rows, notes=[
         "ms_per_face: median of 3 passes over all chips, one process unless the row says otherwise",
         "max_abs_diff_vs_dlib: largest difference of any embedding component from dlib's (target ≤ 1e-5)",
-        f"measured on a shared machine ({os.cpu_count()} cores, other developers' jobs running): "
-        "rows with 2 threads or 2 processes suffer most from the contention",
+        load_note(),
         "leadmatch runs one single-threaded ONNX Runtime session per worker process, batching the faces of "
         f"{8} photos per call",
     ])

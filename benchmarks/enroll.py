@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import FACES, save
+from common import FACES, load_note, save
 
 from leadmatch import accounts, faces, gallery
 from leadmatch.enrollment import enroll
@@ -181,8 +181,7 @@ def main() -> None:
         "default engine: dlib's ResNet converted to ONNX and run by ONNX Runtime (one thread per worker process); "
         "--engine dlib rows run the same model in dlib",
         f"mugshots: {mugshot_count} photos of 480×600 cut from the sample faces of 150 px or more, 9 framings each",
-        f"measured on a shared {cores}-core machine with other developers' jobs running (load average "
-        f"{os.getloadavg()[0]:.1f} at the end): rerun on a quiet machine for the real figures",
+        load_note(),
     ])
 
 

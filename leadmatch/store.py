@@ -264,6 +264,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE candidates ADD COLUMN false_alarm_rate REAL;
     ALTER TABLE faces ADD COLUMN quality_flags TEXT NOT NULL DEFAULT '[]';
     """,
+    # 10: a subject's faces are read on every search (a candidate lists all its photos) and on removal; without
+    # this index each read scanned the gallery's faces (160 ms at 1M faces).
+    """
+    CREATE INDEX faces_subject ON faces (subject_id);
+    """,
 ]
 
 
