@@ -61,7 +61,11 @@ def backend():
 
 
 def session() -> tuple[Workspace, accounts.Actor]:
-    """The workspace and the signed-in user of this OS account (direct mode; commands check --server first)."""
+    """The workspace and the signed-in user of this OS account: direct mode only, so a command that forgot to go
+    through `backend()` can never act on a local workspace while the user believes it went to the service."""
+    if State.server:
+        raise InputError("this command does not go through --server", "run it without --server, on the machine "
+                         "that holds the workspace")
     ws = workspace()
     return ws, accounts.authenticate(ws, credentials.token_for(ws.home))
 

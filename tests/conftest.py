@@ -14,7 +14,7 @@ import pytest
 from leadmatch import accounts, gallery as galleries
 from leadmatch.accounts import Actor
 from leadmatch.enrollment import enroll
-from leadmatch.search import SearchRequest
+from leadmatch.search import SearchRequest, run
 from leadmatch.workspace import init, open_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +90,15 @@ def home(enrolled_template, tmp_path) -> Path:
     target = tmp_path / "home"
     shutil.copytree(enrolled_template, target)
     return target
+
+
+@pytest.fixture
+def searched(home) -> str:
+    """The id of one search of the agent's, on a copy of the enrolled workspace."""
+    ws = open_workspace(home)
+    result = run(ws, AGENT, search_request("obama-720p.jpg", top_k=3))
+    ws.close()
+    return result["search_id"]
 
 
 @pytest.fixture

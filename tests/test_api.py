@@ -17,7 +17,6 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from leadmatch import audit
-from leadmatch.search import run
 from leadmatch.web import create_app
 from leadmatch.workspace import open_workspace
 
@@ -33,14 +32,6 @@ SEARCH_FIELDS = {"gallery": GALLERY, "case": "API-1", "purpose": "robbery", "top
 def api(home):
     with TestClient(create_app(home, workers=1)) as client:
         yield client
-
-
-@pytest.fixture
-def searched(home):
-    ws = open_workspace(home)
-    result = run(ws, AGENT, search_request("obama-720p.jpg", top_k=3))
-    ws.close()
-    return result["search_id"]
 
 
 def bearer(api, actor) -> dict:

@@ -37,14 +37,6 @@ def sign_in(client: TestClient, actor) -> str:
 
 
 @pytest.fixture
-def searched(home):
-    ws = open_workspace(home)
-    result = run(ws, AGENT, search_request("obama-720p.jpg", top_k=3))
-    ws.close()
-    return result["search_id"]
-
-
-@pytest.fixture
 def client(home):
     with TestClient(create_app(home)) as c:
         yield c
