@@ -253,7 +253,6 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
     items, refused = collect(source)
     report = EnrollmentReport(gallery=gallery.name, refused=list(refused))
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1)) if not ray else workers
-    known = {r[0] for r in ws.conn.execute("SELECT sha256 FROM photos WHERE gallery_id = ?", (gallery.id,))}
     seen: set[str] = set()  # photos already offered in this run
     total, done = len(items) + len(refused), len(refused)
     if progress:
@@ -271,7 +270,9 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
                     unreadable.append(Refusal.of(item.path, exc.reason, exc.message))
                     continue
                 read.append((item, sha256_bytes(data), data))
-            known.update(_enrolled_meanwhile(ws, gallery.id, [digest for _, digest, _ in read]))
+            # asked per chunk (an indexed lookup), so a 10M-photo gallery's hashes are never all held in memory,
+            # and a photo another enrollment recorded meanwhile is a skip
+            known = _enrolled_meanwhile(ws, gallery.id, [digest for _, digest, _ in read])
             for item, digest, data in read:
                 if digest in known or digest in seen:
                     report.skipped += 1
