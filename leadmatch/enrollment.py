@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import multiprocessing
 import os
 from dataclasses import dataclass, field
@@ -195,11 +196,18 @@ def _verdict(found) -> dict:
     return {"face": face, "flags": flags, "faces": len(found.faces)}
 
 
-def _analyze_chunk(pool, jobs: list[tuple[bytes, str]]) -> list[dict]:
-    """A chunk's photos → one result each, in order, analyzed in batches across the pool's workers."""
-    batches = [jobs[start:start + PHOTOS_PER_BATCH] for start in range(0, len(jobs), PHOTOS_PER_BATCH)]
+def _analyze_chunk(pool, jobs: list[tuple[bytes, str]], workers: int = 1) -> list[dict]:
+    """A chunk's photos → one result each, in order, analyzed in batches across the pool's workers: the largest
+    photos first, and batches small enough that every worker gets several, so no worker idles while another
+    finishes a batch of large photos (a chunk of a few dozen photos otherwise runs mostly on one core)."""
+    size = max(1, min(PHOTOS_PER_BATCH, math.ceil(len(jobs) / (4 * workers))))
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))  # bytes stand in for pixels to decode
+    batches = [[jobs[i] for i in order[start:start + size]] for start in range(0, len(order), size)]
     done = pool.map(_analyze, batches, chunksize=1) if pool else [_analyze(batch) for batch in batches]
-    return [result for batch in done for result in batch]
+    results: list[dict] = [{}] * len(jobs)
+    for i, result in zip(order, (result for batch in done for result in batch)):
+        results[i] = result
+    return results
 
 
 def _pool(workers: int):
@@ -221,7 +229,7 @@ class LocalAnalyzer:
 
     def stream(self, batches: Iterator[tuple]) -> Iterator[tuple]:
         for key, jobs in batches:
-            yield key, _analyze_chunk(self.pool, jobs)
+            yield key, _analyze_chunk(self.pool, jobs, self.workers)
 
     def close(self) -> None:
         if self.pool:

@@ -139,7 +139,7 @@ def _search(ws, faiss_index, item: Item, is_mated: bool, choice: str | None,
     """One probe through the real pipeline: a refusal, or the mate's rank and distances."""
     base = {"path": str(item.path), "subject": item.subject, "mated": is_mated}
     try:
-        found = quality.detect_in_steps(read_bytes(item.path), str(item.path), quality.PROBE_DETECT_STEPS)
+        found = quality.find_probe_faces(read_bytes(item.path), str(item.path))
     except PhotoError as exc:
         return base | {"stage": "probe", "reason": exc.reason, "detail": exc.message}
     if not found.faces:

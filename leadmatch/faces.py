@@ -105,36 +105,159 @@ def detect(pixels: np.ndarray, min_face_px: int = 48, detector: str = "hog") -> 
 
 
 def coarse_factor(width: int, height: int) -> float:
-    """Reduction of the coarse copy, at most 4: the copy's short side is 300 px, so a face a third of the photo
-    wide still spans 100 px there, above HOG's 80 px window. 1 (no coarse pass) for photos under 375 px."""
+    """Reduction of the first, coarsest copy, at most 4: the copy's short side is 300 px, so a face a third of
+    the photo wide still spans 100 px there, above HOG's 80 px window. 1 (no coarse pass) for photos under 375 px."""
     factor = min(width, height) / COARSE_SHORT_SIDE_PX
     return min(4.0, factor) if factor >= 1.25 else 1.0
 
 
-#: Coarse-to-fine accepts what the reduced copy finds only if every face is this much above its minimum size;
-#: smaller faces there are placed less precisely, so the photo is searched again at full size.
+def coarse_factors(width: int, height: int) -> list[float]:
+    """The reductions detect_gallery tries in turn: `coarse_factor`, halved while it stays ≥ 1.25, then 1 (full
+    size). Halving rather than jumping to full size: a 200 px mugshot face missed at ¼ size is found at ½ size,
+    for a quarter of the full-size cost."""
+    factor, factors = coarse_factor(width, height), []
+    while factor >= 1.25:
+        factors.append(factor)
+        factor /= 2
+    return factors + [1.0]
+
+
+#: Coarse-to-fine accepts what a reduced copy finds only if every face is this much above its minimum size;
+#: smaller faces there are placed less precisely, so the photo is searched again at the next finer size.
 COARSE_MARGIN = 1.1
 COARSE_SHORT_SIDE_PX = 300
 
 
-def detect_gallery(pixels: np.ndarray, min_face_px: int = 80, detector: str = "hog") -> list[tuple[tuple, float | None]]:
-    """Coarse-to-fine detection for gallery photos (most mugshot faces are 200+ px): HOG on a copy reduced by
-    `coarse_factor`, falling back to `detect` at full size when that finds no face or one near the copy's
-    minimum. Same output as `detect`. A second face smaller than the coarse minimum can go unseen when a large
-    one is found; the large one is the face enrolled."""
+def _reduced(pixels: np.ndarray, factor: float) -> np.ndarray:
     height, width = pixels.shape[:2]
-    factor = coarse_factor(width, height)
-    if detector != "hog" or factor == 1.0:
+    return cv2.resize(pixels, (max(1, round(width / factor)), max(1, round(height / factor))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _scaled_up(found: list, factor: float, width: int, height: int) -> list:
+    """Boxes found on a copy reduced by `factor` → boxes in the full photo's pixels."""
+    return [((max(0, round(top * factor)), min(width, round(right * factor)),
+              min(height, round(bottom * factor)), max(0, round(left * factor))), score)
+            for (top, right, bottom, left), score in found]
+
+
+def detect_gallery(pixels: np.ndarray, min_face_px: int = 80, detector: str = "hog") -> list[tuple[tuple, float | None]]:
+    """Coarse-to-fine detection for gallery photos (most mugshot faces are 200+ px): HOG on copies reduced by each
+    of `coarse_factors` in turn, accepting the first that finds faces all well above its minimum (see
+    COARSE_MARGIN); full size last. Same output as `detect`. A second face smaller than a coarse minimum can go
+    unseen when a large one is found; the large one is the face enrolled."""
+    height, width = pixels.shape[:2]
+    if detector != "hog":
         return detect(pixels, min_face_px=min_face_px, detector=detector)
-    coarse_min = min_face_px * factor
-    small = cv2.resize(pixels, (max(1, round(width / factor)), max(1, round(height / factor))),
-                       interpolation=cv2.INTER_AREA)
-    found = []
-    for (top, right, bottom, left), score in detect(small, min_face_px=min_face_px, detector=detector):
-        found.append(((max(0, round(top * factor)), min(width, round(right * factor)),
-                       min(height, round(bottom * factor)), max(0, round(left * factor))), score))
-    if not found or any(box[1] - box[3] < COARSE_MARGIN * coarse_min for box, _ in found):
-        return detect(pixels, min_face_px=min_face_px, detector=detector)
+    for factor in coarse_factors(width, height)[:-1]:
+        found = _scaled_up(detect(_reduced(pixels, factor), min_face_px=min_face_px), factor, width, height)
+        if found and all(box[1] - box[3] >= COARSE_MARGIN * min_face_px * factor for box, _ in found):
+            return found
+    return detect(pixels, min_face_px=min_face_px, detector=detector)
+
+
+#: Probe photos are searched on two cores: the photo, scaled for the smallest face looked for, is cut into
+#: PROBE_STRIPS vertical strips, one a thread (dlib's HOG releases the GIL), overlapping by the widest face a strip
+#: must find whole. Wider faces are found on a copy reduced so that they fit HOG's window: STRIP_FACE_RATIO × the
+#: smallest face. The geometry is fixed, not taken from the core count, so a probe gives the same faces on any
+#: machine. Below PARALLEL_MIN_PIXELS (scaled) one pass is as fast.
+PROBE_STRIPS = 2
+STRIP_FACE_RATIO = 4
+PARALLEL_MIN_PIXELS = 1_500_000
+#: A face a strip finds at least this share as wide as an overlapping one on the reduced copy is the same face,
+#: placed at the finer scale; narrower, it is a part of a face too wide for the strip, and the copy's box is kept.
+SAME_FACE_WIDTH_SHARE = 0.8
+_THREADS: dict = {}
+
+
+def detection_threads() -> int:
+    """Threads a probe's detection may use: the cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _thread_detector():
+    """This thread's own HOG detector: one object keeps per-call state, so threads must not share it. A copy
+    through dlib's serialization takes 1 ms; building one (`get_frontal_face_detector`) takes 200."""
+    import pickle
+    import threading
+
+    local = _THREADS.setdefault("local", threading.local())
+    if getattr(local, "detector", None) is None:
+        local.detector = pickle.loads(pickle.dumps(models.hog_detector()))
+    return local.detector
+
+
+def _hog(pixels: np.ndarray) -> list[tuple[tuple, float]]:
+    rects, scores, _ = _thread_detector().run(np.ascontiguousarray(pixels), 0, 0.0)
+    return [((r.top(), r.right(), r.bottom(), r.left()), float(s)) for r, s in zip(rects, scores)]
+
+
+def _hog_reduced(pixels: np.ndarray, factor: float) -> list[tuple[tuple, float]]:
+    """HOG on a copy reduced by `factor` (faces from 80 × factor px), boxes in `pixels` coordinates."""
+    height, width = pixels.shape[:2]
+    if min(width, height) / factor < DETECTOR_WINDOW_PX:
+        return []
+    return _scaled_up(_hog(_reduced(pixels, factor)), factor, width, height)
+
+
+def _executor(threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _THREADS.get("size") != threads:
+        _THREADS["pool"] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="leadmatch-hog")
+        _THREADS["size"] = threads
+    return _THREADS["pool"]
+
+
+def _overlaps(a: tuple, b: tuple) -> bool:
+    """Whether two boxes (top, right, bottom, left) share at least half of the smaller one."""
+    height = min(a[2], b[2]) - max(a[0], b[0])
+    width = min(a[1], b[1]) - max(a[3], b[3])
+    if height <= 0 or width <= 0:
+        return False
+    smaller = min((a[2] - a[0]) * (a[1] - a[3]), (b[2] - b[0]) * (b[1] - b[3]))
+    return height * width >= 0.5 * smaller
+
+
+def detect_probe(pixels: np.ndarray, min_face_px: int = 52, threads: int | None = None) -> list[tuple[tuple, float | None]]:
+    """HOG detection for probe photos, whose latency an agent waits on: PROBE_STRIPS strips of the scaled photo,
+    overlapping by the widest face they must find whole, plus one reduced copy of the whole photo for wider faces,
+    run on up to `threads` threads (default: the cores this process may use). Same output as `detect`; where a
+    face is found twice the strip's (finer) box is kept. Small photos: `detect` itself."""
+    height, width = pixels.shape[:2]
+    scale = detection_scale(min_face_px)
+    if width * height * scale * scale < PARALLEL_MIN_PIXELS:
+        return detect(pixels, min_face_px=min_face_px)
+    threads = max(1, min(PROBE_STRIPS + 1, threads or detection_threads()))
+    scaled = cv2.resize(pixels, (round(width * scale), round(height * scale)),
+                        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    wide_min = STRIP_FACE_RATIO * min_face_px
+    # a strip finds whole every face up to a little over the copy's minimum, plus a HOG cell block of context
+    overlap = int(COARSE_MARGIN * wide_min * scale) + 16
+    step = scaled.shape[1] / PROBE_STRIPS
+    strips = [(max(0, int(i * step) - overlap // 2), min(scaled.shape[1], int((i + 1) * step) + overlap // 2))
+              for i in range(PROBE_STRIPS)]
+    pool = _executor(threads)
+    wide = pool.submit(_hog_reduced, pixels, wide_min / DETECTOR_WINDOW_PX)
+    parts = [pool.submit(_hog, scaled[:, start:end]) for start, end in strips]
+    found: list[tuple[tuple, float | None]] = []
+    for (start, _), part in zip(strips, parts):
+        for (top, right, bottom, left), score in part.result():
+            box = (max(0, round(top / scale)), min(width, round((right + start) / scale)),
+                   min(height, round(bottom / scale)), max(0, round((left + start) / scale)))
+            if box[2] - box[0] < 4 or box[1] - box[3] < 4:
+                continue
+            twin = next((i for i, (other, _) in enumerate(found) if _overlaps(box, other)), None)
+            if twin is None:
+                found.append((box, score))
+            elif score > found[twin][1]:  # the same face in two strips' overlap
+                found[twin] = (box, score)
+    for box, score in wide.result():
+        twins = [i for i, (other, _) in enumerate(found) if _overlaps(box, other)]
+        if any(found[i][0][1] - found[i][0][3] >= SAME_FACE_WIDTH_SHARE * (box[1] - box[3]) for i in twins):
+            continue
+        found = [item for i, item in enumerate(found) if i not in twins] + [(box, score)]
+    found.sort(key=lambda item: (item[0][3], item[0][0]))
     return found
 
 
@@ -155,7 +278,10 @@ def use_engine(name: str | None) -> None:
 
 def prepare() -> None:
     """Load (and for ONNX, convert and verify) the descriptor before forking workers, so a bad model file stops
-    the run once, in the parent, with its exit code."""
+    the run once, in the parent, with its exit code; and build the detector and landmark model here, so forked
+    workers inherit them rather than each spending a quarter second on its own (HOG's alone takes 200 ms)."""
+    models.hog_detector()
+    models.landmarks_5()
     if engine() == "onnx":
         models.onnx_path()
     else:
@@ -207,9 +333,13 @@ def describe(pixels: np.ndarray, box: tuple, index: int, score: float | None) ->
 
 
 def _measured(photo: Photo, min_face_px: int, detector: str,
-              coarse: bool = False) -> tuple[Analysis, list[np.ndarray]]:
-    finder = detect_gallery if coarse else detect
-    found = finder(photo.pixels, min_face_px=min_face_px, detector=detector)
+              coarse: bool = False, probe: bool = False) -> tuple[Analysis, list[np.ndarray]]:
+    if coarse:
+        found = detect_gallery(photo.pixels, min_face_px=min_face_px, detector=detector)
+    elif probe and detector == "hog":
+        found = detect_probe(photo.pixels, min_face_px=min_face_px)
+    else:
+        found = detect(photo.pixels, min_face_px=min_face_px, detector=detector)
     pairs = [measure(photo.pixels, box, i, score) for i, (box, score) in enumerate(found, start=1)]
     analysis = Analysis(sha256=photo.sha256, width=photo.width, height=photo.height, faces=[f for f, _ in pairs])
     return analysis, [chip for _, chip in pairs]
@@ -223,9 +353,10 @@ def _embed_into(analyses: list[Analysis], chips: list[np.ndarray]) -> None:
         face.embedding = embedding
 
 
-def analyze(photo: Photo, min_face_px: int = 48, detector: str = "hog") -> Analysis:
-    """Detect, measure and embed every face in a decoded photo."""
-    analysis, chips = _measured(photo, min_face_px, detector)
+def analyze(photo: Photo, min_face_px: int = 48, detector: str = "hog", probe: bool = False) -> Analysis:
+    """Detect, measure and embed every face in a decoded photo; `probe`: detect as for a probe an agent waits on
+    (`detect_probe`, on two cores)."""
+    analysis, chips = _measured(photo, min_face_px, detector, probe=probe)
     _embed_into([analysis], chips)
     return analysis
 

@@ -160,7 +160,7 @@ def _decode_pixels(data: bytes, name: str) -> np.ndarray:
             ImageFile.LOAD_TRUNCATED_IMAGES = False
             image.load()
             _check_jpeg_data(image, data)
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of a photo already upright
             return _to_rgb8(image)
     except PhotoError:
         raise
@@ -242,4 +242,6 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    if image.mode != "RGB":  # converting an RGB photo would only copy it
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))

@@ -102,7 +102,7 @@ def from_photos(paths: list[Path], choice: int | str | None, detector: str,
         data = read_bytes(path)
         digest = sha256_bytes(data)
         hashes.append(digest)
-        found = quality.detect_in_steps(data, name, quality.PROBE_DETECT_STEPS, detector)
+        found = quality.find_probe_faces(data, name, detector)
         face = pick_face(found, choice, name)
         _gate(face, name)
         suffix = Path(path).suffix.lower()

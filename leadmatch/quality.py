@@ -69,18 +69,46 @@ GALLERY_DETECT_MIN_PX = 80
 #: it. On lfw-dev most blurred faces the 52 px look misses are found at 40 px (face_recognition's own scale).
 PROBE_DETECT_STEPS = (PROBE_DETECT_MIN_PX, 40)
 GALLERY_DETECT_STEPS = (GALLERY_DETECT_MIN_PX,) + PROBE_DETECT_STEPS
+#: A large probe photo is first searched for faces down to this share of its longer side (1/30: 64 px in a
+#: 1080p frame, 128 px in 4K), which bounds the first look at about 3.2 million scaled pixels whatever the
+#: photo's size; only if that finds nothing are the PROBE_DETECT_STEPS tried. So in a large photo showing a
+#: face, a second face under 1/30 of its side is not listed (as one under 52 px is not in any photo).
+PROBE_FIRST_LOOK_SHARE = 30
 
 
-def detect_in_steps(data: bytes, name: str, steps: tuple[int, ...], detector: str = "hog"):
+def probe_steps(width: int, height: int) -> tuple[int, ...]:
+    """Minimum face sizes a probe photo of `width`×`height` is searched at, in turn until one finds a face:
+    1/PROBE_FIRST_LOOK_SHARE of its longer side when that is above 52 px, then PROBE_DETECT_STEPS."""
+    first = max(PROBE_DETECT_MIN_PX, round(max(width, height) / PROBE_FIRST_LOOK_SHARE))
+    return tuple(dict.fromkeys((first,) + PROBE_DETECT_STEPS))
+
+
+def detect_in_steps(data: bytes, name: str, steps: tuple[int, ...], detector: str = "hog", probe: bool = False):
     """Faces in the photo's bytes, looked for at each minimum face size of `steps` in turn until one finds
-    any: the `faces.Analysis` of the first that does (or of the last). Raises PhotoError if unreadable."""
-    from .faces import analyze_bytes
+    any: the `faces.Analysis` of the first that does (or of the last). `probe`: detect as for a probe
+    (`faces.detect_probe`). Raises PhotoError if unreadable."""
+    from .photos import decode
+
+    return _in_steps(decode(data, name=name), steps, detector, probe)
+
+
+def _in_steps(photo, steps: tuple[int, ...], detector: str, probe: bool):
+    from .faces import analyze
 
     for min_face_px in steps:
-        found = analyze_bytes(data, name=name, min_face_px=min_face_px, detector=detector)
+        found = analyze(photo, min_face_px=min_face_px, detector=detector, probe=probe)
         if found.faces:
             break
     return found
+
+
+def find_probe_faces(data: bytes, name: str, detector: str = "hog"):
+    """The faces of a probe photo, as every search and evaluation looks for them: at the photo's `probe_steps`
+    in turn, with `faces.detect_probe` (strips on two cores). Raises PhotoError if unreadable."""
+    from .photos import decode
+
+    photo = decode(data, name=name)
+    return _in_steps(photo, probe_steps(photo.width, photo.height), detector, probe=True)
 
 
 #: A face dominates a photo of several when it is at least this many times as wide as every other face…
