@@ -135,7 +135,8 @@ def decode(data: bytes, name: str = "photo") -> Photo:
         pixels = _decode_pixels(data, name)
     damage = [line for line in said if any(word in line.lower() for word in CORRUPT_WARNINGS)]
     if damage:
-        raise PhotoError(f"{name} is corrupt: the decoder reports damaged data ({damage[0].strip().rstrip('.')})",
+        raise PhotoError(f"{name} is corrupt or truncated: the decoder reports damaged data "
+                         f"({damage[0].strip().rstrip('.')})",
                          "re-export or re-copy the photo", reason="corrupt")
     return Photo(pixels=pixels, sha256=digest, width=pixels.shape[1], height=pixels.shape[0])
 
@@ -158,6 +159,9 @@ def _decode_pixels(data: bytes, name: str) -> np.ndarray:
             # face_recognition sets this global to True at import, which would decode a truncated file as
             # partly grey without a word; a truncated photo must be refused, whoever imported what.
             ImageFile.LOAD_TRUNCATED_IMAGES = False
+            pixels = _jpeg_pixels(image, data)
+            if pixels is not None:
+                return pixels
             image.load()
             _check_jpeg_data(image, data)
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of a photo already upright
@@ -171,6 +175,38 @@ def _decode_pixels(data: bytes, name: str) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct_error, ZeroDivisionError,
             MemoryError) as exc:
         raise PhotoError(f"{name} is corrupt or truncated ({exc})", "re-export or re-copy the photo") from None
+
+
+#: EXIF orientation → the array operation Pillow's exif_transpose applies (FLIP_LEFT_RIGHT, ROTATE_180,
+#: FLIP_TOP_BOTTOM, TRANSPOSE, ROTATE_270, TRANSVERSE, ROTATE_90).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _jpeg_pixels(image: Image.Image, data: bytes) -> np.ndarray | None:
+    """An ordinary (RGB or grayscale) JPEG decoded by OpenCV's libjpeg, upright by the orientation Pillow reads
+    from its EXIF: the very pixels Pillow gives (checked on the sample photos and 300 lfw-dev photos), in one
+    pass that also lets `_decoder_messages` hear libjpeg's corrupt-data warnings, where Pillow needs a second
+    pass for them. None for any other photo, or where OpenCV cannot decode it: Pillow then decodes it and says
+    what is wrong."""
+    if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+        return None
+    import cv2
+
+    orientation = image.getexif().get(0x0112, 1)
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None or bgr.shape[:2] != (image.height, image.width):
+        return None
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    turn = _UPRIGHT.get(orientation)
+    return np.ascontiguousarray(turn(rgb)) if turn else rgb
 
 
 def _check_jpeg_data(image: Image.Image, data: bytes) -> None:

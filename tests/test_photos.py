@@ -116,6 +116,20 @@ def test_exif_rotated_photo_is_turned_upright():
                              min_face_px=PROBE_DETECT_MIN_PX).faces
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_gives_the_pixels_pillow_gives(mode, orientation):
+    """JPEGs are decoded by OpenCV (one pass that also hears libjpeg's warnings); the photo must come out exactly
+    as Pillow turns it upright, pixel for pixel, for each of the eight EXIF orientations."""
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(Image.open(OBAMA).convert(mode).resize((301, 203)), "JPEG", exif=exif.tobytes(), quality=90)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    assert np.array_equal(photos.decode(data, "turned.jpg").pixels, expected)
+
+
 def test_rgba_sample_probe_loads():
     photo = photos.load(PROBES_DIR / "32bit.png")
     assert photo.pixels.shape[2] == 3
