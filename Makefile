@@ -43,6 +43,7 @@ bench: install
 	cd benchmarks && ../$(BIN)/python search.py 100000 1000000
 	cd benchmarks && ../$(BIN)/python descriptor.py
 	cd benchmarks && ../$(BIN)/python enroll.py
+	cd benchmarks && ../$(BIN)/python detection_shift.py
 	cd benchmarks && ../$(BIN)/python probe.py 1000000
 	cd benchmarks && ../$(BIN)/python index_integrity.py 1000000
 
