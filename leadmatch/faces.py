@@ -228,7 +228,7 @@ def detect_probe(pixels: np.ndarray, min_face_px: int = 52, threads: int | None 
     scale = detection_scale(min_face_px)
     if width * height * scale * scale < PARALLEL_MIN_PIXELS:
         return detect(pixels, min_face_px=min_face_px)
-    threads = max(1, min(PROBE_STRIPS + 1, threads or detection_threads()))
+    threads = threads or detection_threads()
     scaled = cv2.resize(pixels, (round(width * scale), round(height * scale)),
                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     wide_min = STRIP_FACE_RATIO * min_face_px
@@ -237,12 +237,17 @@ def detect_probe(pixels: np.ndarray, min_face_px: int = 52, threads: int | None 
     step = scaled.shape[1] / PROBE_STRIPS
     strips = [(max(0, int(i * step) - overlap // 2), min(scaled.shape[1], int((i + 1) * step) + overlap // 2))
               for i in range(PROBE_STRIPS)]
-    pool = _executor(threads)
-    wide = pool.submit(_hog_reduced, pixels, wide_min / DETECTOR_WINDOW_PX)
-    parts = [pool.submit(_hog, scaled[:, start:end]) for start, end in strips]
+    if threads > 1:  # the strips on the pool's threads, the reduced copy (a twelfth of the work) on this one
+        pool = _executor(PROBE_STRIPS)
+        parts = [pool.submit(_hog, scaled[:, start:end]) for start, end in strips]
+        wide = _hog_reduced(pixels, wide_min / DETECTOR_WINDOW_PX)
+        results = [part.result() for part in parts]
+    else:
+        results = [_hog(scaled[:, start:end]) for start, end in strips]
+        wide = _hog_reduced(pixels, wide_min / DETECTOR_WINDOW_PX)
     found: list[tuple[tuple, float | None]] = []
-    for (start, _), part in zip(strips, parts):
-        for (top, right, bottom, left), score in part.result():
+    for (start, _), result in zip(strips, results):
+        for (top, right, bottom, left), score in result:
             box = (max(0, round(top / scale)), min(width, round((right + start) / scale)),
                    min(height, round(bottom / scale)), max(0, round((left + start) / scale)))
             if box[2] - box[0] < 4 or box[1] - box[3] < 4:
@@ -252,7 +257,7 @@ def detect_probe(pixels: np.ndarray, min_face_px: int = 52, threads: int | None 
                 found.append((box, score))
             elif score > found[twin][1]:  # the same face in two strips' overlap
                 found[twin] = (box, score)
-    for box, score in wide.result():
+    for box, score in wide:
         twins = [i for i, (other, _) in enumerate(found) if _overlaps(box, other)]
         if any(found[i][0][1] - found[i][0][3] >= SAME_FACE_WIDTH_SHARE * (box[1] - box[3]) for i in twins):
             continue
