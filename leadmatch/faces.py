@@ -203,9 +203,10 @@ def _hog_reduced(pixels: np.ndarray, factor: float) -> list[tuple[tuple, float]]
 def _executor(threads: int):
     from concurrent.futures import ThreadPoolExecutor
 
-    if _THREADS.get("size") != threads:
+    # per process: a forked worker inherits the pool object but not its threads, and would wait on it forever
+    if _THREADS.get("owner") != (os.getpid(), threads):
         _THREADS["pool"] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="leadmatch-hog")
-        _THREADS["size"] = threads
+        _THREADS["owner"] = (os.getpid(), threads)
     return _THREADS["pool"]
 
 

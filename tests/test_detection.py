@@ -101,3 +101,23 @@ def test_coarse_to_fine_tries_half_size_before_full_size():
     coarse, full = faces.detect_gallery(photo.pixels, 80), faces.detect(photo.pixels, 80)
     assert len(coarse) == len(full) == 1
     assert abs(widths(coarse)[0] - widths(full)[0]) <= 0.25 * widths(full)[0]
+
+
+def _strips_in_child(pixels, queue):
+    queue.put(widths(faces.detect_probe(pixels, 64, threads=2)))
+
+
+def test_a_forked_worker_can_search_strips_after_its_parent_did(head):
+    """A process forked after a striped search (an enrollment or evaluation worker) gets its own threads rather
+    than waiting forever on its parent's."""
+    import multiprocessing
+
+    pixels = scene(head, 150, 2400, 1200, centre_x=900)
+    expected = widths(faces.detect_probe(pixels, 64, threads=2))
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_strips_in_child, args=(pixels, queue))
+    child.start()
+    child.join(60)
+    assert not child.is_alive(), "the forked worker hung"
+    assert queue.get(timeout=5) == expected
