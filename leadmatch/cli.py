@@ -235,6 +235,11 @@ def models_check(
         raise ModelError(f"ONNX and dlib embeddings disagree: {result.line()}",
                          "use --engine dlib and report the model card mismatch")
     out.print(f"ok  agreement: {result.line()}")
+    found = agreement.check_detector(folder)
+    if not found.ok:
+        raise ModelError(f"ONNX and dlib CNN face detectors disagree: {found.line()}",
+                         "use --engine dlib with --detector cnn and report the model card mismatch")
+    out.print(f"ok  detector agreement: {found.line()}")
 
 
 @gallery_app.command("create")
