@@ -116,7 +116,6 @@ def expected_converted() -> dict[str, dict]:
         raise ModelError(f"model card {WEIGHTS_FILE} lists no converted models", "reinstall leadmatch") from None
 
 
-MMOD_DAT = "mmod_human_face_detector.dat"
 MMOD_ONNX = "mmod_human_face_detector.onnx"
 
 
