@@ -97,7 +97,7 @@ def main_options(home: Optional[Path] = typer.Option(
         server: Optional[str] = typer.Option(None, "--server", envvar=client.SERVER_ENV,
                                              help="URL of a leadmatch service: commands go through its API."),
         engine: Optional[str] = typer.Option(None, "--engine", envvar="LEADMATCH_ENGINE",
-                                             help="Face descriptor: onnx (default) or dlib; same model, same numbers.")):
+                                             help="Descriptor + CNN detector: onnx (default) or dlib; same numbers.")):
     State.home = home or default_home()
     State.server = server or None
     faces.use_engine(engine)
@@ -221,8 +221,9 @@ def models_check(
     local_only("models", "it checks the model files installed on this machine")
     for name, digest in models.verify_all().items():
         out.print(f"ok  {name}  {digest}")
-    onnx_file, source = models.onnx_path(), models.expected_converted()[models.RESNET_ONNX]["from"]
-    out.print(f"ok  {onnx_file.name}  {models.sha256_file(onnx_file)}  (converted from {source})")
+    for name, entry in models.expected_converted().items():
+        onnx_file = models.converted_path(name)
+        out.print(f"ok  {onnx_file.name}  {models.sha256_file(onnx_file)}  (converted from {entry['from']})")
     if not check:
         return
     folder = photos or default_photos()
@@ -234,6 +235,11 @@ def models_check(
         raise ModelError(f"ONNX and dlib embeddings disagree: {result.line()}",
                          "use --engine dlib and report the model card mismatch")
     out.print(f"ok  agreement: {result.line()}")
+    found = agreement.check_detector(folder)
+    if not found.ok:
+        raise ModelError(f"ONNX and dlib CNN face detectors disagree: {found.line()}",
+                         "use --engine dlib with --detector cnn and report the model card mismatch")
+    out.print(f"ok  detector agreement: {found.line()}")
 
 
 @gallery_app.command("create")

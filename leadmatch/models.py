@@ -116,11 +116,22 @@ def expected_converted() -> dict[str, dict]:
         raise ModelError(f"model card {WEIGHTS_FILE} lists no converted models", "reinstall leadmatch") from None
 
 
-def convert_resnet(target: Path) -> None:
-    """Write the ONNX form of the verified .dat to `target` (temp file, then rename: never half a model)."""
-    from .onnx_export import convert
+MMOD_ONNX = "mmod_human_face_detector.onnx"
 
-    data = convert(verified_path(RESNET_DAT).read_bytes())
+
+def _converter(onnx_name: str):
+    """The function that turns the source .dat's bytes into `onnx_name`'s bytes."""
+    if onnx_name == MMOD_ONNX:
+        from .mmod_export import convert
+    else:
+        from .onnx_export import convert
+    return convert
+
+
+def convert_model(target: Path, onnx_name: str = RESNET_ONNX) -> None:
+    """Write the ONNX form of the verified .dat to `target` (temp file, then rename: never half a model)."""
+    source = expected_converted()[onnx_name]["from"]
+    data = _converter(onnx_name)(verified_path(source).read_bytes())
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -132,28 +143,40 @@ def convert_resnet(target: Path) -> None:
                          "make the models/ folder writable, then run `leadmatch models`") from None
 
 
-@functools.cache
-def onnx_path() -> Path:
-    """Path of the ONNX ResNet, converted from the .dat on first use, after checking its sha256 against the card.
-
-    A file that is there but differs from the card (corrupted, altered) is refused, not silently replaced."""
-    expected = expected_converted().get(RESNET_ONNX, {}).get("sha256")
-    if expected is None:
-        raise ModelError(f"{RESNET_ONNX} is not listed in the model card", "add it to models/weights.json")
-    path = converted_dir() / RESNET_ONNX
+def converted_path(onnx_name: str) -> Path:
+    """Path of converted model `onnx_name`, converted from its .dat on first use, after checking its sha256
+    against the card. A file that is there but differs from the card (corrupted, altered) is refused, not
+    silently replaced."""
+    entry = expected_converted().get(onnx_name, {})
+    expected, source = entry.get("sha256"), entry.get("from")
+    if expected is None or source is None:
+        raise ModelError(f"{onnx_name} is not listed in the model card", "add it to models/weights.json")
+    path = converted_dir() / onnx_name
     fresh = not path.is_file()
     if fresh:
-        convert_resnet(path)
+        convert_model(path, onnx_name)
     actual = sha256_file(path)
     if actual != expected:
         if fresh:
-            raise ModelError(f"converting {RESNET_DAT} gave {RESNET_ONNX} with sha256 {actual[:12]}…, not the "
+            raise ModelError(f"converting {source} gave {onnx_name} with sha256 {actual[:12]}…, not the "
                              f"card's {expected[:12]}…",
                              "the converter's output changed: install onnx 1.23 (the card's hash was made with it)")
-        raise ModelError(f"converted model {RESNET_ONNX} does not match the model card (sha256 {actual[:12]}…, "
+        raise ModelError(f"converted model {onnx_name} does not match the model card (sha256 {actual[:12]}…, "
                          f"expected {expected[:12]}…)", f"delete {path} and run `leadmatch models` to convert it "
                                                         "again from the dlib weights")
     return path
+
+
+@functools.cache
+def onnx_path() -> Path:
+    """Path of the ONNX ResNet (see `converted_path`)."""
+    return converted_path(RESNET_ONNX)
+
+
+@functools.cache
+def mmod_onnx_path() -> Path:
+    """Path of the ONNX CNN face detector (see `converted_path`)."""
+    return converted_path(MMOD_ONNX)
 
 
 def ort_threads() -> int:
@@ -166,20 +189,36 @@ def ort_threads() -> int:
 
 
 _SESSIONS: dict[int, object] = {}
+_MMOD_SESSIONS: dict[int, object] = {}
+
+
+def _new_session(path: Path):
+    """An ONNX Runtime session on the CPU with `ort_threads()` threads, run sequentially."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = ort_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def ort_session():
     """This process's ONNX Runtime session for the ResNet (one per process: never shared across a fork)."""
     session = _SESSIONS.get(os.getpid())
     if session is None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = ort_threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        session = onnxruntime.InferenceSession(str(onnx_path()), options, providers=["CPUExecutionProvider"])
+        session = _new_session(onnx_path())
         _SESSIONS.clear()
         _SESSIONS[os.getpid()] = session
+    return session
+
+
+def mmod_session():
+    """This process's ONNX Runtime session for the CNN face detector (one per process, like `ort_session`)."""
+    session = _MMOD_SESSIONS.get(os.getpid())
+    if session is None:
+        session = _new_session(mmod_onnx_path())
+        _MMOD_SESSIONS.clear()
+        _MMOD_SESSIONS[os.getpid()] = session
     return session

@@ -153,8 +153,8 @@ def test_small_probe_is_searched_but_flagged_low_quality(home):
 
 def test_models_match_the_model_card(home):
     result = run_cli("models", home=home)
-    # three weight files, the converted ONNX model, and the ONNX-vs-dlib agreement
-    assert result.returncode == 0 and result.stdout.count("ok  ") == 5
+    # three weight files, the two converted ONNX models, and the ONNX-vs-dlib agreements (descriptor, detector)
+    assert result.returncode == 0 and result.stdout.count("ok  ") == 7
 
 
 def test_remove_subject_from_the_command_line(home):

@@ -95,6 +95,9 @@ def test_cli_models_shows_both_hashes_and_the_agreement():
     card = models.expected_converted()[models.RESNET_ONNX]
     assert card["sha256"] in result.stdout and models.expected_hashes()[card["from"]] in result.stdout
     assert "agreement" in result.stdout and "rankings identical" in result.stdout
+    # the CNN face detector too: its converted file's hash and its agreement with dlib's own CNN
+    assert models.expected_converted()[models.MMOD_ONNX]["sha256"] in result.stdout
+    assert "ok  detector agreement" in result.stdout and "same faces found" in result.stdout
 
 
 def test_unknown_engine_is_refused():
