@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test,cluster]"
 	# face_recognition's metadata requires `dlib` (a 14-minute source build); dlib-bin already provides it.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps face_recognition==1.3.0
-	# Convert dlib's face ResNet to ONNX into models/ (offline, from the installed .dat) and check its sha256.
+	# Convert dlib's face ResNet and CNN face detector to ONNX into models/ (offline, from the installed .dat files) and check their sha256.
 	$(BIN)/leadmatch models --no-check
 	touch $(STAMP)
 
