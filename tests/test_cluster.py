@@ -104,7 +104,8 @@ def cluster():
 # Asked of the cluster from a separate driver process, so this test process never joins Ray (no Ray threads
 # left in it when later tests fork worker pools). `nodes N`: wait for N live nodes, print their ids;
 # `kill DB`: say "ready", wait until the run has written a photo to DB while a PhotoWorker actor is alive (Ray's
-# actor table in the GCS; the dashboard's state API is not running), SIGKILL that actor's process, print its pid.
+# actor table in the GCS; the dashboard's state API is not running), SIGKILL that actor's process, print its pid;
+# `kill-twice DB`: the same, then SIGKILL the actor again as soon as Ray has restarted it; print both pids.
 QUERY = """
 import json, os, signal, sqlite3, sys, time
 import ray
@@ -112,11 +113,18 @@ address, mode, arg = sys.argv[1:4]
 ray.init(address=address, logging_level="ERROR", log_to_driver=False)
 print("ready", flush=True)
 deadline = time.monotonic() + 120
+killed = []
 while time.monotonic() < deadline:
     if mode == "nodes":
         alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         if len(alive) == int(arg):
             print(json.dumps(alive)); break
+    elif mode == "kill-twice" and killed:
+        restarted = [a for a in ray._private.state.actors().values() if a["ActorClassName"] == "PhotoWorker"
+                     and a["State"] == "ALIVE" and a["Pid"] not in killed]
+        if restarted:
+            os.kill(restarted[0]["Pid"], signal.SIGKILL)
+            print(json.dumps(killed + [restarted[0]["Pid"]])); break
     else:
         conn = sqlite3.connect(arg, timeout=1)
         written = conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
@@ -128,8 +136,10 @@ while time.monotonic() < deadline:
                 os.kill(workers[0]["Pid"], signal.SIGKILL)
             except ProcessLookupError:  # it ended as we looked: take the next one
                 continue
+            if mode == "kill-twice":
+                killed.append(workers[0]["Pid"]); continue
             print(json.dumps(workers[0]["Pid"])); break
-    time.sleep(0.2)
+    time.sleep(0.02 if mode == "kill-twice" else 0.2)
 else:
     sys.exit("timed out")
 """
@@ -282,6 +292,43 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, photos, loc
     assert got["enrolled"] == local["summary"]["enrolled"]
     assert not [r for r in got["refused"] if r["reason"] == "analysis-failed"]
     assert record(home) == local["record"]
+
+
+def test_a_photo_whose_worker_dies_twice_is_refused_with_its_reason(cluster, tmp_path):
+    """The one worker is killed while it analyzes a large photo, and killed again once Ray has restarted it and
+    retried that photo: the photo is refused as analysis-failed with the error, never dropped; the photo before
+    it is enrolled; the same command run again enrolls it."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    (photos / "a_first").mkdir(parents=True)
+    shutil.copy(FACES / "gallery" / "barack_obama" / "obama.jpg", photos / "a_first" / "obama.jpg")
+    (photos / "b_large").mkdir()
+    with Image.open(FACES / "probes" / "obama1.jpg") as probe:  # 7400x4160: seconds to analyze, so killable
+        probe.convert("RGB").resize((probe.width * 5, probe.height * 5)).save(photos / "b_large" / "big.png")
+    home = fresh_home(tmp_path, "home")
+    killer = subprocess.Popen([sys.executable, "-c", QUERY, cluster["address"], "kill-twice",
+                               str(home / "leadmatch.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert killer.stdout.readline().strip() == "ready", killer.stderr.read()
+    run = start_enroll(home, photos, "--ray", cluster["address"], "--batch", "1", "--workers", "1")
+    try:
+        killed, problem = killer.communicate(timeout=180)
+        out, errors = run.communicate(timeout=300)
+    finally:
+        run.kill()
+        killer.kill()
+    assert killer.returncode == 0 and len(set(json.loads(killed))) == 2, problem[-2000:]
+    assert run.returncode == 0, errors
+    assert "Traceback" not in errors
+    got = json.loads(out)
+    assert got["enrolled"] == 1 and got["offered"] == 2
+    [refusal] = got["refused"]
+    assert refusal["path"] == str(photos / "b_large" / "big.png") and refusal["reason"] == "analysis-failed"
+    assert refusal["detail"].startswith("analysis failed twice on the Ray workers: "), refusal
+    assert [(r[0], r[2]) for r in record(home)["refusals"]] == [(refusal["path"], "analysis-failed")]
+    again = enroll_cli(home, photos, "--ray", cluster["address"])
+    assert again.returncode == 0, again.stderr
+    assert (json.loads(again.stdout)["enrolled"], json.loads(again.stdout)["skipped_duplicates"]) == (1, 1)
 
 
 def test_interrupted_on_the_head_resumes_where_it_stopped(cluster, photos, local, tmp_path):
