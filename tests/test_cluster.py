@@ -105,26 +105,46 @@ def cluster():
 # left in it when later tests fork worker pools). `nodes N`: wait for N live nodes, print their ids;
 # `kill DB`: say "ready", wait until the run has written a photo to DB while a PhotoWorker actor is alive (Ray's
 # actor table in the GCS; the dashboard's state API is not running), SIGKILL that actor's process, print its pid;
-# `kill-twice DB`: the same, then SIGKILL the actor again as soon as Ray has restarted it; print both pids.
+# `kill-twice DB LARGE`: once the run has written a photo to DB, SIGKILL the PhotoWorker actor while it
+# decodes a photo of LARGE bytes or more (its resident memory jumps by that much over the lowest seen in that
+# process: nothing else it does takes so much), then the restarted actor the same way, so that photo fails
+# twice; print both pids.
 QUERY = """
 import json, os, signal, sqlite3, sys, time
 import ray
-address, mode, arg = sys.argv[1:4]
+address, mode, arg, *more = sys.argv[1:]
 ray.init(address=address, logging_level="ERROR", log_to_driver=False)
 print("ready", flush=True)
 deadline = time.monotonic() + 120
-killed = []
+killed, lowest = [], {}
 while time.monotonic() < deadline:
     if mode == "nodes":
         alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         if len(alive) == int(arg):
             print(json.dumps(alive)); break
-    elif mode == "kill-twice" and killed:
-        restarted = [a for a in ray._private.state.actors().values() if a["ActorClassName"] == "PhotoWorker"
-                     and a["State"] == "ALIVE" and a["Pid"] not in killed]
-        if restarted:
-            os.kill(restarted[0]["Pid"], signal.SIGKILL)
-            print(json.dumps(killed + [restarted[0]["Pid"]])); break
+    elif mode == "kill-twice":
+        if not killed:  # not before the photo ahead of the large one is written: only the large one is in flight
+            conn = sqlite3.connect(arg, timeout=1)
+            written = conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
+            conn.close()
+        for actor in ray._private.state.actors().values():
+            pid = actor["Pid"]
+            if actor["ActorClassName"] != "PhotoWorker" or actor["State"] != "ALIVE" or pid in killed:
+                continue
+            try:
+                with open(f"/proc/{pid}/statm") as statm:
+                    rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):  # it ended as we looked
+                continue
+            lowest[pid] = min(lowest.get(pid, rss), rss)
+            if written and rss - lowest[pid] >= int(more[0]):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except ProcessLookupError:  # it ended as we looked
+                    pass
+        if len(killed) >= 2:
+            print(json.dumps(killed)); break
     else:
         conn = sqlite3.connect(arg, timeout=1)
         written = conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
@@ -136,8 +156,6 @@ while time.monotonic() < deadline:
                 os.kill(workers[0]["Pid"], signal.SIGKILL)
             except ProcessLookupError:  # it ended as we looked: take the next one
                 continue
-            if mode == "kill-twice":
-                killed.append(workers[0]["Pid"]); continue
             print(json.dumps(workers[0]["Pid"])); break
     time.sleep(0.02 if mode == "kill-twice" else 0.2)
 else:
@@ -295,20 +313,21 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, photos, loc
 
 
 def test_a_photo_whose_worker_dies_twice_is_refused_with_its_reason(cluster, tmp_path):
-    """The one worker is killed while it analyzes a large photo, and killed again once Ray has restarted it and
-    retried that photo: the photo is refused as analysis-failed with the error, never dropped; the photo before
-    it is enrolled; the same command run again enrolls it."""
+    """The one worker is killed while it decodes a large photo, and killed again while, restarted by Ray, it
+    decodes that photo again: the photo is refused as analysis-failed with the error, never dropped; the photo
+    before it is enrolled; the same command run again enrolls it."""
     from PIL import Image
 
     photos = tmp_path / "photos"
     (photos / "a_first").mkdir(parents=True)
     shutil.copy(FACES / "gallery" / "barack_obama" / "obama.jpg", photos / "a_first" / "obama.jpg")
     (photos / "b_large").mkdir()
-    with Image.open(FACES / "probes" / "obama1.jpg") as probe:  # 7400x4160: seconds to analyze, so killable
+    with Image.open(FACES / "probes" / "obama1.jpg") as probe:  # 7400x4160: 90 MB decoded, a second or two
         probe.convert("RGB").resize((probe.width * 5, probe.height * 5)).save(photos / "b_large" / "big.png")
     home = fresh_home(tmp_path, "home")
     killer = subprocess.Popen([sys.executable, "-c", QUERY, cluster["address"], "kill-twice",
-                               str(home / "leadmatch.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               str(home / "leadmatch.db"), str(150 << 20)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert killer.stdout.readline().strip() == "ready", killer.stderr.read()
     run = start_enroll(home, photos, "--ray", cluster["address"], "--batch", "1", "--workers", "1")
     try:
@@ -321,7 +340,7 @@ def test_a_photo_whose_worker_dies_twice_is_refused_with_its_reason(cluster, tmp
     assert run.returncode == 0, errors
     assert "Traceback" not in errors
     got = json.loads(out)
-    assert got["enrolled"] == 1 and got["offered"] == 2
+    assert got["enrolled"] == 1 and got["offered"] == 2, json.dumps(got)
     [refusal] = got["refused"]
     assert refusal["path"] == str(photos / "b_large" / "big.png") and refusal["reason"] == "analysis-failed"
     assert refusal["detail"].startswith("analysis failed twice on the Ray workers: "), refusal
