@@ -245,6 +245,7 @@ def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | Non
     except InputError as exc:  # no cluster answers, it refused our token, or no worker started: audited
         audit.record(ws.conn, actor.name, "gallery.enroll", "refused", objects={"gallery": gallery.name, "ray": ray},
                      reason=f"ray-unavailable: {exc.message}")
+        exc.reason = "ray-unavailable"  # crosses the wire, so a service can say whom to ask
         raise
 
 

@@ -422,6 +422,16 @@ def test_a_worker_with_other_model_weights_is_refused_naming_its_node(cluster, p
         third = (set(ray_query(cluster["address"], "nodes", "3")) - before).pop()
         home = fresh_home(tmp_path, "home")
         result = enroll_cli(home, photos, "--ray", cluster["address"])
+        # the same through a service driving the cluster: the client prints the worker it left out
+        served = fresh_home(tmp_path, "served")
+        process, url = start_server(served, free_port(), "--enroll-root", str(photos.parent), "--ray",
+                                    cluster["address"])
+        try:
+            assert server_cli(url, "login", ANALYST.name, "--password-stdin", input=PASSWORD + "\n").returncode == 0
+            remote = server_cli(url, "gallery", "enroll", GALLERY, photos.name, "--on-server", "--ray", "auto")
+        finally:
+            process.terminate()
+            process.wait(10)
     finally:
         stop_group(node)
     assert result.returncode == 0, result.stderr
@@ -432,6 +442,10 @@ def test_a_worker_with_other_model_weights_is_refused_naming_its_node(cluster, p
     entries = conn.execute("SELECT outcome, reason FROM audit WHERE action = 'gallery.enroll-worker'").fetchall()
     conn.close()
     assert len(entries) == 1 and entries[0][0] == "refused" and third[:8] in refused[0]
+    assert remote.returncode == 0, remote.stderr
+    lines = [line for line in remote.stdout.splitlines() if line.startswith("  refused worker  ")]
+    assert len(lines) == 1 and third[:8] in lines[0] and "mmod_human_face_detector.dat" in lines[0], remote.stdout
+    assert record(served) == local["record"]
 
 
 # Through a leadmatch service: the service drives its Ray cluster for the analyst ---------------------------
@@ -536,16 +550,19 @@ def test_the_service_drives_ray_for_the_analyst(ray_service, cluster, photos, lo
 
 
 def test_ray_through_the_service_refuses_in_one_line_and_audits(photos, tmp_path):
-    """A service whose cluster is down, an address other than the service's, a malformed one and --batch
-    without --ray: one line each, non-zero exit, the refusals audited under the analyst, nothing written, and
-    the service goes on serving."""
+    """`serve --ray` malformed; then a service whose cluster is down, an address other than the service's, a
+    malformed one and --batch without --ray: one line each, non-zero exit, the refusals audited under the
+    analyst, nothing written, and the service goes on serving."""
     home = fresh_home(tmp_path, "home")
+    assert_clean_error(run_cli("serve", "--port", str(free_port()), "--ray", "head-without-port", home=home),
+                       "--ray 'head-without-port' is not auto or HOST:PORT", code=1)
     nobody = f"127.0.0.1:{free_port()}"
     process, url = start_server(home, free_port(), "--enroll-root", str(photos.parent), "--ray", nobody)
     try:
         assert server_cli(url, "login", ANALYST.name, "--password-stdin", input=PASSWORD + "\n").returncode == 0
         named = ("gallery", "enroll", GALLERY, photos.name, "--on-server")
-        assert_clean_error(server_cli(url, *named, "--ray", "auto"), "no Ray cluster answers", nobody, code=1)
+        assert_clean_error(server_cli(url, *named, "--ray", "auto"), f"no Ray cluster answers at {nobody}",
+                           "ask the service's administrator", code=1)
         assert_clean_error(server_cli(url, *named, "--ray", "10.9.9.9:6379"), "only on its own Ray cluster",
                            code=3)
         assert_clean_error(server_cli(url, "gallery", "enroll", GALLERY, str(FACES / "gallery"), "--ray", "no-port"),
@@ -578,7 +595,8 @@ def test_the_api_takes_ray_only_with_a_cluster_and_checks_its_fields(home, tmp_p
                 ({"path": "gallery", "ray": "auto"}, 403, "this service names no Ray cluster"),
                 ({"path": "gallery", "ray": "auto", "batch": 0}, 400, "batch: Input should be greater than"),
                 ({"path": "gallery", "batch": 4}, 400, "batch applies only with ray"),
-                ({"path": "gallery", "ray": "auto", "batch": "many"}, 400, "batch: Input should be a valid integer")):
+                ({"path": "gallery", "ray": "auto", "batch": "many"}, 400, "batch: Input should be a valid integer"),
+                (["gallery"], 400, "the request body is not a JSON object")):
             answer = api.post(enroll, json=body, headers=headers)
             assert answer.status_code == status and message in answer.json()["error"]["message"], answer.text
         photo = (FACES / "gallery" / "barack_obama").iterdir().__next__()

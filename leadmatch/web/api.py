@@ -272,8 +272,11 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
     `ray`): the photos are then analyzed on the service's Ray cluster, driven by the service."""
     accounts.require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": name})
     if request.headers.get("content-type", "").startswith("application/json"):
+        payload = await request.json()
+        if not isinstance(payload, dict):
+            raise InputError("the request body is not a JSON object", 'send {"path": ...}')
         try:
-            body = EnrollPath(**await request.json())
+            body = EnrollPath(**payload)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         source = allowed_server_path(ws, actor, config, body.path, "gallery.enroll")

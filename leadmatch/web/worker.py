@@ -128,6 +128,8 @@ def enroll_folder(home: str, actor: Actor, gallery: str, source: str, ray: str |
         report = enroll(ws, actor, gallery, Path(source), workers=None if ray else 1, ray=ray, batch=batch)
         return {"ok": {**report.to_dict(), "index_note": report.index_note}}
     except LeadmatchError as exc:
+        if getattr(exc, "reason", None) == "ray-unavailable":  # the analyst cannot start or fix the cluster
+            exc.hint = "ask the service's administrator to check its Ray cluster (serve --ray), or enroll without --ray"
         return {"error": error_to_dict(exc)}
     finally:
         ws.close()
