@@ -322,8 +322,8 @@ def test_a_photo_whose_worker_dies_twice_is_refused_with_its_reason(cluster, tmp
     (photos / "a_first").mkdir(parents=True)
     shutil.copy(FACES / "gallery" / "barack_obama" / "obama.jpg", photos / "a_first" / "obama.jpg")
     (photos / "b_large").mkdir()
-    with Image.open(FACES / "probes" / "obama1.jpg") as probe:  # 7400x4160: 90 MB decoded, a second or two
-        probe.convert("RGB").resize((probe.width * 5, probe.height * 5)).save(photos / "b_large" / "big.png")
+    with Image.open(FACES / "probes" / "obama1.jpg") as probe:  # 8880x4992: 130 MB decoded, a second or more
+        probe.convert("RGB").resize((probe.width * 6, probe.height * 6)).save(photos / "b_large" / "big.png")
     home = fresh_home(tmp_path, "home")
     killer = subprocess.Popen([sys.executable, "-c", QUERY, cluster["address"], "kill-twice",
                                str(home / "leadmatch.db"), str(150 << 20)],
