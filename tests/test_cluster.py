@@ -105,10 +105,10 @@ def cluster():
 # left in it when later tests fork worker pools). `nodes N`: wait for N live nodes, print their ids;
 # `kill DB`: say "ready", wait until the run has written a photo to DB while a PhotoWorker actor is alive (Ray's
 # actor table in the GCS; the dashboard's state API is not running), SIGKILL that actor's process, print its pid;
-# `kill-twice DB LARGE`: once the run has written a photo to DB, SIGKILL the PhotoWorker actor while it
-# decodes a photo of LARGE bytes or more (its resident memory jumps by that much over the lowest seen in that
-# process: nothing else it does takes so much), then the restarted actor the same way, so that photo fails
-# twice; print both pids.
+# `kill-twice DB LARGE`: once the run has written a photo to DB (so only the next, large photo is in flight),
+# SIGKILL the PhotoWorker actor when its resident memory is LARGE bytes over the lowest seen in that process (it
+# is at work on the large photo: decoding it, or, restarted, warming its models up for it), then the restarted
+# actor the same way, so that photo's analysis fails twice; print both pids.
 QUERY = """
 import json, os, signal, sqlite3, sys, time
 import ray
@@ -313,8 +313,8 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, photos, loc
 
 
 def test_a_photo_whose_worker_dies_twice_is_refused_with_its_reason(cluster, tmp_path):
-    """The one worker is killed while it decodes a large photo, and killed again while, restarted by Ray, it
-    decodes that photo again: the photo is refused as analysis-failed with the error, never dropped; the photo
+    """The one worker is killed while it analyzes a large photo, and killed again while, restarted by Ray, it
+    analyzes that photo again: the photo is refused as analysis-failed with the error, never dropped; the photo
     before it is enrolled; the same command run again enrolls it."""
     from PIL import Image
 
