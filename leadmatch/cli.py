@@ -275,11 +275,9 @@ def gallery_enroll(
     """Enroll photos into a gallery (analyst). Already-enrolled photos are skipped; refusals are listed."""
     if batch and not ray:
         raise InputError("--batch applies only with --ray", "add --ray auto|HOST:PORT, or drop --batch")
-    if State.server:  # the photos are uploaded (or, with --on-server, named on the service's machine)
-        if ray:
-            raise InputError("--ray is not available through --server",
-                             "run gallery enroll --ray on the machine that holds the workspace")
-        report = client.summary(backend().gallery_enroll(name, path, on_server))
+    if State.server:  # the photos are uploaded (or, with --on-server, named on the service's machine);
+        # with --ray the service drives its own Ray cluster
+        report = client.summary(backend().gallery_enroll(name, path, on_server, ray=ray, batch=batch))
         return emit_json(report.to_dict()) if json_out else print_enrollment(report)
     ws, user = session()
     try:
@@ -301,7 +299,7 @@ def print_enrollment(report) -> None:
               f"{len(report.refused)} refused, {report.subjects_added} new subjects")
     for refusal in report.refused:
         out.print(f"  refused  {refusal.path}: {refusal.reason} — {refusal.detail}")
-    for worker in getattr(report, "workers_refused", []):  # Ray workers left out (direct runs only)
+    for worker in getattr(report, "workers_refused", []):  # Ray workers left out (their models differ)
         out.print(f"  refused worker  {worker}")
     if report.index_note:
         out.print(f"  index: {report.index_note}")
@@ -731,18 +729,22 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
           insecure_http: bool = typer.Option(False, "--insecure-http",
                                              help="Allow plain HTTP on a non-loopback address (behind a TLS proxy)."),
           enroll_root: Optional[Path] = typer.Option(None, "--enroll-root",
-                                                     help="Folder under which analysts may name server-side paths.")):
+                                                     help="Folder under which analysts may name server-side paths."),
+          ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|HOST:PORT",
+                                            help="The Ray cluster `gallery enroll --ray` runs on (the token comes "
+                                                 "from this account's RAY_AUTH_TOKEN* or ~/.ray/auth_token).")):
     """The leadmatch service: owns the workspace; serves the web app and the JSON API (/api/v1)."""
     local_only("serve", "it is the service itself",
                "run it as the service's account on the service's machine, without --server")
     from . import service, web
 
-    options = service.ServeOptions(host, port, certfile, keyfile, insecure_http, enroll_root)
+    options = service.ServeOptions(host, port, certfile, keyfile, insecure_http, enroll_root, ray)
     service.check_options(options)
     service.check_workspace(State.home)
     service.secure_new_files()
     scheme = "https" if options.tls else "http"
-    out.print(f"leadmatch service on {scheme}://{host}:{port}/ (workspace {State.home.resolve()}); Ctrl-C stops it")
+    out.print(f"leadmatch service on {scheme}://{host}:{port}/ (workspace {State.home.resolve()}"
+              f"{f'; enrollments may run on Ray {ray}' if ray else ''}); Ctrl-C stops it")
     web.serve(State.home, options)
 
 

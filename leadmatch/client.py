@@ -326,10 +326,13 @@ class Remote:
         temp.replace(target)
         return target
 
-    def gallery_enroll(self, name: str, path: Path, on_server: bool):
-        """Upload a folder of <subject>/<photos> (or name a path on the server with `on_server`)."""
+    def gallery_enroll(self, name: str, path: Path, on_server: bool, ray: str | None = None,
+                       batch: int | None = None):
+        """Upload a folder of <subject>/<photos> (or name a path on the server with `on_server`); with `ray`
+        (auto or HOST:PORT) the service analyzes them on its Ray cluster, `batch` photos a task."""
+        cluster = {key: value for key, value in (("ray", ray), ("batch", batch)) if value is not None}
         if on_server:
-            return self._call("POST", f"/galleries/{_segment(name)}/enroll", body={"path": str(path)})
+            return self._call("POST", f"/galleries/{_segment(name)}/enroll", body={"path": str(path), **cluster})
         folder = Path(path)
         if not folder.is_dir():
             raise InputError(f"{folder} is not a folder of <subject>/<photos>",
@@ -337,7 +340,8 @@ class Remote:
         files = [("photo", f"{subject.name}/{photo.name}", photo.read_bytes())
                  for subject in sorted(folder.iterdir()) if subject.is_dir() and not subject.name.startswith(".")
                  for photo in sorted(subject.iterdir()) if photo.is_file() and not photo.name.startswith(".")]
-        return self._call("POST", f"/galleries/{_segment(name)}/enroll", files=files)
+        return self._call("POST", f"/galleries/{_segment(name)}/enroll", files=files,
+                          fields={key: str(value) for key, value in cluster.items()})
 
     def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int, face: str | None = None) -> dict:
         return self._call("POST", "/evaluate", body={"path": str(path), "enroll_first": enroll_first,

@@ -241,13 +241,20 @@ def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | Non
     """The local pool, or with `ray` (auto or HOST:PORT) a Ray actor pool; Ray is imported only then."""
     if not ray:
         return LocalAnalyzer(workers)
-    from .cluster import RayAnalyzer
+    from .cluster import RayAnalyzer, check_address
 
     def refuse_worker(where: str, problem: str) -> None:  # a worker with other models is left out, audited
         audit.record(ws.conn, actor.name, "gallery.enroll-worker", "refused", objects={
             "gallery": gallery.name, "worker": where}, reason=f"worker-model: {problem}")
 
-    return RayAnalyzer(ray, batch=batch, workers=workers, refuse_worker=refuse_worker)
+    check_address(ray)  # a malformed option is bad input, not a refused run
+    try:
+        return RayAnalyzer(ray, batch=batch, workers=workers, refuse_worker=refuse_worker)
+    except InputError as exc:  # no cluster answers, it refused our token, or no worker started: audited
+        audit.record(ws.conn, actor.name, "gallery.enroll", "refused", objects={"gallery": gallery.name, "ray": ray},
+                     reason=f"ray-unavailable: {exc.message}")
+        exc.reason = "ray-unavailable"  # crosses the wire, so a service can say whom to ask
+        raise
 
 
 def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers: int | None = None,
@@ -304,7 +311,8 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
     _, report.index_note = index.sync(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     audit.record(ws.conn, actor.name, "gallery.enroll", objects={
         "gallery": gallery.name, "source": display_name(source), "enrolled": report.enrolled, "skipped": report.skipped,
-        "refused": len(report.refused)}, photos=[r.sha256 for r in report.refused if r.sha256])
+        "refused": len(report.refused), **({"ray": ray} if ray else {})},  # which cluster analyzed them
+        photos=[r.sha256 for r in report.refused if r.sha256])
     return report
 
 

@@ -28,6 +28,7 @@ class ServeOptions:
     keyfile: Path | None = None
     insecure_http: bool = False
     enroll_root: Path | None = None
+    ray: str | None = None  # the Ray cluster enrollments may run on (auto or HOST:PORT); None: none
 
     @property
     def tls(self) -> bool:
@@ -56,6 +57,15 @@ def check_options(options: ServeOptions) -> None:
                          "give --certfile and --keyfile, bind 127.0.0.1, or pass --insecure-http behind a TLS proxy")
     if options.enroll_root is not None and not Path(options.enroll_root).is_dir():
         raise InputError(f"--enroll-root {options.enroll_root} is not a folder", "give the folder analysts may name")
+    if options.ray is not None:
+        import importlib.util
+
+        from .cluster import check_address  # imports nothing of Ray
+
+        check_address(options.ray)
+        if importlib.util.find_spec("ray") is None:  # found, not imported: the service starts as fast
+            raise InputError("--ray needs Ray, which is not installed here", "install leadmatch's cluster extra "
+                             "(pip install 'leadmatch[cluster]'), or start the service without --ray")
 
 
 def check_workspace(home: Path) -> None:

@@ -24,23 +24,31 @@ from .worker import Pool
 
 
 def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: bool = False,
-               enroll_root: Path | None = None, workers: int | None = None, **limits) -> FastAPI:
-    """The app for the workspace at `home` (fails at once if there is none). `limits` may set
-    max_body_bytes, max_search_bytes (a search upload, e.g. a clip), max_enroll_bytes and upload_max_age_s."""
+               enroll_root: Path | None = None, workers: int | None = None, ray: str | None = None,
+               **limits) -> FastAPI:
+    """The app for the workspace at `home` (fails at once if there is none); `ray` names the Ray cluster
+    enrollments may run on. `limits` may set max_body_bytes, max_search_bytes (a search upload, e.g. a clip),
+    max_enroll_bytes and upload_max_age_s."""
     home = Path(home)
     open_workspace(home).close()
-    settings = Settings(home=home, session_hours=session_hours, tls=tls, enroll_root=enroll_root, **limits)
+    settings = Settings(home=home, session_hours=session_hours, tls=tls, enroll_root=enroll_root, ray=ray,
+                        **limits)
     pool = Pool(workers)
+    # Ray enrollments run one at a time (each takes every CPU of the cluster), each in a fresh process: the
+    # Ray driver's threads and modules end with it, and the search workers never carry them.
+    cluster_pool = Pool(1, fresh=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         retention.sweep_uploads(home, settings.upload_max_age_s)
         yield
         pool.shutdown()
+        cluster_pool.shutdown()
 
     app = FastAPI(title="leadmatch", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.pool = pool
+    app.state.cluster_pool = cluster_pool
     app.include_router(pages.router)
     app.include_router(api.router)
     install_error_handlers(app)
@@ -53,7 +61,7 @@ def serve(home: Path, options) -> None:
     """Run the service with uvicorn (blocking): TLS when `options` names a certificate."""
     import uvicorn
 
-    app = create_app(home, tls=options.tls, enroll_root=options.enroll_root)
+    app = create_app(home, tls=options.tls, enroll_root=options.enroll_root, ray=options.ray)
     uvicorn.run(app, host=options.host, port=options.port, log_level="warning",
                 ssl_certfile=str(options.certfile) if options.certfile else None,
                 ssl_keyfile=str(options.keyfile) if options.keyfile else None)

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from pydantic import BaseModel, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from .. import accounts, casework, gallery, leads, oversight, probes, purposes, retention
 from .. import search as searching
@@ -72,6 +73,11 @@ class GalleryCreate(BaseModel):
 
 class ServerPath(BaseModel):
     path: str = Field(max_length=4096)
+
+
+class EnrollPath(ServerPath):
+    ray: str | None = Field(None, max_length=300)
+    batch: int | None = Field(None, ge=1, le=100_000)
 
 
 class Evaluation(ServerPath):
@@ -261,13 +267,24 @@ def gallery_show(name: str, refusals: bool = False, actor: Actor = Depends(api_u
 async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api_user),
                          ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
     """Enroll uploaded photos (multipart fields 'photo', each file named '<subject>/<file>') or, with JSON
-    {"path": ...}, a folder or manifest on the server under the configured --enroll-root."""
+    {"path": ...}, a folder or manifest on the server under the configured --enroll-root. Either may add
+    `ray` (auto, or the address of the service's own cluster) and `batch` (photos per Ray task, only with
+    `ray`): the photos are then analyzed on the service's Ray cluster, driven by the service."""
     accounts.require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": name})
     if request.headers.get("content-type", "").startswith("application/json"):
-        source = allowed_server_path(ws, actor, config, ServerPath(**await request.json()).path, "gallery.enroll")
-        return json_response(await request.app.state.pool.call(
-            worker.enroll_folder, str(config.home), actor, name, str(source)))
+        payload = await request.json()
+        if not isinstance(payload, dict):
+            raise InputError("the request body is not a JSON object", 'send {"path": ...}')
+        try:
+            body = EnrollPath(**payload)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        source = allowed_server_path(ws, actor, config, body.path, "gallery.enroll")
+        ray = allowed_ray(ws, actor, config, name, body.ray, body.batch)
+        return json_response(await enroll_call(request, config, actor, name, source, ray, body.batch))
     form = await request.form()
+    batch = forms.optional_number(str(form.get("batch") or ""), "batch", 1, 100_000)
+    ray = allowed_ray(ws, actor, config, name, str(form.get("ray") or "").strip() or None, batch)
     # private to the service's account (0700); not under uploads/, whose age sweep must not race a long enroll
     folder = Path(tempfile.mkdtemp(prefix="leadmatch-enroll-"))
     try:
@@ -282,7 +299,7 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
             count += 1
         if not count:
             raise InputError("no photos were uploaded", "send them as multipart fields 'photo'")
-        result = await request.app.state.pool.call(worker.enroll_folder, str(config.home), actor, name, str(folder))
+        result = await enroll_call(request, config, actor, name, folder, ray, batch)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     for refusal in result["refused"]:
@@ -315,6 +332,37 @@ async def index_build(name: str, body: IndexBuild, request: Request, actor: Acto
     process, as training can take a while; the role is checked there, by the library."""
     return json_response(await request.app.state.pool.call(worker.build_index, str(config.home), actor, name,
                                                            body.index or None))
+
+
+async def enroll_call(request: Request, config: Settings, actor: Actor, name: str, source: Path, ray: str | None,
+                      batch: int | None) -> dict:
+    """Run the enrollment in a worker process: the photo pool's, or with `ray` a fresh process that drives
+    the Ray cluster (one run at a time; other requests are answered meanwhile)."""
+    pool = request.app.state.cluster_pool if ray else request.app.state.pool
+    return await pool.call(worker.enroll_folder, str(config.home), actor, name, str(source), ray, batch)
+
+
+def allowed_ray(ws: Workspace, actor: Actor, config: Settings, gallery_name: str, ray: str | None,
+                batch: int | None) -> str | None:
+    """The Ray cluster an enrollment may run on: None without `ray`; else the service's own (serve --ray),
+    asked for as `auto` or by its address. Any other address is refused and audited: the service would show
+    its cluster token, and send the photos, to whatever listens there."""
+    if not ray:
+        if batch is not None:
+            raise InputError("batch applies only with ray", "add ray (auto or HOST:PORT), or drop batch")
+        return None
+    from ..cluster import check_address  # imports nothing of Ray
+
+    wanted = check_address(ray)
+    objects = {"gallery": gallery_name, "ray": ray}
+    if config.ray is None:
+        raise accounts.refuse(ws, actor, "gallery.enroll", "no-ray-cluster", "this service names no Ray cluster",
+                              "enroll without --ray, or ask its administrator to start it with --ray", objects=objects)
+    if wanted is not None and wanted != check_address(config.ray):
+        raise accounts.refuse(ws, actor, "gallery.enroll", "ray-not-allowed", f"this service enrolls only on its own "
+                              f"Ray cluster, not at {ray}", "give --ray auto to use the service's cluster",
+                              objects=objects)
+    return config.ray
 
 
 def allowed_server_path(ws: Workspace, actor: Actor, config: Settings, path: str, action: str) -> Path:

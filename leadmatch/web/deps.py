@@ -24,12 +24,14 @@ LOGIN_COOKIE = "leadmatch_login"
 
 @dataclass
 class Settings:
-    """What one running app serves: its workspace, session length, TLS, limits and the enroll root."""
+    """What one running app serves: its workspace, session length, TLS, limits, the enroll root and the Ray
+    cluster enrollments may run on."""
 
     home: Path
     session_hours: int = accounts.SESSION_HOURS
     tls: bool = False
     enroll_root: Path | None = None
+    ray: str | None = None                       # the service's Ray cluster (serve --ray), if it has one
     max_body_bytes: int = 64 * 1024 * 1024       # any request: a probe photo and its form
     max_enroll_bytes: int = 1024 * 1024 * 1024   # a gallery enrollment upload
     max_search_bytes: int = 512 * 1024 * 1024    # a search upload: a video clip (the library allows 2 GiB)

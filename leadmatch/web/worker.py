@@ -43,21 +43,27 @@ def exit_with_parent(parent: int) -> None:
 
 
 class Pool:
-    """A lazily started process pool (spawned, so no locks or threads of the server are inherited)."""
+    """A lazily started process pool (spawned, so no locks or threads of the server are inherited). With
+    `fresh`, each call gets a new process that ends after it (for a Ray driver, whose state must not linger)."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, fresh: bool = False) -> None:
         self.workers = workers or max(2, min(4, (os.cpu_count() or 2)))
+        self.fresh = fresh
         self._executor: ProcessPoolExecutor | None = None
 
     async def call(self, fn, *args):
         """Run `fn(*args)` in a worker; return its result or raise the leadmatch error it reported."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=exit_with_parent, initargs=(os.getpid(),))
+                                                 initializer=exit_with_parent, initargs=(os.getpid(),),
+                                                 max_tasks_per_child=1 if self.fresh else None)
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh for the next request
             self.shutdown()
+            if fn is enroll_folder and len(args) > 4 and args[4]:  # a Ray run: its driver died, not a photo
+                raise WorkspaceError("the enrollment on the Ray cluster stopped: the process driving it died",
+                                     "run it again: every photo written so far is kept and skipped") from None
             if fn is build_index:
                 raise WorkspaceError("the index build stopped: its worker process died (out of memory?)",
                                      "try again; the record is unchanged and the old index still serves") from None
@@ -112,13 +118,18 @@ def _with_images(several: FaceChoiceNeeded, uploads: list[Path]) -> list[dict]:
     return [{**f, "image": data_url(crops.face_crop_png(pixels, f["box"], size=THUMB))} for f in several.faces]
 
 
-def enroll_folder(home: str, actor: Actor, gallery: str, source: str) -> dict:
-    """Worker: enroll a folder or manifest (one process: the pool itself is the parallelism)."""
+def enroll_folder(home: str, actor: Actor, gallery: str, source: str, ray: str | None = None,
+                  batch: int | None = None) -> dict:
+    """Worker: enroll a folder or manifest as `actor` (one process: the pool itself is the parallelism), or
+    with `ray` (the service's cluster, auto or HOST:PORT) on that Ray cluster, `batch` photos a task; this
+    process is then the Ray driver and leaves the cluster when the run ends."""
     ws = open_workspace(Path(home))
     try:
-        report = enroll(ws, actor, gallery, Path(source), workers=1)
+        report = enroll(ws, actor, gallery, Path(source), workers=None if ray else 1, ray=ray, batch=batch)
         return {"ok": {**report.to_dict(), "index_note": report.index_note}}
     except LeadmatchError as exc:
+        if getattr(exc, "reason", None) == "ray-unavailable":  # the analyst cannot start or fix the cluster
+            exc.hint = "ask the service's administrator to check its Ray cluster (serve --ray), or enroll without --ray"
         return {"error": error_to_dict(exc)}
     finally:
         ws.close()
