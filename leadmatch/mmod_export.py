@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ModelError
-from .onnx_export import OPSET, Layer, _fold, _read_details, _Reader
+from .onnx_export import OPSET, Graph, Layer, _fold, _read_details, _Reader
 
 PRODUCER = "leadmatch.mmod_export"
 PRODUCER_VERSION = "1"  # bump when the graph written for the same weights changes (its sha256 is on the card)
@@ -162,20 +162,10 @@ def _receptive_mapping(layers: list[Layer]) -> tuple[int, int]:
 def build_model(layers: list[Layer], settings: MmodSettings):
     """ONNX model for the parsed convolutions: input `pyramid` float32 1×3×H×W, output `scores` float32 1×1×h×w."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    nodes, inits = [], []
-    counter = iter(range(10_000))
-
-    def const(array: np.ndarray, stem: str) -> str:
-        name = f"{stem}_{next(counter)}"
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def node(op: str, inputs: list[str], **attrs) -> str:
-        out = f"{op.lower()}_{next(counter)}"
-        nodes.append(helper.make_node(op, inputs, [out], **attrs))
-        return out
+    builder = Graph()
+    nodes, inits, const, node = builder.nodes, builder.inits, builder.const, builder.node
 
     x = "pyramid"
     for layer in _fold(layers[1:]):

@@ -204,21 +204,22 @@ def _new_session(path: Path):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def ort_session():
-    """This process's ONNX Runtime session for the ResNet (one per process: never shared across a fork)."""
-    session = _SESSIONS.get(os.getpid())
+def _process_session(sessions: dict, path) -> object:
+    """The session kept in `sessions` for this process, made from `path()` on first use: one per process, never
+    shared across a fork."""
+    session = sessions.get(os.getpid())
     if session is None:
-        session = _new_session(onnx_path())
-        _SESSIONS.clear()
-        _SESSIONS[os.getpid()] = session
+        session = _new_session(path())
+        sessions.clear()
+        sessions[os.getpid()] = session
     return session
+
+
+def ort_session():
+    """This process's ONNX Runtime session for the ResNet."""
+    return _process_session(_SESSIONS, onnx_path)
 
 
 def mmod_session():
-    """This process's ONNX Runtime session for the CNN face detector (one per process, like `ort_session`)."""
-    session = _MMOD_SESSIONS.get(os.getpid())
-    if session is None:
-        session = _new_session(mmod_onnx_path())
-        _MMOD_SESSIONS.clear()
-        _MMOD_SESSIONS[os.getpid()] = session
-    return session
+    """This process's ONNX Runtime session for the CNN face detector."""
+    return _process_session(_MMOD_SESSIONS, mmod_onnx_path)

@@ -288,24 +288,40 @@ def _fold(layers: list[Layer]) -> list[Layer]:
     return folded
 
 
+class Graph:
+    """An ONNX graph being built: its nodes and initializers, each named uniquely in the order added (so the
+    same layers always give the same file)."""
+
+    def __init__(self) -> None:
+        self.nodes: list = []
+        self.inits: list = []
+        self._counter = iter(range(10_000))
+
+    def const(self, array: np.ndarray, stem: str) -> str:
+        """Add `array` as an initializer; returns its name."""
+        from onnx import numpy_helper
+
+        name = f"{stem}_{next(self._counter)}"
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], **attrs) -> str:
+        """Add one `op` node on `inputs`; returns the name of its output."""
+        from onnx import helper
+
+        out = f"{op.lower()}_{next(self._counter)}"
+        self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+
 def build_model(layers: list[Layer]):
     """ONNX model for the parsed layers. Input `chips`: uint8 N×150×150×3 RGB aligned chips (as
     `dlib.get_face_chip` returns them); output `embeddings`: float32 N×128."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    nodes, inits = [], []
-    counter = iter(range(10_000))
-
-    def const(array: np.ndarray, stem: str) -> str:
-        name = f"{stem}_{next(counter)}"
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def node(op: str, inputs: list[str], **attrs) -> str:
-        out = f"{op.lower()}_{next(counter)}"
-        nodes.append(helper.make_node(op, inputs, [out], **attrs))
-        return out
+    builder = Graph()
+    nodes, inits, const, node = builder.nodes, builder.inits, builder.const, builder.node
 
     means = layers[0].arrays["means"]
     x = node("Cast", ["chips"], to=TensorProto.FLOAT)
