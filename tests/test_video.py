@@ -118,3 +118,19 @@ def test_iou_and_frontalness_are_sane():
     assert video.iou((0, 10, 10, 0), (0, 10, 10, 0)) == 1.0
     assert video.iou((0, 10, 10, 0), (20, 30, 30, 20)) == 0.0
     assert 0.1 < video.iou((0, 10, 10, 0), (0, 15, 10, 5)) < 0.5
+
+
+def test_a_1080p_clip_is_tracked_with_its_face_on_the_strips_cut(tmp_path):
+    """Large frames are searched in two strips on two cores, as large probe photos are: a face held on the
+    line between the strips for two seconds is one track, found in every sampled frame."""
+    from leadmatch.photos import load
+
+    pixels = load(FACES / "gallery" / "barack_obama" / "obama.jpg").pixels
+    head = cv2.resize(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), (320, 400), interpolation=cv2.INTER_AREA)
+    frame = np.full((1080, 1920, 3), 90, dtype=np.uint8)
+    frame[340:740, 800:1120] = head  # centred on x = 960, where the two strips meet
+
+    clip = write_clip(tmp_path / "hd.mp4", frames=20, size=(1920, 1080), fps=10, painter=lambda i: frame)
+    found = video.analyze_video(clip, every_s=0.5)
+    assert len(found.tracks) == 1
+    assert found.tracks[0].frames_seen == found.frames_sampled == 4
