@@ -74,6 +74,24 @@ def detection_scale(min_face_px: int) -> float:
     return DETECTOR_WINDOW_PX / float(min_face_px)
 
 
+def _scaled(pixels: np.ndarray, scale: float) -> np.ndarray:
+    """`pixels` resized by `scale`: area-averaged down, bilinear up, unchanged at 1."""
+    if abs(scale - 1.0) < 1e-3:
+        return pixels
+    height, width = pixels.shape[:2]
+    return cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _in_photo(box: tuple, scale: float, width: int, height: int, offset: int = 0) -> tuple | None:
+    """A box (top, right, bottom, left) found on a copy scaled by `scale`, cut `offset` px from the copy's left
+    → the box in the photo's pixels, clipped to it; None for a box under 4 px."""
+    top, right, bottom, left = box
+    top, bottom = max(0, round(top / scale)), min(height, round(bottom / scale))
+    left, right = max(0, round((left + offset) / scale)), min(width, round((right + offset) / scale))
+    return (top, right, bottom, left) if bottom - top >= 4 and right - left >= 4 else None
+
+
 def detect(pixels: np.ndarray, min_face_px: int = 48, detector: str = "hog") -> list[tuple[tuple, float | None]]:
     """Find faces of at least about `min_face_px` wide. Returns [(box, score)], box as (top, right, bottom, left)
     in `pixels` coordinates, clipped to the image."""
@@ -81,13 +99,7 @@ def detect(pixels: np.ndarray, min_face_px: int = 48, detector: str = "hog") -> 
         raise InputError(f"unknown detector {detector!r}", "use hog or cnn")
     scale = detection_scale(min_face_px)
     height, width = pixels.shape[:2]
-    if abs(scale - 1.0) < 1e-3:
-        scaled = pixels
-    else:
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        scaled = cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
-                            interpolation=interpolation)
-    found = []
+    scaled = _scaled(pixels, scale)
     if detector == "hog":
         rects, scores, _ = models.hog_detector().run(scaled, 0, 0.0)
         pairs = [(r, float(s)) for r, s in zip(rects, scores)]
@@ -97,13 +109,11 @@ def detect(pixels: np.ndarray, min_face_px: int = 48, detector: str = "hog") -> 
         import dlib
 
         pairs = [(dlib.rectangle(*rect), score) for rect, score in cnn_detector.detect(scaled)]
+    found = []
     for rect, score in pairs:
-        top = max(0, int(round(rect.top() / scale)))
-        left = max(0, int(round(rect.left() / scale)))
-        bottom = min(height, int(round(rect.bottom() / scale)))
-        right = min(width, int(round(rect.right() / scale)))
-        if bottom - top >= 4 and right - left >= 4:
-            found.append(((top, right, bottom, left), score))
+        box = _in_photo((rect.top(), rect.right(), rect.bottom(), rect.left()), scale, width, height)
+        if box:
+            found.append((box, score))
     found.sort(key=lambda item: (item[0][3], item[0][0]))  # left to right, then top to bottom
     return found
 
@@ -224,18 +234,18 @@ def _overlaps(a: tuple, b: tuple) -> bool:
     return height * width >= 0.5 * smaller
 
 
-def detect_probe(pixels: np.ndarray, min_face_px: int = 52, threads: int | None = None) -> list[tuple[tuple, float | None]]:
-    """HOG detection for probe photos, whose latency an agent waits on: PROBE_STRIPS strips of the scaled photo,
-    overlapping by the widest face they must find whole, plus one reduced copy of the whole photo for wider faces,
-    run on up to `threads` threads (default: the cores this process may use). Same output as `detect`; where a
-    face is found twice the strip's (finer) box is kept. Small photos: `detect` itself."""
+def detect_probe(pixels: np.ndarray, min_face_px: int = 52, detector: str = "hog",
+                 threads: int | None = None) -> list[tuple[tuple, float | None]]:
+    """Detection for probe photos and video frames, whose latency an agent waits on. HOG: PROBE_STRIPS strips of
+    the scaled photo, overlapping by the widest face they must find whole, plus one reduced copy of the whole
+    photo for wider faces, run on up to `threads` threads (default: the cores this process may use). Same output
+    as `detect`; where a face is found twice the strip's (finer) box is kept. Small photos and the CNN: `detect`."""
     height, width = pixels.shape[:2]
     scale = detection_scale(min_face_px)
-    if width * height * scale * scale < PARALLEL_MIN_PIXELS:
-        return detect(pixels, min_face_px=min_face_px)
+    if detector != "hog" or width * height * scale * scale < PARALLEL_MIN_PIXELS:
+        return detect(pixels, min_face_px=min_face_px, detector=detector)
     threads = threads or detection_threads()
-    scaled = cv2.resize(pixels, (round(width * scale), round(height * scale)),
-                        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    scaled = _scaled(pixels, scale)
     wide_min = STRIP_FACE_RATIO * min_face_px
     # a strip finds whole every face up to a little over the copy's minimum, plus a HOG cell block of context
     overlap = int(COARSE_MARGIN * wide_min * scale) + 16
@@ -253,10 +263,9 @@ def detect_probe(pixels: np.ndarray, min_face_px: int = 52, threads: int | None 
         wide = _hog_reduced(pixels, wide_min / DETECTOR_WINDOW_PX)
     found: list[tuple[tuple, float | None]] = []
     for (start, _), result in zip(strips, results):
-        for (top, right, bottom, left), score in result:
-            box = (max(0, round(top / scale)), min(width, round((right + start) / scale)),
-                   min(height, round(bottom / scale)), max(0, round((left + start) / scale)))
-            if box[2] - box[0] < 4 or box[1] - box[3] < 4:
+        for strip_box, score in result:
+            box = _in_photo(strip_box, scale, width, height, offset=start)
+            if box is None:
                 continue
             twin = next((i for i, (other, _) in enumerate(found) if _overlaps(box, other)), None)
             if twin is None:
@@ -347,8 +356,8 @@ def _measured(photo: Photo, min_face_px: int, detector: str,
               coarse: bool = False, probe: bool = False) -> tuple[Analysis, list[np.ndarray]]:
     if coarse:
         found = detect_gallery(photo.pixels, min_face_px=min_face_px, detector=detector)
-    elif probe and detector == "hog":
-        found = detect_probe(photo.pixels, min_face_px=min_face_px)
+    elif probe:
+        found = detect_probe(photo.pixels, min_face_px=min_face_px, detector=detector)
     else:
         found = detect(photo.pixels, min_face_px=min_face_px, detector=detector)
     pairs = [measure(photo.pixels, box, i, score) for i, (box, score) in enumerate(found, start=1)]

@@ -83,13 +83,12 @@ def probe_steps(width: int, height: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys((first,) + PROBE_DETECT_STEPS))
 
 
-def detect_in_steps(data: bytes, name: str, steps: tuple[int, ...], detector: str = "hog", probe: bool = False):
+def detect_in_steps(data: bytes, name: str, steps: tuple[int, ...], detector: str = "hog"):
     """Faces in the photo's bytes, looked for at each minimum face size of `steps` in turn until one finds
-    any: the `faces.Analysis` of the first that does (or of the last). `probe`: detect as for a probe
-    (`faces.detect_probe`). Raises PhotoError if unreadable."""
+    any: the `faces.Analysis` of the first that does (or of the last). Raises PhotoError if unreadable."""
     from .photos import decode
 
-    return _in_steps(decode(data, name=name), steps, detector, probe)
+    return _in_steps(decode(data, name=name), steps, detector, probe=False)
 
 
 def _in_steps(photo, steps: tuple[int, ...], detector: str, probe: bool):

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import models
 from .errors import PhotoError
-from .faces import Face, describe, detect, detect_probe
+from .faces import Face, describe, detect_probe
 from .photos import display_name
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp", ".ts"})
@@ -257,9 +257,7 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
                 active = []
             previous_hist = hist
             active = [t for t in active if time_s - t.last_s <= MAX_GAP_S]
-            # a large frame is searched as a large probe photo is, on two cores (the same faces)
-            found = (detect_probe(frame, min_face_px=min_face_px) if detector == "hog"
-                     else detect(frame, min_face_px=min_face_px, detector=detector))
+            found = detect_probe(frame, min_face_px=min_face_px, detector=detector)  # large frames: two cores
             faces = [describe(frame, box, i, score) for i, (box, score) in enumerate(found, start=1)]
             _link(faces, frame, time_s, active, tracks, keep)
     finally:
