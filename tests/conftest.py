@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from leadmatch import accounts, gallery as galleries
+from leadmatch import accounts, cnn_detector, gallery as galleries, models
 from leadmatch.accounts import Actor
 from leadmatch.enrollment import enroll
 from leadmatch.search import SearchRequest, run
@@ -149,3 +149,28 @@ def login(home: Path, actor: Actor | str):
     result = run_cli("login", name, "--password-stdin", home=home, input=PASSWORD + "\n")
     assert result.returncode == 0, result.stderr
     return result
+
+
+@pytest.fixture
+def own_models(tmp_path, monkeypatch):
+    """Converted models go to a private folder for the test; cached paths and sessions are forgotten around it."""
+    folder = tmp_path / "models"
+    monkeypatch.setenv("LEADMATCH_MODELS_DIR", str(folder))
+
+    def forget():
+        models.onnx_path.cache_clear()
+        models.mmod_onnx_path.cache_clear()
+        models._SESSIONS.clear()
+        models._MMOD_SESSIONS.clear()
+        cnn_detector.settings.cache_clear()
+
+    forget()
+    yield folder
+    forget()
+
+
+def flip_a_bit(path: Path) -> None:
+    """Alter a model file as corruption or tampering would: one flipped bit in the middle (a weight)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))

@@ -12,7 +12,7 @@ from leadmatch.errors import ModelError
 from leadmatch.photos import load
 from leadmatch.search import run
 
-from .conftest import ACTOR, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, run_cli, search_request
+from .conftest import ACTOR, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, flip_a_bit, run_cli, search_request
 
 
 def _reduced(pixels: np.ndarray, long_side: int) -> np.ndarray:
@@ -100,22 +100,6 @@ def test_search_with_the_cnn_detector_finds_the_subject(ws):
     assert result["candidates"][0]["subject"] == "barack_obama"
 
 
-@pytest.fixture
-def own_models(tmp_path, monkeypatch):
-    """Converted models go to a private folder for the test; cached paths and sessions are forgotten around it."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv("LEADMATCH_MODELS_DIR", str(folder))
-
-    def forget():
-        models.mmod_onnx_path.cache_clear()
-        models._MMOD_SESSIONS.clear()
-        cnn_detector.settings.cache_clear()
-
-    forget()
-    yield folder
-    forget()
-
-
 def test_missing_detector_model_is_converted_with_the_cards_hash(own_models):
     path = models.mmod_onnx_path()
     assert path.parent == own_models
@@ -125,9 +109,7 @@ def test_missing_detector_model_is_converted_with_the_cards_hash(own_models):
 def test_altered_detector_model_is_refused(own_models):
     path = models.mmod_onnx_path()  # a good copy first
     models.mmod_onnx_path.cache_clear()
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01  # one flipped bit in a weight
-    path.write_bytes(bytes(data))
+    flip_a_bit(path)
     with pytest.raises(ModelError, match="does not match the model card"):
         faces.detect(np.zeros((200, 200, 3), np.uint8), detector="cnn")
     result = run_cli("models", "--no-check", env={"LEADMATCH_MODELS_DIR": str(own_models)})

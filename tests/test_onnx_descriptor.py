@@ -15,7 +15,7 @@ from leadmatch.store import blob_to_embedding
 from leadmatch.workspace import init, open_workspace
 
 from .conftest import ACTOR, ANALYST, FACES, GALLERY, GALLERY_DIR, PROBES_DIR, add_people, assert_clean_error, \
-    create_gallery, run_cli, search_request
+    create_gallery, flip_a_bit, run_cli, search_request
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +53,6 @@ def test_probe_analysis_is_the_same_with_either_engine():
         assert np.abs(a.embedding - b.embedding).max() <= agreement.TOLERANCE
 
 
-@pytest.fixture
-def own_models(tmp_path, monkeypatch):
-    """Converted models go to a private folder for the test; the cached path is forgotten before and after."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv("LEADMATCH_MODELS_DIR", str(folder))
-    models.onnx_path.cache_clear()
-    models._SESSIONS.clear()
-    yield folder
-    models.onnx_path.cache_clear()
-    models._SESSIONS.clear()
-
-
 def test_missing_onnx_model_is_converted_with_the_cards_hash(own_models):
     path = models.onnx_path()
     assert path.parent == own_models
@@ -74,9 +62,7 @@ def test_missing_onnx_model_is_converted_with_the_cards_hash(own_models):
 def test_altered_onnx_model_is_refused(own_models, empty_ws):
     path = models.onnx_path()  # a good copy first
     models.onnx_path.cache_clear()
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01  # one flipped bit in a weight
-    path.write_bytes(bytes(data))
+    flip_a_bit(path)
     with pytest.raises(ModelError, match="does not match the model card"):
         models.onnx_path()
     # enrollment stops before touching the record
