@@ -15,7 +15,8 @@ import time
 import numpy as np
 from common import FACES, load_note, save
 
-from leadmatch import agreement, faces, models
+from leadmatch.biometrics.models import agreement, registry as models
+from leadmatch.biometrics import faces
 
 ROUNDS = 3
 

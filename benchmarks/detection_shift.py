@@ -18,8 +18,8 @@ import numpy as np
 from common import FACES, save
 from enroll import mugshots
 
-from leadmatch import faces, quality
-from leadmatch.photos import load, read_bytes
+from leadmatch.biometrics import faces, quality
+from leadmatch.biometrics.photos import load, read_bytes
 
 
 def gallery_shift(photos: list[Path]) -> list[float]:

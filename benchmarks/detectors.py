@@ -19,8 +19,9 @@ import cv2
 from common import FACES, RESULTS, load_note, save
 from enroll import mugshots
 
-from leadmatch import faces, models, quality
-from leadmatch.photos import PHOTO_SUFFIXES, load, read_bytes
+from leadmatch.biometrics import faces, quality
+from leadmatch.biometrics.models import registry as models
+from leadmatch.biometrics.photos import PHOTO_SUFFIXES, load, read_bytes
 
 FRAME_STEP = 15  # every 15th frame: about two a second of the 30 fps clip
 DLIB_FRAME_STEP = 60  # dlib's own CNN takes about a second a frame: every 60th only

@@ -19,9 +19,11 @@ from pathlib import Path
 
 from common import FACES, load_note, save
 
-from leadmatch import accounts, faces, gallery
-from leadmatch.enrollment import enroll
-from leadmatch.workspace import init
+from leadmatch.governance import accounts
+from leadmatch.biometrics import faces
+from leadmatch.gallery import galleries as gallery
+from leadmatch.gallery.enrollment import enroll
+from leadmatch.record.workspace import init
 
 
 def layout(temp: Path) -> tuple[Path, Path, Path, int]:
@@ -51,7 +53,7 @@ def mugshots(target: Path, per_photo: int = 9) -> int:
     `per_photo` slightly different framings of each face so that none is a duplicate; returns how many."""
     import PIL.Image
 
-    from leadmatch.photos import load
+    from leadmatch.biometrics.photos import load
 
     sources = sorted((FACES / "gallery").glob("*/*")) + sorted((FACES / "probes").glob("*"))
     count = 0

@@ -26,11 +26,12 @@ import numpy as np
 
 from common import ROOT, save
 
-from leadmatch import accounts, gallery
-from leadmatch.enrollment import EnrollmentReport, Item, _write, enroll
-from leadmatch.faces import Face
-from leadmatch.photos import sha256_bytes
-from leadmatch.workspace import init
+from leadmatch.governance import accounts
+from leadmatch.gallery import galleries as gallery
+from leadmatch.gallery.enrollment import EnrollmentReport, Item, _write, enroll
+from leadmatch.biometrics.faces import Face
+from leadmatch.biometrics.photos import sha256_bytes
+from leadmatch.record.workspace import init
 
 LFW = Path(os.environ.get("LEADMATCH_LFW", ROOT.parent / "shared" / "data" / "lfw-dev"))
 RAY = Path(sys.executable).parent / "ray"

@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import FACES, ROOT, save  # noqa: E402
 
-from leadmatch import faces, probes, video  # noqa: E402
-from leadmatch.photos import decode  # noqa: E402
+from leadmatch.biometrics import faces
+from leadmatch.search import probes, video  # noqa: E402
+from leadmatch.biometrics.photos import decode  # noqa: E402
 
 LFW = Path(FACES).parent / "lfw-dev"
 BURST = 5

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from leadmatch import quality  # noqa: E402
+from leadmatch.biometrics import quality  # noqa: E402
 from leadmatch.errors import PhotoError  # noqa: E402
-from leadmatch.photos import decode  # noqa: E402
+from leadmatch.biometrics.photos import decode  # noqa: E402
 
 LFW_DEV = Path(os.environ.get("LEADMATCH_LFW_DEV", Path(__file__).resolve().parent.parent.parent / "shared" / "data" /
                               "lfw-dev"))
@@ -64,8 +64,8 @@ def photos(root: Path = LFW_DEV) -> list[tuple[str, str]]:
 def probe_numbers(items: list[tuple[str, str]]) -> list[int]:
     """The photos `evaluate`'s default protocol searches as probes (degraded conditions need only those:
     gallery photos stay at full resolution)."""
-    from leadmatch.enrollment import Item
-    from leadmatch.evaluation import split
+    from leadmatch.gallery.enrollment import Item
+    from leadmatch.tools.evaluation import split
 
     _, mated, nonmated, _ = split([Item(Path(p), s) for s, p in items], 1, 0.2, 0)
     number = {p: n for n, (_, p) in enumerate(items)}

@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 from common import FACES, save
 
-from leadmatch import accounts, bench, gallery, purposes
-from leadmatch.enrollment import enroll
-from leadmatch.search import SearchRequest, run
-from leadmatch.store import embedding_to_blob, transaction, utc_now
-from leadmatch.workspace import init
+from leadmatch.governance import accounts, purposes
+from leadmatch.tools import bench
+from leadmatch.gallery import galleries as gallery
+from leadmatch.gallery.enrollment import enroll
+from leadmatch.search.run import SearchRequest, run
+from leadmatch.record.store import embedding_to_blob, transaction, utc_now
+from leadmatch.record.workspace import init
 
 PASSWORD = "benchmark password 1234"
 MEANS = "Canvass, witness interviews and records checks were tried and did not identify the person."

@@ -1,3 +1,3 @@
-from .cli import main
+from leadmatch.cli.app import main
 
 main()

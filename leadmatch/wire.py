@@ -6,8 +6,8 @@ Exceptions do not cross a process pool or an HTTP response intact (a `FaceChoice
 
 from __future__ import annotations
 
-from . import errors
-from .errors import FaceChoiceNeeded, LeadmatchError, PhotoError, Refused
+from leadmatch import errors
+from leadmatch.errors import FaceChoiceNeeded, LeadmatchError, PhotoError, Refused
 
 KINDS = {cls.__name__: cls for cls in (LeadmatchError, errors.InputError, PhotoError, errors.WorkspaceError,
                                        errors.NotFound, Refused, FaceChoiceNeeded, errors.ModelError)}

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from leadmatch import accounts, cnn_detector, gallery as galleries, models
-from leadmatch.accounts import Actor
-from leadmatch.enrollment import enroll
-from leadmatch.search import SearchRequest, run
-from leadmatch.workspace import init, open_workspace
+from leadmatch.governance import accounts
+from leadmatch.biometrics import cnn_detector
+from leadmatch.gallery import galleries as galleries
+from leadmatch.biometrics.models import registry as models
+from leadmatch.governance.accounts import Actor
+from leadmatch.gallery.enrollment import enroll
+from leadmatch.search.run import SearchRequest, run
+from leadmatch.record.workspace import init, open_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = Path(os.environ.get("LEADMATCH_TEST_PHOTOS", ROOT.parent / "shared" / "data" / "faces"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from leadmatch import leads
-from leadmatch.search import run
+from leadmatch.search import leads
+from leadmatch.search.run import run
 
 from .conftest import ACTOR, PROBES_DIR, probe_rows, search_request
 
@@ -18,7 +18,7 @@ def all_searches(enrolled_template, tmp_path_factory):
     """Every face of every probe searched once (module-wide: detection is the slow part)."""
     import shutil
 
-    from leadmatch.workspace import open_workspace
+    from leadmatch.record.workspace import open_workspace
 
     home = tmp_path_factory.mktemp("acc") / "home"
     shutil.copytree(enrolled_template, home)
@@ -112,7 +112,7 @@ def _degrade(path, scale: float = 1.0, sigma: float = 0.0, quality_: int = 95) -
 def _first_degradation(path, wanted, steps, detect_steps):
     """The first (bytes, face) along `steps` of (scale, sigma) whose single detected face (found as the
     pipeline finds it, at `detect_steps`) satisfies `wanted`."""
-    from leadmatch import quality
+    from leadmatch.biometrics import quality
 
     for scale, sigma in steps:
         data = _degrade(path, scale, sigma)
@@ -128,7 +128,7 @@ SCALES = [(s, 0.0) for s in (0.8, 0.65, 0.5, 0.4, 0.35, 0.3, 0.27, 0.25)]
 
 @pytest.fixture
 def fresh(home):
-    from leadmatch.workspace import open_workspace
+    from leadmatch.record.workspace import open_workspace
 
     ws = open_workspace(home)
     yield ws
@@ -136,7 +136,7 @@ def fresh(home):
 
 
 def test_probe_between_floor_and_recommended_is_searched_and_flagged(fresh, tmp_path):
-    from leadmatch import quality
+    from leadmatch.biometrics import quality
 
     data, face = _first_degradation(PROBES_DIR / "obama-480p.jpg",
                                     lambda f: quality.PROBE.warnings(f) and not quality.PROBE.shortfalls(f),
@@ -149,7 +149,7 @@ def test_probe_between_floor_and_recommended_is_searched_and_flagged(fresh, tmp_
 
 
 def test_probe_below_the_floor_is_refused_with_its_measures(fresh, tmp_path):
-    from leadmatch import quality
+    from leadmatch.biometrics import quality
     from leadmatch.errors import Refused
 
     data, face = _first_degradation(PROBES_DIR / "obama-480p.jpg", lambda f: bool(quality.PROBE.shortfalls(f)),
@@ -170,8 +170,8 @@ def _gallery_folder(tmp_path, files: dict[str, bytes]) -> Path:
 
 
 def test_low_quality_gallery_photo_is_enrolled_and_flagged_on_its_candidates(fresh, tmp_path):
-    from leadmatch import quality
-    from leadmatch.enrollment import enroll
+    from leadmatch.biometrics import quality
+    from leadmatch.gallery.enrollment import enroll
 
     from .conftest import ANALYST, GALLERY, GALLERY_DIR
 
@@ -190,8 +190,8 @@ def _face_crop(path, margin: float = 0.6):
     """The photo's one face with a margin, as an RGB array."""
     import numpy as np
 
-    from leadmatch.faces import analyze_bytes
-    from leadmatch.photos import decode
+    from leadmatch.biometrics.faces import analyze_bytes
+    from leadmatch.biometrics.photos import decode
 
     photo = decode(Path(path).read_bytes(), str(path))
     (top, right, bottom, left) = analyze_bytes(Path(path).read_bytes(), str(path)).faces[0].box
@@ -216,7 +216,7 @@ def _side_by_side(left, right, right_scale: float, centre_left: bool) -> bytes:
 
 
 def test_gallery_photo_with_a_dominant_face_enrolls_it_else_refuses(fresh, tmp_path):
-    from leadmatch.enrollment import enroll
+    from leadmatch.gallery.enrollment import enroll
 
     from .conftest import ANALYST, GALLERY, GALLERY_DIR
 

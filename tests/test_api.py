@@ -16,9 +16,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from leadmatch import audit
+from leadmatch.governance import audit
 from leadmatch.web import create_app
-from leadmatch.workspace import open_workspace
+from leadmatch.record.workspace import open_workspace
 
 from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY, MEANS, PASSWORD, PROBES_DIR,
                        REVIEWER, search_request)
@@ -290,7 +290,7 @@ def _login(url: str, actor) -> str:
 
 
 def _post_search(url: str, token: str, name: str, data: bytes):
-    from leadmatch.client import _multipart
+    from leadmatch.cli.backends import _multipart
 
     body, kind = _multipart(SEARCH_FIELDS, [("probe", name, data)])
     request = urllib.request.Request(url + "/api/v1/searches", method="POST", data=body,
@@ -388,7 +388,7 @@ def test_checkpoint_through_the_api_is_signed_and_verifies(api, home):
 
 
 def test_client_refuses_a_clip_over_the_upload_limit_before_sending_it(tmp_path):
-    from leadmatch import client
+    from leadmatch.cli import backends as client
     from leadmatch.errors import PhotoError
 
     big = tmp_path / "long.mp4"

@@ -14,10 +14,11 @@ import stat
 
 import pytest
 
-from leadmatch import audit, oversight, store
+from leadmatch.governance import audit, oversight
+from leadmatch.record import store
 from leadmatch.errors import InputError, Refused, WorkspaceError
-from leadmatch.search import run
-from leadmatch.workspace import AUDIT_KEY, DB_NAME, init, open_workspace
+from leadmatch.search.run import run
+from leadmatch.record.workspace import AUDIT_KEY, DB_NAME, init, open_workspace
 
 from .conftest import ADMIN, AGENT, AUDITOR, PASSWORD, assert_clean_error, login, run_cli, search_request
 

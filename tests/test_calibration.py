@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leadmatch import audit, calibration, gallery as galleries, index
+from leadmatch.governance import audit
+from leadmatch.gallery import calibration, galleries as galleries, index
 from leadmatch.errors import InputError, Refused
-from leadmatch.store import embedding_to_blob, transaction, utc_now
-from leadmatch.workspace import init
+from leadmatch.record.store import embedding_to_blob, transaction, utc_now
+from leadmatch.record.workspace import init
 
 from .conftest import ADMIN, ANALYST, add_people, create_gallery
 

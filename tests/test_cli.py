@@ -7,8 +7,8 @@ import json
 
 from PIL import Image, ImageFilter
 
-from leadmatch import audit
-from leadmatch.workspace import open_workspace
+from leadmatch.governance import audit
+from leadmatch.record.workspace import open_workspace
 
 from .conftest import (AGENT, ANALYST, FACES, GALLERY, MEANS, PASSWORD, PROBES_DIR, assert_clean_error, login,
                        run_cli)

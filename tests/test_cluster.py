@@ -199,7 +199,7 @@ def photos(tmp_path_factory) -> Path:
 
 def fresh_home(tmp_path: Path, name: str) -> Path:
     """A workspace with the cast and an empty gallery; the analyst signed in on the command line."""
-    from leadmatch.workspace import init
+    from leadmatch.record.workspace import init
 
     home = tmp_path / name
     ws, _ = init(home)
@@ -391,7 +391,7 @@ def test_a_local_enrollment_imports_nothing_of_ray(home):
               f"sys.argv = ['leadmatch', '--home', {str(home)!r}, 'gallery', 'enroll', {GALLERY!r}, "
               f"{str(FACES / 'gallery')!r}, '--workers', '1']\n"
               "try:\n    cli.main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-              "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'leadmatch.cluster'))))")
+              "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'leadmatch.gallery.ray_cluster'))))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "11 skipped" in result.stdout  # it ran the enrollment (every photo already there)
@@ -401,7 +401,7 @@ def test_a_local_enrollment_imports_nothing_of_ray(home):
 def test_a_worker_with_other_model_weights_is_refused_naming_its_node(cluster, photos, local, tmp_path):
     """A third node whose face_recognition_models hold an altered weight file: its worker is left out, the run
     names that node, audits the refusal, and the photos are enrolled by the other two, as locally."""
-    from leadmatch import models
+    from leadmatch.biometrics.models import registry as models
 
     package = tmp_path / "other_models" / "face_recognition_models"
     (package / "models").mkdir(parents=True)
@@ -457,7 +457,7 @@ def server_cli(url: str, *args: str, input: str | None = None):
 
 def api_get(url: str, path: str):
     """One API call with the CLI's kept token, straight from this process (milliseconds, not a CLI start)."""
-    from leadmatch import credentials
+    from leadmatch.cli import credentials
 
     request = urllib.request.Request(f"{url}/api/v1{path}",
                                      headers={"Authorization": f"Bearer {credentials.token_for(url)}"})

@@ -7,10 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from leadmatch import cnn_detector, faces, models
+from leadmatch.biometrics import cnn_detector, faces
+from leadmatch.biometrics.models import registry as models
 from leadmatch.errors import ModelError
-from leadmatch.photos import load
-from leadmatch.search import run
+from leadmatch.biometrics.photos import load
+from leadmatch.search.run import run
 
 from .conftest import ACTOR, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, flip_a_bit, run_cli, search_request
 

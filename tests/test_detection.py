@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from leadmatch import faces, quality
-from leadmatch.photos import load
+from leadmatch.biometrics import faces, quality
+from leadmatch.biometrics.photos import load
 
 from .conftest import GALLERY_DIR
 

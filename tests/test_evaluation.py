@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from leadmatch import evaluation
+from leadmatch.tools import evaluation
 from leadmatch.errors import InputError
 
 from .conftest import FACES, GALLERY_DIR, probe_rows, run_cli

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leadmatch import audit, gallery as galleries, index
-from leadmatch.enrollment import enroll
+from leadmatch.governance import audit
+from leadmatch.gallery import galleries as galleries, index
+from leadmatch.gallery.enrollment import enroll
 from leadmatch.errors import InputError, NotFound, Refused
-from leadmatch.search import run
+from leadmatch.search.run import run
 
 from .conftest import ACTOR, ANALYST, GALLERY, GALLERY_DIR, PROBES_DIR, create_gallery, search_request
 

@@ -7,10 +7,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from leadmatch import accounts, audit, casework, oversight, purposes, retention
-from leadmatch.accounts import Actor
+from leadmatch.governance import accounts, audit, casework, oversight, purposes, retention
+from leadmatch.governance.accounts import Actor
 from leadmatch.errors import InputError, Refused
-from leadmatch.search import run, show
+from leadmatch.search.run import run, show
 
 from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY_DIR, PASSWORD, REVIEWER, login, run_cli,
                        search_request, assert_clean_error)
@@ -91,7 +91,7 @@ def test_wrong_role_is_refused_everywhere(ws, searched):
     refused(ws, "wrong-role", casework.corroborate, ws, AGENT2, searched["search_id"], 1, "documents",
             "Some documents", "REF-1", "corroborated")
     refused(ws, "wrong-role", retention.purge_expired, ws, REVIEWER)
-    from leadmatch.enrollment import enroll
+    from leadmatch.gallery.enrollment import enroll
 
     refused(ws, "wrong-role", enroll, ws, AGENT, "test-gallery", GALLERY_DIR)
 

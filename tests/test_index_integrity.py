@@ -10,10 +10,10 @@ import faiss
 import numpy as np
 import pytest
 
-from leadmatch import gallery as galleries
-from leadmatch import index
-from leadmatch.search import run
-from leadmatch.store import gallery_embeddings
+from leadmatch.gallery import galleries as galleries
+from leadmatch.gallery import index
+from leadmatch.search.run import run
+from leadmatch.record.store import gallery_embeddings
 
 from .conftest import ACTOR, ANALYST, GALLERY, PROBES_DIR, login, run_cli, search_request
 

@@ -10,10 +10,11 @@ import faiss
 import numpy as np
 import pytest
 
-from leadmatch import bench, gallery as galleries, index
-from leadmatch.enrollment import enroll
-from leadmatch.search import run
-from leadmatch.store import embedding_to_blob, transaction
+from leadmatch.tools import bench
+from leadmatch.gallery import galleries as galleries, index
+from leadmatch.gallery.enrollment import enroll
+from leadmatch.search.run import run
+from leadmatch.record.store import embedding_to_blob, transaction
 
 from .conftest import ACTOR, ANALYST, GALLERY, GALLERY_DIR, create_gallery, search_request
 
@@ -130,7 +131,7 @@ def test_two_workers_give_the_same_embeddings_as_one(empty_ws, enrolled_template
     create_gallery(empty_ws)
     report = enroll(empty_ws, ANALYST, GALLERY, GALLERY_DIR, workers=2)
     assert report.enrolled == 11
-    from leadmatch.workspace import open_workspace
+    from leadmatch.record.workspace import open_workspace
 
     reference = open_workspace(enrolled_template)
     query = ("SELECT p.sha256, f.embedding, f.box_top, f.box_left FROM faces f JOIN photos p ON p.id = f.photo_id "

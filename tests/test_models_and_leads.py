@@ -7,7 +7,8 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from leadmatch import leads, models
+from leadmatch.search import leads
+from leadmatch.biometrics.models import registry as models
 from leadmatch.errors import ModelError
 
 CARD = models.WEIGHTS_FILE.parent / "MODEL_CARD.md"
@@ -48,7 +49,7 @@ def test_altered_weights_are_refused(tmp_path, monkeypatch):
 @given(st.floats(min_value=0, max_value=4), st.floats(min_value=0, max_value=4))
 def test_estimated_false_alarm_rate_grows_with_distance(a, b):
     """The per-candidate rate (which replaced the linear score) never falls as the distance grows."""
-    from leadmatch import calibration
+    from leadmatch.gallery import calibration
 
     calibrated = calibration.from_distances([0.41, 0.45, 0.5, 0.52, 0.55, 0.6, 0.62, 0.7], 8)
     ra, rb = calibrated.fpir_at(a), calibrated.fpir_at(b)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leadmatch import agreement, faces, models, quality
-from leadmatch.enrollment import enroll
+from leadmatch.biometrics.models import agreement, registry as models
+from leadmatch.biometrics import faces, quality
+from leadmatch.gallery.enrollment import enroll
 from leadmatch.errors import ModelError
-from leadmatch.photos import read_bytes
-from leadmatch.search import run
-from leadmatch.store import blob_to_embedding
-from leadmatch.workspace import init, open_workspace
+from leadmatch.biometrics.photos import read_bytes
+from leadmatch.search.run import run
+from leadmatch.record.store import blob_to_embedding
+from leadmatch.record.workspace import init, open_workspace
 
 from .conftest import ACTOR, ANALYST, FACES, GALLERY, GALLERY_DIR, PROBES_DIR, add_people, assert_clean_error, \
     create_gallery, flip_a_bit, run_cli, search_request

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from leadmatch import photos
+from leadmatch.biometrics import photos
 from leadmatch.errors import PhotoError
-from leadmatch.faces import analyze_bytes
-from leadmatch.quality import PROBE_DETECT_MIN_PX
+from leadmatch.biometrics.faces import analyze_bytes
+from leadmatch.biometrics.quality import PROBE_DETECT_MIN_PX
 
 from .conftest import GALLERY_DIR, PROBES_DIR
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leadmatch import retention, search as searching
+from leadmatch.governance import retention
+from leadmatch.search import run as searching
 from leadmatch.errors import FaceChoiceNeeded
-from leadmatch.workspace import open_workspace
+from leadmatch.record.workspace import open_workspace
 
 from .conftest import (ACTOR, ADMIN, AGENT, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, login,
                        search_request)
@@ -142,7 +143,7 @@ def test_purge_removes_stored_frames(ws, tmp_path):
 
 
 def test_report_names_the_clip_and_every_frame(ws):
-    from leadmatch import report
+    from leadmatch.search import report
     result = searching.run(ws, ACTOR, search_request(CLIP, track="largest"))
     html = report.render(ws, ACTOR, result["search_id"])
     assert "of short_hamilton_clip.mp4" in html and result["probe"]["sha256"] in html

@@ -26,11 +26,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leadmatch import accounts, audit, credentials, gallery as galleries, index, store
-from leadmatch.enrollment import enroll
+from leadmatch.governance import accounts, audit
+from leadmatch.cli import credentials
+from leadmatch.gallery import galleries as galleries, index
+from leadmatch.record import store
+from leadmatch.gallery.enrollment import enroll
 from leadmatch.errors import InputError, Refused
-from leadmatch.search import run as run_search
-from leadmatch.workspace import init, open_workspace
+from leadmatch.search.run import run as run_search
+from leadmatch.record.workspace import init, open_workspace
 
 from .conftest import (ADMIN, AGENT, ANALYST, FACES, GALLERY, GALLERY_DIR, MEANS, PASSWORD, PROBES_DIR, ROOT,
                        add_people, create_gallery, search_request)

@@ -50,8 +50,8 @@ import pwd
 import shutil
 import tempfile
 
-from leadmatch import accounts as library_accounts
-from leadmatch.workspace import open_workspace
+from leadmatch.governance import accounts as library_accounts
+from leadmatch.record.workspace import open_workspace
 
 from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, FACES, GALLERY, GALLERY_DIR, MEANS, PASSWORD,
                        PROBES_DIR, REVIEWER)

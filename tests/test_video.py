@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from leadmatch import quality, video
+from leadmatch.biometrics import quality
+from leadmatch.search import video
 from leadmatch.errors import PhotoError
 
 from .conftest import FACES
@@ -123,7 +124,7 @@ def test_iou_and_frontalness_are_sane():
 def test_a_1080p_clip_is_tracked_with_its_face_on_the_strips_cut(tmp_path):
     """Large frames are searched in two strips on two cores, as large probe photos are: a face held on the
     line between the strips for two seconds is one track, found in every sampled frame."""
-    from leadmatch.photos import load
+    from leadmatch.biometrics.photos import load
 
     pixels = load(FACES / "gallery" / "barack_obama" / "obama.jpg").pixels
     head = cv2.resize(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), (320, 400), interpolation=cv2.INTER_AREA)

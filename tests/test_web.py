@@ -13,11 +13,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from leadmatch import audit, casework
-from leadmatch.report import render
-from leadmatch.search import run
+from leadmatch.governance import audit, casework
+from leadmatch.search.report import render
+from leadmatch.search.run import run
 from leadmatch.web import create_app
-from leadmatch.workspace import open_workspace
+from leadmatch.record.workspace import open_workspace
 
 from .conftest import AGENT, ANALYST, AUDITOR, PASSWORD, PROBES_DIR, REVIEWER, login, run_cli, search_request
 
@@ -218,7 +218,7 @@ def test_abandoned_and_failed_uploads_are_swept(client, home, tmp_path):
     `purge --expired`); a failed search keeps nothing."""
     import os
 
-    from leadmatch import retention
+    from leadmatch.governance import retention
 
     token = sign_in(client, AGENT)
     fields = {"csrf": token, "gallery": "test-gallery", "case": "W-9", "purpose": "robbery", "probe_source": "original",

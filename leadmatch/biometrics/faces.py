@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from . import cnn_detector, models
-from .errors import InputError, PhotoError
-from .photos import Photo, decode
+from leadmatch.biometrics import cnn_detector
+from leadmatch.biometrics.models import registry as models
+from leadmatch.errors import InputError, PhotoError
+from leadmatch.biometrics.photos import Photo, decode
 
 #: HOG's detection window is 80 px: a face smaller than that in the scaled copy is not found.
 DETECTOR_WINDOW_PX = 80

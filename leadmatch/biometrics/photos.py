@@ -25,7 +25,7 @@ from struct import error as struct_error
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import PhotoError
+from leadmatch.errors import PhotoError
 
 #: Memory one photo may take to decode and search. Larger photos are refused, not shrunk, because a
 #: decompression bomb must never reach the decoder.

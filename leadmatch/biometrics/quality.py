@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .faces import Face
+from leadmatch.biometrics.faces import Face
 
 
 @dataclass(frozen=True)
@@ -86,13 +86,13 @@ def probe_steps(width: int, height: int) -> tuple[int, ...]:
 def detect_in_steps(data: bytes, name: str, steps: tuple[int, ...], detector: str = "hog"):
     """Faces in the photo's bytes, looked for at each minimum face size of `steps` in turn until one finds
     any: the `faces.Analysis` of the first that does (or of the last). Raises PhotoError if unreadable."""
-    from .photos import decode
+    from leadmatch.biometrics.photos import decode
 
     return _in_steps(decode(data, name=name), steps, detector, probe=False)
 
 
 def _in_steps(photo, steps: tuple[int, ...], detector: str, probe: bool):
-    from .faces import analyze
+    from leadmatch.biometrics.faces import analyze
 
     for min_face_px in steps:
         found = analyze(photo, min_face_px=min_face_px, detector=detector, probe=probe)
@@ -104,7 +104,7 @@ def _in_steps(photo, steps: tuple[int, ...], detector: str, probe: bool):
 def find_probe_faces(data: bytes, name: str, detector: str = "hog"):
     """The faces of a probe photo, as every search and evaluation looks for them: at the photo's `probe_steps`
     in turn, with `faces.detect_probe` (strips on two cores). Raises PhotoError if unreadable."""
-    from .photos import decode
+    from leadmatch.biometrics.photos import decode
 
     photo = decode(data, name=name)
     return _in_steps(photo, probe_steps(photo.width, photo.height), detector, probe=True)

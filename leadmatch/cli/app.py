@@ -15,15 +15,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import (accounts, agreement, bench, casework, client, credentials, evaluation, faces, leads, models, probes,
-               purposes, video)
-from . import audit as auditing
-from . import gallery as galleries
-from . import search as searching
-from .demo import default_photos, run_demo
-from .enrollment import enroll
-from .errors import FaceChoiceNeeded, InputError, LeadmatchError, ModelError
-from .workspace import Workspace, default_home, init as init_workspace, open_workspace
+from leadmatch.governance import accounts, casework, purposes
+from leadmatch.biometrics.models import agreement, registry as models
+from leadmatch.tools import bench, evaluation
+from leadmatch.cli import backends as client, credentials
+from leadmatch.biometrics import faces
+from leadmatch.search import leads, probes, video
+from leadmatch.governance import audit as auditing
+from leadmatch.gallery import galleries as galleries
+from leadmatch.search import run as searching
+from leadmatch.tools.demo import default_photos, run_demo
+from leadmatch.gallery.enrollment import enroll
+from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, ModelError
+from leadmatch.record.workspace import Workspace, default_home, init as init_workspace, open_workspace
 
 app = typer.Typer(help="leadmatch: face search for investigative leads. Every candidate is a lead, never an "
                        "identification.", no_args_is_help=True, pretty_exceptions_enable=False,
@@ -400,7 +404,7 @@ def bench_search(faces: int = typer.Option(100_000, "--faces", min=1000, help="S
                  json_out: bool = typer.Option(False, "--json")):
     """Search speed on a synthetic dlib-shaped gallery: leadmatch's index vs exact FAISS vs numpy."""
     local_only("bench", "it measures this machine on synthetic data and touches no workspace")
-    from . import index as indexes
+    from leadmatch.gallery import index as indexes
 
     row = bench.search_run(faces, indexes.validate_factory(index) if index else None, queries)
     if json_out:
@@ -736,7 +740,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
     """The leadmatch service: owns the workspace; serves the web app and the JSON API (/api/v1)."""
     local_only("serve", "it is the service itself",
                "run it as the service's account on the service's machine, without --server")
-    from . import service, web
+    from leadmatch.web import preflight as service
+    from leadmatch import web
 
     options = service.ServeOptions(host, port, certfile, keyfile, insecure_http, enroll_root, ray)
     service.check_options(options)

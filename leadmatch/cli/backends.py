@@ -19,14 +19,16 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import accounts, audit, casework, credentials, oversight, purposes, retention, video
-from . import gallery as galleries
-from . import search as searching
-from .errors import InputError, LeadmatchError, PhotoError, Refused
-from .photos import read_bytes
-from .video import is_video
-from .wire import error_from_dict
-from .workspace import open_workspace
+from leadmatch.governance import accounts, audit, casework, oversight, purposes, retention
+from leadmatch.cli import credentials
+from leadmatch.search import video
+from leadmatch.gallery import galleries as galleries
+from leadmatch.search import run as searching
+from leadmatch.errors import InputError, LeadmatchError, PhotoError, Refused
+from leadmatch.biometrics.photos import read_bytes
+from leadmatch.search.video import is_video
+from leadmatch.wire import error_from_dict
+from leadmatch.record.workspace import open_workspace
 
 SERVER_ENV = "LEADMATCH_SERVER"
 CA_ENV = "LEADMATCH_CA_FILE"
@@ -133,7 +135,7 @@ class Direct:
         return oversight.report(ws, user, start, end, stale_days)
 
     def report(self, search_id: str, target: Path) -> Path:
-        from . import report as reports
+        from leadmatch.search import report as reports
 
         ws, user = self._session()
         return reports.write(ws, user, search_id, target)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import faiss
 import numpy as np
 
-from .store import embeddings_for
+from leadmatch.record.store import embeddings_for
 
 DEFAULT_TARGET_FPIR = 0.01
 #: The threshold never goes above dlib's 1:1 operating point, whatever a small gallery's list says.

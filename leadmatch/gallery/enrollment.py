@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import audit, index, quality
-from .accounts import Actor, require
-from .errors import InputError, PhotoError
-from .faces import Analysis, analyze_many, prepare as prepare_descriptor
-from .gallery import factory, get as get_gallery
-from .photos import PHOTO_SUFFIXES, display_name, raw_name, read_bytes, sha256_bytes
-from .store import embedding_to_blob, transaction, utc_now
-from .workspace import Workspace
+from leadmatch.governance import audit
+from leadmatch.gallery import index
+from leadmatch.biometrics import quality
+from leadmatch.governance.accounts import Actor, require
+from leadmatch.errors import InputError, PhotoError
+from leadmatch.biometrics.faces import Analysis, analyze_many, prepare as prepare_descriptor
+from leadmatch.gallery.galleries import factory, get as get_gallery
+from leadmatch.biometrics.photos import PHOTO_SUFFIXES, display_name, raw_name, read_bytes, sha256_bytes
+from leadmatch.record.store import embedding_to_blob, transaction, utc_now
+from leadmatch.record.workspace import Workspace
 
 CHUNK = 64  # photos per transaction: small enough to lose little on a crash, large enough to be fast
 
@@ -241,7 +243,7 @@ def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | Non
     """The local pool, or with `ray` (auto or HOST:PORT) a Ray actor pool; Ray is imported only then."""
     if not ray:
         return LocalAnalyzer(workers)
-    from .cluster import RayAnalyzer, check_address
+    from leadmatch.gallery.ray_cluster import RayAnalyzer, check_address
 
     def refuse_worker(where: str, problem: str) -> None:  # a worker with other models is left out, audited
         audit.record(ws.conn, actor.name, "gallery.enroll-worker", "refused", objects={

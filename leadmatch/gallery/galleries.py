@@ -7,11 +7,12 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from . import audit, calibration, index
-from .accounts import Actor, require
-from .errors import InputError, NotFound, Refused
-from .workspace import Workspace
-from .store import transaction, utc_now
+from leadmatch.governance import audit
+from leadmatch.gallery import calibration, index
+from leadmatch.governance.accounts import Actor, require
+from leadmatch.errors import InputError, NotFound, Refused
+from leadmatch.record.workspace import Workspace
+from leadmatch.record.store import transaction, utc_now
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 DEFAULT_RETENTION_DAYS = 365

@@ -26,9 +26,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from . import calibration
-from .errors import InputError, WorkspaceError
-from .store import embeddings_for, gallery_embeddings, transaction, utc_now
+from leadmatch.gallery import calibration
+from leadmatch.errors import InputError, WorkspaceError
+from leadmatch.record.store import embeddings_for, gallery_embeddings, transaction, utc_now
 
 DIM = 128
 EXACT = "Flat"

@@ -24,8 +24,8 @@ import sys
 from collections import deque
 from typing import Any, Callable, Iterator
 
-from . import models
-from .errors import InputError, ModelError
+from leadmatch.biometrics.models import registry as models
+from leadmatch.errors import InputError, ModelError
 
 DEFAULT_BATCH = 64       # photos per Ray task and per transaction on a large run
 IN_FLIGHT_PER_WORKER = 2  # batches sent ahead per actor: one running, one queued, so no actor waits on the head
@@ -126,7 +126,7 @@ def _quiet_raylet_notices(ray) -> None:
 
 def model_hashes() -> dict[str, str]:
     """sha256 of every model file this process uses (each checked against this node's model card first)."""
-    from . import faces
+    from leadmatch.biometrics import faces
 
     hashes = models.verify_all()
     if faces.engine() == "onnx":
@@ -136,7 +136,7 @@ def model_hashes() -> dict[str, str]:
 
 def expected_model_hashes() -> dict[str, str]:
     """What `model_hashes()` must give, by this (the head's) model card, for the head's descriptor engine."""
-    from . import faces
+    from leadmatch.biometrics import faces
 
     expected = dict(models.expected_hashes())
     if faces.engine() == "onnx":
@@ -151,7 +151,7 @@ class PhotoWorker:
     def __init__(self, engine: str) -> None:
         import ray
 
-        from . import faces
+        from leadmatch.biometrics import faces
 
         context = ray.get_runtime_context()
         self.where = {"node": ray.util.get_node_ip_address(), "node_id": context.get_node_id(),
@@ -170,7 +170,7 @@ class PhotoWorker:
     def analyze(self, jobs: list[tuple[bytes, str]]) -> list[dict]:
         """`_analyze` on the photos, `PHOTOS_PER_BATCH` at a time as locally; an unexpected failure is narrowed
         to its photo and returned, not raised, so the rest of the batch is kept and that photo tried again."""
-        from .enrollment import PHOTOS_PER_BATCH, _analyze
+        from leadmatch.gallery.enrollment import PHOTOS_PER_BATCH, _analyze
 
         results = []
         for start in range(0, len(jobs), PHOTOS_PER_BATCH):
@@ -213,7 +213,7 @@ class RayAnalyzer:
         if cpus < 1:
             raise InputError("the Ray cluster has no CPUs to run on", "add worker nodes with `ray start --address`")
         count = min(cpus, workers) if workers else cpus
-        from . import faces
+        from leadmatch.biometrics import faces
 
         remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=1)(PhotoWorker)
         actors = [remote.remote(faces.engine()) for _ in range(count)]

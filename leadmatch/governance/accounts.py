@@ -16,10 +16,10 @@ from datetime import date, datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from . import audit
-from .errors import InputError, NotFound, Refused
-from .store import transaction, utc_now
-from .workspace import Workspace
+from leadmatch.governance import audit
+from leadmatch.errors import InputError, NotFound, Refused
+from leadmatch.record.store import transaction, utc_now
+from leadmatch.record.workspace import Workspace
 
 ROLES = ("admin", "analyst", "agent", "reviewer", "auditor")
 DEFAULT_COURSE = "Use of Facial Recognition Services"

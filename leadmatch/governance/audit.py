@@ -27,8 +27,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError, WorkspaceError
-from .store import transaction, utc_now
+from leadmatch.errors import InputError, WorkspaceError
+from leadmatch.record.store import transaction, utc_now
 
 GENESIS = "0" * 64
 FIELDS = ("id", "at", "actor", "action", "outcome", "case_number", "search_id", "objects", "reason",

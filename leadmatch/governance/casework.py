@@ -9,11 +9,11 @@ Every attempt to skip a step is refused and audited. Closed searches are read-on
 
 from __future__ import annotations
 
-from . import audit
-from .accounts import Actor, refuse, require
-from .errors import InputError, NotFound
-from .store import transaction, utc_now
-from .workspace import Workspace
+from leadmatch.governance import audit
+from leadmatch.governance.accounts import Actor, refuse, require
+from leadmatch.errors import InputError, NotFound
+from leadmatch.record.store import transaction, utc_now
+from leadmatch.record.workspace import Workspace
 
 AWAITING_DISPOSITION = "awaiting-disposition"
 AWAITING_REVIEW = "awaiting-review"

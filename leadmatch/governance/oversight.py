@@ -7,11 +7,11 @@ import json
 import os
 from pathlib import Path
 
-from . import audit
-from .accounts import Actor, require
-from .errors import InputError
-from .gallery import parse_date
-from .workspace import Workspace
+from leadmatch.governance import audit
+from leadmatch.governance.accounts import Actor, require
+from leadmatch.errors import InputError
+from leadmatch.gallery.galleries import parse_date
+from leadmatch.record.workspace import Workspace
 
 OVERSEERS = ("auditor", "admin")
 

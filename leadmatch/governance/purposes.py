@@ -3,11 +3,11 @@ a default set of serious-crime categories."""
 
 from __future__ import annotations
 
-from . import audit
-from .accounts import Actor, require
-from .errors import InputError
-from .store import transaction, utc_now
-from .workspace import Workspace
+from leadmatch.governance import audit
+from leadmatch.governance.accounts import Actor, require
+from leadmatch.errors import InputError
+from leadmatch.record.store import transaction, utc_now
+from leadmatch.record.workspace import Workspace
 
 DEFAULT_PURPOSES = (
     "homicide", "kidnapping", "sexual-assault", "robbery", "aggravated-assault", "human-trafficking",

@@ -12,10 +12,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from . import audit
-from .accounts import Actor, require
-from .store import transaction, utc_now
-from .workspace import Workspace
+from leadmatch.governance import audit
+from leadmatch.governance.accounts import Actor, require
+from leadmatch.record.store import transaction, utc_now
+from leadmatch.record.workspace import Workspace
 
 #: Uploaded probes wait in <home>/uploads/ only while an agent picks a face; older ones are abandoned.
 UPLOAD_MAX_AGE_S = 15 * 60

@@ -14,8 +14,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import audit, store
-from .errors import WorkspaceError
+from leadmatch.governance import audit
+from leadmatch.record import store
+from leadmatch.errors import WorkspaceError
 
 DB_NAME = "leadmatch.db"
 AUDIT_KEY = Path("keys") / "audit.key"

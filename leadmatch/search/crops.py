@@ -9,11 +9,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .accounts import Actor
-from .casework import can_read
-from .errors import NotFound
-from .photos import decode
-from .workspace import Workspace
+from leadmatch.governance.accounts import Actor
+from leadmatch.governance.casework import can_read
+from leadmatch.errors import NotFound
+from leadmatch.biometrics.photos import decode
+from leadmatch.record.workspace import Workspace
 
 MARGIN = 0.35
 #: Side by side at a size a person can judge (probe and candidate at the same scale); `LARGE` when enlarged.

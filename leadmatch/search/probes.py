@@ -11,10 +11,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import models, quality, video
-from .errors import FaceChoiceNeeded, InputError, PhotoError, Refused
-from .faces import Analysis, Face
-from .photos import PHOTO_SUFFIXES, display_name, read_bytes, sha256_bytes
+from leadmatch.biometrics.models import registry as models
+from leadmatch.biometrics import quality
+from leadmatch.search import video
+from leadmatch.errors import FaceChoiceNeeded, InputError, PhotoError, Refused
+from leadmatch.biometrics.faces import Analysis, Face
+from leadmatch.biometrics.photos import PHOTO_SUFFIXES, display_name, read_bytes, sha256_bytes
 
 #: How a subject's distance is taken from several probe faces (a track's frames or several stills).
 #: "mean": distance to the mean embedding; "min": the closest any probe face comes; "best": the first (best-quality)

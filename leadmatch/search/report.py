@@ -7,11 +7,12 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from . import audit, crops, leads
-from .accounts import Actor
-from .search import show
-from .store import utc_now
-from .workspace import Workspace
+from leadmatch.governance import audit
+from leadmatch.search import crops, leads
+from leadmatch.governance.accounts import Actor
+from leadmatch.search.run import show
+from leadmatch.record.store import utc_now
+from leadmatch.record.workspace import Workspace
 
 templates = Environment(loader=PackageLoader("leadmatch", "templates"), autoescape=select_autoescape(["html"]))
 

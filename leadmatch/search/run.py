@@ -14,16 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audit, calibration, index, leads, probes, purposes, quality, video
-from .accounts import Actor, require, require_search_ready
-from .casework import AWAITING_DISPOSITION, can_read, workflow
-from .errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused
-from .faces import DETECTORS
-from .gallery import Gallery, factory, get as get_gallery
-from .photos import display_name
-from .store import transaction, utc_now
-from .video import is_video
-from .workspace import Workspace
+from leadmatch.governance import audit, purposes
+from leadmatch.gallery import calibration, index
+from leadmatch.search import leads, probes, video
+from leadmatch.biometrics import quality
+from leadmatch.governance.accounts import Actor, require, require_search_ready
+from leadmatch.governance.casework import AWAITING_DISPOSITION, can_read, workflow
+from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused
+from leadmatch.biometrics.faces import DETECTORS
+from leadmatch.gallery.galleries import Gallery, factory, get as get_gallery
+from leadmatch.biometrics.photos import display_name
+from leadmatch.record.store import transaction, utc_now
+from leadmatch.search.video import is_video
+from leadmatch.record.workspace import Workspace
 
 
 PROBE_SOURCES = ("original", "cropped", "enhanced", "composite", "sketch")

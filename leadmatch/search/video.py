@@ -19,10 +19,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from . import models
-from .errors import PhotoError
-from .faces import Face, describe, detect_probe
-from .photos import display_name
+from leadmatch.biometrics.models import registry as models
+from leadmatch.errors import PhotoError
+from leadmatch.biometrics.faces import Face, describe, detect_probe
+from leadmatch.biometrics.photos import display_name
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp", ".ts"})
 #: Refused above these before decoding: a probe clip is evidence footage, not a feature film.

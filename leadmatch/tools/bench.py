@@ -13,7 +13,7 @@ import time
 import faiss
 import numpy as np
 
-from . import index
+from leadmatch.gallery import index
 
 DIM = 128
 IDENTITY_SIGMA = 0.055

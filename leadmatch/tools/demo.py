@@ -10,12 +10,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Callable
 
-from . import accounts, casework, gallery, oversight, purposes
-from .enrollment import enroll
-from .errors import InputError, Refused
-from .photos import PHOTO_SUFFIXES
-from .search import SearchRequest, run
-from .workspace import Workspace
+from leadmatch.governance import accounts, casework, oversight, purposes
+from leadmatch.gallery import galleries as gallery
+from leadmatch.gallery.enrollment import enroll
+from leadmatch.errors import InputError, Refused
+from leadmatch.biometrics.photos import PHOTO_SUFFIXES
+from leadmatch.search.run import SearchRequest, run
+from leadmatch.record.workspace import Workspace
 
 DEMO_GALLERY = "demo-gallery"
 MATE_PROBE, UNKNOWN_PROBE = "johnsnow_test1.jpg", "obama_and_biden.jpg"
@@ -24,7 +25,7 @@ MATE_PROBE, UNKNOWN_PROBE = "johnsnow_test1.jpg", "obama_and_biden.jpg"
 def default_photos() -> Path:
     """`$LEADMATCH_DEMO_PHOTOS`, else `../shared/data/faces` beside the project."""
     env = os.environ.get("LEADMATCH_DEMO_PHOTOS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
 
 
 def find_photos(folder: Path) -> tuple[Path, list[Path]]:

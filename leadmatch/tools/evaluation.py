@@ -28,14 +28,17 @@ from typing import Callable
 
 import numpy as np
 
-from . import accounts, calibration, index, leads, quality
-from .enrollment import Item, collect, enroll
-from .errors import InputError, PhotoError
-from .faces import Face
-from .gallery import create as create_gallery
-from .photos import read_bytes
-from .search import rank_candidates
-from .workspace import init
+from leadmatch.governance import accounts
+from leadmatch.gallery import calibration, index
+from leadmatch.search import leads
+from leadmatch.biometrics import quality
+from leadmatch.gallery.enrollment import Item, collect, enroll
+from leadmatch.errors import InputError, PhotoError
+from leadmatch.biometrics.faces import Face
+from leadmatch.gallery.galleries import create as create_gallery
+from leadmatch.biometrics.photos import read_bytes
+from leadmatch.search.run import rank_candidates
+from leadmatch.record.workspace import init
 
 CANDIDATES = 20
 FPIR_TARGETS = (0.1, 0.01)

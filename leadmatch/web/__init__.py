@@ -15,12 +15,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from .. import accounts, retention
-from ..workspace import open_workspace
-from . import api, pages
-from .deps import Settings
-from .responses import BodyLimit, SecurityHeaders, install_error_handlers
-from .worker import Pool
+from leadmatch.governance import accounts, retention
+from leadmatch.record.workspace import open_workspace
+from leadmatch.web import api, pages
+from leadmatch.web.deps import Settings
+from leadmatch.web.responses import BodyLimit, SecurityHeaders, install_error_handlers
+from leadmatch.web.worker import Pool
 
 
 def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: bool = False,

@@ -19,14 +19,16 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
-from .. import accounts, casework, gallery, leads, oversight, probes, purposes, retention
-from .. import search as searching
-from ..accounts import Actor
-from ..errors import InputError
-from ..workspace import Workspace
-from . import forms, pages, worker
-from .deps import Settings, api_user, bearer_token, settings, workspace
-from .responses import json_response
+from leadmatch.governance import accounts, casework, oversight, purposes, retention
+from leadmatch.gallery import galleries as gallery
+from leadmatch.search import leads, probes
+from leadmatch.search import run as searching
+from leadmatch.governance.accounts import Actor
+from leadmatch.errors import InputError
+from leadmatch.record.workspace import Workspace
+from leadmatch.web import forms, pages, worker
+from leadmatch.web.deps import Settings, api_user, bearer_token, settings, workspace
+from leadmatch.web.responses import json_response
 
 router = APIRouter(prefix="/api/v1")
 
@@ -351,7 +353,7 @@ def allowed_ray(ws: Workspace, actor: Actor, config: Settings, gallery_name: str
         if batch is not None:
             raise InputError("batch applies only with ray", "add ray (auto or HOST:PORT), or drop batch")
         return None
-    from ..cluster import check_address  # imports nothing of Ray
+    from leadmatch.gallery.ray_cluster import check_address  # imports nothing of Ray
 
     wanted = check_address(ray)
     objects = {"gallery": gallery_name, "ray": ray}

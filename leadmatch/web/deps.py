@@ -12,11 +12,11 @@ from pathlib import Path
 
 from fastapi import Depends, Form, Request
 
-from .. import accounts, audit
-from ..accounts import Actor
-from ..errors import Refused
-from ..store import transaction
-from ..workspace import Workspace, open_workspace
+from leadmatch.governance import accounts, audit
+from leadmatch.governance.accounts import Actor
+from leadmatch.errors import Refused
+from leadmatch.record.store import transaction
+from leadmatch.record.workspace import Workspace, open_workspace
 
 COOKIE = "leadmatch_session"
 LOGIN_COOKIE = "leadmatch_login"

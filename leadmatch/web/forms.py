@@ -10,9 +10,9 @@ import secrets
 import shutil
 from pathlib import Path
 
-from .. import leads, probes, video
-from ..errors import InputError
-from ..search import SearchRequest
+from leadmatch.search import leads, probes, video
+from leadmatch.errors import InputError
+from leadmatch.search.run import SearchRequest
 
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 

@@ -13,15 +13,17 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from .. import accounts, audit, casework, crops, gallery, oversight, probes, purposes, report, retention
-from .. import search as searching
-from ..accounts import Actor
-from ..errors import FaceChoiceNeeded, InputError, LeadmatchError
-from ..video import is_video
-from ..workspace import Workspace
-from . import forms, worker
-from .deps import COOKIE, LOGIN_COOKIE, Settings, checked_form, page_user, settings, workspace
-from .responses import page
+from leadmatch.governance import accounts, audit, casework, oversight, purposes, retention
+from leadmatch.search import crops, probes, report
+from leadmatch.gallery import galleries as gallery
+from leadmatch.search import run as searching
+from leadmatch.governance.accounts import Actor
+from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError
+from leadmatch.search.video import is_video
+from leadmatch.record.workspace import Workspace
+from leadmatch.web import forms, worker
+from leadmatch.web.deps import COOKIE, LOGIN_COOKIE, Settings, checked_form, page_user, settings, workspace
+from leadmatch.web.responses import page
 
 router = APIRouter()
 READERS_OF_GALLERIES = ("analyst", "admin", "auditor")

@@ -12,8 +12,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, WorkspaceError
-from .workspace import DB_NAME
+from leadmatch.errors import InputError, WorkspaceError
+from leadmatch.record.workspace import DB_NAME
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -60,7 +60,7 @@ def check_options(options: ServeOptions) -> None:
     if options.ray is not None:
         import importlib.util
 
-        from .cluster import check_address  # imports nothing of Ray
+        from leadmatch.gallery.ray_cluster import check_address  # imports nothing of Ray
 
         check_address(options.ray)
         if importlib.util.find_spec("ray") is None:  # found, not imported: the service starts as fast

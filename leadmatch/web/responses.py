@@ -14,10 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import leads, report
-from ..errors import FaceChoiceNeeded, LeadmatchError, ModelError, NotFound, Refused
-from ..wire import error_to_dict
-from .deps import COOKIE
+from leadmatch.search import leads, report
+from leadmatch.errors import FaceChoiceNeeded, LeadmatchError, ModelError, NotFound, Refused
+from leadmatch.wire import error_to_dict
+from leadmatch.web.deps import COOKIE
 
 templates = report.templates
 log = logging.getLogger("leadmatch.web")

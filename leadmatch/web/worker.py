@@ -17,15 +17,15 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from .. import crops
-from .. import gallery as galleries
-from .. import search as searching
-from ..accounts import Actor
-from ..enrollment import enroll
-from ..errors import FaceChoiceNeeded, LeadmatchError, PhotoError, WorkspaceError
-from ..video import is_video
-from ..wire import error_from_dict, error_to_dict
-from ..workspace import open_workspace
+from leadmatch.search import crops
+from leadmatch.gallery import galleries as galleries
+from leadmatch.search import run as searching
+from leadmatch.governance.accounts import Actor
+from leadmatch.gallery.enrollment import enroll
+from leadmatch.errors import FaceChoiceNeeded, LeadmatchError, PhotoError, WorkspaceError
+from leadmatch.search.video import is_video
+from leadmatch.wire import error_from_dict, error_to_dict
+from leadmatch.record.workspace import open_workspace
 
 THUMB = 140  # px: a face or track in the browser's picker
 
@@ -149,7 +149,7 @@ def build_index(home: str, actor: Actor, gallery: str, factory: str | None) -> d
 def evaluate(source: str, enroll_first: int, holdout: float, seed: int, face: str | None = None) -> dict:
     """Worker: an accuracy evaluation in a throw-away workspace (touches no gallery); one process, as the pool
     itself is the parallelism."""
-    from .. import evaluation
+    from leadmatch.tools import evaluation
 
     try:
         result = evaluation.evaluate(Path(source), enroll_first, holdout, None, seed, face=face, workers=1)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import faces
-from .errors import ModelError, PhotoError
-from .photos import PHOTO_SUFFIXES, load
+from leadmatch.biometrics import faces
+from leadmatch.errors import ModelError, PhotoError
+from leadmatch.biometrics.photos import PHOTO_SUFFIXES, load
 
 TOLERANCE = 1e-5
 
@@ -114,7 +114,8 @@ def reduced(pixels: np.ndarray, long_side: int) -> np.ndarray:
 
 def check_detector(folder: Path) -> DetectorAgreement:
     """Run the ONNX CNN detector and dlib's on reduced copies of the first photos under `folder` and compare."""
-    from . import cnn_detector, models
+    from leadmatch.biometrics import cnn_detector
+    from leadmatch.biometrics.models import registry as models
 
     images = faces_found = box_diff = 0
     same, conf_diff = True, 0.0

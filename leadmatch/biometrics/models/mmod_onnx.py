@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ModelError
-from .onnx_export import OPSET, Graph, Layer, _fold, _read_details, _Reader
+from leadmatch.errors import ModelError
+from leadmatch.biometrics.models.resnet_onnx import OPSET, Graph, Layer, _fold, _read_details, _Reader
 
 PRODUCER = "leadmatch.mmod_export"
 PRODUCER_VERSION = "1"  # bump when the graph written for the same weights changes (its sha256 is on the card)

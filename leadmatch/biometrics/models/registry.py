@@ -12,9 +12,9 @@ import json
 import os
 from pathlib import Path
 
-from .errors import ModelError
+from leadmatch.errors import ModelError
 
-WEIGHTS_FILE = Path(__file__).resolve().parent.parent / "models" / "weights.json"
+WEIGHTS_FILE = Path(__file__).resolve().parents[3] / "models" / "weights.json"
 
 
 def expected_hashes() -> dict[str, str]:
@@ -122,9 +122,9 @@ MMOD_ONNX = "mmod_human_face_detector.onnx"
 def _converter(onnx_name: str):
     """The function that turns the source .dat's bytes into `onnx_name`'s bytes."""
     if onnx_name == MMOD_ONNX:
-        from .mmod_export import convert
+        from leadmatch.biometrics.models.mmod_onnx import convert
     else:
-        from .onnx_export import convert
+        from leadmatch.biometrics.models.resnet_onnx import convert
     return convert
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ModelError
+from leadmatch.errors import ModelError
 
 CHIP_PX = 150
 EMBEDDING_DIM = 128

@@ -1,0 +1,1 @@
+"""Faces: loading photos, detecting and embedding faces, quality gates. Knows nothing of users, cases or the record."""

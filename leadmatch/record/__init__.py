@@ -1,0 +1,1 @@
+"""The record: the SQLite store (source of truth) and the workspace folder that holds it, its keys, photos and indexes."""

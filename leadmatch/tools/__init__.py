@@ -1,0 +1,1 @@
+"""Tools over the library: accuracy evaluation, search benchmarks and the demo."""
