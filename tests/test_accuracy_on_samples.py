@@ -10,7 +10,7 @@ import pytest
 from leadmatch.search import leads
 from leadmatch.search.run import run
 
-from .conftest import ACTOR, PROBES_DIR, probe_rows, search_request
+from .helpers import ACTOR, PROBES_DIR, probe_rows, search_request
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_low_quality_gallery_photo_is_enrolled_and_flagged_on_its_candidates(fre
     from leadmatch.biometrics import quality
     from leadmatch.gallery.enrollment import enroll
 
-    from .conftest import ANALYST, GALLERY, GALLERY_DIR
+    from .helpers import ANALYST, GALLERY, GALLERY_DIR
 
     data, face = _first_degradation(GALLERY_DIR / "rose_leslie" / "img2.jpg",
                                     lambda f: quality.GALLERY.warnings(f) and not quality.GALLERY.shortfalls(f),
@@ -218,7 +218,7 @@ def _side_by_side(left, right, right_scale: float, centre_left: bool) -> bytes:
 def test_gallery_photo_with_a_dominant_face_enrolls_it_else_refuses(fresh, tmp_path):
     from leadmatch.gallery.enrollment import enroll
 
-    from .conftest import ANALYST, GALLERY, GALLERY_DIR
+    from .helpers import ANALYST, GALLERY, GALLERY_DIR
 
     lin = _face_crop(GALLERY_DIR / "lin_manuel_miranda" / "lin-manuel-miranda.png")
     rose = _face_crop(GALLERY_DIR / "rose_leslie" / "img2.jpg")

@@ -4,11 +4,11 @@ roles, throttling, size limits, and a decompression bomb that must not stall oth
 from __future__ import annotations
 
 import io
-from pathlib import Path
 import threading
 import time
 import urllib.request
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -17,13 +17,24 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from leadmatch.governance import audit
-from leadmatch.web import create_app
 from leadmatch.record.workspace import open_workspace
+from leadmatch.web import create_app
 
-from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY, MEANS, PASSWORD, PROBES_DIR,
-                       REVIEWER, search_request)
+from .helpers import (
+    ADMIN,
+    AGENT,
+    AGENT2,
+    ANALYST,
+    AUDITOR,
+    GALLERY,
+    LABEL,
+    MEANS,
+    PASSWORD,
+    PROBES_DIR,
+    REVIEWER,
+    search_request,
+)
 
-LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
 SEARCH_FIELDS = {"gallery": GALLERY, "case": "API-1", "purpose": "robbery", "top_k": "3",
                  "justification": "Armed robbery suspect caught on the store camera.", "traditional_means": MEANS}
 
@@ -243,7 +254,7 @@ def bomb_png() -> bytes:
 
 def test_decompression_bomb_errors_while_other_requests_are_answered(home, tmp_path):
     """A real server: the bomb is decoded in a worker process while the event loop keeps answering."""
-    from .test_service import free_port, start_server
+    from .helpers import free_port, start_server
 
     data = bomb_png()
     assert len(data) < 200_000
@@ -301,8 +312,10 @@ def _post_search(url: str, token: str, name: str, data: bytes):
 
 # Video probes, several stills, checkpoints ---------------------------------------------------------------
 
-from .conftest import FACES  # noqa: E402
-from .test_probes import still_clip  # noqa: E402
+from .helpers import (
+    FACES,  # noqa: E402
+    still_clip,  # noqa: E402
+)
 
 CLIP = FACES / "video" / "short_hamilton_clip.mp4"
 
@@ -425,7 +438,7 @@ def test_decoding_workers_end_with_the_service_even_when_it_is_killed(home):
     """The worker processes a search started do not outlive the service (stopped or killed -9)."""
     import signal
 
-    from .test_service import free_port, start_server
+    from .helpers import free_port, start_server
 
     server, url = start_server(home, free_port())
     try:

@@ -14,14 +14,13 @@ import stat
 
 import pytest
 
+from leadmatch.errors import InputError, Refused, WorkspaceError
 from leadmatch.governance import audit, oversight
 from leadmatch.record import store
-from leadmatch.errors import InputError, Refused, WorkspaceError
-from leadmatch.search.run import run
 from leadmatch.record.workspace import AUDIT_KEY, DB_NAME, init, open_workspace
+from leadmatch.search.run import run
 
-from .conftest import ADMIN, AGENT, AUDITOR, PASSWORD, assert_clean_error, login, run_cli, search_request
-
+from .helpers import ADMIN, AGENT, AUDITOR, PASSWORD, assert_clean_error, login, run_cli, search_request
 
 # What a forger without the key can do: the hash rule is public ------------------------------------------------
 

@@ -5,7 +5,6 @@ Screenshots of the candidate grid and the report are saved under test-artifacts/
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,20 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import AGENT, AUDITOR, PASSWORD, PROBES_DIR, REVIEWER, ROOT
+from .helpers import AGENT, AUDITOR, LABEL, PASSWORD, PROBES_DIR, REVIEWER, ROOT, free_port
 
 CHROMIUM = os.environ.get("LEADMATCH_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
-LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
 
 if not Path(CHROMIUM).exists():  # a failure, not a skip: CI installs it (.ci/run), and so must a developer
     pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)", pytrace=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -143,7 +135,7 @@ def test_agent_reviewer_auditor_in_the_browser(server, browser):
 def test_video_search_in_the_browser(server, browser):
     """An agent uploads the sample clip, sees the frames used and lin_manuel_miranda first (lead only),
     compares at full size, and must choose a disposition explicitly (nothing preselected)."""
-    from .conftest import FACES
+    from .helpers import FACES
 
     ARTIFACTS.mkdir(exist_ok=True)
     page = sign_in(browser, server, AGENT)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leadmatch.governance import audit
-from leadmatch.gallery import calibration, galleries as galleries, index
 from leadmatch.errors import InputError, Refused
+from leadmatch.gallery import calibration, index
+from leadmatch.gallery import galleries as galleries
+from leadmatch.governance import audit
 from leadmatch.record.store import embedding_to_blob, transaction, utc_now
 from leadmatch.record.workspace import init
 
-from .conftest import ADMIN, ANALYST, add_people, create_gallery
+from .helpers import ADMIN, ANALYST, add_people, create_gallery
 
 SPREAD = 0.04      # per dimension between people: ≈ 0.65 apart, nearest other person ≈ 0.5–0.6, as in dlib galleries
 NOISE = 0.015      # per dimension within a person: ≈ 0.25 apart

@@ -10,16 +10,19 @@ from PIL import Image, ImageFilter
 from leadmatch.governance import audit
 from leadmatch.record.workspace import open_workspace
 
-from .conftest import (AGENT, ANALYST, FACES, GALLERY, MEANS, PASSWORD, PROBES_DIR, assert_clean_error, login,
-                       run_cli)
-
-LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
-
-
-def cli_search(home, probe, *extra):
-    return run_cli("search", str(probe), "--gallery", GALLERY, "--case", "C-42", "--purpose", "robbery",
-                   "--justification", "Armed robbery suspect on the store camera.", "--traditional-means", MEANS,
-                   *extra, home=home)
+from .helpers import (
+    AGENT,
+    ANALYST,
+    FACES,
+    GALLERY,
+    LABEL,
+    PASSWORD,
+    PROBES_DIR,
+    assert_clean_error,
+    cli_search,
+    login,
+    run_cli,
+)
 
 
 def test_missing_workspace_says_to_run_init(tmp_path):

@@ -24,18 +24,22 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (ANALYST, FACES, GALLERY, PASSWORD, add_people, assert_clean_error, create_gallery, login,
-                       run_cli)
-from .test_service import start_server
+from .helpers import (
+    ANALYST,
+    FACES,
+    GALLERY,
+    PASSWORD,
+    add_people,
+    assert_clean_error,
+    create_gallery,
+    free_port,
+    login,
+    run_cli,
+    start_server,
+)
 
 RAY = Path(sys.executable).parent / "ray"
 PROBES = ("kit_with_rose.jpg", "two_people.jpg", "obama_small.jpg", "obama_partial_face.jpg", "32bit.png")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.2):
@@ -387,7 +391,7 @@ def test_bad_addresses_and_options_give_one_line_errors(tmp_path, photos, cluste
 
 def test_a_local_enrollment_imports_nothing_of_ray(home):
     login(home, ANALYST)
-    script = ("import sys\nfrom leadmatch import cli\n"
+    script = ("import sys\nfrom leadmatch.cli import app as cli\n"
               f"sys.argv = ['leadmatch', '--home', {str(home)!r}, 'gallery', 'enroll', {GALLERY!r}, "
               f"{str(FACES / 'gallery')!r}, '--workers', '1']\n"
               "try:\n    cli.main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"

@@ -9,11 +9,11 @@ import pytest
 
 from leadmatch.biometrics import cnn_detector, faces
 from leadmatch.biometrics.models import registry as models
-from leadmatch.errors import ModelError
 from leadmatch.biometrics.photos import load
+from leadmatch.errors import ModelError
 from leadmatch.search.run import run
 
-from .conftest import ACTOR, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, flip_a_bit, run_cli, search_request
+from .helpers import ACTOR, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, flip_a_bit, run_cli, search_request
 
 
 def _reduced(pixels: np.ndarray, long_side: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from leadmatch.biometrics import faces, quality
 from leadmatch.biometrics.photos import load
 
-from .conftest import GALLERY_DIR
+from .helpers import GALLERY_DIR
 
 OBAMA = GALLERY_DIR / "barack_obama" / "obama.jpg"
 

@@ -8,10 +8,10 @@ import json
 import pytest
 from PIL import Image
 
-from leadmatch.tools import evaluation
 from leadmatch.errors import InputError
+from leadmatch.tools import evaluation
 
-from .conftest import FACES, GALLERY_DIR, probe_rows, run_cli
+from .helpers import FACES, GALLERY_DIR, probe_rows, run_cli
 
 
 @pytest.fixture(scope="module")

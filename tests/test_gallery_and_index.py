@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leadmatch.governance import audit
-from leadmatch.gallery import galleries as galleries, index
-from leadmatch.gallery.enrollment import enroll
 from leadmatch.errors import InputError, NotFound, Refused
+from leadmatch.gallery import galleries as galleries
+from leadmatch.gallery import index
+from leadmatch.gallery.enrollment import enroll
+from leadmatch.governance import audit
 from leadmatch.search.run import run
 
-from .conftest import ACTOR, ANALYST, GALLERY, GALLERY_DIR, PROBES_DIR, create_gallery, search_request
+from .helpers import ACTOR, ANALYST, GALLERY, GALLERY_DIR, PROBES_DIR, create_gallery, search_request
 
 
 def search(ws, probe: str, **kw):
@@ -158,7 +159,6 @@ def test_enrollment_writes_match_face_recognition_reference(ws):
         ours = np.frombuffer(blob, dtype="<f4")
         reference = face_recognition.face_encodings(face_recognition.load_image_file(path))[0]
         assert np.linalg.norm(ours - reference) < 0.08, path
-
 
 
 def test_gallery_stats_kept_by_triggers_equal_a_scan(ws, tmp_path):

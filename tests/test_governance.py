@@ -7,13 +7,25 @@ from datetime import date, timedelta
 
 import pytest
 
+from leadmatch.errors import InputError, Refused
 from leadmatch.governance import accounts, audit, casework, oversight, purposes, retention
 from leadmatch.governance.accounts import Actor
-from leadmatch.errors import InputError, Refused
 from leadmatch.search.run import run, show
 
-from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY_DIR, PASSWORD, REVIEWER, login, run_cli,
-                       search_request, assert_clean_error)
+from .helpers import (
+    ADMIN,
+    AGENT,
+    AGENT2,
+    ANALYST,
+    AUDITOR,
+    GALLERY_DIR,
+    PASSWORD,
+    REVIEWER,
+    assert_clean_error,
+    login,
+    run_cli,
+    search_request,
+)
 
 
 def last_refusal(ws) -> dict:

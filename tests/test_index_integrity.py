@@ -12,10 +12,10 @@ import pytest
 
 from leadmatch.gallery import galleries as galleries
 from leadmatch.gallery import index
-from leadmatch.search.run import run
 from leadmatch.record.store import gallery_embeddings
+from leadmatch.search.run import run
 
-from .conftest import ACTOR, ANALYST, GALLERY, PROBES_DIR, login, run_cli, search_request
+from .helpers import ACTOR, ANALYST, GALLERY, PROBES_DIR, login, run_cli, search_request
 
 CHANGED = "index file's sha256 differs from the recorded one (altered, or its write was cut short)"
 

@@ -10,13 +10,14 @@ import faiss
 import numpy as np
 import pytest
 
-from leadmatch.tools import bench
-from leadmatch.gallery import galleries as galleries, index
+from leadmatch.gallery import galleries as galleries
+from leadmatch.gallery import index
 from leadmatch.gallery.enrollment import enroll
-from leadmatch.search.run import run
 from leadmatch.record.store import embedding_to_blob, transaction
+from leadmatch.search.run import run
+from leadmatch.tools import bench
 
-from .conftest import ACTOR, ANALYST, GALLERY, GALLERY_DIR, create_gallery, search_request
+from .helpers import ACTOR, ANALYST, GALLERY, GALLERY_DIR, create_gallery, search_request
 
 
 def test_index_type_follows_gallery_size():

@@ -6,17 +6,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leadmatch.biometrics.models import agreement, registry as models
 from leadmatch.biometrics import faces, quality
-from leadmatch.gallery.enrollment import enroll
-from leadmatch.errors import ModelError
+from leadmatch.biometrics.models import agreement
+from leadmatch.biometrics.models import registry as models
 from leadmatch.biometrics.photos import read_bytes
-from leadmatch.search.run import run
+from leadmatch.errors import ModelError
+from leadmatch.gallery.enrollment import enroll
 from leadmatch.record.store import blob_to_embedding
 from leadmatch.record.workspace import init, open_workspace
+from leadmatch.search.run import run
 
-from .conftest import ACTOR, ANALYST, FACES, GALLERY, GALLERY_DIR, PROBES_DIR, add_people, assert_clean_error, \
-    create_gallery, flip_a_bit, run_cli, search_request
+from .helpers import (
+    ACTOR,
+    ANALYST,
+    FACES,
+    GALLERY,
+    GALLERY_DIR,
+    PROBES_DIR,
+    add_people,
+    assert_clean_error,
+    create_gallery,
+    flip_a_bit,
+    run_cli,
+    search_request,
+)
 
 
 @pytest.fixture(scope="module")

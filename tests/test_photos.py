@@ -9,15 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from leadmatch.biometrics import photos
-from leadmatch.errors import PhotoError
 from leadmatch.biometrics.faces import analyze_bytes
 from leadmatch.biometrics.quality import PROBE_DETECT_MIN_PX
+from leadmatch.errors import PhotoError
 
-from .conftest import GALLERY_DIR, PROBES_DIR
+from .helpers import GALLERY_DIR, PROBES_DIR
 
 OBAMA = GALLERY_DIR / "barack_obama" / "obama.jpg"
 
@@ -139,9 +140,13 @@ def test_rgba_sample_probe_loads():
 @given(st.binary(max_size=4096))
 def test_arbitrary_bytes_never_escape_as_anything_but_photo_error(data):
     try:
-        photos.decode(data, "fuzz")
-    except PhotoError:
-        pass
+        photo = photos.decode(data, "fuzz")
+    except PhotoError as error:
+        assert "fuzz" in str(error) and "\n" not in str(error)  # one line naming the file
+        return
+    # Whatever decodes is a real 8-bit RGB picture, as every later step expects.
+    assert photo.pixels.dtype == np.uint8 and photo.pixels.ndim == 3 and photo.pixels.shape[2] == 3
+    assert photo.pixels.shape[0] > 0 and photo.pixels.shape[1] > 0
 
 
 @settings(max_examples=25, deadline=None)

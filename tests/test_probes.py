@@ -4,36 +4,29 @@ from __future__ import annotations
 
 import json
 
-import cv2
-import numpy as np
 import pytest
-from PIL import Image
 
-from leadmatch.governance import retention
-from leadmatch.search import run as searching
 from leadmatch.errors import FaceChoiceNeeded
+from leadmatch.governance import retention
 from leadmatch.record.workspace import open_workspace
+from leadmatch.search import run as searching
 
-from .conftest import (ACTOR, ADMIN, AGENT, FACES, GALLERY_DIR, PROBES_DIR, assert_clean_error, login,
-                       search_request)
-from .test_cli import LABEL, cli_search
+from .helpers import (
+    ACTOR,
+    ADMIN,
+    AGENT,
+    FACES,
+    GALLERY_DIR,
+    LABEL,
+    PROBES_DIR,
+    assert_clean_error,
+    cli_search,
+    login,
+    search_request,
+    still_clip,
+)
 
 CLIP = FACES / "video" / "short_hamilton_clip.mp4"
-
-
-def still_clip(path, photos, seconds_each=1.0, fps=10, size=(640, 360)):
-    """A clip showing each photo (letterboxed) for `seconds_each`: a hard cut between photos."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for photo in photos:
-        image = Image.open(photo).convert("RGB")
-        image.thumbnail(size)
-        canvas = Image.new("RGB", size)
-        canvas.paste(image, ((size[0] - image.width) // 2, (size[1] - image.height) // 2))
-        frame = cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR)
-        for _ in range(int(seconds_each * fps)):
-            writer.write(frame)
-    writer.release()
-    return path
 
 
 def test_sample_clip_puts_lin_manuel_miranda_first_within_threshold(home):

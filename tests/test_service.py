@@ -3,62 +3,49 @@ account. Each insider attack from issue 9 is replayed and must fail."""
 
 from __future__ import annotations
 
+# The separate OS accounts ----------------------------------------------------------------------------------
+import json
 import os
-import socket
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(home: Path, port: int, *extra: str, user: str | None = None, env: dict | None = None,
-                 python: str = sys.executable):
-    """`leadmatch serve` on `port` (as `user` if given); returns (process, url) once it answers."""
-    if user is None:
-        subprocess.run(["chmod", "-R", "go-rwx", str(home)], check=True)
-    process = subprocess.Popen([python, "-m", "leadmatch", "--home", str(home), "serve", "--port", str(port),
-                                *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, user=user,
-                               env={**os.environ, **(env or {})}, cwd="/")
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(url + "/login", timeout=1)
-            return process, url
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.2)
-    process.kill()
-    pytest.fail("the service did not start: " + process.stdout.read().decode(errors="replace"))
-
-
-# The separate OS accounts ----------------------------------------------------------------------------------
-
-import json
-import pwd
-import shutil
-import tempfile
-
 from leadmatch.governance import accounts as library_accounts
 from leadmatch.record.workspace import open_workspace
 
-from .conftest import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, FACES, GALLERY, GALLERY_DIR, MEANS, PASSWORD,
-                       PROBES_DIR, REVIEWER)
+from .helpers import (
+    ADMIN,
+    AGENT,
+    AGENT2,
+    ANALYST,
+    AUDITOR,
+    FACES,
+    GALLERY,
+    GALLERY_DIR,
+    LABEL,
+    MEANS,
+    PASSWORD,
+    PROBES_DIR,
+    REVIEWER,
+    ROOT,
+    free_port,
+    start_server,
+)
 
 SERVICE_USER, CLIENT_USER = "leadmatch-svc", "leadmatch-cli"
-LATE_AGENT = "casey"  # certified, but the certification ran out a year ago
-LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
+LATE_AGENT = "casey"  # certified, but the certification ran out a month ago
+# Dates relative to today, so the backdated clock (a year back) always falls inside casey's certification:
+# a fixed date would let the clock-back test pass whatever the service trusts once that date is a year old.
+LATE_COMPLETED = (date.today() - timedelta(days=400)).isoformat()
+LATE_EXPIRED = (date.today() - timedelta(days=30)).isoformat()
 
 
 def os_account(name: str) -> pwd.struct_passwd:
@@ -70,25 +57,54 @@ def os_account(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
 
 
-def python_for(account: str) -> tuple[str, dict]:
-    """An interpreter `account` may run, with this project's packages: this one, or (when this one lives
-    where other accounts cannot reach, e.g. pyenv under /root) the system's python of the same version with
-    the venv's site-packages on PYTHONPATH. Skips the test when there is none."""
+def python_for(account: str, base: Path) -> tuple[str, dict]:
+    """An interpreter `account` may run, with this project's packages: this one, or the system's python of the
+    same version with the venv's site-packages on PYTHONPATH, or — when the project itself lives where other
+    accounts cannot reach (a clone in a private 0700 folder, pyenv under /root) — that python over a copy of the
+    project and of site-packages in `base` (hard links: instant, no extra disk). A failure, never a skip, when none
+    runs: these tests are the proof that the rules bind insiders."""
     import sysconfig
 
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    packages = {"PYTHONPATH": os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"],
-                                               sysconfig.get_paths()["platlib"]])}
-    for python, env in ((sys.executable, {}), (f"/usr/bin/{version}", packages), (f"/usr/local/bin/{version}", packages)):
+    site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    system = [f"/usr/bin/{version}", f"/usr/local/bin/{version}"]
+    tried = [(sys.executable, lambda: {})] + [(python, lambda: {"PYTHONPATH": os.pathsep.join([str(ROOT), *site])})
+                                              for python in system]
+    tried += [(python, lambda: reachable_copy(base, site)) for python in system]
+    for python, packages in tried:
+        env = packages()
         try:
-            probe = subprocess.run([python, "-c", "import leadmatch.cli, faiss, dlib"], capture_output=True,
+            probe = subprocess.run([python, "-c", "import leadmatch.cli.app, faiss, dlib"], capture_output=True,
                                    env={**os.environ, **env}, user=account, cwd="/", timeout=120)
         except OSError:
             continue
         if probe.returncode == 0:
             return python, env
-    pytest.skip(f"no Python interpreter with this project's packages can be run by the OS account {account} "
-                f"({sys.executable} is not reachable to it); install Python {version} system-wide")
+    pytest.fail(f"no Python interpreter with this project's packages can be run by the OS account {account}: "
+                f"install Python {version} system-wide (apt-get install {version})", pytrace=False)
+
+
+def reachable_copy(base: Path, site: list[str]) -> dict:
+    """The project (package and model files) and the venv's site-packages under `base`, readable by any
+    account; returns the PYTHONPATH that puts them first."""
+    runtime = base / "runtime"
+    if not runtime.exists():
+        for name in ("leadmatch", "models"):
+            copy_tree(ROOT / name, runtime / "project" / name)
+        for number, folder in enumerate(dict.fromkeys(site)):
+            copy_tree(Path(folder), runtime / f"site-{number}")
+        for folder in [runtime, *(path for path in runtime.rglob("*") if path.is_dir() and not path.is_symlink())]:
+            folder.chmod(0o755)  # folders only: the linked files are the originals, left as they are
+    return {"PYTHONPATH": os.pathsep.join([str(runtime / "project"),
+                                           *(str(runtime / f"site-{n}") for n in range(len(dict.fromkeys(site))))])}
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Hard-link `source` into `target` (a real copy where links cannot cross file systems)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["cp", "-al", str(source), str(target)], capture_output=True).returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target, symlinks=True)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +115,7 @@ def service(enrolled_template):
         pytest.skip("needs root to create the service's and the client's OS accounts with useradd (CI runs as "
                     "root); run `sudo .venv/bin/python -m pytest tests/test_service.py` to include it")
     if not shutil.which("useradd"):
-        pytest.skip("useradd is not installed")
+        pytest.fail("useradd is not installed: apt-get install passwd", pytrace=False)
     svc, cli = os_account(SERVICE_USER), os_account(CLIENT_USER)
     base = Path(tempfile.mkdtemp(prefix="leadmatch-service-", dir="/tmp"))
     base.chmod(0o755)
@@ -107,7 +123,7 @@ def service(enrolled_template):
     shutil.copytree(enrolled_template, home)
     ws = open_workspace(home)
     library_accounts.add_user(ws, ADMIN, LATE_AGENT, ["agent"], PASSWORD)
-    library_accounts.certify(ws, ADMIN, LATE_AGENT, library_accounts.DEFAULT_COURSE, "2025-01-01", "2025-12-31")
+    library_accounts.certify(ws, ADMIN, LATE_AGENT, library_accounts.DEFAULT_COURSE, LATE_COMPLETED, LATE_EXPIRED)
     library_accounts.accept_rules(ws, library_accounts.Actor(LATE_AGENT, frozenset({"agent"})))
     ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ws.close()
@@ -116,7 +132,7 @@ def service(enrolled_template):
     subprocess.run(["chmod", "-R", "go-rwx", str(home)], check=True)
     client_dir.mkdir(mode=0o700)
     os.chown(client_dir, cli.pw_uid, cli.pw_gid)
-    python, packages = python_for(SERVICE_USER)
+    python, packages = python_for(SERVICE_USER, base)
     process, url = start_server(home, free_port(), "--enroll-root", str(photos), user=SERVICE_USER,
                                 env={"HOME": str(base), **packages}, python=python)
     yield {"home": home, "url": url, "client_dir": client_dir, "base": base, "python": python, "packages": packages}
@@ -302,7 +318,7 @@ def test_admin_and_analyst_manage_through_the_service(service):
 def test_video_stills_and_checkpoint_through_the_service_as_in_direct_mode(service):
     """A clip, several stills and a two-person clip searched by the client account through --server print what
     direct mode prints; an auditor's checkpoint is signed by the service and filed by the client."""
-    from .test_probes import still_clip
+    from .helpers import still_clip
 
     clip = FACES / "video" / "short_hamilton_clip.mp4"
     two = still_clip(service["client_dir"] / "two.mp4", [PROBES_DIR / "johnsnow_test1.jpg", PROBES_DIR / "obama1.jpg"])
@@ -389,13 +405,13 @@ def test_attack_backdated_client_clock_has_no_effect(service, tmp_path):
     backdated = {"PYTHONPATH": str(fake)}
     probe = subprocess.run([sys.executable, "-c", "import datetime; print(datetime.date.today())"],
                            capture_output=True, text=True, env={**os.environ, **backdated})
-    from datetime import date
-
-    assert int(probe.stdout[:4]) == date.today().year - 1, probe  # the fake clock works on the client
+    client_today = date.fromisoformat(probe.stdout.strip())
+    assert client_today == date.today() - timedelta(days=365), probe  # the fake clock works on the client
+    assert LATE_COMPLETED <= client_today.isoformat() <= LATE_EXPIRED  # by the client's clock casey is certified
     login = as_client(service, "login", LATE_AGENT, "--password-stdin", input=PASSWORD + "\n", env=backdated)
     assert login.returncode == 0, login.stderr
     attempt = as_client(service, *search_args("obama1.jpg", "SVC-LATE"), env=backdated)
-    assert attempt.returncode == 3 and "expired on 2025-12-31" in attempt.stderr
+    assert attempt.returncode == 3 and f"expired on {LATE_EXPIRED}" in attempt.stderr
     client_login(service, AUDITOR.name)
     entries = json.loads(as_client(service, "audit", "log", "--case", "SVC-LATE", "--json").stdout)
     assert entries and all(e["at"][:10] == date.today().isoformat() for e in entries)  # the service's clock
@@ -456,7 +472,7 @@ def test_tls_service_sets_secure_cookies_and_the_client_follows(home, tmp_path):
 
 
 def test_direct_mode_whoami_says_it_protects_nothing(home):
-    from .conftest import login, run_cli
+    from .helpers import login, run_cli
 
     login(home, AGENT)
     who = run_cli("whoami", home=home)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from leadmatch.biometrics import quality
-from leadmatch.search import video
 from leadmatch.errors import PhotoError
+from leadmatch.search import video
 
-from .conftest import FACES
+from .helpers import FACES
 
 CLIP = FACES / "video" / "short_hamilton_clip.mp4"
 

@@ -14,14 +14,12 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from leadmatch.governance import audit, casework
+from leadmatch.record.workspace import open_workspace
 from leadmatch.search.report import render
 from leadmatch.search.run import run
 from leadmatch.web import create_app
-from leadmatch.record.workspace import open_workspace
 
-from .conftest import AGENT, ANALYST, AUDITOR, PASSWORD, PROBES_DIR, REVIEWER, login, run_cli, search_request
-
-LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"
+from .helpers import AGENT, ANALYST, AUDITOR, LABEL, PASSWORD, PROBES_DIR, REVIEWER, login, run_cli, search_request
 
 
 def csrf_of(html: str) -> str:
@@ -203,8 +201,9 @@ def test_error_pages_show_no_server_paths(client, home):
     fields = {"csrf": token, "gallery": "test-gallery", "case": "W-9", "purpose": "robbery", "probe_source": "original",
               "justification": "Suspect on the store camera.", "top_k": "3",
               "traditional_means": "Canvass, witness interviews and records checks gave no name."}
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     blank = io.BytesIO()
     Image.new("RGB", (400, 300), (120, 120, 120)).save(blank, "JPEG")
@@ -248,8 +247,10 @@ def test_abandoned_and_failed_uploads_are_swept(client, home, tmp_path):
 
 # Review at a size a person can judge; video and several stills in the browser's forms -------------------
 
-from .conftest import FACES  # noqa: E402
-from .test_probes import still_clip  # noqa: E402
+from .helpers import (
+    FACES,  # noqa: E402
+    still_clip,  # noqa: E402
+)
 
 CLIP = FACES / "video" / "short_hamilton_clip.mp4"
 SEARCH_FORM = {"gallery": "test-gallery", "case": "W-V", "purpose": "robbery", "probe_source": "original",
@@ -258,8 +259,9 @@ SEARCH_FORM = {"gallery": "test-gallery", "case": "W-V", "purpose": "robbery", "
 
 
 def png_size(data: bytes) -> tuple[int, int]:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     return Image.open(io.BytesIO(data)).size
 
