@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +19,9 @@ from typing import Callable, Iterator
 
 from leadmatch.governance import audit
 from leadmatch.gallery import index
-from leadmatch.biometrics import quality
+from leadmatch.gallery.analysis import Analyzer, LocalAnalyzer
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError, PhotoError
-from leadmatch.biometrics.faces import Analysis, analyze_many, prepare as prepare_descriptor
 from leadmatch.gallery.galleries import factory, get as get_gallery
 from leadmatch.biometrics.photos import PHOTO_SUFFIXES, display_name, raw_name, read_bytes, sha256_bytes
 from leadmatch.record.store import embedding_to_blob, transaction, utc_now
@@ -169,80 +166,10 @@ def _from_manifest(manifest: Path) -> list[Item]:
     return items
 
 
-PHOTOS_PER_BATCH = 8  # photos a worker analyzes at once: their faces go through the descriptor in one batch
-
-
-def _analyze(jobs: list[tuple[bytes, str]]) -> list[dict]:
-    """Worker: a few photos' bytes → for each, the face to enroll with its quality flags, or a refusal (plain
-    data, so it crosses processes). Faces are found coarse-to-fine at the gallery scale and embedded in one batch;
-    a photo with no face there is looked at again at the probe scales, since a smaller face is still better than
-    losing the subject from every search."""
-    out = []
-    for (data, name), found in zip(jobs, analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_STEPS[0], coarse=True)):
-        if isinstance(found, Analysis) and not found.faces:
-            found = quality.detect_in_steps(data, name, quality.GALLERY_DETECT_STEPS[1:])
-        out.append(_verdict(found))
-    return out
-
-
-def _verdict(found) -> dict:
-    """One photo's Analysis (or the PhotoError that refused it) → its face and flags, or a refusal with its reason."""
-    if isinstance(found, PhotoError):
-        return {"refused": (found.reason, found.message)}
-    face, flags, refusal = quality.gallery_decision(found.faces, found.width, found.height)
-    if refusal:
-        reason, detail = refusal
-        if reason == "no-face":
-            detail = f"no face of at least {quality.GALLERY_DETECT_STEPS[-1]} px found"
-        return {"refused": (reason, detail), "faces": len(found.faces)}
-    return {"face": face, "flags": flags, "faces": len(found.faces)}
-
-
-def _analyze_chunk(pool, jobs: list[tuple[bytes, str]], workers: int = 1) -> list[dict]:
-    """A chunk's photos → one result each, in order, analyzed in batches across the pool's workers: the largest
-    photos first, and batches small enough that every worker gets several, so no worker idles while another
-    finishes a batch of large photos (a chunk of a few dozen photos otherwise runs mostly on one core)."""
-    size = max(1, min(PHOTOS_PER_BATCH, math.ceil(len(jobs) / (4 * workers))))
-    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))  # bytes stand in for pixels to decode
-    batches = [[jobs[i] for i in order[start:start + size]] for start in range(0, len(order), size)]
-    done = pool.map(_analyze, batches, chunksize=1) if pool else [_analyze(batch) for batch in batches]
-    results: list[dict] = [{}] * len(jobs)
-    for i, result in zip(order, (result for batch in done for result in batch)):
-        results[i] = result
-    return results
-
-
-def _pool(workers: int):
-    prepare_descriptor()  # convert/verify the model once, here, so a bad file stops the run before any fork
-    if workers <= 1:
-        return None
-    return multiprocessing.get_context("fork").Pool(workers)
-
-
-class LocalAnalyzer:
-    """Runs `_analyze` in this process or a pool of `workers` processes; `stream()` takes (key, jobs) batches
-    and yields (key, results) in order. `cluster.RayAnalyzer` does the same on a Ray cluster."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers, self.pool = workers, _pool(workers)
-
-    def chunk_size(self, total: int) -> int:
-        return CHUNK * self.workers if self.pool else CHUNK
-
-    def stream(self, batches: Iterator[tuple]) -> Iterator[tuple]:
-        for key, jobs in batches:
-            yield key, _analyze_chunk(self.pool, jobs, self.workers)
-
-    def close(self) -> None:
-        if self.pool:
-            self.pool.close()
-            self.pool.join()
-
-
-def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | None, batch: int | None):
+def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | None, batch: int | None) -> Analyzer:
     """The local pool, or with `ray` (auto or HOST:PORT) a Ray actor pool; Ray is imported only then."""
     if not ray:
-        return LocalAnalyzer(workers)
+        return LocalAnalyzer(workers, CHUNK)
     from leadmatch.gallery.ray_cluster import RayAnalyzer, check_address
 
     def refuse_worker(where: str, problem: str) -> None:  # a worker with other models is left out, audited

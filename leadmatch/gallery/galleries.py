@@ -12,6 +12,7 @@ from leadmatch.gallery import calibration, index
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError, NotFound, Refused
 from leadmatch.record.workspace import Workspace
+from leadmatch.record.dates import parse_date
 from leadmatch.record.store import transaction, utc_now
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
@@ -36,14 +37,6 @@ class Gallery:
 def factory(ws: Workspace, gallery: Gallery) -> str:
     """The index type in force: the gallery's own choice, else its last build's, else the default for its size."""
     return index.factory_for(ws.conn, gallery.id, gallery.index_factory)
-
-
-def parse_date(text: str, what: str) -> str:
-    """Validate YYYY-MM-DD; return it normalised."""
-    try:
-        return date.fromisoformat(text.strip()).isoformat()
-    except (ValueError, AttributeError):
-        raise InputError(f"{what} {text!r} is not a date", "write it as YYYY-MM-DD") from None
 
 
 def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: str, approved_on: str,

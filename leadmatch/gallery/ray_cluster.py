@@ -2,7 +2,7 @@
 
 The head (the process running `gallery enroll --ray`) reads every photo, hashes it, skips the known ones and
 sends batches of photo *bytes* to a pool of Ray actors, one per CPU in the cluster. Each actor runs
-`enrollment._analyze`, the same unit of work as a local worker process, so the faces and embeddings are the
+`analysis.analyze_photos`, the same unit of work as a local worker process, so the faces and embeddings are the
 same bits. Results come back in the order the batches were sent and are written by the head alone, one
 transaction per batch, while a bounded number of batches is in flight.
 
@@ -168,19 +168,19 @@ class PhotoWorker:
         return {**self.where, "hashes": self.hashes, "problem": self.problem}
 
     def analyze(self, jobs: list[tuple[bytes, str]]) -> list[dict]:
-        """`_analyze` on the photos, `PHOTOS_PER_BATCH` at a time as locally; an unexpected failure is narrowed
+        """`analyze_photos` on the photos, `PHOTOS_PER_BATCH` at a time as locally; an unexpected failure is narrowed
         to its photo and returned, not raised, so the rest of the batch is kept and that photo tried again."""
-        from leadmatch.gallery.enrollment import PHOTOS_PER_BATCH, _analyze
+        from leadmatch.gallery.analysis import PHOTOS_PER_BATCH, analyze_photos  # heavy: loaded on the worker
 
         results = []
         for start in range(0, len(jobs), PHOTOS_PER_BATCH):
             part = jobs[start:start + PHOTOS_PER_BATCH]
             try:
-                results.extend(_analyze(part))
+                results.extend(analyze_photos(part))
             except Exception:  # a crash in the face library must not sink the batch: find the photo
                 for job in part:
                     try:
-                        results.extend(_analyze([job]))
+                        results.extend(analyze_photos([job]))
                     except Exception as exc:
                         results.append({"error": f"{type(exc).__name__}: {exc}"})
         return results
@@ -191,7 +191,7 @@ def node_name(identity: dict) -> str:
 
 
 class RayAnalyzer:
-    """Runs `_analyze` on a Ray actor pool. `stream()` takes (key, jobs) batches and yields (key, results) in
+    """Runs `analyze_photos` on a Ray actor pool. `stream()` takes (key, jobs) batches and yields (key, results) in
     the order given, with at most `IN_FLIGHT_PER_WORKER` batches per actor sent ahead."""
 
     def __init__(self, address: str, batch: int | None = None, workers: int | None = None,

@@ -10,7 +10,7 @@ from pathlib import Path
 from leadmatch.governance import audit
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError
-from leadmatch.gallery.galleries import parse_date
+from leadmatch.record.dates import parse_date
 from leadmatch.record.workspace import Workspace
 
 OVERSEERS = ("auditor", "admin")

@@ -1,0 +1,99 @@
+"""Analysing photos for enrollment: bytes in, for each photo the face to enroll or the reason it is refused.
+
+`analyze_photos` is the unit of work, the same wherever it runs. An `Analyzer` runs it over a stream of batches:
+`LocalAnalyzer` here, in this process or a pool of worker processes; `ray_cluster.RayAnalyzer` on a Ray cluster.
+Enrollment depends on the protocol only, so this module and the Ray one never import enrollment.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from typing import Any, Iterator, Protocol
+
+from leadmatch.biometrics import quality
+from leadmatch.biometrics.faces import Analysis, analyze_many, prepare as prepare_descriptor
+from leadmatch.errors import PhotoError
+
+
+class Analyzer(Protocol):
+    """Runs `analyze_photos` over (key, jobs) batches, jobs being (bytes, name) pairs."""
+
+    def chunk_size(self, total: int) -> int:
+        """How many photos to read and record at a time, for a run of `total` photos."""
+
+    def stream(self, batches: Iterator[tuple[Any, list]]) -> Iterator[tuple[Any, list[dict]]]:
+        """(key, results) for each batch, in the order given; one result per job, as `analyze_photos` gives."""
+
+    def close(self) -> None:
+        """Free the workers."""
+
+
+PHOTOS_PER_BATCH = 8  # photos a worker analyzes at once: their faces go through the descriptor in one batch
+
+
+def analyze_photos(jobs: list[tuple[bytes, str]]) -> list[dict]:
+    """Worker: a few photos' bytes → for each, the face to enroll with its quality flags, or a refusal (plain
+    data, so it crosses processes). Faces are found coarse-to-fine at the gallery scale and embedded in one batch;
+    a photo with no face there is looked at again at the probe scales, since a smaller face is still better than
+    losing the subject from every search."""
+    out = []
+    for (data, name), found in zip(jobs, analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_STEPS[0], coarse=True)):
+        if isinstance(found, Analysis) and not found.faces:
+            found = quality.detect_in_steps(data, name, quality.GALLERY_DETECT_STEPS[1:])
+        out.append(_verdict(found))
+    return out
+
+
+def _verdict(found) -> dict:
+    """One photo's Analysis (or the PhotoError that refused it) → its face and flags, or a refusal with its reason."""
+    if isinstance(found, PhotoError):
+        return {"refused": (found.reason, found.message)}
+    face, flags, refusal = quality.gallery_decision(found.faces, found.width, found.height)
+    if refusal:
+        reason, detail = refusal
+        if reason == "no-face":
+            detail = f"no face of at least {quality.GALLERY_DETECT_STEPS[-1]} px found"
+        return {"refused": (reason, detail), "faces": len(found.faces)}
+    return {"face": face, "flags": flags, "faces": len(found.faces)}
+
+
+def _analyze_chunk(pool, jobs: list[tuple[bytes, str]], workers: int = 1) -> list[dict]:
+    """A chunk's photos → one result each, in order, analyzed in batches across the pool's workers: the largest
+    photos first, and batches small enough that every worker gets several, so no worker idles while another
+    finishes a batch of large photos (a chunk of a few dozen photos otherwise runs mostly on one core)."""
+    size = max(1, min(PHOTOS_PER_BATCH, math.ceil(len(jobs) / (4 * workers))))
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))  # bytes stand in for pixels to decode
+    batches = [[jobs[i] for i in order[start:start + size]] for start in range(0, len(order), size)]
+    done = pool.map(analyze_photos, batches, chunksize=1) if pool else [analyze_photos(batch) for batch in batches]
+    results: list[dict] = [{}] * len(jobs)
+    for i, result in zip(order, (result for batch in done for result in batch)):
+        results[i] = result
+    return results
+
+
+def _pool(workers: int):
+    prepare_descriptor()  # convert/verify the model once, here, so a bad file stops the run before any fork
+    if workers <= 1:
+        return None
+    return multiprocessing.get_context("fork").Pool(workers)
+
+
+class LocalAnalyzer:
+    """An `Analyzer` on this machine: `analyze_photos` in this process or a pool of `workers` processes, `chunk`
+    photos per recorded chunk and worker."""
+
+    def __init__(self, workers: int, chunk: int) -> None:
+        self.workers, self.chunk, self.pool = workers, chunk, _pool(workers)
+
+    def chunk_size(self, total: int) -> int:
+        return self.chunk * self.workers if self.pool else self.chunk
+
+    def stream(self, batches: Iterator[tuple]) -> Iterator[tuple]:
+        for key, jobs in batches:
+            yield key, _analyze_chunk(self.pool, jobs, self.workers)
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.close()
+            self.pool.join()
