@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 from lfw_cache import CONDITIONS, LFW_DEV, load  # noqa: E402
 
-from leadmatch.gallery import calibration, index
-from leadmatch.tools import evaluation
 from leadmatch.biometrics import quality  # noqa: E402
-from leadmatch.gallery.enrollment import collect  # noqa: E402
 from leadmatch.biometrics.faces import Face  # noqa: E402
+from leadmatch.gallery import calibration, index
+from leadmatch.gallery.enrollment import collect  # noqa: E402
+from leadmatch.tools import evaluation
 
 SEED, HOLDOUT, ENROLL_FIRST = 0, 0.2, 1
 

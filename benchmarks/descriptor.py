@@ -8,15 +8,15 @@ difference from dlib's embeddings.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import statistics
 import time
 
 import numpy as np
 from common import FACES, load_note, save
 
-from leadmatch.biometrics.models import agreement, registry as models
 from leadmatch.biometrics import faces
+from leadmatch.biometrics.models import agreement
+from leadmatch.biometrics.models import registry as models
 
 ROUNDS = 3
 

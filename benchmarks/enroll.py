@@ -19,10 +19,10 @@ from pathlib import Path
 
 from common import FACES, load_note, save
 
-from leadmatch.governance import accounts
 from leadmatch.biometrics import faces
 from leadmatch.gallery import galleries as gallery
 from leadmatch.gallery.enrollment import enroll
+from leadmatch.governance import accounts
 from leadmatch.record.workspace import init
 
 

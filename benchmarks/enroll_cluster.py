@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, save
 
-from leadmatch.governance import accounts
-from leadmatch.gallery import galleries as gallery
-from leadmatch.gallery.enrollment import EnrollmentReport, Item, _write, enroll
 from leadmatch.biometrics.faces import Face
 from leadmatch.biometrics.photos import sha256_bytes
+from leadmatch.gallery import galleries as gallery
+from leadmatch.gallery.enrollment import EnrollmentReport, Item, _write, enroll
+from leadmatch.governance import accounts
 from leadmatch.record.workspace import init
 
 LFW = Path(os.environ.get("LEADMATCH_LFW", ROOT.parent / "shared" / "data" / "lfw-dev"))

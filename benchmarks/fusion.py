@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import FACES, ROOT, save  # noqa: E402
 
 from leadmatch.biometrics import faces
-from leadmatch.search import probes, video  # noqa: E402
 from leadmatch.biometrics.photos import decode  # noqa: E402
+from leadmatch.search import probes, video  # noqa: E402
 
 LFW = Path(FACES).parent / "lfw-dev"
 BURST = 5

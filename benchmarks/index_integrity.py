@@ -22,9 +22,9 @@ import faiss
 import numpy as np
 from common import save
 
-from leadmatch.tools import bench
 from leadmatch.gallery import index
 from leadmatch.record import store
+from leadmatch.tools import bench
 
 
 def timed(call, repeat: int) -> list[float]:

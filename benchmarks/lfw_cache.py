@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from leadmatch.biometrics import quality  # noqa: E402
-from leadmatch.errors import PhotoError  # noqa: E402
 from leadmatch.biometrics.photos import decode  # noqa: E402
+from leadmatch.errors import PhotoError  # noqa: E402
 
 LFW_DEV = Path(os.environ.get("LEADMATCH_LFW_DEV", Path(__file__).resolve().parent.parent.parent / "shared" / "data" /
                               "lfw-dev"))

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 from common import FACES, save
 
-from leadmatch.governance import accounts, purposes
-from leadmatch.tools import bench
 from leadmatch.gallery import galleries as gallery
 from leadmatch.gallery.enrollment import enroll
-from leadmatch.search.run import SearchRequest, run
+from leadmatch.governance import accounts, purposes
 from leadmatch.record.store import embedding_to_blob, transaction, utc_now
 from leadmatch.record.workspace import init
+from leadmatch.search.run import SearchRequest, run
+from leadmatch.tools import bench
 
 PASSWORD = "benchmark password 1234"
 MEANS = "Canvass, witness interviews and records checks were tried and did not identify the person."

@@ -10,8 +10,8 @@ import sys
 
 from common import save
 
-from leadmatch.tools import bench
 from leadmatch.gallery import index
+from leadmatch.tools import bench
 
 #: Extra index types measured beside the default at sizes where they build in reasonable time on 2 cores.
 ALTERNATIVES = {100_000: ["Flat", "HNSW32"], 1_000_000: ["Flat"]}

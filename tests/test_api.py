@@ -16,7 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.record.workspace import open_workspace
 from leadmatch.web import create_app
 

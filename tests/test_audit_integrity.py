@@ -15,8 +15,8 @@ import stat
 import pytest
 
 from leadmatch.errors import InputError, Refused, WorkspaceError
-from leadmatch.governance import audit, oversight
-from leadmatch.record import store
+from leadmatch.governance import oversight
+from leadmatch.record import audit, store
 from leadmatch.record.workspace import AUDIT_KEY, DB_NAME, init, open_workspace
 from leadmatch.search.run import run
 

@@ -13,7 +13,7 @@ import pytest
 from leadmatch.errors import InputError, Refused
 from leadmatch.gallery import calibration, index
 from leadmatch.gallery import galleries as galleries
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.record.store import embedding_to_blob, transaction, utc_now
 from leadmatch.record.workspace import init
 

@@ -7,7 +7,7 @@ import json
 
 from PIL import Image, ImageFilter
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.record.workspace import open_workspace
 
 from .helpers import (

@@ -14,7 +14,7 @@ from leadmatch.errors import InputError, NotFound, Refused
 from leadmatch.gallery import galleries as galleries
 from leadmatch.gallery import index
 from leadmatch.gallery.enrollment import enroll
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.search.run import run
 
 from .helpers import ACTOR, ANALYST, GALLERY, GALLERY_DIR, PROBES_DIR, create_gallery, search_request

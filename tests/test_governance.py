@@ -8,8 +8,9 @@ from datetime import date, timedelta
 import pytest
 
 from leadmatch.errors import InputError, Refused
-from leadmatch.governance import accounts, audit, casework, oversight, purposes, retention
+from leadmatch.governance import accounts, casework, oversight, purposes, retention
 from leadmatch.governance.accounts import Actor
+from leadmatch.record import audit
 from leadmatch.search.run import run, show
 
 from .helpers import (

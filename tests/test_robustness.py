@@ -31,8 +31,8 @@ from leadmatch.errors import InputError, Refused
 from leadmatch.gallery import galleries as galleries
 from leadmatch.gallery import index
 from leadmatch.gallery.enrollment import enroll
-from leadmatch.governance import accounts, audit
-from leadmatch.record import store
+from leadmatch.governance import accounts
+from leadmatch.record import audit, store
 from leadmatch.record.workspace import init, open_workspace
 from leadmatch.search.run import run as run_search
 

@@ -13,7 +13,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from leadmatch.governance import audit, casework
+from leadmatch.governance import casework
+from leadmatch.record import audit
 from leadmatch.record.workspace import open_workspace
 from leadmatch.search.report import render
 from leadmatch.search.run import run

@@ -21,7 +21,7 @@ from leadmatch.tools import bench, evaluation
 from leadmatch.cli import backends as client, credentials
 from leadmatch.biometrics import faces
 from leadmatch.search import leads, probes, video
-from leadmatch.governance import audit as auditing
+from leadmatch.record import audit as auditing
 from leadmatch.gallery import galleries as galleries
 from leadmatch.search import run as searching
 from leadmatch.tools.demo import default_photos, run_demo

@@ -19,7 +19,8 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-from leadmatch.governance import accounts, audit, casework, oversight, purposes, retention
+from leadmatch.governance import accounts, casework, oversight, purposes, retention
+from leadmatch.record import audit
 from leadmatch.cli import credentials
 from leadmatch.search import video
 from leadmatch.gallery import galleries as galleries

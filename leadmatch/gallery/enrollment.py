@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.gallery import index
 from leadmatch.gallery.analysis import Analyzer, LocalAnalyzer
 from leadmatch.governance.accounts import Actor, require

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.gallery import calibration, index
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError, NotFound, Refused

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.errors import InputError, NotFound, Refused
 from leadmatch.record.store import transaction, utc_now
 from leadmatch.record.workspace import Workspace

@@ -9,7 +9,7 @@ Every attempt to skip a step is refused and audited. Closed searches are read-on
 
 from __future__ import annotations
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.governance.accounts import Actor, refuse, require
 from leadmatch.errors import InputError, NotFound
 from leadmatch.record.store import transaction, utc_now

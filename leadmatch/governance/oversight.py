@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError
 from leadmatch.record.dates import parse_date

@@ -3,7 +3,7 @@ a default set of serious-crime categories."""
 
 from __future__ import annotations
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError
 from leadmatch.record.store import transaction, utc_now

@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.record.store import transaction, utc_now
 from leadmatch.record.workspace import Workspace

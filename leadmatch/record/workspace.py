@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.record import store
 from leadmatch.errors import WorkspaceError
 

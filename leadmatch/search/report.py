@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from leadmatch.governance import audit
+from leadmatch.record import audit
 from leadmatch.search import crops, leads
 from leadmatch.governance.accounts import Actor
 from leadmatch.search.run import show

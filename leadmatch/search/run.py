@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from leadmatch.governance import audit, purposes
+from leadmatch.governance import purposes
+from leadmatch.record import audit
 from leadmatch.gallery import calibration, index
 from leadmatch.search import leads, probes, video
 from leadmatch.biometrics import quality

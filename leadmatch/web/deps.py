@@ -12,7 +12,8 @@ from pathlib import Path
 
 from fastapi import Depends, Form, Request
 
-from leadmatch.governance import accounts, audit
+from leadmatch.governance import accounts
+from leadmatch.record import audit
 from leadmatch.governance.accounts import Actor
 from leadmatch.errors import Refused
 from leadmatch.record.store import transaction

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from leadmatch.governance import accounts, audit, casework, oversight, purposes, retention
+from leadmatch.governance import accounts, casework, oversight, purposes, retention
+from leadmatch.record import audit
 from leadmatch.search import crops, probes, report
 from leadmatch.gallery import galleries as gallery
 from leadmatch.search import run as searching

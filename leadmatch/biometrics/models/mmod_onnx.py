@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from leadmatch.errors import ModelError
-from leadmatch.biometrics.models.resnet_onnx import OPSET, Graph, Layer, _fold, _read_details, _Reader
+from leadmatch.biometrics.models.dlib_format import Layer, Reader, fold, read_details
+from leadmatch.biometrics.models.onnx_graph import OPSET, Graph
 
 PRODUCER = "leadmatch.mmod_export"
 PRODUCER_VERSION = "1"  # bump when the graph written for the same weights changes (its sha256 is on the card)
@@ -64,7 +65,7 @@ def network_top_down() -> list[tuple]:
     return [("loss_mmod",), ("con", 1, 9, 1), *rcon5, *rcon5, *rcon5, *con5d(32), *con5d(32), *con5d(16), ("input",)]
 
 
-def _read_options(reader: _Reader) -> tuple[tuple[int, int], float, float]:
+def _read_options(reader: Reader) -> tuple[tuple[int, int], float, float]:
     """mmod_options (loss.h deserialize, versions 1–4): detector window and non-max suppression thresholds."""
     version = reader.int()
     if not 1 <= version <= 4:
@@ -97,7 +98,7 @@ def read_mmod(data: bytes) -> tuple[list[Layer], MmodSettings]:
     """Parse the serialized net_type (bytes of the .dat) into its computational layers (input first) and the
     detector settings. The file holds the loss, the add_layer versions top-down, the input layer, then each
     layer's details bottom-up (see onnx_export.read_resnet)."""
-    reader = _Reader(data)
+    reader = Reader(data)
     top_down = network_top_down()
     reader.version(1)  # add_loss_layer
     if reader.string() != "loss_mmod_":
@@ -120,7 +121,7 @@ def read_mmod(data: bytes) -> tuple[list[Layer], MmodSettings]:
     # input.h: the first version did not store the paddings; dlib then uses 10 and 11
     padding, outer = (reader.int(), reader.int()) if name == "input_rgb_image_pyramid2" else (10, 11)
     layers = [Layer("input", (), {"means": np.array(means, np.float32)})]
-    layers.append(_read_details(reader, body[-2]))
+    layers.append(read_details(reader, body[-2]))
     for _ in range(3):
         reader.bool()
     for _ in range(3):
@@ -128,7 +129,7 @@ def read_mmod(data: bytes) -> tuple[list[Layer], MmodSettings]:
     if input_version == 3:
         reader.int()
     for spec, version in zip(reversed(body[:-2]), reversed(versions)):
-        layers.append(_read_details(reader, spec))
+        layers.append(read_details(reader, spec))
         for _ in range(3):
             reader.bool()
         for _ in range(3 if version == 2 else 2):
@@ -168,7 +169,7 @@ def build_model(layers: list[Layer], settings: MmodSettings):
     nodes, inits, const, node = builder.nodes, builder.inits, builder.const, builder.node
 
     x = "pyramid"
-    for layer in _fold(layers[1:]):
+    for layer in fold(layers[1:]):
         if layer.kind == "con":
             stride, pad_y, pad_x, use_relu = layer.args
             weights = layer.arrays["W"]
