@@ -19,9 +19,12 @@ MAY_IMPORT = {
     "gallery": {"record", "governance", "biometrics"},
     "search": {"record", "governance", "biometrics", "gallery"},
     "tools": {"record", "governance", "biometrics", "gallery", "search"},
-    "cli": {"record", "governance", "biometrics", "gallery", "search", "tools", "web"},
-    "web": {"record", "governance", "biometrics", "gallery", "search", "tools"},
+    "operations": {"record", "governance", "biometrics", "gallery", "search", "tools"},
+    "cli": {"record", "governance", "biometrics", "gallery", "search", "tools", "operations", "web"},
+    "web": {"record", "governance", "biometrics", "gallery", "search", "tools", "operations"},
 }
+#: Calls that decide or record what a user may do: the front ends leave them to the library.
+GATES = {"require", "refuse", "require_search_ready", "record", "transaction", "execute", "executemany"}
 SHARED = {"errors", "wire"}
 
 
@@ -76,6 +79,19 @@ def test_each_layer_imports_only_the_layers_beneath_it():
             other = part(target)
             if other and other != own and other not in SHARED and other not in MAY_IMPORT[own]:
                 wrong.append(f"{path.relative_to(ROOT)}:{line} ({own}) imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_front_ends_hold_no_rule():
+    """cli/ and web/ parse, call and print: no role check, no refusal, no audit entry, no SQL of their own."""
+    wrong = []
+    for folder in ("cli", "web"):
+        for path in (PACKAGE / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call):
+                    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                    if name in GATES:
+                        wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node.func)}(…)")
     assert not wrong, "\n".join(wrong)
 
 

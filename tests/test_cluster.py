@@ -381,7 +381,7 @@ def test_bad_addresses_and_options_give_one_line_errors(tmp_path, photos, cluste
     assert_clean_error(enroll_cli(home, photos, "--ray", "auto", env={"RAY_ADDRESS": nobody}),
                        "no Ray cluster answers", code=1)
     assert_clean_error(enroll_cli(home, photos, "--ray", "head-without-port"), "not auto or HOST:PORT", code=1)
-    assert_clean_error(enroll_cli(home, photos, "--batch", "4"), "--batch applies only with --ray", code=1)
+    assert_clean_error(enroll_cli(home, photos, "--batch", "4"), "batch applies only with a Ray cluster", code=1)
     wrong = tmp_path / "wrong_token"
     wrong.write_text(secrets.token_hex(32))
     refused = enroll_cli(home, photos, "--ray", cluster["address"], env={"RAY_AUTH_TOKEN_PATH": str(wrong)})
@@ -571,7 +571,7 @@ def test_ray_through_the_service_refuses_in_one_line_and_audits(photos, tmp_path
                            code=3)
         assert_clean_error(server_cli(url, "gallery", "enroll", GALLERY, str(FACES / "gallery"), "--ray", "no-port"),
                            "not auto or HOST:PORT", code=1)
-        assert_clean_error(server_cli(url, *named, "--batch", "4"), "--batch applies only with --ray", code=1)
+        assert_clean_error(server_cli(url, *named, "--batch", "4"), "batch applies only with a Ray cluster", code=1)
         assert server_cli(url, "gallery", "show", GALLERY).returncode == 0  # still serving
     finally:
         process.terminate()
@@ -598,7 +598,7 @@ def test_the_api_takes_ray_only_with_a_cluster_and_checks_its_fields(home, tmp_p
         for body, status, message in (
                 ({"path": "gallery", "ray": "auto"}, 403, "this service names no Ray cluster"),
                 ({"path": "gallery", "ray": "auto", "batch": 0}, 400, "batch: Input should be greater than"),
-                ({"path": "gallery", "batch": 4}, 400, "batch applies only with ray"),
+                ({"path": "gallery", "batch": 4}, 400, "batch applies only with a Ray cluster"),
                 ({"path": "gallery", "ray": "auto", "batch": "many"}, 400, "batch: Input should be a valid integer"),
                 (["gallery"], 400, "the request body is not a JSON object")):
             answer = api.post(enroll, json=body, headers=headers)

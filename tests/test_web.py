@@ -83,7 +83,7 @@ def test_wrong_role_gets_403_not_a_hidden_button(client, home, searched):
     assert response.status_code == 403 and "agent role" in response.text
     ws = open_workspace(home)
     refused = [e for e in audit.entries(ws.conn) if e["outcome"] == "refused"]
-    assert {"web.search-form", "search.read", "disposition"} <= {e["action"] for e in refused}
+    assert {"search.form", "search.read", "disposition"} <= {e["action"] for e in refused}
     ws.close()
 
 

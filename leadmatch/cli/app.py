@@ -18,14 +18,13 @@ from rich.table import Table
 from leadmatch.governance import accounts, casework, purposes
 from leadmatch.biometrics.models import agreement, registry as models
 from leadmatch.tools import bench, evaluation
-from leadmatch.cli import backends as client, credentials
+from leadmatch.cli import backends as client
 from leadmatch.biometrics import faces
 from leadmatch.search import leads, probes, video
-from leadmatch.record import audit as auditing
+from leadmatch.operations import oversight as operations_oversight
 from leadmatch.gallery import galleries as galleries
 from leadmatch.search import run as searching
 from leadmatch.tools.demo import default_photos, run_demo
-from leadmatch.gallery.enrollment import enroll
 from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, ModelError
 from leadmatch.record.workspace import Workspace, default_home, init as init_workspace, open_workspace
 
@@ -62,16 +61,6 @@ def workspace() -> Workspace:
 def backend():
     """Where commands go: the leadmatch service (--server) or, in direct mode, the workspace itself."""
     return client.backend(State.home, State.server)
-
-
-def session() -> tuple[Workspace, accounts.Actor]:
-    """The workspace and the signed-in user of this OS account: direct mode only, so a command that forgot to go
-    through `backend()` can never act on a local workspace while the user believes it went to the service."""
-    if State.server:
-        raise InputError("this command does not go through --server", "run it without --server, on the machine "
-                         "that holds the workspace")
-    ws = workspace()
-    return ws, accounts.authenticate(ws, credentials.token_for(ws.home))
 
 
 def local_only(command: str, why: str, hint: str = "run it without --server") -> None:
@@ -257,8 +246,9 @@ def gallery_create(
 ):
     """Create an authorized gallery (analyst). All four authorization fields are required."""
     created = backend().gallery_create(name, authority, approved_by, approved_on, source, retention_days)
-    out.print(f"created gallery {created['name']!r} (authority: {created['authority']}; approved by "
-              f"{created['approved_by']} on {created['approved_on']}; retention {created['retention_days']} days)")
+    a = created["authorization"]
+    out.print(f"created gallery {created['name']!r} (authority: {a['authority']}; approved by "
+              f"{a['approved_by']} on {a['approved_on']}; retention {a['retention_days']} days)")
 
 
 @gallery_app.command("enroll")
@@ -277,36 +267,32 @@ def gallery_enroll(
                                                                          "per transaction (default: up to 64)."),
 ):
     """Enroll photos into a gallery (analyst). Already-enrolled photos are skipped; refusals are listed."""
-    if batch and not ray:
-        raise InputError("--batch applies only with --ray", "add --ray auto|HOST:PORT, or drop --batch")
-    if State.server:  # the photos are uploaded (or, with --on-server, named on the service's machine);
-        # with --ray the service drives its own Ray cluster
-        report = client.summary(backend().gallery_enroll(name, path, on_server, ray=ray, batch=batch))
-        return emit_json(report.to_dict()) if json_out else print_enrollment(report)
-    ws, user = session()
+    # Through --server the photos are uploaded (or, with --on-server, named on the service's machine), and with
+    # --ray the service drives its own Ray cluster; in direct mode this process does the work, with a progress bar.
     try:
         with Progress(TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err, transient=True, disable=json_out) as bar:
+                      console=err, transient=True, disable=json_out or bool(State.server)) as bar:
             task = bar.add_task("enroll", total=None)
-            report = enroll(ws, user, name, path, workers=workers, ray=ray, batch=batch,
-                            progress=lambda done, total: bar.update(task, completed=done, total=total))
+            report = backend().gallery_enroll(name, path, on_server, ray=ray, batch=batch, workers=workers,
+                                              progress=lambda done, total: bar.update(task, completed=done,
+                                                                                      total=total))
     except KeyboardInterrupt:
         err.print("interrupted — every photo written so far is kept; run the same command again to continue")
         raise typer.Exit(130)
     if json_out:
-        return emit_json(report.to_dict())
+        return emit_json({k: v for k, v in report.items() if k != "index_note"})
     print_enrollment(report)
 
 
-def print_enrollment(report) -> None:
-    out.print(f"gallery {report.gallery!r}: {report.enrolled} enrolled, {report.skipped} skipped (already enrolled), "
-              f"{len(report.refused)} refused, {report.subjects_added} new subjects")
-    for refusal in report.refused:
-        out.print(f"  refused  {refusal.path}: {refusal.reason} — {refusal.detail}")
-    for worker in getattr(report, "workers_refused", []):  # Ray workers left out (their models differ)
+def print_enrollment(report: dict) -> None:
+    out.print(f"gallery {report['gallery']!r}: {report['enrolled']} enrolled, {report['skipped_duplicates']} skipped "
+              f"(already enrolled), {len(report['refused'])} refused, {report['subjects_added']} new subjects")
+    for refusal in report["refused"]:
+        out.print(f"  refused  {refusal['path']}: {refusal['reason']} — {refusal['detail']}")
+    for worker in report.get("workers_refused", []):  # Ray workers left out (their models differ)
         out.print(f"  refused worker  {worker}")
-    if report.index_note:
-        out.print(f"  index: {report.index_note}")
+    if report.get("index_note"):
+        out.print(f"  index: {report['index_note']}")
 
 
 @gallery_app.command("list")
@@ -518,13 +504,13 @@ def audit_verify(expect_head: Optional[str] = typer.Option(None, "--expect-head"
     """Walk the keyed hash chain; report the first bad entry. Exit 6 if the chain is broken."""
     result = backend().audit_verify(expect_head, checkpoint)
     if json_out:
-        emit_json(result.__dict__)
-    elif result.ok:
-        out.print(f"audit chain intact: {result.entries} entries, head {result.head}"
-                  + (f"; checkpoint entry {result.checkpoint} unchanged" if result.checkpoint else ""))
+        emit_json({k: v for k, v in result.items() if k != "description"})
+    elif result["ok"]:
+        out.print(f"audit chain intact: {result['entries']} entries, head {result['head']}"
+                  + (f"; checkpoint entry {result['checkpoint']} unchanged" if result["checkpoint"] else ""))
     else:
-        err.print(f"error: {result.describe()} — restore leadmatch.db from a backup and find out who changed it")
-    if not result.ok:
+        err.print(f"error: {result['description']} — restore leadmatch.db from a backup and find out who changed it")
+    if not result["ok"]:
         sys.exit(6)
 
 
@@ -560,10 +546,9 @@ def audit_report(start: str = typer.Option(..., "--from", help="YYYY-MM-DD"),
                  fmt: str = typer.Option("json", "--format", help="csv or json"),
                  stale_days: int = typer.Option(30, "--stale-days", help="Open searches older than this are listed.")):
     """Supervisors' report: searches per user, refusals by reason, closures, stale open searches."""
-    if fmt not in ("csv", "json"):
-        raise InputError(f"--format {fmt!r} is not supported", "use csv or json")
+    operations_oversight.report_format(fmt)
     data = backend().audit_report(start, end, stale_days)
-    sys.stdout.write(auditing.report_csv(data)) if fmt == "csv" else emit_json(data)
+    sys.stdout.write(operations_oversight.report_csv(data)) if fmt == "csv" else emit_json(data)
 
 
 @app.command()
@@ -652,17 +637,14 @@ def evaluate(path: Path = typer.Argument(..., help="Folder of <subject>/<photos>
              json_out: bool = typer.Option(False, "--json")):
     """Measure accuracy on your own labeled photos in a throw-away workspace: rank-k (refusals counted as misses),
     FNIR/FPIR, the gallery-calibrated threshold's measured FPIR."""
-    if State.server:  # PATH names labeled photos on the service's machine, under its --enroll-root
-        if labels or plot:
-            raise InputError("--labels and --plot do not go through --server yet", "run evaluate in direct mode")
-        result = backend().evaluate(path, enroll_first, holdout, seed, face)
-        return emit_json(result) if json_out else print_evaluation(result)
+    # Through --server, PATH names labeled photos on the service's machine, under its --enroll-root.
+    if State.server and plot:
+        raise InputError("--plot does not go through --server yet", "run evaluate in direct mode")
     with Progress(TextColumn("searching probes"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,
-                  disable=json_out) as bar:
+                  disable=json_out or bool(State.server)) as bar:
         task = bar.add_task("evaluate", total=None)
-        result = evaluation.evaluate(path, enroll_first, holdout, labels, seed,
-                                     progress=lambda done, total: bar.update(task, completed=done, total=total),
-                                     face=face, workers=workers)
+        result = backend().evaluate(path, enroll_first, holdout, seed, face, labels=labels, workers=workers,
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
     if plot:
         evaluation.plot_det(result, plot)
     if json_out:

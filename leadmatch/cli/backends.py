@@ -17,13 +17,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
-from leadmatch.governance import accounts, casework, oversight, purposes, retention
-from leadmatch.record import audit
+from leadmatch.governance import accounts
+from leadmatch.governance import oversight as governance_oversight
+from leadmatch.operations import DIRECT, galleries, oversight, people, searches, sessions
+from leadmatch.tools import evaluation
 from leadmatch.cli import credentials
+from leadmatch.record import audit
 from leadmatch.search import video
-from leadmatch.gallery import galleries as galleries
 from leadmatch.search import run as searching
 from leadmatch.errors import InputError, LeadmatchError, PhotoError, Refused
 from leadmatch.biometrics.photos import read_bytes
@@ -46,7 +47,8 @@ def backend(home: Path, server: str | None):
 
 
 class Direct:
-    """The library in this process, on the workspace at `home`."""
+    """The operations in this process, on the workspace at `home` (leadmatch.operations: the same functions the
+    service's API calls, so both backends give the same answers)."""
 
     mode = "direct"
 
@@ -59,133 +61,132 @@ class Direct:
 
     def login(self, name: str, password: str, hours: int) -> dict:
         ws = open_workspace(self.home)
-        token, user, expires = accounts.login(ws, name, password, hours)
-        credentials.remember(ws.home, token)
-        return {"user": user.name, "roles": sorted(user.roles), "expires": expires}
+        answer = sessions.login(ws, name, password, hours)
+        credentials.remember(ws.home, answer.pop("token"))
+        return answer
 
     def logout(self) -> str | None:
         ws = open_workspace(self.home)
         token = credentials.forget(ws.home)
-        return accounts.logout(ws, token) if token else None
+        return sessions.logout(ws, token)["user"]
 
     def whoami(self) -> dict:
         ws, user = self._session()
-        return {"user": user.name, "roles": sorted(user.roles),
-                "certification": accounts.current_certification(ws, user.name),
-                "rules_accepted": accounts.get_user(ws, user.name)["rules_accepted_at"], "mode": self.mode,
-                "note": DIRECT_NOTE}
+        return {**sessions.whoami(ws, user), "mode": self.mode, "note": DIRECT_NOTE}
 
     def accept_rules(self) -> dict:
-        ws, user = self._session()
-        return {"user": user.name, "at": accounts.accept_rules(ws, user)}
+        return sessions.accept_rules(*self._session())
 
     def search(self, request: searching.SearchRequest) -> dict:
-        ws, user = self._session()
-        return searching.run(ws, user, request)
+        return searches.search(*self._session(), request)
 
     def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
-        ws, user = self._session()
-        created = galleries.create(ws, user, name, authority, approved_by, approved_on, source, retention_days)
-        return {"name": created.name, "authority": created.authority, "approved_by": created.approved_by,
-                "approved_on": created.approved_on, "retention_days": created.retention_days}
+        return galleries.create(*self._session(), name, authority, approved_by, approved_on, source, retention_days)
 
     def gallery_list(self) -> list[dict]:
-        ws, user = self._session()
-        return galleries.list_all(ws, user)
+        return galleries.list_galleries(*self._session())
 
     def gallery_show(self, name: str, refusals: bool) -> dict:
+        return galleries.show(*self._session(), name, refusals)
+
+    def gallery_enroll(self, name: str, path: Path, on_server: bool = False, ray: str | None = None,
+                       batch: int | None = None, workers: int | None = None, progress=None) -> dict:
+        """Enroll a folder or manifest of this machine (`on_server` means nothing here: the workspace is local)."""
         ws, user = self._session()
-        return galleries.show(ws, user, name, with_refusals=refusals)
+        plan = galleries.enrollment_plan(ws, user, DIRECT, name, path, ray=ray, batch=batch)
+        return galleries.enroll(ws, user, name, plan, workers=workers, progress=progress)
+
+    def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int, face: str | None = None, *,
+                 labels: Path | None = None, workers: int | None = None, progress=None) -> dict:
+        """An evaluation in a throw-away workspace of its own: no session needed, no gallery touched."""
+        return evaluation.evaluate(Path(path), enroll_first, holdout, labels, seed, progress=progress, face=face,
+                                   workers=workers)
 
     def searches(self, case: str | None, status: str | None) -> list[dict]:
-        ws, user = self._session()
-        return casework.listing(ws, user, case, status)
+        return searches.listing(*self._session(), case, status)
 
     def show(self, search_id: str) -> dict:
-        ws, user = self._session()
-        return searching.show(ws, user, search_id)
+        return searches.show(*self._session(), search_id)
 
     def disposition(self, search_id: str, rank: int, decision: str, note: str) -> dict:
-        ws, user = self._session()
-        return casework.disposition(ws, user, search_id, rank, decision, note)
+        return searches.disposition(*self._session(), search_id, rank, decision, note)
 
     def corroborate(self, search_id: str, rank: int, evidence_type: str, evidence: str, reference: str,
                     outcome: str) -> dict:
-        ws, user = self._session()
-        return casework.corroborate(ws, user, search_id, rank, evidence_type, evidence, reference, outcome)
+        return searches.corroborate(*self._session(), search_id, rank, evidence_type, evidence, reference, outcome)
 
     def close(self, search_id: str, outcome: str, note: str, rank: int | None) -> dict:
-        ws, user = self._session()
-        return casework.close(ws, user, search_id, outcome, note, rank)
+        return searches.close(*self._session(), search_id, outcome, note, rank)
 
-    def audit_verify(self, expect_head: str | None, checkpoint: Path | None = None):
-        ws, user = self._session()
+    def audit_verify(self, expect_head: str | None, checkpoint: Path | None = None) -> dict:
         filed = audit.read_checkpoint(checkpoint) if checkpoint is not None else None
-        return oversight.verify(ws, user, expect_head, filed)
+        return oversight.verify(*self._session(), expect_head, filed)
 
     def audit_checkpoint(self, out: Path | None) -> dict:
-        ws, user = self._session()
-        return oversight.checkpoint(ws, user, out)
+        return file_checkpoint(lambda: oversight.checkpoint(*self._session()), out)
 
     def audit_log(self, case, user_name, since, limit) -> list[dict]:
-        ws, user = self._session()
-        return oversight.log(ws, user, case, user_name, since, limit)
+        return oversight.log(*self._session(), case, user_name, since, limit)
 
     def audit_report(self, start: str, end: str, stale_days: int) -> dict:
-        ws, user = self._session()
-        return oversight.report(ws, user, start, end, stale_days)
+        return oversight.report(*self._session(), start, end, stale_days)
 
     def report(self, search_id: str, target: Path) -> Path:
-        from leadmatch.search import report as reports
-
-        ws, user = self._session()
-        return reports.write(ws, user, search_id, target)
+        return write_atomically(target, searches.report_html(*self._session(), search_id).encode("utf-8"))
 
     def user_add(self, name: str, roles: list[str], password: str) -> dict:
-        ws, admin = self._session()
-        added = accounts.add_user(ws, admin, name, roles, password)
-        return {"user": added.name, "roles": sorted(added.roles)}
+        return people.add_user(*self._session(), name, roles, password)
 
     def user_certify(self, name: str, course: str, completed: str, expires: str | None) -> dict:
-        ws, admin = self._session()
-        return accounts.certify(ws, admin, name, course, completed, expires)
+        return people.certify(*self._session(), name, course, completed, expires)
 
     def user_disable(self, name: str) -> dict:
-        ws, admin = self._session()
-        accounts.disable(ws, admin, name)
-        return {"user": name}
+        return people.disable(*self._session(), name)
 
     def user_list(self) -> list[dict]:
-        ws, admin = self._session()
-        return accounts.list_users(ws, admin)
+        return people.list_users(*self._session())
 
     def purposes(self) -> list[str]:
         # anyone at this keyboard may read the list in direct mode, as before (no session needed)
-        return purposes.list_all(open_workspace(self.home))
+        return people.list_purposes(open_workspace(self.home))
 
     def purpose_add(self, name: str) -> str:
-        ws, admin = self._session()
-        return purposes.add(ws, admin, name)
+        return people.add_purpose(*self._session(), name)["purpose"]
 
     def gallery_remove(self, name: str, subject: str) -> dict:
-        ws, user = self._session()
-        return galleries.remove_subject(ws, user, name, subject)
+        return galleries.remove_subject(*self._session(), name, subject)
 
     def gallery_target_fpir(self, name: str, target: float) -> dict:
-        ws, admin = self._session()
-        return galleries.set_target_fpir(ws, admin, name, target)
+        return galleries.set_target_fpir(*self._session(), name, target)
 
     def index_build(self, gallery: str, factory: str | None = None) -> dict:
-        ws, user = self._session()
-        return galleries.build_index(ws, user, gallery, factory)
+        return galleries.build_index(*self._session(), gallery, factory)
 
     def index_status(self, gallery: str) -> dict:
-        ws, user = self._session()
-        return galleries.index_status(ws, user, gallery)
+        return galleries.index_status(*self._session(), gallery)
 
     def purge_expired(self) -> dict:
-        ws, admin = self._session()
-        return retention.purge_expired(ws, admin)
+        return oversight.purge_expired(*self._session())
+
+
+def write_atomically(target: Path, data: bytes) -> Path:
+    """Write `data` to `target` through a temp file and a rename (never a half-written file)."""
+    target = Path(target)
+    temp = target.with_name(f".{target.name}.tmp")
+    temp.write_bytes(data)
+    temp.replace(target)
+    return target
+
+
+def file_checkpoint(make, out: Path | None) -> dict:
+    """Make a checkpoint (`make()`, on the workspace or the service) and file it at `out` on this machine: the
+    file is checked first, so a checkpoint entry is not made for a file that cannot be written."""
+    if out is not None:
+        governance_oversight.check_checkpoint_file(out)
+    made = make()
+    if out is not None:
+        governance_oversight.write_checkpoint(made, out)
+    return made
 
 
 class Remote:
@@ -256,10 +257,9 @@ class Remote:
         return self._call("POST", "/accept-rules")
 
     def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
-        created = self._call("POST", "/galleries", body={
+        return self._call("POST", "/galleries", body={
             "name": name, "authority": authority, "approved_by": approved_by, "approved_on": approved_on,
             "source": source, "retention_days": retention_days})
-        return {"name": created["name"], **created["authorization"]}
 
     def gallery_list(self) -> list[dict]:
         return self._call("GET", "/galleries")
@@ -299,19 +299,13 @@ class Remote:
         return self._call("POST", f"/searches/{_segment(search_id)}/close",
                           body={"outcome": outcome, "note": note, "rank": rank})
 
-    def audit_verify(self, expect_head: str | None, checkpoint: Path | None = None):
+    def audit_verify(self, expect_head: str | None, checkpoint: Path | None = None) -> dict:
         filed = audit.read_checkpoint(checkpoint) if checkpoint is not None else None  # the file stays with the client
-        return audit.Verification(**self._call("POST", "/audit/verify",
-                                               body={"expect_head": expect_head, "checkpoint": filed}))
+        return self._call("POST", "/audit/verify", body={"expect_head": expect_head, "checkpoint": filed})
 
     def audit_checkpoint(self, out: Path | None) -> dict:
         """The service signs the checkpoint; this client files it (the file stays outside the system)."""
-        if out is not None:
-            oversight.check_checkpoint_file(out)
-        made = self._call("POST", "/audit/checkpoint")
-        if out is not None:
-            oversight.write_checkpoint(made, out)
-        return made
+        return file_checkpoint(lambda: self._call("POST", "/audit/checkpoint"), out)
 
     def audit_log(self, case, user_name, since, limit) -> list[dict]:
         return self._call("GET", "/audit/log", query={"case": case, "user": user_name, "since": since,
@@ -322,15 +316,10 @@ class Remote:
                                                          "format": "json"})
 
     def report(self, search_id: str, target: Path) -> Path:
-        html = self._call("GET", f"/searches/{_segment(search_id)}/report", raw=True)
-        target = Path(target)
-        temp = target.with_name(f".{target.name}.tmp")
-        temp.write_bytes(html)
-        temp.replace(target)
-        return target
+        return write_atomically(target, self._call("GET", f"/searches/{_segment(search_id)}/report", raw=True))
 
-    def gallery_enroll(self, name: str, path: Path, on_server: bool, ray: str | None = None,
-                       batch: int | None = None):
+    def gallery_enroll(self, name: str, path: Path, on_server: bool = False, ray: str | None = None,
+                       batch: int | None = None, workers: int | None = None, progress=None) -> dict:
         """Upload a folder of <subject>/<photos> (or name a path on the server with `on_server`); with `ray`
         (auto or HOST:PORT) the service analyzes them on its Ray cluster, `batch` photos a task."""
         cluster = {key: value for key, value in (("ray", ray), ("batch", batch)) if value is not None}
@@ -346,7 +335,10 @@ class Remote:
         return self._call("POST", f"/galleries/{_segment(name)}/enroll", files=files,
                           fields={key: str(value) for key, value in cluster.items()})
 
-    def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int, face: str | None = None) -> dict:
+    def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int, face: str | None = None, *,
+                 labels: Path | None = None, workers: int | None = None, progress=None) -> dict:
+        if labels:
+            raise InputError("per-group rates (labels) do not go through a service yet", "run evaluate in direct mode")
         return self._call("POST", "/evaluate", body={"path": str(path), "enroll_first": enroll_first,
                                                      "holdout_subjects": holdout, "seed": seed, "face": face})
 
@@ -421,10 +413,3 @@ def _error_of(exc: urllib.error.HTTPError) -> LeadmatchError:
         return error_from_dict(json.loads(exc.read())["error"])
     except (ValueError, KeyError, TypeError):
         return LeadmatchError(f"the service answered HTTP {exc.code} {exc.reason}", "check --server")
-
-
-def summary(data: dict) -> SimpleNamespace:
-    """An enrollment summary from the service, shaped like the library's report for the same printing."""
-    refused = [SimpleNamespace(**r) for r in data.get("refused", [])]
-    return SimpleNamespace(**{**data, "refused": refused, "skipped": data.get("skipped_duplicates", 0),
-                              "index_note": data.get("index_note"), "to_dict": lambda: data})

@@ -82,12 +82,20 @@ def get(ws: Workspace, name: str) -> Gallery:
     return Gallery(**dict(row))
 
 
-READERS = ("analyst", "agent", "reviewer", "auditor", "admin")
+READERS = ("analyst", "agent", "reviewer", "auditor", "admin")  # may know which galleries exist, to search one
+KEEPERS = ("analyst", "auditor", "admin")  # may read a gallery's details: counts, refusals, its index
+
+
+def names(ws: Workspace, actor: Actor) -> list[dict]:
+    """The galleries a search may name, with their legal authority (any signed-in role)."""
+    require(ws, actor, READERS, "gallery.names")
+    return [{"name": r["name"], "authority": r["authority"]}
+            for r in ws.conn.execute("SELECT name, authority FROM galleries ORDER BY name")]
 
 
 def list_all(ws: Workspace, actor: Actor) -> list[dict]:
-    """Every gallery with its counts, by name (any signed-in role may look)."""
-    require(ws, actor, READERS, "gallery.list")
+    """Every gallery with its counts and index, by name (analysts, auditors, admins)."""
+    require(ws, actor, KEEPERS, "gallery.list")
     return [describe(ws, Gallery(**dict(r))) for r in ws.conn.execute("SELECT * FROM galleries ORDER BY name")]
 
 
@@ -153,8 +161,8 @@ def set_target_fpir(ws: Workspace, actor: Actor, name: str, target: float) -> di
 
 
 def show(ws: Workspace, actor: Actor, name: str, with_refusals: bool = False) -> dict:
-    """A gallery's description for any signed-in role, with every refused photo if asked."""
-    require(ws, actor, READERS, "gallery.show", objects={"gallery": name})
+    """A gallery's description (analysts, auditors, admins), with every refused photo if asked."""
+    require(ws, actor, KEEPERS, "gallery.show", objects={"gallery": name})
     gallery = get(ws, name)
     info = describe(ws, gallery)
     if with_refusals:
@@ -209,7 +217,7 @@ def build_index(ws: Workspace, actor: Actor, name: str, factory_string: str | No
 
 def index_status(ws: Workspace, actor: Actor, name: str) -> dict:
     """Type, size, bytes per face, training, faces added since, last self-check, and whether to rebuild."""
-    require(ws, actor, READERS, "index.status", objects={"gallery": name})
+    require(ws, actor, KEEPERS, "index.status", objects={"gallery": name})
     gallery = get(ws, name)
     loaded = index.load(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     info = index.build_info(ws.conn, gallery.id) or {}

@@ -184,6 +184,13 @@ def can_read(ws: Workspace, actor: Actor, search) -> None:
                      "ask a reviewer or auditor", case=search["case_number"], search_id=search["id"])
 
 
+def may(actor: Actor, search: dict) -> dict:
+    """What `actor` may do on a search (as `show` gives it): `disposition` its candidates (the agent who ran it)
+    and `review` it (corroborate and close: a reviewer who did not run it). The gates still check each action."""
+    own = search["agent"] == actor.name
+    return {"disposition": own and actor.has("agent"), "review": actor.has("reviewer") and not own}
+
+
 def listing(ws: Workspace, actor: Actor, case: str | None = None, status: str | None = None) -> list[dict]:
     """Searches the actor may see, newest first."""
     held = require(ws, actor, ("agent", "reviewer", "auditor", "admin"), "search.list").roles

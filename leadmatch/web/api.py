@@ -19,10 +19,10 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
-from leadmatch.governance import accounts, casework, oversight, purposes, retention
+from leadmatch.governance import accounts
+from leadmatch.operations import galleries, oversight, people, searches, sessions
 from leadmatch.gallery import galleries as gallery
 from leadmatch.search import leads, probes
-from leadmatch.search import run as searching
 from leadmatch.governance.accounts import Actor
 from leadmatch.errors import InputError
 from leadmatch.record.workspace import Workspace
@@ -118,68 +118,63 @@ class IndexBuild(BaseModel):
 @router.post("/login")
 def login(body: Login, request: Request, ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
     """Password → bearer token (only its sha256 is stored), throttled per user and per address."""
-    token, actor, expires = accounts.login(ws, body.name, body.password, body.hours, throttle=config.throttle,
-                                           address=request.client.host if request.client else None)
-    return {"token": token, "user": actor.name, "roles": sorted(actor.roles), "expires": expires}
+    return sessions.login(ws, body.name, body.password, body.hours, throttle=config.throttle,
+                          address=request.client.host if request.client else None)
 
 
 @router.post("/logout")
 def logout(request: Request, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return {"user": accounts.logout(ws, bearer_token(request))}
+    return sessions.logout(ws, bearer_token(request))
 
 
 @router.get("/whoami")
 def whoami(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return {"user": actor.name, "roles": sorted(actor.roles),
-            "certification": accounts.current_certification(ws, actor.name),
-            "rules_accepted": accounts.get_user(ws, actor.name)["rules_accepted_at"], "mode": "service"}
+    return {**sessions.whoami(ws, actor), "mode": "service"}
 
 
 @router.post("/accept-rules")
 def accept_rules(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     """Record that the caller accepted the rules of behavior (the text is in GET /rules)."""
-    return {"user": actor.name, "at": accounts.accept_rules(ws, actor)}
+    return sessions.accept_rules(ws, actor)
 
 
 @router.get("/rules")
 def rules(actor: Actor = Depends(api_user)):
-    return {"rules": accounts.RULES_OF_BEHAVIOR}
+    return sessions.rules()
 
 
 @router.get("/purposes")
 def purpose_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return purposes.list_all(ws)
+    return people.list_purposes(ws)
 
 
 @router.post("/purposes")
 def purpose_add(body: PurposeAdd, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     """Admin: authorize a new search purpose; answers its name as stored."""
-    return {"purpose": purposes.add(ws, actor, body.name)}
+    return people.add_purpose(ws, actor, body.name)
 
 
 # Accounts (admin) ------------------------------------------------------------------------------------------
 
 @router.get("/users")
 def user_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return accounts.list_users(ws, actor)
+    return people.list_users(ws, actor)
 
 
 @router.post("/users")
 def user_add(body: UserAdd, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    added = accounts.add_user(ws, actor, body.name, body.roles, body.password)
-    return {"user": added.name, "roles": sorted(added.roles)}
+    return people.add_user(ws, actor, body.name, body.roles, body.password)
 
 
 @router.post("/users/{name}/certifications")
 def user_certify(name: str, body: Certification, actor: Actor = Depends(api_user),
                  ws: Workspace = Depends(workspace)):
-    return accounts.certify(ws, actor, name, body.course, body.completed, body.expires)
+    return people.certify(ws, actor, name, body.course, body.completed, body.expires)
 
 
 @router.post("/users/{name}/disable")
 def user_disable(name: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    accounts.disable(ws, actor, name)
-    return {"user": name}
+    return people.disable(ws, actor, name)
 
 
 # Searches --------------------------------------------------------------------------------------------------
@@ -214,30 +209,30 @@ async def search(request: Request, actor: Actor = Depends(api_user), config: Set
 @router.get("/searches")
 def search_list(case: str | None = None, status: str | None = None, actor: Actor = Depends(api_user),
                 ws: Workspace = Depends(workspace)):
-    return casework.listing(ws, actor, case or None, status or None)
+    return searches.listing(ws, actor, case, status)
 
 
 @router.get("/searches/{search_id}")
 def search_show(search_id: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return json_response(searching.show(ws, actor, search_id))
+    return json_response(searches.show(ws, actor, search_id))
 
 
 @router.post("/searches/{search_id}/dispositions")
 def disposition(search_id: str, body: Disposition, actor: Actor = Depends(api_user),
                 ws: Workspace = Depends(workspace)):
-    return casework.disposition(ws, actor, search_id, body.rank, body.decision, body.note)
+    return searches.disposition(ws, actor, search_id, body.rank, body.decision, body.note)
 
 
 @router.post("/searches/{search_id}/corroborations")
 def corroborate(search_id: str, body: Corroboration, actor: Actor = Depends(api_user),
                 ws: Workspace = Depends(workspace)):
-    return casework.corroborate(ws, actor, search_id, body.rank, body.evidence_type, body.evidence, body.reference,
+    return searches.corroborate(ws, actor, search_id, body.rank, body.evidence_type, body.evidence, body.reference,
                                 body.outcome)
 
 
 @router.post("/searches/{search_id}/close")
 def close(search_id: str, body: Closure, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return casework.close(ws, actor, search_id, body.outcome, body.note, body.rank)
+    return searches.close(ws, actor, search_id, body.outcome, body.note, body.rank)
 
 
 @router.get("/searches/{search_id}/report")
@@ -249,20 +244,19 @@ def report(search_id: str, actor: Actor = Depends(api_user), ws: Workspace = Dep
 
 @router.get("/galleries")
 def gallery_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return gallery.list_all(ws, actor)
+    return galleries.list_galleries(ws, actor)
 
 
 @router.post("/galleries")
 def gallery_create(body: GalleryCreate, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    created = gallery.create(ws, actor, body.name, body.authority, body.approved_by, body.approved_on, body.source,
-                             body.retention_days)
-    return gallery.show(ws, actor, created.name)
+    return galleries.create(ws, actor, body.name, body.authority, body.approved_by, body.approved_on, body.source,
+                            body.retention_days)
 
 
 @router.get("/galleries/{name}")
 def gallery_show(name: str, refusals: bool = False, actor: Actor = Depends(api_user),
                  ws: Workspace = Depends(workspace)):
-    return gallery.show(ws, actor, name, with_refusals=refusals)
+    return galleries.show(ws, actor, name, refusals)
 
 
 @router.post("/galleries/{name}/enroll")
@@ -272,7 +266,6 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
     {"path": ...}, a folder or manifest on the server under the configured --enroll-root. Either may add
     `ray` (auto, or the address of the service's own cluster) and `batch` (photos per Ray task, only with
     `ray`): the photos are then analyzed on the service's Ray cluster, driven by the service."""
-    accounts.require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": name})
     if request.headers.get("content-type", "").startswith("application/json"):
         payload = await request.json()
         if not isinstance(payload, dict):
@@ -281,12 +274,13 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
             body = EnrollPath(**payload)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
-        source = allowed_server_path(ws, actor, config, body.path, "gallery.enroll")
-        ray = allowed_ray(ws, actor, config, name, body.ray, body.batch)
-        return json_response(await enroll_call(request, config, actor, name, source, ray, body.batch))
+        plan = galleries.enrollment_plan(ws, actor, config.deployment, name, body.path, ray=body.ray, batch=body.batch)
+        return json_response(await enroll_call(request, config, actor, name, plan))
+    galleries.may_enroll(ws, actor, name)  # before the form is read
     form = await request.form()
     batch = forms.optional_number(str(form.get("batch") or ""), "batch", 1, 100_000)
-    ray = allowed_ray(ws, actor, config, name, str(form.get("ray") or "").strip() or None, batch)
+    ray = str(form.get("ray") or "").strip() or None
+    galleries.ray_cluster(ws, actor, config.deployment, name, ray, batch)  # before the upload is written
     # private to the service's account (0700); not under uploads/, whose age sweep must not race a long enroll
     folder = Path(tempfile.mkdtemp(prefix="leadmatch-enroll-"))
     try:
@@ -301,7 +295,9 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
             count += 1
         if not count:
             raise InputError("no photos were uploaded", "send them as multipart fields 'photo'")
-        result = await enroll_call(request, config, actor, name, folder, ray, batch)
+        plan = galleries.enrollment_plan(ws, actor, config.deployment, name, None, ray=ray, batch=batch,
+                                         uploaded=folder)
+        result = await enroll_call(request, config, actor, name, plan)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     for refusal in result["refused"]:
@@ -312,19 +308,19 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
 @router.delete("/galleries/{name}/subjects/{subject}")
 def gallery_remove(name: str, subject: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     """Analyst: remove a subject's photos and faces from the record and the index."""
-    return gallery.remove_subject(ws, actor, name, subject)
+    return galleries.remove_subject(ws, actor, name, subject)
 
 
 @router.post("/galleries/{name}/target-fpir")
 def gallery_target_fpir(name: str, body: TargetFpir, actor: Actor = Depends(api_user),
                         ws: Workspace = Depends(workspace)):
     """Admin: the false-alarm rate the gallery's threshold is calibrated for (recalibrates; audited)."""
-    return json_response(gallery.set_target_fpir(ws, actor, name, body.target))
+    return json_response(galleries.set_target_fpir(ws, actor, name, body.target))
 
 
 @router.get("/galleries/{name}/index")
 def index_status(name: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return json_response(gallery.index_status(ws, actor, name))
+    return json_response(galleries.index_status(ws, actor, name))
 
 
 @router.post("/galleries/{name}/index")
@@ -336,61 +332,25 @@ async def index_build(name: str, body: IndexBuild, request: Request, actor: Acto
                                                            body.index or None))
 
 
-async def enroll_call(request: Request, config: Settings, actor: Actor, name: str, source: Path, ray: str | None,
-                      batch: int | None) -> dict:
-    """Run the enrollment in a worker process: the photo pool's, or with `ray` a fresh process that drives
-    the Ray cluster (one run at a time; other requests are answered meanwhile)."""
-    pool = request.app.state.cluster_pool if ray else request.app.state.pool
-    return await pool.call(worker.enroll_folder, str(config.home), actor, name, str(source), ray, batch)
-
-
-def allowed_ray(ws: Workspace, actor: Actor, config: Settings, gallery_name: str, ray: str | None,
-                batch: int | None) -> str | None:
-    """The Ray cluster an enrollment may run on: None without `ray`; else the service's own (serve --ray),
-    asked for as `auto` or by its address. Any other address is refused and audited: the service would show
-    its cluster token, and send the photos, to whatever listens there."""
-    if not ray:
-        if batch is not None:
-            raise InputError("batch applies only with ray", "add ray (auto or HOST:PORT), or drop batch")
-        return None
-    from leadmatch.gallery.ray_cluster import check_address  # imports nothing of Ray
-
-    wanted = check_address(ray)
-    objects = {"gallery": gallery_name, "ray": ray}
-    if config.ray is None:
-        raise accounts.refuse(ws, actor, "gallery.enroll", "no-ray-cluster", "this service names no Ray cluster",
-                              "enroll without --ray, or ask its administrator to start it with --ray", objects=objects)
-    if wanted is not None and wanted != check_address(config.ray):
-        raise accounts.refuse(ws, actor, "gallery.enroll", "ray-not-allowed", f"this service enrolls only on its own "
-                              f"Ray cluster, not at {ray}", "give --ray auto to use the service's cluster",
-                              objects=objects)
-    return config.ray
-
-
-def allowed_server_path(ws: Workspace, actor: Actor, config: Settings, path: str, action: str) -> Path:
-    """A server-side path the analyst may name: under --enroll-root (refused and audited otherwise)."""
-    if config.enroll_root is None:
-        raise accounts.refuse(ws, actor, action, "no-enroll-root", "this service names no folder for server-side "
-                              "paths", "upload the photos, or start the service with --enroll-root DIR")
-    root = Path(config.enroll_root).resolve()
-    target = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
-    if target != root and root not in target.parents:
-        raise accounts.refuse(ws, actor, action, "outside-enroll-root", f"{path} is outside the enroll root",
-                              f"name a path under {root}", objects={"path": path})
-    return target
+async def enroll_call(request: Request, config: Settings, actor: Actor, name: str,
+                      plan: galleries.EnrollmentPlan) -> dict:
+    """Run the enrollment in a worker process: the photo pool's, or on a Ray cluster a fresh process that drives
+    it (one run at a time; other requests are answered meanwhile)."""
+    pool = request.app.state.cluster_pool if plan.ray else request.app.state.pool
+    return await pool.call(worker.enroll_folder, str(config.home), actor, name, plan)
 
 
 # Oversight -------------------------------------------------------------------------------------------------
 
 @router.get("/audit/verify")
 def audit_verify(expect_head: str | None = None, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return json_response(oversight.verify(ws, actor, expect_head).__dict__)
+    return json_response(oversight.verify(ws, actor, expect_head))
 
 
 @router.post("/audit/verify")
 def audit_verify_checkpoint(body: Verify, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     """Verify against a filed checkpoint, which the client sends (the file stays outside the system)."""
-    return json_response(oversight.verify(ws, actor, body.expect_head, body.checkpoint).__dict__)
+    return json_response(oversight.verify(ws, actor, body.expect_head, body.checkpoint))
 
 
 @router.post("/audit/checkpoint")
@@ -402,8 +362,6 @@ def audit_checkpoint(actor: Actor = Depends(api_user), ws: Workspace = Depends(w
 @router.get("/audit/log")
 def audit_log(case: str | None = None, user: str | None = None, since: str | None = None, limit: int | None = None,
               actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    if limit is not None and limit < 1:
-        raise InputError("limit must be at least 1", "give a positive number")
     return json_response(oversight.log(ws, actor, case, user, since, limit))
 
 
@@ -417,8 +375,7 @@ def audit_report(start: str, end: str, format: str = "json", stale_days: int = 3
 async def evaluate(body: Evaluation, request: Request, actor: Actor = Depends(api_user),
                    ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
     """An accuracy evaluation of labeled photos on the server (under --enroll-root), analyst or admin."""
-    accounts.require(ws, actor, ("analyst", "admin"), "evaluate")
-    source = allowed_server_path(ws, actor, config, body.path, "evaluate")
+    source = galleries.evaluation_source(ws, actor, config.deployment, body.path)
     result = await request.app.state.pool.call(worker.evaluate, str(source), body.enroll_first,
                                                body.holdout_subjects, body.seed, body.face)
     return json_response(result)
@@ -426,4 +383,4 @@ async def evaluate(body: Evaluation, request: Request, actor: Actor = Depends(ap
 
 @router.post("/purge")
 def purge(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return retention.purge_expired(ws, actor)
+    return oversight.purge_expired(ws, actor)

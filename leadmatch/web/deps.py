@@ -3,9 +3,6 @@ and the CSRF check of cookie-session forms. Each is a small function FastAPI cal
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +10,9 @@ from pathlib import Path
 from fastapi import Depends, Form, Request
 
 from leadmatch.governance import accounts
-from leadmatch.record import audit
+from leadmatch.governance import csrf as csrf_tokens
 from leadmatch.governance.accounts import Actor
-from leadmatch.errors import Refused
-from leadmatch.record.store import transaction
+from leadmatch.operations import Deployment
 from leadmatch.record.workspace import Workspace, open_workspace
 
 COOKIE = "leadmatch_session"
@@ -38,6 +34,11 @@ class Settings:
     max_search_bytes: int = 512 * 1024 * 1024    # a search upload: a video clip (the library allows 2 GiB)
     upload_max_age_s: int = 15 * 60              # abandoned face-picker uploads are swept after this
     throttle: accounts.SignInThrottle = field(default_factory=accounts.SignInThrottle)
+
+    @property
+    def deployment(self) -> Deployment:
+        """What this service allows beyond the library's rules (its enroll root, its Ray cluster)."""
+        return Deployment(service=True, enroll_root=self.enroll_root, ray=self.ray)
 
 
 def settings(request: Request) -> Settings:
@@ -80,23 +81,10 @@ def checked_form(request: Request, csrf: str = Form(""), actor: Actor = Depends(
                  ws: Workspace = Depends(workspace)) -> Actor:
     """A cookie-session form: refused (403, audited) before any of its fields is read unless it carries the
     session's CSRF token."""
-    if not hmac.compare_digest(csrf, request.state.csrf):
-        audit.record(ws.conn, actor.name, "web.form", "refused", objects={"path": request.url.path},
-                     reason="csrf: form without a valid CSRF token")
-        raise Refused("this form has no valid CSRF token", "reload the page and try again", "csrf")
+    csrf_tokens.check(ws, actor, csrf, request.state.csrf, request.url.path)
     return actor
 
 
 def csrf_for(ws: Workspace, token: str | None) -> str:
-    """The CSRF token of a session: an HMAC of the session token under the workspace's secret."""
-    return hmac.new(_csrf_secret(ws), (token or "").encode(), hashlib.sha256).hexdigest()
-
-
-def _csrf_secret(ws: Workspace) -> bytes:
-    row = ws.conn.execute("SELECT value FROM settings WHERE key = 'csrf_secret'").fetchone()
-    if row:
-        return bytes.fromhex(row[0])
-    with transaction(ws.conn):
-        ws.conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES ('csrf_secret', ?)",
-                        (secrets.token_hex(32),))
-    return _csrf_secret(ws)
+    """The CSRF token of a session (for the page to put in its forms)."""
+    return csrf_tokens.token_for(ws, token)

@@ -13,13 +13,11 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from leadmatch.governance import accounts, casework, oversight, purposes, retention
-from leadmatch.record import audit
-from leadmatch.search import crops, probes, report
-from leadmatch.gallery import galleries as gallery
-from leadmatch.search import run as searching
+from leadmatch.governance import accounts, casework, retention
+from leadmatch.operations import galleries, oversight, searches, sessions
+from leadmatch.search import crops
 from leadmatch.governance.accounts import Actor
-from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError
+from leadmatch.errors import FaceChoiceNeeded, LeadmatchError
 from leadmatch.search.video import is_video
 from leadmatch.record.workspace import Workspace
 from leadmatch.web import forms, worker
@@ -27,7 +25,6 @@ from leadmatch.web.deps import COOKIE, LOGIN_COOKIE, Settings, checked_form, pag
 from leadmatch.web.responses import page
 
 router = APIRouter()
-READERS_OF_GALLERIES = ("analyst", "admin", "auditor")
 
 
 # Sign-in ---------------------------------------------------------------------------------------------------
@@ -48,8 +45,8 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), csrf
         return page(request, "error", 403, user=None, csrf="", title="Form refused",
                     message="The sign-in form expired. Reload the page and try again.")
     try:
-        token, _, _ = accounts.login(ws, name, password, config.session_hours, throttle=config.throttle,
-                                     address=request.client.host if request.client else None)
+        token = sessions.login(ws, name, password, config.session_hours, throttle=config.throttle,
+                               address=request.client.host if request.client else None)["token"]
     except LeadmatchError as exc:
         status = 429 if getattr(exc, "reason", "") == "throttled" else 401
         return page(request, "login", status, user=None, csrf=csrf, why="", error=str(exc))
@@ -62,7 +59,7 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), csrf
 
 @router.post("/logout")
 def logout(request: Request, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace)):
-    accounts.logout(ws, request.cookies.get(COOKIE))
+    sessions.logout(ws, request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
@@ -77,9 +74,7 @@ def home_page(request: Request, actor: Actor = Depends(page_user)):
 
 @router.get("/search/new", response_class=HTMLResponse)
 def search_form(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
-    accounts.require(ws, actor, "agent", "web.search-form")
-    return page(request, "search_new", galleries=gallery.list_all(ws, actor), purposes=purposes.list_all(ws),
-                form={}, faces=None, fusions=probes.FUSIONS)
+    return page(request, "search_new", **searches.search_form(ws, actor), form={}, faces=None)
 
 
 @router.post("/search", response_class=HTMLResponse)
@@ -112,9 +107,8 @@ async def search_submit(request: Request, actor: Actor = Depends(checked_form), 
         result = await request.app.state.pool.call(worker.search, str(config.home), actor, request_, True)
     except FaceChoiceNeeded as several:
         keep = True
-        return page(request, "search_new", galleries=gallery.list_all(ws, actor), purposes=purposes.list_all(ws),
-                    form={**fields, "upload": paths[0].parent.name}, fusions=probes.FUSIONS,
-                    faces=several.faces, picking="track" if is_video(paths[0]) else "face",
+        return page(request, "search_new", **searches.search_form(ws, actor),
+                    form={**fields, "upload": paths[0].parent.name}, faces=several.faces, picking="track" if is_video(paths[0]) else "face",
                     message=several.message)
     finally:
         if not keep:
@@ -125,24 +119,23 @@ async def search_submit(request: Request, actor: Actor = Depends(checked_form), 
 @router.get("/searches", response_class=HTMLResponse)
 def search_list(request: Request, status: str = "", case: str = "", actor: Actor = Depends(page_user),
                 ws: Workspace = Depends(workspace)):
-    return page(request, "searches", rows=casework.listing(ws, actor, case or None, status or None),
+    return page(request, "searches", rows=searches.listing(ws, actor, case, status),
                 status_filter=status, case=case, statuses=casework.STATUSES)
 
 
 @router.get("/review", response_class=HTMLResponse)
 def review_queue(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
-    accounts.require(ws, actor, "reviewer", "web.review-queue")
-    return page(request, "searches", rows=casework.listing(ws, actor, None, casework.AWAITING_REVIEW),
+    return page(request, "searches", rows=searches.review_queue(ws, actor),
                 status_filter=casework.AWAITING_REVIEW, case="", statuses=casework.STATUSES)
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
 def search_page(request: Request, search_id: str, actor: Actor = Depends(page_user),
                 ws: Workspace = Depends(workspace)):
-    record = searching.show(ws, actor, search_id)
-    return page(request, "search", s=record, decisions=casework.DECISIONS, crop_size=crops.SIZE, large=crops.LARGE, evidence_types=casework.EVIDENCE_TYPES,
-                outcomes=casework.OUTCOMES, is_agent=record["agent"] == actor.name and actor.has("agent"),
-                is_reviewer=actor.has("reviewer") and record["agent"] != actor.name)
+    record = searches.show(ws, actor, search_id)
+    return page(request, "search", s=record, decisions=casework.DECISIONS, crop_size=crops.SIZE, large=crops.LARGE,
+                evidence_types=casework.EVIDENCE_TYPES, outcomes=casework.OUTCOMES,
+                is_agent=record["may"]["disposition"], is_reviewer=record["may"]["review"])
 
 
 @router.get("/searches/{search_id}/probe.png")
@@ -180,7 +173,7 @@ def report_download(search_id: str, actor: Actor = Depends(page_user), ws: Works
 @router.post("/searches/{search_id}/disposition")
 def disposition(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
                 rank: str = Form(""), decision: str = Form(""), note: str = Form("")):
-    casework.disposition(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), decision, note)
+    searches.disposition(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), decision, note)
     return back_to(search_id)
 
 
@@ -188,7 +181,7 @@ def disposition(search_id: str, actor: Actor = Depends(checked_form), ws: Worksp
 def corroborate(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
                 rank: str = Form(""), evidence_type: str = Form(""), evidence: str = Form(""),
                 reference: str = Form(""), outcome: str = Form("")):
-    casework.corroborate(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), evidence_type, evidence,
+    searches.corroborate(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), evidence_type, evidence,
                          reference, outcome)
     return back_to(search_id)
 
@@ -196,7 +189,7 @@ def corroborate(search_id: str, actor: Actor = Depends(checked_form), ws: Worksp
 @router.post("/searches/{search_id}/close")
 def close(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
           outcome: str = Form(""), note: str = Form(""), rank: str = Form("")):
-    casework.close(ws, actor, search_id, outcome, note, forms.optional_number(rank, "rank", 1, 50))
+    searches.close(ws, actor, search_id, outcome, note, forms.optional_number(rank, "rank", 1, 50))
     return back_to(search_id)
 
 
@@ -204,14 +197,12 @@ def close(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = 
 
 @router.get("/galleries", response_class=HTMLResponse)
 def gallery_list(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
-    accounts.require(ws, actor, READERS_OF_GALLERIES, "web.galleries")
-    return page(request, "galleries", galleries=gallery.list_all(ws, actor))
+    return page(request, "galleries", galleries=galleries.list_galleries(ws, actor))
 
 
 @router.get("/galleries/{name}", response_class=HTMLResponse)
 def gallery_page(request: Request, name: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
-    accounts.require(ws, actor, READERS_OF_GALLERIES, "web.gallery")
-    return page(request, "gallery", g=gallery.show(ws, actor, name, with_refusals=True))
+    return page(request, "gallery", g=galleries.show(ws, actor, name, refusals=True))
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -240,15 +231,14 @@ def back_to(search_id: str) -> RedirectResponse:
 
 def report_response(ws: Workspace, actor: Actor, search_id: str) -> HTMLResponse:
     """The lead report as a download (producing it is audited by the library)."""
-    return HTMLResponse(report.render(ws, actor, search_id), headers={
+    return HTMLResponse(searches.report_html(ws, actor, search_id), headers={
         "Content-Disposition": f'attachment; filename="lead-report-{search_id}.html"'})
 
 
 def audit_report_response(ws: Workspace, actor: Actor, start: str, end: str, format: str,
                           stale_days: int = 30) -> Response:
-    if format not in ("csv", "json"):
-        raise InputError(f"format {format!r} is not supported", "use csv or json")
+    media_type = oversight.report_format(format)
     data = oversight.report(ws, actor, start, end, stale_days)
-    body = audit.report_csv(data) if format == "csv" else json.dumps(data, indent=2)
-    return Response(body, media_type="text/csv" if format == "csv" else "application/json", headers={
+    body = oversight.report_csv(data) if format == "csv" else json.dumps(data, indent=2)
+    return Response(body, media_type=media_type, headers={
         "Content-Disposition": f'attachment; filename="audit-report-{start}-{end}.{format}"'})

@@ -18,10 +18,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from leadmatch.search import crops
-from leadmatch.gallery import galleries as galleries
+from leadmatch.operations import galleries, searches
 from leadmatch.search import run as searching
 from leadmatch.governance.accounts import Actor
-from leadmatch.gallery.enrollment import enroll
 from leadmatch.errors import FaceChoiceNeeded, LeadmatchError, PhotoError, WorkspaceError
 from leadmatch.search.video import is_video
 from leadmatch.wire import error_from_dict, error_to_dict
@@ -61,7 +60,7 @@ class Pool:
             outcome = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh for the next request
             self.shutdown()
-            if fn is enroll_folder and len(args) > 4 and args[4]:  # a Ray run: its driver died, not a photo
+            if fn is enroll_folder and args[3].ray:  # a Ray run: its driver died, not a photo
                 raise WorkspaceError("the enrollment on the Ray cluster stopped: the process driving it died",
                                      "run it again: every photo written so far is kept and skipped") from None
             if fn is build_index:
@@ -91,7 +90,7 @@ def search(home: str, actor: Actor, request: searching.SearchRequest, with_face_
     os.chdir(uploads[0].parent)
     request.probe, request.more_probes = Path(uploads[0].name), tuple(Path(p.name) for p in uploads[1:])
     try:
-        return {"ok": searching.run(ws, actor, request)}
+        return {"ok": searches.search(ws, actor, request)}
     except FaceChoiceNeeded as several:
         if with_face_images:
             several.faces = _with_images(several, uploads)
@@ -118,15 +117,13 @@ def _with_images(several: FaceChoiceNeeded, uploads: list[Path]) -> list[dict]:
     return [{**f, "image": data_url(crops.face_crop_png(pixels, f["box"], size=THUMB))} for f in several.faces]
 
 
-def enroll_folder(home: str, actor: Actor, gallery: str, source: str, ray: str | None = None,
-                  batch: int | None = None) -> dict:
-    """Worker: enroll a folder or manifest as `actor` (one process: the pool itself is the parallelism), or
-    with `ray` (the service's cluster, auto or HOST:PORT) on that Ray cluster, `batch` photos a task; this
-    process is then the Ray driver and leaves the cluster when the run ends."""
+def enroll_folder(home: str, actor: Actor, gallery: str, plan: galleries.EnrollmentPlan) -> dict:
+    """Worker: enroll what `plan` names as `actor` (one process: the pool itself is the parallelism), or on the
+    plan's Ray cluster (the service's), `batch` photos a task; this process is then the Ray driver and leaves the
+    cluster when the run ends."""
     ws = open_workspace(Path(home))
     try:
-        report = enroll(ws, actor, gallery, Path(source), workers=None if ray else 1, ray=ray, batch=batch)
-        return {"ok": {**report.to_dict(), "index_note": report.index_note}}
+        return {"ok": galleries.enroll(ws, actor, gallery, plan, workers=None if plan.ray else 1)}
     except LeadmatchError as exc:
         if getattr(exc, "reason", None) == "ray-unavailable":  # the analyst cannot start or fix the cluster
             exc.hint = "ask the service's administrator to check its Ray cluster (serve --ray), or enroll without --ray"

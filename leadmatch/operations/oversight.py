@@ -1,0 +1,50 @@
+"""The audit trail for auditors and admins — verify, checkpoint, log, the supervisors' report — and retention."""
+
+from __future__ import annotations
+
+from leadmatch.governance import oversight, retention
+from leadmatch.governance.accounts import Actor
+from leadmatch.errors import InputError
+from leadmatch.record import audit
+from leadmatch.record.workspace import Workspace
+
+REPORT_FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+
+
+def verify(ws: Workspace, actor: Actor, expect_head: str | None = None, checkpoint: dict | None = None) -> dict:
+    """Walk the keyed chain (and prove nothing changed behind a head hash or a filed checkpoint); the answer
+    says `ok`, and where and how it breaks if not (`description`)."""
+    result = oversight.verify(ws, actor, expect_head, checkpoint)
+    return {**result.__dict__, "description": None if result.ok else result.describe()}
+
+
+def checkpoint(ws: Workspace, actor: Actor) -> dict:
+    """Auditor: the signed head of the trail, for the caller to file outside the system."""
+    return oversight.checkpoint(ws, actor)
+
+
+def log(ws: Workspace, actor: Actor, case: str | None = None, user: str | None = None, since: str | None = None,
+        limit: int | None = None) -> list[dict]:
+    if limit is not None and limit < 1:
+        raise InputError("the entry limit must be at least 1", "give a positive number")
+    return oversight.log(ws, actor, case or None, user or None, since or None, limit)
+
+
+def report(ws: Workspace, actor: Actor, start: str, end: str, stale_days: int = 30) -> dict:
+    return oversight.report(ws, actor, start, end, stale_days)
+
+
+def report_format(fmt: str) -> str:
+    """The media type of a report format, or InputError naming the ones there are."""
+    if fmt not in REPORT_FORMATS:
+        raise InputError(f"report format {fmt!r} is not supported", "use csv or json")
+    return REPORT_FORMATS[fmt]
+
+
+def report_csv(data: dict) -> str:
+    return audit.report_csv(data)
+
+
+def purge_expired(ws: Workspace, actor: Actor) -> dict:
+    """Admin: closed searches past their gallery's retention lose their probe photos and details (audited)."""
+    return retention.purge_expired(ws, actor)
