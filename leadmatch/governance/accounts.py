@@ -18,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from leadmatch.governance import audit
 from leadmatch.errors import InputError, NotFound, Refused
-from leadmatch.record.store import transaction, utc_now
+from leadmatch.record.store import transaction, transition, utc_now
 from leadmatch.record.workspace import Workspace
 
 ROLES = ("admin", "analyst", "agent", "reviewer", "auditor")
@@ -112,7 +112,7 @@ def _insert_user(ws: Workspace, by: str, name: str, roles: list[str], password: 
 def certify(ws: Workspace, actor: Actor, name: str, course: str, completed: str, expires: str | None = None) -> dict:
     """Admin: record a completed course. Expiry defaults to one year after completion."""
     require(ws, actor, "admin", "user.certify", objects={"user": name})
-    row = get_user(ws, name)
+    get_user(ws, name)
     try:
         done = date.fromisoformat(completed)
         until = date.fromisoformat(expires) if expires else done.replace(year=done.year + 1) \
@@ -125,7 +125,9 @@ def certify(ws: Workspace, actor: Actor, name: str, course: str, completed: str,
         raise InputError(f"--expires {until} is not after --completed {done}", "give a later expiry")
     if not (course or "").strip():
         raise InputError("--course is empty", f'name the course, e.g. "{DEFAULT_COURSE}"')
-    with transaction(ws.conn):
+    with transition(ws.conn, Refused):  # the admin's role and the account re-read with the write
+        require(ws, actor, "admin", "user.certify", objects={"user": name})
+        row = get_user(ws, name)
         ws.conn.execute("INSERT INTO certifications (user_id, course, completed_on, expires_on, recorded_by, "
                         "recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
                         (row["id"], course.strip(), done.isoformat(), until.isoformat(), actor.name, utc_now()))
@@ -136,14 +138,18 @@ def certify(ws: Workspace, actor: Actor, name: str, course: str, completed: str,
 
 
 def disable(ws: Workspace, actor: Actor, name: str) -> None:
-    """Admin: disable an account at once; its sessions end."""
-    require(ws, actor, "admin", "user.disable", objects={"user": name})
-    row = get_user(ws, name)
-    if name == actor.name:
-        audit.record(ws.conn, actor.name, "user.disable", "refused", objects={"user": name},
-                     reason="self-disable: an admin cannot disable their own account")
-        raise Refused("you cannot disable your own account", "ask another admin", "self-disable")
-    with transaction(ws.conn):
+    """Admin: disable an account at once; its sessions end. The admin's own account is re-read in the same
+    transaction, so two admins disabling each other at once cannot both succeed."""
+    with transition(ws.conn, Refused):
+        require(ws, actor, "admin", "user.disable", objects={"user": name})
+        row = get_user(ws, name)
+        if name == actor.name:
+            audit.record(ws.conn, actor.name, "user.disable", "refused", objects={"user": name},
+                         reason="self-disable: an admin cannot disable their own account")
+            raise Refused("you cannot disable your own account", "ask another admin", "self-disable")
+        if row["disabled_at"]:
+            raise refuse(ws, actor, "user.disable", "already-disabled", f"account {name!r} is already disabled",
+                         "nothing to do", objects={"user": name})
         ws.conn.execute("UPDATE users SET disabled_at = ? WHERE id = ?", (utc_now(), row["id"]))
         ws.conn.execute("UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
                         (utc_now(), row["id"]))
@@ -183,11 +189,11 @@ def required_course(ws: Workspace) -> str:
 
 def accept_rules(ws: Workspace, actor: Actor) -> str:
     """Record that the user accepted the rules of behavior (once). Returns when."""
-    row = get_user(ws, actor.name)
-    if row["rules_accepted_at"]:
-        return row["rules_accepted_at"]
-    now = utc_now()
-    with transaction(ws.conn):
+    with transaction(ws.conn):  # read and write as one: two parallel acceptances record one
+        row = get_user(ws, actor.name)
+        if row["rules_accepted_at"]:
+            return row["rules_accepted_at"]
+        now = utc_now()
         ws.conn.execute("UPDATE users SET rules_accepted_at = ? WHERE id = ?", (now, row["id"]))
         audit.record(ws.conn, actor.name, "user.accept-rules",
                      objects={"rules_sha256": hashlib.sha256(RULES_OF_BEHAVIOR.encode()).hexdigest()})

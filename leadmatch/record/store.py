@@ -326,6 +326,21 @@ def transaction(conn: sqlite3.Connection):
     conn.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def transition(conn: sqlite3.Connection, keep: type[BaseException] | tuple = ()):
+    """One BEGIN IMMEDIATE transaction for a state check and the write it allows, so no other writer can change
+    the state in between. An exception of a `keep` type (a refusal, whose audit entry was written inside) commits
+    what was written before it, then propagates; any other exception rolls everything back."""
+    kept: BaseException | None = None
+    with transaction(conn):
+        try:
+            yield conn
+        except keep as exc:
+            kept = exc
+    if kept is not None:
+        raise kept
+
+
 def embedding_to_blob(vector: np.ndarray) -> bytes:
     """128 float32 values as little-endian bytes."""
     return np.asarray(vector, dtype="<f4").tobytes()
