@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from leadmatch.governance import accounts, casework, oversight, purposes, retention
-from leadmatch.gallery import galleries as gallery
+from leadmatch.gallery import galleries as gallery, sources
 from leadmatch.search import leads, probes
 from leadmatch.search import run as searching
 from leadmatch.governance.accounts import Actor
@@ -283,7 +283,8 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
             raise RequestValidationError(exc.errors()) from None
         source = allowed_server_path(ws, actor, config, body.path, "gallery.enroll")
         ray = allowed_ray(ws, actor, config, name, body.ray, body.batch)
-        return json_response(await enroll_call(request, config, actor, name, source, ray, body.batch))
+        return json_response(await enroll_call(request, config, actor, name, source, ray, body.batch,
+                                               config.enroll_root))
     form = await request.form()
     batch = forms.optional_number(str(form.get("batch") or ""), "batch", 1, 100_000)
     ray = allowed_ray(ws, actor, config, name, str(form.get("ray") or "").strip() or None, batch)
@@ -337,11 +338,13 @@ async def index_build(name: str, body: IndexBuild, request: Request, actor: Acto
 
 
 async def enroll_call(request: Request, config: Settings, actor: Actor, name: str, source: Path, ray: str | None,
-                      batch: int | None) -> dict:
+                      batch: int | None, root: Path | None = None) -> dict:
     """Run the enrollment in a worker process: the photo pool's, or with `ray` a fresh process that drives
-    the Ray cluster (one run at a time; other requests are answered meanwhile)."""
+    the Ray cluster (one run at a time; other requests are answered meanwhile). Only files under `root` (the
+    enroll root, for a server-side path; else the folder `source`) are read."""
     pool = request.app.state.cluster_pool if ray else request.app.state.pool
-    return await pool.call(worker.enroll_folder, str(config.home), actor, name, str(source), ray, batch)
+    return await pool.call(worker.enroll_folder, str(config.home), actor, name, str(source), ray, batch,
+                           str(root) if root is not None else None)
 
 
 def allowed_ray(ws: Workspace, actor: Actor, config: Settings, gallery_name: str, ray: str | None,
@@ -368,16 +371,8 @@ def allowed_ray(ws: Workspace, actor: Actor, config: Settings, gallery_name: str
 
 
 def allowed_server_path(ws: Workspace, actor: Actor, config: Settings, path: str, action: str) -> Path:
-    """A server-side path the analyst may name: under --enroll-root (refused and audited otherwise)."""
-    if config.enroll_root is None:
-        raise accounts.refuse(ws, actor, action, "no-enroll-root", "this service names no folder for server-side "
-                              "paths", "upload the photos, or start the service with --enroll-root DIR")
-    root = Path(config.enroll_root).resolve()
-    target = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
-    if target != root and root not in target.parents:
-        raise accounts.refuse(ws, actor, action, "outside-enroll-root", f"{path} is outside the enroll root",
-                              f"name a path under {root}", objects={"path": path})
-    return target
+    """A server-side path the analyst may name: under --enroll-root (the rule: `sources.server_path`)."""
+    return sources.server_path(ws, actor, config.enroll_root, path, action)
 
 
 # Oversight -------------------------------------------------------------------------------------------------
@@ -420,7 +415,7 @@ async def evaluate(body: Evaluation, request: Request, actor: Actor = Depends(ap
     accounts.require(ws, actor, ("analyst", "admin"), "evaluate")
     source = allowed_server_path(ws, actor, config, body.path, "evaluate")
     result = await request.app.state.pool.call(worker.evaluate, str(source), body.enroll_first,
-                                               body.holdout_subjects, body.seed, body.face)
+                                               body.holdout_subjects, body.seed, body.face, str(config.enroll_root))  # set: checked above
     return json_response(result)
 
 

@@ -119,13 +119,15 @@ def _with_images(several: FaceChoiceNeeded, uploads: list[Path]) -> list[dict]:
 
 
 def enroll_folder(home: str, actor: Actor, gallery: str, source: str, ray: str | None = None,
-                  batch: int | None = None) -> dict:
+                  batch: int | None = None, root: str | None = None) -> dict:
     """Worker: enroll a folder or manifest as `actor` (one process: the pool itself is the parallelism), or
     with `ray` (the service's cluster, auto or HOST:PORT) on that Ray cluster, `batch` photos a task; this
-    process is then the Ray driver and leaves the cluster when the run ends."""
+    process is then the Ray driver and leaves the cluster when the run ends. Only files under `root` (the
+    service's enroll root; None: the folder `source`) are read."""
     ws = open_workspace(Path(home))
     try:
-        report = enroll(ws, actor, gallery, Path(source), workers=None if ray else 1, ray=ray, batch=batch)
+        report = enroll(ws, actor, gallery, Path(source), workers=None if ray else 1, ray=ray, batch=batch,
+                        root=Path(root) if root else None)
         return {"ok": {**report.to_dict(), "index_note": report.index_note}}
     except LeadmatchError as exc:
         if getattr(exc, "reason", None) == "ray-unavailable":  # the analyst cannot start or fix the cluster
@@ -146,13 +148,15 @@ def build_index(home: str, actor: Actor, gallery: str, factory: str | None) -> d
         ws.close()
 
 
-def evaluate(source: str, enroll_first: int, holdout: float, seed: int, face: str | None = None) -> dict:
+def evaluate(source: str, enroll_first: int, holdout: float, seed: int, face: str | None = None,
+             root: str | None = None) -> dict:
     """Worker: an accuracy evaluation in a throw-away workspace (touches no gallery); one process, as the pool
     itself is the parallelism."""
     from leadmatch.tools import evaluation
 
     try:
-        result = evaluation.evaluate(Path(source), enroll_first, holdout, None, seed, face=face, workers=1)
+        result = evaluation.evaluate(Path(source), enroll_first, holdout, None, seed, face=face, workers=1,
+                                     root=Path(root) if root else None)
         return {"ok": result}
     except LeadmatchError as exc:
         return {"error": error_to_dict(exc)}
