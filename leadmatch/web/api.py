@@ -27,7 +27,7 @@ from leadmatch.governance.accounts import Actor
 from leadmatch.errors import InputError
 from leadmatch.record.workspace import Workspace
 from leadmatch.web import forms, pages, worker
-from leadmatch.web.deps import Settings, api_user, bearer_token, settings, workspace
+from leadmatch.web.deps import Settings, api_user, bearer_token, client_address, settings, workspace
 from leadmatch.web.responses import json_response
 
 router = APIRouter(prefix="/api/v1")
@@ -117,9 +117,10 @@ class IndexBuild(BaseModel):
 
 @router.post("/login")
 def login(body: Login, request: Request, ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
-    """Password → bearer token (only its sha256 is stored), throttled per user and per address."""
+    """Password → bearer token (only its sha256 is stored), throttled per account at an address and per address."""
+    address, peer = client_address(request)
     token, actor, expires = accounts.login(ws, body.name, body.password, body.hours, throttle=config.throttle,
-                                           address=request.client.host if request.client else None)
+                                           address=address, peer=peer)
     return {"token": token, "user": actor.name, "roles": sorted(actor.roles), "expires": expires}
 
 

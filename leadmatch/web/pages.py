@@ -22,7 +22,8 @@ from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError
 from leadmatch.search.video import is_video
 from leadmatch.record.workspace import Workspace
 from leadmatch.web import forms, worker
-from leadmatch.web.deps import COOKIE, LOGIN_COOKIE, Settings, checked_form, page_user, settings, workspace
+from leadmatch.web.deps import (COOKIE, LOGIN_COOKIE, Settings, checked_form, client_address, page_user, settings,
+                                 workspace)
 from leadmatch.web.responses import page
 
 router = APIRouter()
@@ -47,8 +48,9 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), csrf
         return page(request, "error", 403, user=None, csrf="", title="Form refused",
                     message="The sign-in form expired. Reload the page and try again.")
     try:
+        address, peer = client_address(request)
         token, _, _ = accounts.login(ws, name, password, config.session_hours, throttle=config.throttle,
-                                     address=request.client.host if request.client else None)
+                                     address=address, peer=peer)
     except LeadmatchError as exc:
         status = 429 if getattr(exc, "reason", "") == "throttled" else 401
         return page(request, "login", status, user=None, csrf=csrf, why="", error=str(exc))
