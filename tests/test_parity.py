@@ -69,10 +69,10 @@ class HttpError:
 def normal(value, homes: tuple[Path, ...]):
     """An answer with what differs by nature taken out: times, ids, tokens, the workspace's own path, and where
     a file came from (direct mode names a folder or a probe by its path on this machine; through the API they are
-    uploads, known by their file names)."""
+    uploads, known by their file names), and the network address a service sees and direct mode has not."""
     if isinstance(value, dict):
         if isinstance(value.get("objects"), dict):
-            objects = {k: v for k, v in value["objects"].items() if k != "source"}
+            objects = {k: v for k, v in value["objects"].items() if k not in ("source", "address", "peer")}
             if isinstance(objects.get("probe"), str):
                 objects["probe"] = Path(objects["probe"]).name
             value = {**value, "objects": objects}

@@ -418,6 +418,7 @@ def test_attack_backdated_client_clock_has_no_effect(service, tmp_path):
 
 
 def test_serve_refuses_a_workspace_open_to_others(home):
+    home.chmod(0o755)  # as a chmod after init, or an old leadmatch, would leave it
     result = subprocess.run([sys.executable, "-m", "leadmatch", "--home", str(home), "serve", "--port", str(free_port())],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr.startswith("error: ") and "open to group or others" in result.stderr

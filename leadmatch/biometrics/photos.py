@@ -91,20 +91,29 @@ def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
             raise _not_regular(name, info.st_mode)
         # O_NONBLOCK: if the file was swapped for a FIFO after the check, opening it must not wait for a writer.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise _not_regular(name, mode)
-            data = handle.read(limit + 1)
     except FileNotFoundError:
-        if os.path.islink(path):
-            raise PhotoError(f"{name} is a link to nothing ({display_name(os.readlink(path))})",
-                             "fix or remove the link", reason="broken-link") from None
+        if os.path.islink(path):  # where it points is not said: that would tell whether a path exists
+            raise PhotoError(f"{name} is a link to nothing", "fix or remove the link", reason="broken-link") from None
         raise PhotoError(f"photo not found: {name}", "check the path", reason="not-found") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise PhotoError(f"{name} is a link that loops back on itself", "fix or remove the link",
                              reason="broken-link") from None
+        raise PhotoError(f"cannot read {name}: {exc.strerror}", "check the file and its permissions") from None
+    return read_open(fd, name, limit)
+
+
+def read_open(fd: int, name: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the file open as `fd` (closed here), if it is a regular file of at most `limit` bytes;
+    else a one-line PhotoError about `name`."""
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):  # before fdopen, which refuses a folder in words of its own
+            os.close(fd)
+            raise _not_regular(name, mode)
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
         raise PhotoError(f"cannot read {name}: {exc.strerror}", "check the file and its permissions") from None
     if len(data) > limit:
         raise PhotoError(f"{name} is larger than {limit // 1024**2} MiB", "give a smaller photo file",

@@ -718,14 +718,23 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind 
                                                      help="Folder under which analysts may name server-side paths."),
           ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|HOST:PORT",
                                             help="The Ray cluster `gallery enroll --ray` runs on (the token comes "
-                                                 "from this account's RAY_AUTH_TOKEN* or ~/.ray/auth_token).")):
+                                                 "from this account's RAY_AUTH_TOKEN* or ~/.ray/auth_token)."),
+          trusted_proxy: list[str] = typer.Option([], "--trusted-proxy", metavar="ADDRESS|NETWORK",
+                                                  help="A reverse proxy whose X-Forwarded-For is believed "
+                                                       "(repeatable); by default none, not even loopback."),
+          checkpoint_every: Optional[str] = typer.Option(None, "--checkpoint-every", metavar="DURATION",
+                                                         help="File an audit checkpoint at start and this often "
+                                                              "(e.g. 1h), in --checkpoint-dir."),
+          checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
+                                                        help="Folder outside the workspace for those checkpoints.")):
     """The leadmatch service: owns the workspace; serves the web app and the JSON API (/api/v1)."""
     local_only("serve", "it is the service itself",
                "run it as the service's account on the service's machine, without --server")
     from leadmatch.web import preflight as service
     from leadmatch import web
 
-    options = service.ServeOptions(host, port, certfile, keyfile, insecure_http, enroll_root, ray)
+    options = service.ServeOptions(host, port, certfile, keyfile, insecure_http, enroll_root, ray,
+                                   tuple(trusted_proxy), checkpoint_every, checkpoint_dir)
     service.check_options(options)
     service.check_workspace(State.home)
     service.secure_new_files()

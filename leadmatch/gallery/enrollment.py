@@ -4,8 +4,10 @@ A photo already enrolled (same sha256) is skipped before it is decoded, and so i
 recorded meanwhile; each new photo must hold one usable face (or one clearly dominant face; see
 `quality.gallery_decision`). Every entry offered (files, links, FIFOs, hidden entries, folders that hold nothing)
 ends up counted as enrolled, skipped or refused with its reason: none is dropped. Names that are not valid UTF-8
-are recorded exactly, shown with the odd bytes escaped. The record is written in short transactions, then the
-index is brought in step with it.
+are recorded exactly, shown with the odd bytes escaped. Only files inside the enrollment's root are read
+(`sources`: the service's --enroll-root, else the folder given; never the workspace's own files): a link or
+manifest row leading elsewhere is refused as `outside-root`, and audited. The record is written in short
+transactions, then the index is brought in step with it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from leadmatch.gallery.analysis import Analyzer, LocalAnalyzer
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError, PhotoError
 from leadmatch.gallery.galleries import factory, get as get_gallery
-from leadmatch.biometrics.photos import PHOTO_SUFFIXES, display_name, raw_name, read_bytes, sha256_bytes
+from leadmatch.biometrics.photos import PHOTO_SUFFIXES, display_name, raw_name, sha256_bytes
+from leadmatch.gallery.sources import OUTSIDE_ROOT, Confinement
 from leadmatch.record.store import embedding_to_blob, transaction, utc_now
 from leadmatch.record.workspace import Workspace
 
@@ -188,12 +191,15 @@ def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | Non
 
 def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers: int | None = None,
            progress: Callable[[int, int], None] | None = None, ray: str | None = None,
-           batch: int | None = None) -> EnrollmentReport:
+           batch: int | None = None, root: Path | None = None) -> EnrollmentReport:
     """Analyst: enroll every photo under `source`. `progress(done, total)` is called as photos finish.
     With `ray` (auto or HOST:PORT) the photos are analyzed on that Ray cluster, `batch` photos a task, at most
-    `workers` actors (default: one per cluster CPU); the record is written here, as locally."""
+    `workers` actors (default: one per cluster CPU); the record is written here, as locally. Only files inside
+    `root` (the service's --enroll-root; default: the folder `source`) are read (see `sources`): any other entry
+    is refused as outside-root, and the run's such refusals audited."""
     require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": display_name(source)})
     gallery = get_gallery(ws, gallery_name)
+    confinement = Confinement.of(source, root, ws.home)
     items, refused = collect(source)
     report = EnrollmentReport(gallery=gallery.name, refused=list(refused))
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1)) if not ray else workers
@@ -209,7 +215,7 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
             jobs, pending, read, unreadable = [], [], [], []
             for item in chunk:
                 try:
-                    data = read_bytes(item.path)
+                    data = confinement.read(item.path)
                 except PhotoError as exc:
                     unreadable.append(Refusal.of(item.path, exc.reason, exc.message))
                     continue
@@ -237,12 +243,25 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
     finally:
         analyzer.close()
     _record_refusals(ws, gallery.id, refused)
+    _audit_outside(ws, actor, gallery.name, source, confinement, report.refused)
     _, report.index_note = index.sync(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     audit.record(ws.conn, actor.name, "gallery.enroll", objects={
         "gallery": gallery.name, "source": display_name(source), "enrolled": report.enrolled, "skipped": report.skipped,
         "refused": len(report.refused), **({"ray": ray} if ray else {})},  # which cluster analyzed them
         photos=[r.sha256 for r in report.refused if r.sha256])
     return report
+
+
+def _audit_outside(ws: Workspace, actor: Actor, gallery: str, source: Path, confinement: Confinement,
+                   refused: list[Refusal]) -> None:
+    """One refused entry in the audit for the run's entries outside its root (each is also in the summary and
+    the record's refusals); the first 100 paths are named."""
+    outside = [r.path for r in refused if r.reason == OUTSIDE_ROOT]
+    if outside:
+        audit.record(ws.conn, actor.name, "gallery.enroll", "refused", objects={
+            "gallery": gallery, "source": display_name(source), "outside_root": len(outside), "paths": outside[:100],
+            "root": display_name(confinement.root) if confinement.root else None},
+            reason=f"{OUTSIDE_ROOT}: {len(outside)} entries lie outside the enrollment root or in the workspace")
 
 
 def _enrolled_meanwhile(ws: Workspace, gallery_id: int, digests: list[str]) -> set[str]:

@@ -156,7 +156,7 @@ def write_atomic(index: faiss.Index, path: Path) -> str:
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     digest = hashlib.sha256()
     try:
-        with open(temp, "wb") as handle:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as handle:
             def sink(chunk: bytes) -> int:
                 digest.update(chunk)
                 return handle.write(chunk)

@@ -17,8 +17,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from leadmatch.record import audit
+from leadmatch.governance.signin import SignInThrottle
 from leadmatch.errors import InputError, NotFound, Refused
-from leadmatch.record.store import transaction, utc_now
+from leadmatch.record.store import transaction, transition, utc_now
 from leadmatch.record.workspace import Workspace
 
 ROLES = ("admin", "analyst", "agent", "reviewer", "auditor")
@@ -112,7 +113,7 @@ def _insert_user(ws: Workspace, by: str, name: str, roles: list[str], password: 
 def certify(ws: Workspace, actor: Actor, name: str, course: str, completed: str, expires: str | None = None) -> dict:
     """Admin: record a completed course. Expiry defaults to one year after completion."""
     require(ws, actor, "admin", "user.certify", objects={"user": name})
-    row = get_user(ws, name)
+    get_user(ws, name)
     try:
         done = date.fromisoformat(completed)
         until = date.fromisoformat(expires) if expires else done.replace(year=done.year + 1) \
@@ -125,7 +126,9 @@ def certify(ws: Workspace, actor: Actor, name: str, course: str, completed: str,
         raise InputError(f"--expires {until} is not after --completed {done}", "give a later expiry")
     if not (course or "").strip():
         raise InputError("--course is empty", f'name the course, e.g. "{DEFAULT_COURSE}"')
-    with transaction(ws.conn):
+    with transition(ws.conn, Refused):  # the admin's role and the account re-read with the write
+        require(ws, actor, "admin", "user.certify", objects={"user": name})
+        row = get_user(ws, name)
         ws.conn.execute("INSERT INTO certifications (user_id, course, completed_on, expires_on, recorded_by, "
                         "recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
                         (row["id"], course.strip(), done.isoformat(), until.isoformat(), actor.name, utc_now()))
@@ -136,14 +139,18 @@ def certify(ws: Workspace, actor: Actor, name: str, course: str, completed: str,
 
 
 def disable(ws: Workspace, actor: Actor, name: str) -> None:
-    """Admin: disable an account at once; its sessions end."""
-    require(ws, actor, "admin", "user.disable", objects={"user": name})
-    row = get_user(ws, name)
-    if name == actor.name:
-        audit.record(ws.conn, actor.name, "user.disable", "refused", objects={"user": name},
-                     reason="self-disable: an admin cannot disable their own account")
-        raise Refused("you cannot disable your own account", "ask another admin", "self-disable")
-    with transaction(ws.conn):
+    """Admin: disable an account at once; its sessions end. The admin's own account is re-read in the same
+    transaction, so two admins disabling each other at once cannot both succeed."""
+    with transition(ws.conn, Refused):
+        require(ws, actor, "admin", "user.disable", objects={"user": name})
+        row = get_user(ws, name)
+        if name == actor.name:
+            audit.record(ws.conn, actor.name, "user.disable", "refused", objects={"user": name},
+                         reason="self-disable: an admin cannot disable their own account")
+            raise Refused("you cannot disable your own account", "ask another admin", "self-disable")
+        if row["disabled_at"]:
+            raise refuse(ws, actor, "user.disable", "already-disabled", f"account {name!r} is already disabled",
+                         "nothing to do", objects={"user": name})
         ws.conn.execute("UPDATE users SET disabled_at = ? WHERE id = ?", (utc_now(), row["id"]))
         ws.conn.execute("UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
                         (utc_now(), row["id"]))
@@ -183,11 +190,11 @@ def required_course(ws: Workspace) -> str:
 
 def accept_rules(ws: Workspace, actor: Actor) -> str:
     """Record that the user accepted the rules of behavior (once). Returns when."""
-    row = get_user(ws, actor.name)
-    if row["rules_accepted_at"]:
-        return row["rules_accepted_at"]
-    now = utc_now()
-    with transaction(ws.conn):
+    with transaction(ws.conn):  # read and write as one: two parallel acceptances record one
+        row = get_user(ws, actor.name)
+        if row["rules_accepted_at"]:
+            return row["rules_accepted_at"]
+        now = utc_now()
         ws.conn.execute("UPDATE users SET rules_accepted_at = ? WHERE id = ?", (now, row["id"]))
         audit.record(ws.conn, actor.name, "user.accept-rules",
                      objects={"rules_sha256": hashlib.sha256(RULES_OF_BEHAVIOR.encode()).hexdigest()})
@@ -196,51 +203,25 @@ def accept_rules(ws: Workspace, actor: Actor) -> str:
 
 # Sessions -----------------------------------------------------------------------------------------------
 
-class SignInThrottle:
-    """Per-user and per-address sign-in throttling (kept by the service process): after FREE failures in a
-    row, each further attempt must wait BASE·2^(failures−FREE) seconds (at most CAP) after the last failure."""
-
-    FREE, BASE, CAP = 5, 2.0, 900.0
-
-    def __init__(self) -> None:
-        import threading
-        import time
-
-        self._clock = time.monotonic
-        self._lock = threading.Lock()
-        self._failures: dict[str, tuple[int, float]] = {}
-
-    def wait(self, keys: list[str]) -> float:
-        """Seconds still to wait before any of `keys` may try again (0 if none is throttled)."""
-        now, waits = self._clock(), [0.0]
-        with self._lock:
-            for key in keys:
-                count, last = self._failures.get(key, (0, 0.0))
-                if count >= self.FREE:
-                    waits.append(last + min(self.CAP, self.BASE * 2 ** (count - self.FREE)) - now)
-        return max(waits)
-
-    def failed(self, keys: list[str]) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures[key] = (self._failures.get(key, (0, 0.0))[0] + 1, self._clock())
-
-    def succeeded(self, keys: list[str]) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
-
-
 def login(ws: Workspace, name: str, password: str, hours: int = SESSION_HOURS, *,
-          throttle: SignInThrottle | None = None, address: str | None = None) -> tuple[str, Actor, str]:
+          throttle: SignInThrottle | None = None, address: str | None = None,
+          peer: str | None = None) -> tuple[str, Actor, str]:
     """Check the password; return (token, actor, expiry). Only the token's sha256 is stored. With a
-    `throttle` (the service), repeated failures for the name or the `address` delay further tries (audited)."""
-    keys = [f"user:{name}"] + ([f"address:{address}"] if address else [])
-    if throttle is not None and (delay := throttle.wait(keys)) > 0:
-        audit.record(ws.conn, name, "login", "refused", objects={"address": address},
-                     reason=f"throttled: too many failed sign-ins; next try in {delay:.0f} s")
-        raise Refused(f"too many failed sign-ins for {name!r} or from this address",
-                      f"wait {max(1, round(delay))} s and try again", "throttled")
+    `throttle` (the service), failures slow further tries of the name from `address` and, past a larger count,
+    of unknown names from `address` (see `signin`); each entry records `address` and the TCP `peer`."""
+    where = {"address": address, **({"peer": peer} if peer and peer != address else {})} if address else None
+    throttled = throttle is not None and address is not None
+    if throttled:
+        with transaction(ws.conn):  # the check and the count as one: parallel guesses cannot slip past it
+            delay = throttle.wait(ws.conn, name, address)
+            if delay > 0:
+                audit.record(ws.conn, name, "login", "refused", objects=where,
+                             reason=f"throttled: too many failed sign-ins; next try in {delay:.0f} s")
+            else:
+                throttle.charge(ws.conn, name, address)
+        if delay > 0:
+            raise Refused(f"too many failed sign-ins for {name!r} from this address",
+                          f"wait {max(1, round(delay))} s and try again, or sign in from another address", "throttled")
     row = _user_row(ws, name)
     ok = False
     if row is not None:
@@ -251,21 +232,20 @@ def login(ws: Workspace, name: str, password: str, hours: int = SESSION_HOURS, *
     else:
         _hasher.hash(password)  # same work as a real check, so timing does not reveal which names exist
     if not ok:
-        if throttle is not None:
-            throttle.failed(keys)
-        audit.record(ws.conn, name, "login", "refused", reason="bad-credentials: wrong user name or password")
+        audit.record(ws.conn, name, "login", "refused", objects=where,
+                     reason="bad-credentials: wrong user name or password")
         raise Refused("wrong user name or password", "try again", "bad-credentials")
     if row["disabled_at"]:
-        audit.record(ws.conn, name, "login", "refused", reason="disabled: account disabled")
+        audit.record(ws.conn, name, "login", "refused", objects=where, reason="disabled: account disabled")
         raise Refused(f"account {name!r} is disabled", "ask an admin", "disabled")
-    if throttle is not None:
-        throttle.succeeded(keys)
     token = secrets.token_urlsafe(32)
     expires = (datetime.now(timezone.utc) + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with transaction(ws.conn):
+        if throttled:
+            throttle.succeeded(ws.conn, name, address)
         ws.conn.execute("INSERT INTO sessions (token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
                         (_token_hash(token), row["id"], utc_now(), expires))
-        audit.record(ws.conn, name, "login", objects={"expires": expires})
+        audit.record(ws.conn, name, "login", objects={"expires": expires, **(where or {})})
     return token, Actor(name, _roles(row)), expires
 
 

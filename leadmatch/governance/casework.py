@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from leadmatch.record import audit
 from leadmatch.governance.accounts import Actor, refuse, require
-from leadmatch.errors import InputError, NotFound
-from leadmatch.record.store import transaction, utc_now
+from leadmatch.errors import InputError, NotFound, Refused
+from leadmatch.record.store import transition, utc_now
 from leadmatch.record.workspace import Workspace
 
 AWAITING_DISPOSITION = "awaiting-disposition"
@@ -59,7 +59,13 @@ def _text(ws, actor, action, search, value: str, option: str) -> str:
 def disposition(ws: Workspace, actor: Actor, search_id: str, rank: int, decision: str, note: str) -> dict:
     """The searching agent's decision on one candidate. When every candidate has one, review opens."""
     action = "disposition"
-    search = _search(ws, search_id)
+    with transition(ws.conn, Refused):  # the checks and the write as one: a parallel call sees this one's result
+        return _disposition(ws, actor, action, _search(ws, search_id), rank, decision, note)
+
+
+def _disposition(ws: Workspace, actor: Actor, action: str, search, rank: int, decision: str, note: str) -> dict:
+    """`disposition` inside its transaction: `search` was read there."""
+    search_id = search["id"]
     context = {"case": search["case_number"], "search_id": search_id, "objects": {"rank": rank}}
     require(ws, actor, "agent", action, **context)
     _not_closed(ws, actor, action, search)
@@ -74,22 +80,19 @@ def disposition(ws: Workspace, actor: Actor, search_id: str, rank: int, decision
         raise InputError(f"--decision {decision!r} is not allowed", f"use {' or '.join(DECISIONS)}")
     _candidate(ws, actor, action, search, rank)
     note = _text(ws, actor, action, search, note, "--note")
-    # Checked outside the transaction so the refusal's audit entry is not rolled back with it; the primary
-    # key still stops a concurrent duplicate.
     if ws.conn.execute("SELECT 1 FROM dispositions WHERE search_id = ? AND rank = ?", (search_id, rank)).fetchone():
         raise refuse(ws, actor, action, "already-dispositioned",
                      f"rank {rank} of search {search_id} already has a disposition",
                      "dispositions are final; explain a correction in the closure note", **context)
-    with transaction(ws.conn):
-        ws.conn.execute("INSERT INTO dispositions (search_id, rank, decision, note, decided_by, decided_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (search_id, rank, decision, note, actor.name, utc_now()))
-        remaining = ws.conn.execute(
-            "SELECT count(*) FROM candidates c LEFT JOIN dispositions d ON d.search_id = c.search_id AND d.rank = c.rank "
-            "WHERE c.search_id = ? AND d.rank IS NULL", (search_id,)).fetchone()[0]
-        status = AWAITING_REVIEW if remaining == 0 else AWAITING_DISPOSITION
-        ws.conn.execute("UPDATE searches SET status = ? WHERE id = ?", (status, search_id))
-        audit.record(ws.conn, actor.name, action, case=search["case_number"], search_id=search_id,
-                     objects={"rank": rank, "decision": decision, "status": status})
+    ws.conn.execute("INSERT INTO dispositions (search_id, rank, decision, note, decided_by, decided_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (search_id, rank, decision, note, actor.name, utc_now()))
+    remaining = ws.conn.execute(
+        "SELECT count(*) FROM candidates c LEFT JOIN dispositions d ON d.search_id = c.search_id AND d.rank = c.rank "
+        "WHERE c.search_id = ? AND d.rank IS NULL", (search_id,)).fetchone()[0]
+    status = AWAITING_REVIEW if remaining == 0 else AWAITING_DISPOSITION
+    ws.conn.execute("UPDATE searches SET status = ? WHERE id = ?", (status, search_id))
+    audit.record(ws.conn, actor.name, action, case=search["case_number"], search_id=search_id,
+                 objects={"rank": rank, "decision": decision, "status": status})
     return {"search_id": search_id, "rank": rank, "decision": decision, "status": status, "remaining": remaining}
 
 
@@ -97,7 +100,15 @@ def corroborate(ws: Workspace, actor: Actor, search_id: str, rank: int, evidence
                 reference: str, outcome: str) -> dict:
     """A reviewer, never the searching agent, records independent evidence on a possible lead."""
     action = "corroborate"
-    search = _search(ws, search_id)
+    with transition(ws.conn, Refused):  # the checks and the write as one
+        return _corroborate(ws, actor, action, _search(ws, search_id), rank, evidence_type, evidence, reference,
+                            outcome)
+
+
+def _corroborate(ws: Workspace, actor: Actor, action: str, search, rank: int, evidence_type: str, evidence: str,
+                 reference: str, outcome: str) -> dict:
+    """`corroborate` inside its transaction: `search` was read there."""
+    search_id = search["id"]
     context = {"case": search["case_number"], "search_id": search_id, "objects": {"rank": rank}}
     require(ws, actor, "reviewer", action, **context)
     _not_closed(ws, actor, action, search)
@@ -123,19 +134,24 @@ def corroborate(ws: Workspace, actor: Actor, search_id: str, rank: int, evidence
     if not reference:
         raise refuse(ws, actor, action, "missing-reference", "--reference is empty",
                      "cite the record, report or exhibit the evidence comes from", **context)
-    with transaction(ws.conn):
-        ws.conn.execute("INSERT INTO corroborations (search_id, rank, evidence_type, evidence, reference, outcome, "
-                        "recorded_by, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (search_id, rank, evidence_type, evidence, reference, outcome, actor.name, utc_now()))
-        audit.record(ws.conn, actor.name, action, case=search["case_number"], search_id=search_id,
-                     objects={"rank": rank, "evidence_type": evidence_type, "outcome": outcome, "reference": reference})
+    ws.conn.execute("INSERT INTO corroborations (search_id, rank, evidence_type, evidence, reference, outcome, "
+                    "recorded_by, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (search_id, rank, evidence_type, evidence, reference, outcome, actor.name, utc_now()))
+    audit.record(ws.conn, actor.name, action, case=search["case_number"], search_id=search_id,
+                 objects={"rank": rank, "evidence_type": evidence_type, "outcome": outcome, "reference": reference})
     return {"search_id": search_id, "rank": rank, "evidence_type": evidence_type, "outcome": outcome}
 
 
 def close(ws: Workspace, actor: Actor, search_id: str, outcome: str, note: str, rank: int | None = None) -> dict:
     """A reviewer closes the search: `identified` (on a corroborated rank) or `no-identification`."""
     action = "close"
-    search = _search(ws, search_id)
+    with transition(ws.conn, Refused):  # the status check and the closure as one: a search closes once
+        return _close(ws, actor, action, _search(ws, search_id), outcome, note, rank)
+
+
+def _close(ws: Workspace, actor: Actor, action: str, search, outcome: str, note: str, rank: int | None) -> dict:
+    """`close` inside its transaction: `search` was read there."""
+    search_id = search["id"]
     context = {"case": search["case_number"], "search_id": search_id, "objects": {"outcome": outcome, "rank": rank}}
     require(ws, actor, "reviewer", action, **context)
     _not_closed(ws, actor, action, search)
@@ -167,11 +183,10 @@ def close(ws: Workspace, actor: Actor, search_id: str, outcome: str, note: str, 
     else:
         raise InputError(f"--outcome {outcome!r} is not allowed", "use identified or no-identification")
     now = utc_now()
-    with transaction(ws.conn):
-        ws.conn.execute("UPDATE searches SET status = ?, closed_at = ?, closed_by = ?, closure_rank = ?, "
-                        "closure_note = ? WHERE id = ?", (status, now, actor.name, rank, note, search_id))
-        audit.record(ws.conn, actor.name, action, case=search["case_number"], search_id=search_id,
-                     objects={"status": status, "rank": rank})
+    ws.conn.execute("UPDATE searches SET status = ?, closed_at = ?, closed_by = ?, closure_rank = ?, "
+                    "closure_note = ? WHERE id = ?", (status, now, actor.name, rank, note, search_id))
+    audit.record(ws.conn, actor.name, action, case=search["case_number"], search_id=search_id,
+                 objects={"status": status, "rank": rank})
     return {"search_id": search_id, "status": status, "rank": rank, "closed_at": now}
 
 

@@ -80,6 +80,48 @@ def write_checkpoint(made: dict, out: Path) -> Path:
     return out
 
 
+#: Who files the service's scheduled checkpoints (serve --checkpoint-every) in the trail.
+SCHEDULE_ACTOR = "leadmatch-schedule"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, option: str = "--checkpoint-every") -> float:
+    """'90s', '15m', '1h', '1d' (or a number of seconds) → seconds, at least 1; an InputError otherwise."""
+    value = (text or "").strip().lower()
+    number, unit = (value[:-1], value[-1]) if value[-1:] in _UNITS else (value, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= 1 or seconds == float("inf"):
+        raise InputError(f"{option} {text!r} is not a duration of at least 1 s", "give e.g. 15m, 1h or 1d")
+    return seconds
+
+
+def check_checkpoint_folder(folder: Path, home: Path) -> Path:
+    """The folder scheduled checkpoints are filed in: an existing, writable folder outside the workspace
+    (a checkpoint kept beside the trail it vouches for proves nothing once both are cut back)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"--checkpoint-dir {folder} is not a folder", "create it, or name another")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"--checkpoint-dir {folder} is not writable by this account", "give the service's account "
+                         "write access to it, or name another")
+    real, workspace = folder.resolve(), Path(home).resolve()
+    if real == workspace or workspace in real.parents:
+        raise InputError(f"--checkpoint-dir {folder} is inside the workspace", "file checkpoints outside it, "
+                         "ideally where they are copied off this machine")
+    return real
+
+
+def file_scheduled_checkpoint(ws: Workspace, folder: Path) -> Path:
+    """The service's scheduled checkpoint: append a checkpoint entry (by SCHEDULE_ACTOR) and file it in
+    `folder` as checkpoint-<UTC time>-<entry>.json, never over a file. Returns the file."""
+    made = audit.checkpoint(ws.conn, SCHEDULE_ACTOR)
+    stamp = made["at"][:19].replace(":", "").replace("-", "")
+    return write_checkpoint(made, Path(folder) / f"checkpoint-{stamp}Z-{made['entry']}.json")
+
+
 def log(ws: Workspace, actor: Actor, case: str | None = None, user: str | None = None, since: str | None = None,
         limit: int | None = None) -> list[dict]:
     require(ws, actor, OVERSEERS, "audit.log")

@@ -39,10 +39,10 @@ def expired(ws: Workspace, now: datetime | None = None) -> list[dict]:
 def purge_expired(ws: Workspace, actor: Actor) -> dict:
     """Admin: purge every expired search. Returns what was purged."""
     require(ws, actor, "admin", "purge")
-    due = expired(ws)
     removed_files = 0
     now = utc_now()
-    with transaction(ws.conn):
+    with transaction(ws.conn):  # what is due is read in the purge's transaction: two purges never purge one twice
+        due = expired(ws)
         for row in due:
             ws.conn.execute("DELETE FROM candidates WHERE search_id = ?", (row["id"],))
             ws.conn.execute("DELETE FROM dispositions WHERE search_id = ?", (row["id"],))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from leadmatch.gallery import enrollment, galleries
+from leadmatch.gallery import enrollment, galleries, sources
 from leadmatch.gallery.ray_cluster import check_address  # imports nothing of Ray
 from leadmatch.governance import accounts
 from leadmatch.governance.accounts import Actor
@@ -56,11 +56,13 @@ def build_index(ws: Workspace, actor: Actor, name: str, factory: str | None = No
 
 @dataclass(frozen=True)
 class EnrollmentPlan:
-    """What an enrollment request may do here: the folder or manifest to read, and the Ray cluster (or None)."""
+    """What an enrollment request may do here: the folder or manifest to read, the folder nothing may be read
+    outside of (`root`: a service's enroll root; None: the source itself), and the Ray cluster (or None)."""
 
     source: Path
     ray: str | None
     batch: int | None
+    root: Path | None = None
 
 
 def enrollment_plan(ws: Workspace, actor: Actor, deployment: Deployment, name: str, path: Path | str | None, *,
@@ -69,8 +71,10 @@ def enrollment_plan(ws: Workspace, actor: Actor, deployment: Deployment, name: s
     the service wrote itself, or `path`, confined to a service's enroll root) and the Ray cluster."""
     may_enroll(ws, actor, name)
     cluster = ray_cluster(ws, actor, deployment, name, ray, batch)
-    source = uploaded if uploaded is not None else server_path(ws, actor, deployment, str(path), "gallery.enroll")
-    return EnrollmentPlan(Path(source), cluster, batch)
+    if uploaded is not None:
+        return EnrollmentPlan(Path(uploaded), cluster, batch)
+    source = server_path(ws, actor, deployment, str(path), "gallery.enroll")
+    return EnrollmentPlan(source, cluster, batch, deployment.enroll_root if deployment.service else None)
 
 
 def may_enroll(ws: Workspace, actor: Actor, name: str) -> None:
@@ -82,7 +86,7 @@ def enroll(ws: Workspace, actor: Actor, name: str, plan: EnrollmentPlan, *, work
            progress: Callable[[int, int], None] | None = None) -> dict:
     """Enroll what `plan` names; answers the summary (every entry enrolled, skipped or refused with a reason)."""
     report = enrollment.enroll(ws, actor, name, plan.source, workers=workers, ray=plan.ray, batch=plan.batch,
-                               progress=progress)
+                               progress=progress, root=plan.root)
     return {**report.to_dict(), "index_note": report.index_note}
 
 
@@ -113,18 +117,10 @@ def ray_cluster(ws: Workspace, actor: Actor, deployment: Deployment, gallery: st
 
 def server_path(ws: Workspace, actor: Actor, deployment: Deployment, path: str, action: str) -> Path:
     """A path the caller names for the service to read: in direct mode as given; on a service, under its enroll
-    root (refused and audited otherwise)."""
+    root and outside the workspace (`sources.server_path`: refused and audited otherwise)."""
     if not deployment.service:
         return Path(path)
-    if deployment.enroll_root is None:
-        raise accounts.refuse(ws, actor, action, "no-enroll-root", "this service names no folder for server-side "
-                              "paths", "upload the photos, or ask its administrator to set an enroll root")
-    root = Path(deployment.enroll_root).resolve()
-    target = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
-    if target != root and root not in target.parents:
-        raise accounts.refuse(ws, actor, action, "outside-enroll-root", f"{path} is outside the enroll root",
-                              f"name a path under {root}", objects={"path": path})
-    return target
+    return sources.server_path(ws, actor, deployment.enroll_root, path, action)
 
 
 def evaluation_source(ws: Workspace, actor: Actor, deployment: Deployment, path: str) -> Path:

@@ -8,9 +8,11 @@ from leadmatch.record.workspace import Workspace
 
 
 def login(ws: Workspace, name: str, password: str, hours: int = accounts.SESSION_HOURS, *,
-          throttle: accounts.SignInThrottle | None = None, address: str | None = None) -> dict:
-    """Password → a session token (only its sha256 is stored) with the user, roles and expiry."""
-    token, actor, expires = accounts.login(ws, name, password, hours, throttle=throttle, address=address)
+          throttle: accounts.SignInThrottle | None = None, address: str | None = None,
+          peer: str | None = None) -> dict:
+    """Password → a session token (only its sha256 is stored) with the user, roles and expiry; `address` is the
+    client's (as the service believes it) and `peer` the connection's, both audited."""
+    token, actor, expires = accounts.login(ws, name, password, hours, throttle=throttle, address=address, peer=peer)
     return {"token": token, "user": actor.name, "roles": sorted(actor.roles), "expires": expires}
 
 

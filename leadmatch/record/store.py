@@ -269,6 +269,26 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX faces_subject ON faces (subject_id);
     """,
+    # 11: the service's sign-in throttle (issue 19), kept here so a restart does not reset it: failed attempts
+    # per account at an address and per address (scope 'address', name ''), and the addresses each account
+    # signed in from (those are not slowed by their address's count).
+    """
+    CREATE TABLE sign_in_failures (
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        address TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        last_at REAL NOT NULL,
+        PRIMARY KEY (scope, name, address)
+    );
+    CREATE INDEX sign_in_failures_age ON sign_in_failures (last_at);
+    CREATE TABLE sign_in_addresses (
+        name TEXT NOT NULL,
+        address TEXT NOT NULL,
+        last_ok_at TEXT NOT NULL,
+        PRIMARY KEY (name, address)
+    );
+    """,
 ]
 
 
@@ -324,6 +344,21 @@ def transaction(conn: sqlite3.Connection):
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def transition(conn: sqlite3.Connection, keep: type[BaseException] | tuple = ()):
+    """One BEGIN IMMEDIATE transaction for a state check and the write it allows, so no other writer can change
+    the state in between. An exception of a `keep` type (a refusal, whose audit entry was written inside) commits
+    what was written before it, then propagates; any other exception rolls everything back."""
+    kept: BaseException | None = None
+    with transaction(conn):
+        try:
+            yield conn
+        except keep as exc:
+            kept = exc
+    if kept is not None:
+        raise kept
 
 
 def embedding_to_blob(vector: np.ndarray) -> bytes:

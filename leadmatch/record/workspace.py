@@ -5,6 +5,9 @@
     <home>/photos/ab/<sha>   enrolled gallery photos and searched probes, content-addressed
     <home>/keys/audit.key    the audit trail's HMAC key (mode 0600): held by the workspace's owner, never in the
                              database, never printed
+
+Every folder is created 0700 and every file 0600, whatever the umask (`keep_private` sets the process's umask
+when a workspace is opened or created; files are also created with explicit modes).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from leadmatch.record import audit
 from leadmatch.record import store
 from leadmatch.errors import WorkspaceError
 
+#: Whatever the caller's umask, what leadmatch creates is its account's alone: folders 0700, files 0600.
+PRIVATE_UMASK = 0o077
 DB_NAME = "leadmatch.db"
 AUDIT_KEY = Path("keys") / "audit.key"
 HOME_ENV = "LEADMATCH_HOME"
@@ -47,9 +52,9 @@ class Workspace:
         """Keep a copy of a photo under its content hash (written to a temp file, then renamed)."""
         target = self.photos / sha256[:2] / (sha256 + suffix.lower())
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            temp.write_bytes(data)
+            write_private(temp, data)
             os.replace(temp, target)
         return target
 
@@ -70,13 +75,31 @@ class Workspace:
         self.conn.close()
 
 
+def keep_private() -> None:
+    """From now on, files and folders this process creates get no group or other access (the record holds
+    cases, justifications, password hashes and face embeddings; photos are faces)."""
+    os.umask(PRIVATE_UMASK)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` as a file of mode 0600 (replacing one there), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
 def init(home: Path) -> tuple[Workspace, bool]:
-    """Create (or open) the workspace at `home`. Returns (workspace, created)."""
+    """Create (or open) the workspace at `home`, private to this account (0700; a new database 0600, and its
+    WAL files with it). Returns (workspace, created)."""
+    keep_private()
     home = Path(home)
     created = not (home / DB_NAME).exists()
     try:
         for folder in (home, home / "indexes", home / "photos"):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if created:  # a folder made beforehand (mkdir under umask 022) becomes private with its first record
+            home.chmod(0o700)
+            os.close(os.open(home / DB_NAME, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     except OSError as exc:
         raise WorkspaceError(f"cannot create workspace at {home}: {exc.strerror}", "choose a writable --home") from None
     return Workspace(home=home, conn=_connect(home)), created
@@ -88,8 +111,9 @@ def open_workspace(home: Path) -> Workspace:
     if not (home / DB_NAME).is_file():
         raise WorkspaceError(f"no leadmatch workspace at {home.resolve()}",
                              f"run `leadmatch --home {home} init` first, or set {HOME_ENV}")
-    (home / "indexes").mkdir(exist_ok=True)
-    (home / "photos").mkdir(exist_ok=True)
+    keep_private()
+    (home / "indexes").mkdir(mode=0o700, exist_ok=True)
+    (home / "photos").mkdir(mode=0o700, exist_ok=True)
     return Workspace(home=home, conn=_connect(home))
 
 

@@ -36,7 +36,7 @@ from leadmatch.gallery.enrollment import Item, collect, enroll
 from leadmatch.errors import InputError, PhotoError
 from leadmatch.biometrics.faces import Face
 from leadmatch.gallery.galleries import create as create_gallery
-from leadmatch.biometrics.photos import read_bytes
+from leadmatch.gallery.sources import Confinement
 from leadmatch.search.run import rank_candidates
 from leadmatch.record.workspace import init
 
@@ -69,15 +69,17 @@ def split(items: list[Item], enroll_first: int, holdout: float, seed: int) -> tu
 
 def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: Path | None = None,
              seed: int = 0, progress: Callable[[int, int], None] | None = None, face: str | None = None,
-             workers: int | None = None) -> dict:
+             workers: int | None = None, root: Path | None = None) -> dict:
     """Run the evaluation; return counts, rates and the distances behind them (see module docstring).
 
     `face` ("largest" or "central") picks one face in probes that show several; without it such a probe is
-    refused. `workers` sets the enrollment's worker processes (default: all cores).
+    refused. `workers` sets the enrollment's worker processes (default: all cores). Only photos inside `root`
+    (the service's enroll root; default: the folder `source`) are read, as in `enrollment.enroll`.
     """
     if face is not None and face not in FACE_CHOICES:
         raise InputError(f"--face {face!r} is not known", f"use one of: {', '.join(FACE_CHOICES)}")
     items, layout_refusals = collect(source)
+    confinement = Confinement.of(source, root, None)
     attributes = read_labels(labels) if labels else {}
     gallery_items, mated, nonmated, held = split(items, enroll_first, holdout, seed)
     if not gallery_items:
@@ -94,7 +96,8 @@ def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: 
             writer = csv.writer(handle)
             writer.writerow(["path", "subject"])
             writer.writerows([[str(i.path.resolve()), i.subject] for i in gallery_items])
-        report = enroll(ws, analyst, "evaluation", manifest, workers=workers)
+        report = enroll(ws, analyst, "evaluation", manifest, workers=workers,
+                        root=confinement.root or Path("/"))  # the rows are resolved paths, checked again there
         refused += [{"stage": "gallery", "path": r.path, "reason": r.reason, "detail": r.detail}
                     for r in report.refused]
         gallery_id = ws.conn.execute("SELECT id FROM galleries WHERE name = 'evaluation'").fetchone()[0]
@@ -109,7 +112,7 @@ def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: 
                 outcome = {"path": str(item.path), "subject": item.subject, "mated": True, "stage": "gallery",
                            "reason": "no-gallery-photo", "detail": f"every gallery photo of {item.subject} was refused"}
             else:
-                outcome = _search(ws, loaded.index, item, is_mated, face, calibrated)
+                outcome = _search(ws, loaded.index, item, is_mated, face, calibrated, confinement)
             outcomes.append(outcome)
             if progress:
                 progress(done, len(probes))
@@ -138,11 +141,12 @@ def choose_probe_face(faces: list[Face], choice: str | None, width: int, height:
 
 
 def _search(ws, faiss_index, item: Item, is_mated: bool, choice: str | None,
-            calibrated: calibration.Calibration) -> dict:
-    """One probe through the real pipeline: a refusal, or the mate's rank and distances."""
+            calibrated: calibration.Calibration, confinement: Confinement) -> dict:
+    """One probe (read only where `confinement` allows) through the real pipeline: a refusal, or the mate's rank
+    and distances."""
     base = {"path": str(item.path), "subject": item.subject, "mated": is_mated}
     try:
-        found = quality.find_probe_faces(read_bytes(item.path), str(item.path))
+        found = quality.find_probe_faces(confinement.read(item.path), str(item.path))
     except PhotoError as exc:
         return base | {"stage": "probe", "reason": exc.reason, "detail": exc.message}
     if not found.faces:

@@ -10,12 +10,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from leadmatch.governance import accounts, retention
+from leadmatch.errors import LeadmatchError
+from leadmatch.governance import accounts, oversight, retention
 from leadmatch.record.workspace import open_workspace
 from leadmatch.web import api, pages
 from leadmatch.web.deps import Settings
@@ -25,12 +28,16 @@ from leadmatch.web.worker import Pool
 
 def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: bool = False,
                enroll_root: Path | None = None, workers: int | None = None, ray: str | None = None,
+               checkpoint_every: float | None = None, checkpoint_dir: Path | None = None,
                **limits) -> FastAPI:
     """The app for the workspace at `home` (fails at once if there is none); `ray` names the Ray cluster
-    enrollments may run on. `limits` may set max_body_bytes, max_search_bytes (a search upload, e.g. a clip),
-    max_enroll_bytes and upload_max_age_s."""
+    enrollments may run on; with `checkpoint_every` (seconds) an audit checkpoint is filed in `checkpoint_dir`
+    at start and then that often. `limits` may set max_body_bytes, max_search_bytes (a search upload, e.g. a
+    clip), max_enroll_bytes, upload_max_age_s and trusted_proxies."""
     home = Path(home)
     open_workspace(home).close()
+    if checkpoint_every is not None:
+        checkpoint_dir = oversight.check_checkpoint_folder(checkpoint_dir, home)
     settings = Settings(home=home, session_hours=session_hours, tls=tls, enroll_root=enroll_root, ray=ray,
                         **limits)
     pool = Pool(workers)
@@ -41,7 +48,12 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         retention.sweep_uploads(home, settings.upload_max_age_s)
+        schedule = None
+        if checkpoint_every is not None:
+            schedule = asyncio.create_task(file_checkpoints(home, checkpoint_dir, checkpoint_every))
         yield
+        if schedule is not None:
+            schedule.cancel()
         pool.shutdown()
         cluster_pool.shutdown()
 
@@ -57,11 +69,33 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     return app
 
 
+async def file_checkpoints(home: Path, folder: Path, every: float) -> None:
+    """File an audit checkpoint in `folder` now and then every `every` seconds, in a thread (the event loop
+    keeps answering); a failure is one line on stderr, and the next one is tried on time."""
+    def one() -> None:
+        ws = open_workspace(home)
+        try:
+            oversight.file_scheduled_checkpoint(ws, folder)
+        finally:
+            ws.close()
+
+    while True:
+        try:
+            await asyncio.to_thread(one)
+        except LeadmatchError as exc:
+            print(f"leadmatch: scheduled audit checkpoint not filed: {exc}", file=sys.stderr, flush=True)
+        await asyncio.sleep(every)
+
+
 def serve(home: Path, options) -> None:
-    """Run the service with uvicorn (blocking): TLS when `options` names a certificate."""
+    """Run the service with uvicorn (blocking): TLS when `options` names a certificate. Uvicorn's own reading of
+    X-Forwarded-For (which believes loopback) is off: the app believes only `--trusted-proxy` peers."""
     import uvicorn
 
-    app = create_app(home, tls=options.tls, enroll_root=options.enroll_root, ray=options.ray)
-    uvicorn.run(app, host=options.host, port=options.port, log_level="warning",
+    every = oversight.parse_duration(options.checkpoint_every) if options.checkpoint_every else None
+    app = create_app(home, tls=options.tls, enroll_root=options.enroll_root, ray=options.ray,
+                     trusted_proxies=tuple(options.trusted_proxies), checkpoint_every=every,
+                     checkpoint_dir=options.checkpoint_dir)
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", proxy_headers=False,
                 ssl_certfile=str(options.certfile) if options.certfile else None,
                 ssl_keyfile=str(options.keyfile) if options.keyfile else None)

@@ -27,7 +27,7 @@ from leadmatch.governance.accounts import Actor
 from leadmatch.errors import InputError
 from leadmatch.record.workspace import Workspace
 from leadmatch.web import forms, pages, worker
-from leadmatch.web.deps import Settings, api_user, bearer_token, settings, workspace
+from leadmatch.web.deps import Settings, api_user, bearer_token, client_address, settings, workspace
 from leadmatch.web.responses import json_response
 
 router = APIRouter(prefix="/api/v1")
@@ -117,9 +117,10 @@ class IndexBuild(BaseModel):
 
 @router.post("/login")
 def login(body: Login, request: Request, ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
-    """Password → bearer token (only its sha256 is stored), throttled per user and per address."""
-    return sessions.login(ws, body.name, body.password, body.hours, throttle=config.throttle,
-                          address=request.client.host if request.client else None)
+    """Password → bearer token (only its sha256 is stored), throttled per account at an address and per address."""
+    address, peer = client_address(request)
+    return sessions.login(ws, body.name, body.password, body.hours, throttle=config.throttle, address=address,
+                          peer=peer)
 
 
 @router.post("/logout")
@@ -377,7 +378,7 @@ async def evaluate(body: Evaluation, request: Request, actor: Actor = Depends(ap
     """An accuracy evaluation of labeled photos on the server (under --enroll-root), analyst or admin."""
     source = galleries.evaluation_source(ws, actor, config.deployment, body.path)
     result = await request.app.state.pool.call(worker.evaluate, str(source), body.enroll_first,
-                                               body.holdout_subjects, body.seed, body.face)
+                                               body.holdout_subjects, body.seed, body.face, str(config.enroll_root))
     return json_response(result)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import Depends, Form, Request
 
-from leadmatch.governance import accounts
+from leadmatch.governance import accounts, signin
 from leadmatch.governance import csrf as csrf_tokens
 from leadmatch.governance.accounts import Actor
 from leadmatch.operations import Deployment
@@ -34,6 +34,7 @@ class Settings:
     max_search_bytes: int = 512 * 1024 * 1024    # a search upload: a video clip (the library allows 2 GiB)
     upload_max_age_s: int = 15 * 60              # abandoned face-picker uploads are swept after this
     throttle: accounts.SignInThrottle = field(default_factory=accounts.SignInThrottle)
+    trusted_proxies: tuple = ()                  # serve --trusted-proxy: whose X-Forwarded-For is believed
 
     @property
     def deployment(self) -> Deployment:
@@ -43,6 +44,14 @@ class Settings:
 
 def settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def client_address(request: Request) -> tuple[str | None, str | None]:
+    """(address, peer) of a request: the TCP peer, and the client's address as `signin.client_address` reads
+    it (the forwarded one only from a configured proxy)."""
+    peer = request.client.host if request.client else None
+    networks = signin.trusted_networks(request.app.state.settings.trusted_proxies)
+    return signin.client_address(peer, request.headers.get("x-forwarded-for"), networks), peer
 
 
 def workspace(request: Request) -> Iterator[Workspace]:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from leadmatch.governance import accounts, casework, retention
+from leadmatch.governance import casework, retention
 from leadmatch.operations import galleries, oversight, searches, sessions
 from leadmatch.search import crops
 from leadmatch.governance.accounts import Actor
@@ -21,7 +21,8 @@ from leadmatch.errors import FaceChoiceNeeded, LeadmatchError
 from leadmatch.search.video import is_video
 from leadmatch.record.workspace import Workspace
 from leadmatch.web import forms, worker
-from leadmatch.web.deps import COOKIE, LOGIN_COOKIE, Settings, checked_form, page_user, settings, workspace
+from leadmatch.web.deps import (COOKIE, LOGIN_COOKIE, Settings, checked_form, client_address, page_user, settings,
+                                 workspace)
 from leadmatch.web.responses import page
 
 router = APIRouter()
@@ -45,8 +46,9 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), csrf
         return page(request, "error", 403, user=None, csrf="", title="Form refused",
                     message="The sign-in form expired. Reload the page and try again.")
     try:
+        address, peer = client_address(request)
         token = sessions.login(ws, name, password, config.session_hours, throttle=config.throttle,
-                               address=request.client.host if request.client else None)["token"]
+                               address=address, peer=peer)["token"]
     except LeadmatchError as exc:
         status = 429 if getattr(exc, "reason", "") == "throttled" else 401
         return page(request, "login", status, user=None, csrf=csrf, why="", error=str(exc))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leadmatch.errors import InputError, WorkspaceError
+from leadmatch.governance import oversight, signin
 from leadmatch.record.workspace import DB_NAME
 
 LOOPBACK_NAMES = ("localhost",)
@@ -29,6 +30,9 @@ class ServeOptions:
     insecure_http: bool = False
     enroll_root: Path | None = None
     ray: str | None = None  # the Ray cluster enrollments may run on (auto or HOST:PORT); None: none
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For is believed (addresses or networks)
+    checkpoint_every: str | None = None    # file an audit checkpoint this often (e.g. 1h) …
+    checkpoint_dir: Path | None = None     # … in this folder, outside the workspace
 
     @property
     def tls(self) -> bool:
@@ -57,6 +61,11 @@ def check_options(options: ServeOptions) -> None:
                          "give --certfile and --keyfile, bind 127.0.0.1, or pass --insecure-http behind a TLS proxy")
     if options.enroll_root is not None and not Path(options.enroll_root).is_dir():
         raise InputError(f"--enroll-root {options.enroll_root} is not a folder", "give the folder analysts may name")
+    signin.trusted_networks(options.trusted_proxies)
+    if (options.checkpoint_every is None) != (options.checkpoint_dir is None):
+        raise InputError("--checkpoint-every and --checkpoint-dir go together", "give both, or neither")
+    if options.checkpoint_every is not None:
+        oversight.parse_duration(options.checkpoint_every)
     if options.ray is not None:
         import importlib.util
 

@@ -143,13 +143,15 @@ def build_index(home: str, actor: Actor, gallery: str, factory: str | None) -> d
         ws.close()
 
 
-def evaluate(source: str, enroll_first: int, holdout: float, seed: int, face: str | None = None) -> dict:
+def evaluate(source: str, enroll_first: int, holdout: float, seed: int, face: str | None = None,
+             root: str | None = None) -> dict:
     """Worker: an accuracy evaluation in a throw-away workspace (touches no gallery); one process, as the pool
     itself is the parallelism."""
     from leadmatch.tools import evaluation
 
     try:
-        result = evaluation.evaluate(Path(source), enroll_first, holdout, None, seed, face=face, workers=1)
+        result = evaluation.evaluate(Path(source), enroll_first, holdout, None, seed, face=face, workers=1,
+                                     root=Path(root) if root else None)
         return {"ok": result}
     except LeadmatchError as exc:
         return {"error": error_to_dict(exc)}
