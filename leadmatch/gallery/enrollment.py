@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from leadmatch import safetext
 from leadmatch.governance import audit
 from leadmatch.gallery import index
 from leadmatch.biometrics import quality
@@ -89,7 +90,7 @@ def collect(source: Path) -> tuple[list[Item], list[Refusal]]:
     kept as metadata). Files that cannot be enrolled by their place alone come back as refusals."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
-        return _from_manifest(source), []
+        return _safe_subjects(_from_manifest(source), [])
     if not source.is_dir():
         raise InputError(f"{display_name(source)} is neither a folder nor a .csv manifest",
                          "give a folder of <subject>/<photos> or a CSV with path,subject columns")
@@ -103,7 +104,22 @@ def collect(source: Path) -> tuple[list[Item], list[Refusal]]:
             refused.append(Refusal.of(path, "no-subject", "photo is not inside a <subject>/ folder"))
     if not items and not refused:
         raise InputError(f"no photos found in {display_name(source)}", "lay photos out as <folder>/<subject>/<photo>.jpg")
-    return items, refused
+    return _safe_subjects(items, refused)
+
+
+def _safe_subjects(items: list[Item], refused: list[Refusal]) -> tuple[list[Item], list[Refusal]]:
+    """The items whose subject name holds no control, direction or zero-width character; each other one is
+    refused (and so counted): such a name would reverse, restyle or forge lines wherever it is printed."""
+    kept = []
+    for item in items:
+        bad = safetext.unsafe_char(item.subject)
+        if bad is None:
+            kept.append(item)
+        else:
+            refused.append(Refusal.of(item.path, "unsafe-name", f"subject name {safetext.shown(item.subject)!r} "
+                                      f"holds a control or text-direction character ({safetext.shown(bad)}); "
+                                      "rename the folder or fix the manifest"))
+    return kept, refused
 
 
 def _listing(folder: Path, refused: list[Refusal]) -> list[Path]:

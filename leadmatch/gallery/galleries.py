@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from leadmatch import safetext
 from leadmatch.governance import audit
 from leadmatch.gallery import calibration, index
 from leadmatch.governance.accounts import Actor, require
@@ -60,6 +61,9 @@ def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: 
             raise Refused(f"gallery {name!r} lacks its authorization: {', '.join('--' + m for m in missing)} "
                           f"is empty", "give the legal authority, approving official and source",
                           "unauthorized-gallery")
+        safetext.check_name(approved_by, "--approved-by")
+        safetext.check_text(authority, "--authority")
+        safetext.check_text(source, "--source")
         approved = parse_date(approved_on, "--approved-on")
         if approved > date.today().isoformat():
             raise InputError(f"--approved-on {approved} is in the future", "give the date the gallery was approved")

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from leadmatch import safetext
 from leadmatch.governance import audit
 from leadmatch.errors import InputError, NotFound, Refused
 from leadmatch.record.store import transaction, utc_now
@@ -125,6 +126,7 @@ def certify(ws: Workspace, actor: Actor, name: str, course: str, completed: str,
         raise InputError(f"--expires {until} is not after --completed {done}", "give a later expiry")
     if not (course or "").strip():
         raise InputError("--course is empty", f'name the course, e.g. "{DEFAULT_COURSE}"')
+    safetext.check_name(course, "--course")
     with transaction(ws.conn):
         ws.conn.execute("INSERT INTO certifications (user_id, course, completed_on, expires_on, recorded_by, "
                         "recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -234,7 +236,15 @@ class SignInThrottle:
 def login(ws: Workspace, name: str, password: str, hours: int = SESSION_HOURS, *,
           throttle: SignInThrottle | None = None, address: str | None = None) -> tuple[str, Actor, str]:
     """Check the password; return (token, actor, expiry). Only the token's sha256 is stored. With a
-    `throttle` (the service), repeated failures for the name or the `address` delay further tries (audited)."""
+    `throttle` (the service), repeated failures for the name or the `address` delay further tries (audited).
+    A name holding control or direction characters (no account can have one) is refused at once, and audited
+    with those characters escaped, so it cannot forge a line or an escape sequence in the audit log."""
+    if not safetext.is_safe_name(name or ""):
+        shown = safetext.shown(name)
+        audit.record(ws.conn, shown, "login", "refused", objects={"address": address},
+                     reason="unsafe-name: the user name holds control or text-direction characters")
+        raise Refused(f"user name {shown!r} holds control or text-direction characters",
+                      "type your user name again", "bad-credentials")
     keys = [f"user:{name}"] + ([f"address:{address}"] if address else [])
     if throttle is not None and (delay := throttle.wait(keys)) > 0:
         audit.record(ws.conn, name, "login", "refused", objects={"address": address},

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leadmatch import safetext
 from leadmatch.governance import audit, purposes
 from leadmatch.gallery import calibration, index
 from leadmatch.search import leads, probes, video
@@ -74,6 +75,10 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
     """Check the policy preconditions and options that need no photo."""
     if not (request.case or "").strip():
         raise Refused("no case number given", "pass --case with the case this search serves", "missing-case")
+    safetext.check_name(request.case, "case number", "give the case number as it is written in the case file")
+    safetext.check_name(request.purpose or "", "purpose", "pick one from `leadmatch purposes`")
+    safetext.check_text(request.justification or "", "--justification")
+    safetext.check_text(request.traditional_means or "", "--traditional-means")
     if not (request.purpose or "").strip():
         raise Refused("no purpose given", "pass --purpose with an authorized purpose (see `leadmatch purposes`)",
                       "missing-purpose")
@@ -109,7 +114,7 @@ def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
 
     The probe is a photo, several stills of one person (`request.more_probes`), or a video clip (by its
     extension), whose face track is searched with its best frames."""
-    case = (request.case or "").strip() or None
+    case = safetext.shown((request.case or "").strip()) or None  # a refused one is audited escaped
     require(ws, actor, "agent", "search", case=case, objects={"gallery": request.gallery})
     require_search_ready(ws, actor, case)
     probe_hashes: list[str] = []
