@@ -59,6 +59,7 @@ class SearchRequest:
     best_frames: int = video.DEFAULT_BEST_FRAMES
     fusion: str = probes.DEFAULT_FUSION
     per_photo: bool = False        # one candidate per gallery photo instead of per subject
+    budget: video.Budget = field(default_factory=video.Budget)  # what a clip's analysis may cost
 
 
 def new_search_id() -> str:
@@ -139,7 +140,7 @@ def _probe_set(request: SearchRequest, hashes: list[str]) -> probes.ProbeSet:
         if request.more_probes:
             raise InputError("a video and other probes were given together", "search one clip, or several stills")
         return probes.from_video(request.probe, request.track, request.detector, request.every_s,
-                                 request.best_frames, hashes)
+                                 request.best_frames, hashes, request.budget)
     if any(is_video(p) for p in request.more_probes):
         raise InputError("a video and other probes were given together", "search one clip, or several stills")
     return probes.from_photos([request.probe, *request.more_probes], request.face, request.detector, hashes)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,18 +23,22 @@ from leadmatch.web.deps import Settings
 from leadmatch.web.responses import BodyLimit, SecurityHeaders, install_error_handlers
 from leadmatch.web.worker import Pool
 
+CLIP_NICENESS = 10  # clip workers yield the CPU to photo searches
+
 
 def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: bool = False,
                enroll_root: Path | None = None, workers: int | None = None, ray: str | None = None,
-               **limits) -> FastAPI:
+               clip_workers: int | None = None, **limits) -> FastAPI:
     """The app for the workspace at `home` (fails at once if there is none); `ray` names the Ray cluster
-    enrollments may run on. `limits` may set max_body_bytes, max_search_bytes (a search upload, e.g. a clip),
-    max_enroll_bytes and upload_max_age_s."""
+    enrollments may run on; `workers` photo workers, `clip_workers` clip workers (a pool of their own, so photo
+    searches are answered while clips are analysed). `limits` may set max_body_bytes, max_search_bytes (a search
+    upload, e.g. a clip), max_enroll_bytes, upload_max_age_s, max_clip_frames and max_clip_seconds."""
     home = Path(home)
     open_workspace(home).close()
     settings = Settings(home=home, session_hours=session_hours, tls=tls, enroll_root=enroll_root, ray=ray,
                         **limits)
     pool = Pool(workers)
+    video_pool = Pool(clip_workers or max(1, min(2, (os.cpu_count() or 2) // 2)), niceness=CLIP_NICENESS)
     # Ray enrollments run one at a time (each takes every CPU of the cluster), each in a fresh process: the
     # Ray driver's threads and modules end with it, and the search workers never carry them.
     cluster_pool = Pool(1, fresh=True)
@@ -43,11 +48,13 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
         retention.sweep_uploads(home, settings.upload_max_age_s)
         yield
         pool.shutdown()
+        video_pool.shutdown()
         cluster_pool.shutdown()
 
     app = FastAPI(title="leadmatch", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.pool = pool
+    app.state.video_pool = video_pool
     app.state.cluster_pool = cluster_pool
     app.include_router(pages.router)
     app.include_router(api.router)

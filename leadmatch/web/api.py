@@ -205,7 +205,7 @@ async def search(request: Request, actor: Actor = Depends(api_user), config: Set
     paths = forms.store_uploads(config.home, [(upload.file, upload.filename or "probe") for upload in probe])
     request_.probe, request_.more_probes = paths[0], tuple(paths[1:])
     try:
-        result = await request.app.state.pool.call(worker.search, str(config.home), actor, request_)
+        result = await worker.search_watched(request, config.home, actor, request_)
     finally:
         forms.drop_upload(paths[0])  # the search keeps its own copy; a refused one keeps nothing
     return json_response(result)
