@@ -28,7 +28,8 @@ from leadmatch.gallery import galleries as galleries
 from leadmatch.search import run as searching
 from leadmatch.tools.demo import default_photos, run_demo
 from leadmatch.gallery.enrollment import enroll
-from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, ModelError
+from leadmatch.errors import DiskFull, FaceChoiceNeeded, InputError, LeadmatchError, ModelError
+from leadmatch.record.store import is_disk_full
 from leadmatch.record.workspace import Workspace, default_home, init as init_workspace, open_workspace
 
 app = typer.Typer(help="leadmatch: face search for investigative leads. Every candidate is a lead, never an "
@@ -322,6 +323,9 @@ def gallery_list(json_out: bool = typer.Option(False, "--json")):
         return
     table = Table("gallery", "subjects", "faces", "refused", "index", "authority")
     for g in rows:
+        if "subjects" not in g:  # an agent or reviewer sees the names only
+            table.add_row(g["name"], *["—"] * 5)
+            continue
         table.add_row(g["name"], str(g["subjects"]), str(g["faces"]), str(g["refused_photos"]), g["index"]["type"],
                       g["authorization"]["authority"])
     out.print(table)
@@ -795,6 +799,10 @@ def main() -> None:
     except Exception as exc:  # the last guard: no traceback reaches a user
         if os.environ.get("LEADMATCH_DEBUG"):
             raise
+        if is_disk_full(exc):  # every write is a transaction or a temp file renamed: nothing half written
+            full = DiskFull()
+            err.print(f"error: {full}")
+            sys.exit(full.exit_code)
         err.print(f"internal error: {type(exc).__name__}: {shown(exc)} — please report it; "
                   "set LEADMATCH_DEBUG=1 to see the traceback")
         sys.exit(70)

@@ -185,6 +185,33 @@ def _from_manifest(manifest: Path) -> list[Item]:
     return items
 
 
+MAX_NAME_BYTES = 255  # a file or folder name, as most file systems allow
+
+
+def uploaded_photo_path(folder: Path, name: str) -> Path:
+    """Where an uploaded photo named `<subject>/<file>` goes in the enrollment's upload `folder` (its subject's
+    folder is made), or an InputError saying what is wrong with the name: no subject, a hidden part, a NUL, or
+    a part longer than a file system allows."""
+    subject, _, filename = (name or "").rpartition("/")
+    shown = safetext.shown(name)
+    if not subject or not filename or subject.startswith(".") or "/" in subject or filename.startswith("."):
+        raise InputError(f"upload {shown!r} is not named <subject>/<file>",
+                         "name each uploaded photo after its subject's folder")
+    if "\0" in name:
+        raise InputError(f"upload {shown!r} holds a NUL character", "rename the file")
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in (subject, filename)):
+        raise InputError(f"upload {shown[:80]!r}… has a name longer than {MAX_NAME_BYTES} bytes",
+                         f"shorten the subject folder and file names to {MAX_NAME_BYTES} bytes each")
+    (Path(folder) / subject).mkdir(exist_ok=True)
+    return Path(folder) / subject / filename
+
+
+def upload_description(names: list[str], shown: int = 5) -> str:
+    """What the audit calls an uploaded enrollment: the count and the first file names as uploaded."""
+    listed = ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
+    return f"upload of {len(names)} photo{'s' if len(names) != 1 else ''}: {listed}"
+
+
 PHOTOS_PER_BATCH = 8  # photos a worker analyzes at once: their faces go through the descriptor in one batch
 
 
@@ -277,11 +304,13 @@ def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | Non
 
 def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers: int | None = None,
            progress: Callable[[int, int], None] | None = None, ray: str | None = None,
-           batch: int | None = None) -> EnrollmentReport:
+           batch: int | None = None, source_name: str | None = None) -> EnrollmentReport:
     """Analyst: enroll every photo under `source`. `progress(done, total)` is called as photos finish.
     With `ray` (auto or HOST:PORT) the photos are analyzed on that Ray cluster, `batch` photos a task, at most
-    `workers` actors (default: one per cluster CPU); the record is written here, as locally."""
-    require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": display_name(source)})
+    `workers` actors (default: one per cluster CPU); the record is written here, as locally. `source_name` is
+    what the audit calls the source (an upload's file names, not the folder they wait in)."""
+    source_name = source_name or display_name(source)
+    require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": source_name})
     gallery = get_gallery(ws, gallery_name)
     items, refused = collect(source)
     report = EnrollmentReport(gallery=gallery.name, refused=list(refused))
@@ -328,7 +357,7 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
     _record_refusals(ws, gallery.id, refused)
     _, report.index_note = index.sync(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     audit.record(ws.conn, actor.name, "gallery.enroll", objects={
-        "gallery": gallery.name, "source": display_name(source), "enrolled": report.enrolled, "skipped": report.skipped,
+        "gallery": gallery.name, "source": source_name, "enrolled": report.enrolled, "skipped": report.skipped,
         "refused": len(report.refused), **({"ray": ray} if ray else {})},  # which cluster analyzed them
         photos=[r.sha256 for r in report.refused if r.sha256])
     return report

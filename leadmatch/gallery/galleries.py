@@ -94,12 +94,18 @@ def get(ws: Workspace, name: str) -> Gallery:
 
 
 READERS = ("analyst", "agent", "reviewer", "auditor", "admin")
+#: Who may see a gallery's details (counts, refusals, index file): agents and reviewers see only the names.
+DETAIL_READERS = ("analyst", "auditor", "admin")
 
 
 def list_all(ws: Workspace, actor: Actor) -> list[dict]:
-    """Every gallery with its counts, by name (any signed-in role may look)."""
-    require(ws, actor, READERS, "gallery.list")
-    return [describe(ws, Gallery(**dict(r))) for r in ws.conn.execute("SELECT * FROM galleries ORDER BY name")]
+    """Every gallery by name (any signed-in role may look): with its authorization, counts and index for
+    analysts, auditors and admins; only the name for agents and reviewers, who need no more to search."""
+    held = require(ws, actor, READERS, "gallery.list")
+    rows = [Gallery(**dict(r)) for r in ws.conn.execute("SELECT * FROM galleries ORDER BY name")]
+    if not held.roles.intersection(DETAIL_READERS):
+        return [{"name": g.name} for g in rows]
+    return [describe(ws, g) for g in rows]
 
 
 def describe(ws: Workspace, gallery: Gallery) -> dict:
@@ -164,8 +170,8 @@ def set_target_fpir(ws: Workspace, actor: Actor, name: str, target: float) -> di
 
 
 def show(ws: Workspace, actor: Actor, name: str, with_refusals: bool = False) -> dict:
-    """A gallery's description for any signed-in role, with every refused photo if asked."""
-    require(ws, actor, READERS, "gallery.show", objects={"gallery": name})
+    """A gallery's description (analyst, auditor or admin), with every refused photo if asked."""
+    require(ws, actor, DETAIL_READERS, "gallery.show", objects={"gallery": name})
     gallery = get(ws, name)
     info = describe(ws, gallery)
     if with_refusals:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from leadmatch.governance import audit
 from leadmatch.record import store
-from leadmatch.errors import WorkspaceError
+from leadmatch.errors import DiskFull, WorkspaceError
 
 DB_NAME = "leadmatch.db"
 AUDIT_KEY = Path("keys") / "audit.key"
@@ -49,8 +49,11 @@ class Workspace:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            temp.write_bytes(data)
-            os.replace(temp, target)
+            try:
+                temp.write_bytes(data)
+                os.replace(temp, target)
+            finally:  # a write that failed (a full disk) leaves no partial file behind
+                temp.unlink(missing_ok=True)
         return target
 
     def release_photo(self, relative: str | None) -> bool:
@@ -93,10 +96,21 @@ def open_workspace(home: Path) -> Workspace:
     return Workspace(home=home, conn=_connect(home))
 
 
+def _no_room(home: Path) -> bool:
+    """Whether the file system holding `home` has (almost) no space left for an unprivileged writer."""
+    try:
+        info = os.statvfs(home)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < 64 * 1024
+
+
 def _connect(home: Path) -> sqlite3.Connection:
     try:
         conn = store.connect(home / DB_NAME)
     except sqlite3.DatabaseError as exc:
+        if store.is_disk_full(exc) or _no_room(home):  # SQLite could not create its -wal/-shm files
+            raise DiskFull() from None
         raise WorkspaceError(f"{home / DB_NAME} is not a usable leadmatch database ({exc})",
                              "restore it from backup or choose another --home") from None
     try:  # the audit key signs every entry this connection appends; created here for a new or pre-key workspace

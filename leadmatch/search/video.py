@@ -190,6 +190,58 @@ def open_clip(path: Path) -> tuple[cv2.VideoCapture, float, int, int, float]:
     return capture, fps, width, height, duration
 
 
+#: JPEG markers that start a frame header (baseline, progressive, lossless, arithmetic-coded), which holds the size.
+_JPEG_FRAME_HEADERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, or None when `data` is not a JPEG or has none."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # fill byte or a marker without length
+            at += 1 if marker == 0xFF else 2
+            continue
+        if marker in _JPEG_FRAME_HEADERS and at + 9 <= len(data):
+            return int.from_bytes(data[at + 7:at + 9], "big"), int.from_bytes(data[at + 5:at + 7], "big")
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return None
+
+
+def check_jpeg_frames(path: Path) -> None:
+    """Frames stored as JPEGs (MJPEG) each carry their own size, and the decoder obeys it whatever the container
+    said (then scales the picture to the container's size): read every packet raw, without decoding, and refuse
+    the clip (PhotoError) when a frame is over the 4K limit. Clips of other codecs are left to the header check."""
+    name = display_name(path)
+    capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened() or not capture.set(cv2.CAP_PROP_FORMAT, -1):
+            return
+        number = 0
+        while True:
+            ok, packet = capture.read()
+            if not ok or packet is None:
+                return
+            size = jpeg_size(packet.tobytes())
+            if size is None:
+                return  # not JPEG frames (or not readable as such): nothing more to learn here
+            number += 1
+            if size[0] * size[1] > MAX_FRAME_PIXELS:
+                raise PhotoError(f"video {name}: frame {number} is {size[0]}×{size[1]}, over the 4K limit "
+                                 f"({MAX_FRAME_PIXELS:,} pixels a frame) though the clip's header says "
+                                 f"{int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))}×"
+                                 f"{int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))}",
+                                 "downscale the clip to 4K or less", "too-large")
+    finally:
+        capture.release()
+
+
 def sample_frames(capture: cv2.VideoCapture, every_s: float, max_duration_s: float = MAX_DURATION_S
                   ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (time in seconds, RGB frame) every `every_s` seconds of the clip's own timestamps.
@@ -292,6 +344,7 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
     capture, fps, width, height, duration = open_clip(path)
     try:
         budget.planned(display_name(Path(path).name), duration, every_s)
+        check_jpeg_frames(path)
     except PhotoError:
         capture.release()
         raise

@@ -46,7 +46,12 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         retention.sweep_uploads(home, settings.upload_max_age_s)
+        retention.sweep_enroll_uploads(home)  # left by a service killed mid-enrollment
+        # held open for the service's life: SQLite keeps its -wal and -shm files while a connection is open, so
+        # each request can still open the record (and read, and write where the WAL has room) on a full disk
+        keeper = open_workspace(home)
         yield
+        keeper.close()
         pool.shutdown()
         video_pool.shutdown()
         cluster_pool.shutdown()

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile as StarletteUpload
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from leadmatch.governance import accounts, casework, oversight, purposes, retention
-from leadmatch.gallery import galleries as gallery
+from leadmatch.gallery import enrollment, galleries as gallery
 from leadmatch.search import leads, probes
 from leadmatch.search import run as searching
 from leadmatch.governance.accounts import Actor
@@ -75,6 +74,13 @@ class GalleryCreate(BaseModel):
 
 class ServerPath(BaseModel):
     path: str = Field(max_length=4096)
+
+    @field_validator("path")
+    @classmethod
+    def no_nul(cls, value: str) -> str:
+        if "\0" in value:
+            raise ValueError("the path holds a NUL character")
+        return value
 
 
 class EnrollPath(ServerPath):
@@ -274,7 +280,10 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
     `ray`): the photos are then analyzed on the service's Ray cluster, driven by the service."""
     accounts.require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": name})
     if request.headers.get("content-type", "").startswith("application/json"):
-        payload = await request.json()
+        try:
+            payload = await request.json()
+        except ValueError:  # not JSON, or not UTF-8
+            raise InputError("the request body is not valid JSON", 'send {"path": ...}') from None
         if not isinstance(payload, dict):
             raise InputError("the request body is not a JSON object", 'send {"path": ...}')
         try:
@@ -287,25 +296,23 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
     form = await request.form()
     batch = forms.optional_number(str(form.get("batch") or ""), "batch", 1, 100_000)
     ray = allowed_ray(ws, actor, config, name, str(form.get("ray") or "").strip() or None, batch)
-    # private to the service's account (0700); not under uploads/, whose age sweep must not race a long enroll
-    folder = Path(tempfile.mkdtemp(prefix="leadmatch-enroll-"))
+    # inside the workspace, private to the service's account; not under uploads/, whose age sweep must not race
+    # a long enroll; one left by a killed service is swept at the next start
+    folder = retention.enroll_upload_folder(config.home)
     try:
-        count = 0
+        names = []
         for upload in form.getlist("photo"):
-            subject, _, filename = (getattr(upload, "filename", "") or "").rpartition("/")
-            if not subject or not filename or subject.startswith(".") or "/" in subject or filename.startswith("."):
-                raise InputError(f"upload {upload.filename!r} is not named <subject>/<file>",
-                                 "name each uploaded photo after its subject's folder")
-            (folder / subject).mkdir(exist_ok=True)
-            (folder / subject / filename).write_bytes(await upload.read())
-            count += 1
-        if not count:
+            if not isinstance(upload, StarletteUpload):
+                raise InputError("the field 'photo' holds text, not a file", "send each photo as a file upload")
+            target = enrollment.uploaded_photo_path(folder, upload.filename or "")
+            target.write_bytes(await upload.read())
+            names.append(upload.filename)
+        if not names:
             raise InputError("no photos were uploaded", "send them as multipart fields 'photo'")
-        result = await enroll_call(request, config, actor, name, folder, ray, batch)
+        result = await enroll_call(request, config, actor, name, folder, ray, batch,
+                                   uploaded_as=enrollment.upload_description(names))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    for refusal in result["refused"]:
-        refusal["path"] = refusal["path"].replace(str(folder) + os.sep, "")
     return json_response(result)
 
 
@@ -337,11 +344,11 @@ async def index_build(name: str, body: IndexBuild, request: Request, actor: Acto
 
 
 async def enroll_call(request: Request, config: Settings, actor: Actor, name: str, source: Path, ray: str | None,
-                      batch: int | None) -> dict:
+                      batch: int | None, uploaded_as: str | None = None) -> dict:
     """Run the enrollment in a worker process: the photo pool's, or with `ray` a fresh process that drives
     the Ray cluster (one run at a time; other requests are answered meanwhile)."""
     pool = request.app.state.cluster_pool if ray else request.app.state.pool
-    return await pool.call(worker.enroll_folder, str(config.home), actor, name, str(source), ray, batch)
+    return await pool.call(worker.enroll_folder, str(config.home), actor, name, str(source), ray, batch, uploaded_as)
 
 
 def allowed_ray(ws: Workspace, actor: Actor, config: Settings, gallery_name: str, ray: str | None,

@@ -176,19 +176,27 @@ def _with_images(several: FaceChoiceNeeded, uploads: list[Path]) -> list[dict]:
 
 
 def enroll_folder(home: str, actor: Actor, gallery: str, source: str, ray: str | None = None,
-                  batch: int | None = None) -> dict:
+                  batch: int | None = None, uploaded_as: str | None = None) -> dict:
     """Worker: enroll a folder or manifest as `actor` (one process: the pool itself is the parallelism), or
     with `ray` (the service's cluster, auto or HOST:PORT) on that Ray cluster, `batch` photos a task; this
-    process is then the Ray driver and leaves the cluster when the run ends."""
-    ws = open_workspace(Path(home))
+    process is then the Ray driver and leaves the cluster when the run ends. For an upload (`uploaded_as` names
+    it for the audit), the photos are read from inside its folder, so the record and every refusal name them
+    as uploaded (<subject>/<file>), never by the folder they waited in."""
+    ws = open_workspace(Path(home).absolute())
+    before = os.getcwd()
     try:
-        report = enroll(ws, actor, gallery, Path(source), workers=None if ray else 1, ray=ray, batch=batch)
+        if uploaded_as:  # one task at a time per worker process: the folder change is ours alone
+            os.chdir(source)
+            source = "."
+        report = enroll(ws, actor, gallery, Path(source), workers=None if ray else 1, ray=ray, batch=batch,
+                        source_name=uploaded_as)
         return {"ok": {**report.to_dict(), "index_note": report.index_note}}
     except LeadmatchError as exc:
         if getattr(exc, "reason", None) == "ray-unavailable":  # the analyst cannot start or fix the cluster
             exc.hint = "ask the service's administrator to check its Ray cluster (serve --ray), or enroll without --ray"
         return {"error": error_to_dict(exc)}
     finally:
+        os.chdir(before)
         ws.close()
 
 
