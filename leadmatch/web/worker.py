@@ -68,6 +68,7 @@ class Pool:
         self.fresh = fresh
         self.niceness = niceness
         self._executor: ProcessPoolExecutor | None = None
+        self._retries: asyncio.Semaphore | None = None  # retries run at most `workers` at once
 
     def _new_executor(self, workers: int, fresh: bool) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
@@ -103,13 +104,15 @@ class Pool:
     async def _alone(self, fn, *args) -> dict | None:
         """`fn(*args)` once more, in a new process of its own (so a request that kills its worker again takes
         nothing else with it); None if that process dies too."""
-        executor = self._new_executor(1, True)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-        except BrokenProcessPool:
-            return None
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+        self._retries = self._retries or asyncio.Semaphore(self.workers)
+        async with self._retries:  # every request queued on a broken pool retries: not all in new processes at once
+            executor = self._new_executor(1, True)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+            except BrokenProcessPool:
+                return None
+            finally:
+                executor.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
         if self._executor is not None:
