@@ -88,9 +88,9 @@ def csv_cell(value) -> str:
 
 
 def json_text(dumped: str) -> str:
-    """JSON text (as json.dumps wrote it with ensure_ascii=False) with the direction, zero-width, separator and
-    DEL and C1 characters written as \\uXXXX escapes: the same data to a program, nothing a terminal would obey.
-    (C0 controls are escaped by json.dumps itself.)"""
+    """JSON text (as json.dumps wrote it with ensure_ascii=False) with direction, zero-width, separator, DEL
+    and C1 characters written as \\u escapes (\\u202e): the same data to a program, nothing a terminal would
+    obey. (C0 controls are escaped by json.dumps itself.)"""
     return re.sub(f"[{re.escape(BIDI + ZERO_WIDTH + SEPARATORS + _CONTROLS[0x20:])}]",
                   lambda m: f"\\u{ord(m.group()):04x}", dumped)
 
