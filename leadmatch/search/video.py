@@ -120,7 +120,7 @@ class Budget:
         if frames > self.max_frames:
             raise PhotoError(f"video {name} sampled every {every_s:g} s makes {frames} frames, over the limit of "
                              f"{self.max_frames} frames a search", f"sample less often (--every "
-                             f"{math.ceil(100 * duration_s / self.max_frames) / 100:g} or more) or cut the clip",
+                             f"{math.ceil(100 * duration_s / max(1, self.max_frames - 1)) / 100:g} or more) or cut the clip",
                              "too-large")
 
     def check(self, sampled: int, started: float) -> None:
