@@ -37,6 +37,16 @@ class WorkspaceError(LeadmatchError):
     """The workspace is missing, or not in the state the command needs."""
 
 
+class DiskFull(WorkspaceError):
+    """A write found no room on the disk: nothing was half written; free space and try again."""
+
+    exit_code = 75  # EX_TEMPFAIL: the same command works once there is room
+
+    def __init__(self, message: str = "the disk holding the workspace is full",
+                 hint: str = "free space on it and try again; nothing was half written") -> None:
+        super().__init__(message, hint)
+
+
 class NotFound(LeadmatchError):
     """A named gallery, subject, search or user does not exist."""
 

@@ -10,6 +10,7 @@ from leadmatch import errors
 from leadmatch.errors import FaceChoiceNeeded, LeadmatchError, PhotoError, Refused
 
 KINDS = {cls.__name__: cls for cls in (LeadmatchError, errors.InputError, PhotoError, errors.WorkspaceError,
+                                       errors.DiskFull,
                                        errors.NotFound, Refused, FaceChoiceNeeded, errors.ModelError)}
 
 

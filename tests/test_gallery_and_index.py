@@ -35,7 +35,7 @@ def test_gallery_needs_every_authorization_field(empty_ws):
 
 
 def test_gallery_show_counts(ws):
-    info = galleries.show(ws, ACTOR, GALLERY, with_refusals=True)
+    info = galleries.show(ws, ANALYST, GALLERY, with_refusals=True)
     assert info["refusals"] == []
     assert (info["subjects"], info["photos"], info["faces"], info["refused_photos"]) == (6, 11, 11, 0)
     assert info["authorization"]["approved_by"] == "Test Official"

@@ -69,8 +69,10 @@ def test_wrong_password_and_login_without_form_token(client):
 
 def test_wrong_role_gets_403_not_a_hidden_button(client, home, searched):
     sign_in(client, AGENT)
-    for path in ("/audit", "/galleries", "/review", "/audit/report?start=2026-01-01&end=2026-12-31"):
+    for path in ("/audit", "/galleries/test-gallery", "/review", "/audit/report?start=2026-01-01&end=2026-12-31"):
         assert client.get(path).status_code == 403, path
+    listing = client.get("/galleries")  # the names an agent may search, as the CLI and the API give them
+    assert listing.status_code == 200 and "test-gallery" in listing.text and "Test authority" not in listing.text
     client.cookies.clear()
     sign_in(client, ANALYST)
     assert client.get("/search/new").status_code == 403

@@ -19,13 +19,16 @@ from leadmatch.governance import accounts, casework, purposes
 from leadmatch.biometrics.models import agreement, registry as models
 from leadmatch.tools import bench, evaluation
 from leadmatch.cli import backends as client
+from leadmatch.cli.terminal import SafeConsole
+from leadmatch.safetext import json_text, shown, shown_all
 from leadmatch.biometrics import faces
 from leadmatch.search import leads, probes, video
 from leadmatch.operations import oversight as operations_oversight
 from leadmatch.gallery import galleries as galleries
 from leadmatch.search import run as searching
 from leadmatch.tools.demo import default_photos, run_demo
-from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, ModelError
+from leadmatch.errors import DiskFull, FaceChoiceNeeded, InputError, LeadmatchError, ModelError
+from leadmatch.record.store import is_disk_full
 from leadmatch.record.workspace import Workspace, default_home, init as init_workspace, open_workspace
 
 app = typer.Typer(help="leadmatch: face search for investigative leads. Every candidate is a lead, never an "
@@ -45,8 +48,8 @@ app.add_typer(bench_app, name="bench")
 purposes_app = typer.Typer(help="Authorized search purposes.", invoke_without_command=True)
 app.add_typer(purposes_app, name="purposes")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = SafeConsole(soft_wrap=True)  # stored strings are printed, never obeyed: see cli/terminal.py
+err = SafeConsole(stderr=True, soft_wrap=True)
 
 
 class State:
@@ -81,7 +84,7 @@ def read_password(from_stdin: bool, confirm: bool) -> str:
 
 
 def emit_json(data) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(json.dumps(data, ensure_ascii=False, indent=2, default=str)) + "\n")
 
 
 @app.callback()
@@ -285,10 +288,10 @@ def gallery_enroll(
 
 
 def print_enrollment(report: dict) -> None:
-    out.print(f"gallery {report['gallery']!r}: {report['enrolled']} enrolled, {report['skipped_duplicates']} skipped "
-              f"(already enrolled), {len(report['refused'])} refused, {report['subjects_added']} new subjects")
+    out.print(f"gallery {shown(report['gallery'])!r}: {report['enrolled']} enrolled, {report['skipped_duplicates']} "
+              f"skipped (already enrolled), {len(report['refused'])} refused, {report['subjects_added']} new subjects")
     for refusal in report["refused"]:
-        out.print(f"  refused  {refusal['path']}: {refusal['reason']} — {refusal['detail']}")
+        out.print(f"  refused  {shown(refusal['path'])}: {refusal['reason']} — {shown(refusal['detail'])}")
     for worker in report.get("workers_refused", []):  # Ray workers left out (their models differ)
         out.print(f"  refused worker  {worker}")
     if report.get("index_note"):
@@ -306,6 +309,9 @@ def gallery_list(json_out: bool = typer.Option(False, "--json")):
         return
     table = Table("gallery", "subjects", "faces", "refused", "index", "authority")
     for g in rows:
+        if "subjects" not in g:  # an agent or reviewer sees the names only
+            table.add_row(g["name"], *["—"] * 5)
+            continue
         table.add_row(g["name"], str(g["subjects"]), str(g["faces"]), str(g["refused_photos"]), g["index"]["type"],
                       g["authorization"]["authority"])
     out.print(table)
@@ -318,6 +324,7 @@ def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
     info = backend().gallery_show(name, refusals or json_out)
     if json_out:
         return emit_json(info)
+    info = shown_all(info)
     a = info["authorization"]
     out.print(f"gallery {info['name']}\n  authority:   {a['authority']}\n  approved by: {a['approved_by']} on "
               f"{a['approved_on']}\n  source:      {a['source']}\n  retention:   {a['retention_days']} days\n"
@@ -533,7 +540,7 @@ def audit_log(case: Optional[str] = typer.Option(None, "--case"), user: Optional
     rows = backend().audit_log(case, user, since, limit)
     if json_out:
         return emit_json(rows)
-    for e in rows:
+    for e in shown_all(rows):  # one entry a line: a stored newline must not start a forged one
         target = " ".join(x for x in (e["case_number"] and f"case={e['case_number']}",
                                       e["search_id"] and f"search={e['search_id']}") if x)
         out.print(f"{e['id']:>6} {e['at'][:19]} {e['actor']:<12} {e['action']:<22} {e['outcome']:<8} {target} "
@@ -580,8 +587,9 @@ def print_probe(console: Console, result: dict) -> None:
 
 def print_search(result: dict, full: bool = False) -> None:
     """The candidate table, with the lead-only notice above, on every row, and below."""
-    wide = Console(highlight=False, width=max(out.width, 180))
-    wide.print(f"[bold]{leads.NOTICE}[/bold]")
+    wide = SafeConsole(width=max(out.width, 180))
+    result = shown_all(result)
+    wide.print(leads.NOTICE, style="bold")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
                f"{result['purpose']}  gallery {result['gallery']}  agent {result['agent']}")
     if result.get("purged_at"):
@@ -589,7 +597,7 @@ def print_search(result: dict, full: bool = False) -> None:
     else:
         print_probe(wide, result)
     for flag in result["flags"]:
-        wide.print(f"[yellow]flag: {flag}[/yellow]")
+        wide.print(f"flag: {flag}", style="yellow")
     if result.get("details", {}).get("index_repaired"):
         wide.print(f"note: {result['details']['index_repaired']}")
     if result.get("calibration"):
@@ -616,12 +624,12 @@ def print_search(result: dict, full: bool = False) -> None:
                    "someone not in this gallery whose rank-1 is this close")
     for c in result["candidates"]:
         for flag in c.get("gallery_flags") or []:
-            wide.print(f"[yellow]rank {c['rank']} gallery photo flag: {flag}[/yellow]")
+            wide.print(f"rank {c['rank']} gallery photo flag: {flag}", style="yellow")
     if full and result.get("closure"):
         cl = result["closure"]
         wide.print(f"closed {cl['status']} by {cl['closed_by']} at {cl['closed_at'][:19]}"
                    + (f", rank {cl['rank']}" if cl["rank"] else "") + f": {cl['note']}")
-    wide.print(f"[bold]{leads.NOTICE}[/bold]")
+    wide.print(leads.NOTICE, style="bold")
 
 
 @app.command()
@@ -670,7 +678,7 @@ def print_evaluation(r: dict) -> None:
         out.print(f"  refused at {stage}: " + ", ".join(f"{reason} {n}" for reason, n in reasons.items()))
     if len(r["refused"]) <= 20:
         for x in r["refused"]:
-            out.print(f"  refused  {x['path']}: {x['reason']} — {x['detail']}")
+            out.print(f"  refused  {shown(x['path'])}: {x['reason']} — {shown(x['detail'])}")
     accepted = r["mated_accepted"]
     for k in (1, 5, 20):
         out.print(f"rank-{k} hit rate, by subject: {pct(r[f'rank{k}'])} ({r[f'rank{k}_hits']} of {r['mated_probes']}, "
@@ -763,7 +771,7 @@ def main() -> None:
         app()
     except LeadmatchError as exc:
         if isinstance(exc, FaceChoiceNeeded):
-            err.print(f"error: {exc.message} — {exc.hint}:")
+            err.print(f"error: {shown(exc.message)} — {shown(exc.hint)}:")
             for f in exc.faces:
                 if "track" in f:
                     b = f["best_frame"]
@@ -774,7 +782,7 @@ def main() -> None:
                 err.print(f"  face {f['face']}: box {f['box']}, {f['size_px']} px wide, "
                           f"eyes {f['eye_distance_px']} px apart, sharpness {f['sharpness']}")
         else:
-            err.print(f"error: {exc}")
+            err.print(f"error: {shown(exc)}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -782,6 +790,10 @@ def main() -> None:
     except Exception as exc:  # the last guard: no traceback reaches a user
         if os.environ.get("LEADMATCH_DEBUG"):
             raise
-        err.print(f"internal error: {type(exc).__name__}: {exc} — please report it; "
+        if is_disk_full(exc):  # every write is a transaction or a temp file renamed: nothing half written
+            full = DiskFull()
+            err.print(f"error: {full}")
+            sys.exit(full.exit_code)
+        err.print(f"internal error: {type(exc).__name__}: {shown(exc)} — please report it; "
                   "set LEADMATCH_DEBUG=1 to see the traceback")
         sys.exit(70)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from leadmatch import safetext
 from leadmatch.record import audit
 from leadmatch.gallery import index
 from leadmatch.gallery.analysis import Analyzer, LocalAnalyzer
@@ -89,7 +90,7 @@ def collect(source: Path) -> tuple[list[Item], list[Refusal]]:
     kept as metadata). Files that cannot be enrolled by their place alone come back as refusals."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
-        return _from_manifest(source), []
+        return _safe_subjects(_from_manifest(source), [])
     if not source.is_dir():
         raise InputError(f"{display_name(source)} is neither a folder nor a .csv manifest",
                          "give a folder of <subject>/<photos> or a CSV with path,subject columns")
@@ -103,7 +104,22 @@ def collect(source: Path) -> tuple[list[Item], list[Refusal]]:
             refused.append(Refusal.of(path, "no-subject", "photo is not inside a <subject>/ folder"))
     if not items and not refused:
         raise InputError(f"no photos found in {display_name(source)}", "lay photos out as <folder>/<subject>/<photo>.jpg")
-    return items, refused
+    return _safe_subjects(items, refused)
+
+
+def _safe_subjects(items: list[Item], refused: list[Refusal]) -> tuple[list[Item], list[Refusal]]:
+    """The items whose subject name holds no control, direction or zero-width character; each other one is
+    refused (and so counted): such a name would reverse, restyle or forge lines wherever it is printed."""
+    kept = []
+    for item in items:
+        bad = safetext.unsafe_char(item.subject)
+        if bad is None:
+            kept.append(item)
+        else:
+            refused.append(Refusal.of(item.path, "unsafe-name", f"subject name {safetext.shown(item.subject)!r} "
+                                      f"holds a control or text-direction character ({safetext.shown(bad)}); "
+                                      "rename the folder or fix the manifest"))
+    return kept, refused
 
 
 def _listing(folder: Path, refused: list[Refusal]) -> list[Path]:
@@ -169,6 +185,33 @@ def _from_manifest(manifest: Path) -> list[Item]:
     return items
 
 
+MAX_NAME_BYTES = 255  # a file or folder name, as most file systems allow
+
+
+def uploaded_photo_path(folder: Path, name: str) -> Path:
+    """Where an uploaded photo named `<subject>/<file>` goes in the enrollment's upload `folder` (its subject's
+    folder is made), or an InputError saying what is wrong with the name: no subject, a hidden part, a NUL, or
+    a part longer than a file system allows."""
+    subject, _, filename = (name or "").rpartition("/")
+    shown = safetext.shown(name)
+    if not subject or not filename or subject.startswith(".") or "/" in subject or filename.startswith("."):
+        raise InputError(f"upload {shown!r} is not named <subject>/<file>",
+                         "name each uploaded photo after its subject's folder")
+    if "\0" in name:
+        raise InputError(f"upload {shown!r} holds a NUL character", "rename the file")
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in (subject, filename)):
+        raise InputError(f"upload {shown[:80]!r}… has a name longer than {MAX_NAME_BYTES} bytes",
+                         f"shorten the subject folder and file names to {MAX_NAME_BYTES} bytes each")
+    (Path(folder) / subject).mkdir(exist_ok=True)
+    return Path(folder) / subject / filename
+
+
+def upload_description(names: list[str], shown: int = 5) -> str:
+    """What the audit calls an uploaded enrollment: the count and the first file names as uploaded."""
+    listed = ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
+    return f"upload of {len(names)} photo{'s' if len(names) != 1 else ''}: {listed}"
+
+
 def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | None, batch: int | None) -> Analyzer:
     """The local pool, or with `ray` (auto or HOST:PORT) a Ray actor pool; Ray is imported only then."""
     if not ray:
@@ -191,13 +234,15 @@ def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | Non
 
 def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers: int | None = None,
            progress: Callable[[int, int], None] | None = None, ray: str | None = None,
-           batch: int | None = None, root: Path | None = None) -> EnrollmentReport:
+           batch: int | None = None, root: Path | None = None, source_name: str | None = None) -> EnrollmentReport:
     """Analyst: enroll every photo under `source`. `progress(done, total)` is called as photos finish.
     With `ray` (auto or HOST:PORT) the photos are analyzed on that Ray cluster, `batch` photos a task, at most
     `workers` actors (default: one per cluster CPU); the record is written here, as locally. Only files inside
     `root` (the service's --enroll-root; default: the folder `source`) are read (see `sources`): any other entry
-    is refused as outside-root, and the run's such refusals audited."""
-    require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": display_name(source)})
+    is refused as outside-root, and the run's such refusals audited. `source_name` is what the audit calls the
+    source (an upload's file names, not the folder they wait in)."""
+    source_name = source_name or display_name(source)
+    require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": source_name})
     gallery = get_gallery(ws, gallery_name)
     confinement = Confinement.of(source, root, ws.home)
     items, refused = collect(source)
@@ -246,7 +291,7 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
     _audit_outside(ws, actor, gallery.name, source, confinement, report.refused)
     _, report.index_note = index.sync(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     audit.record(ws.conn, actor.name, "gallery.enroll", objects={
-        "gallery": gallery.name, "source": display_name(source), "enrolled": report.enrolled, "skipped": report.skipped,
+        "gallery": gallery.name, "source": source_name, "enrolled": report.enrolled, "skipped": report.skipped,
         "refused": len(report.refused), **({"ray": ray} if ray else {})},  # which cluster analyzed them
         photos=[r.sha256 for r in report.refused if r.sha256])
     return report

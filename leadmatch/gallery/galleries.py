@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from leadmatch import safetext
 from leadmatch.record import audit
 from leadmatch.gallery import calibration, index
 from leadmatch.governance.accounts import Actor, require
@@ -53,6 +54,9 @@ def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: 
             raise Refused(f"gallery {name!r} lacks its authorization: {', '.join('--' + m for m in missing)} "
                           f"is empty", "give the legal authority, approving official and source",
                           "unauthorized-gallery")
+        safetext.check_name(approved_by, "--approved-by")
+        safetext.check_text(authority, "--authority")
+        safetext.check_text(source, "--source")
         approved = parse_date(approved_on, "--approved-on")
         if approved > date.today().isoformat():
             raise InputError(f"--approved-on {approved} is in the future", "give the date the gallery was approved")
@@ -82,21 +86,19 @@ def get(ws: Workspace, name: str) -> Gallery:
     return Gallery(**dict(row))
 
 
-READERS = ("analyst", "agent", "reviewer", "auditor", "admin")  # may know which galleries exist, to search one
-KEEPERS = ("analyst", "auditor", "admin")  # may read a gallery's details: counts, refusals, its index
-
-
-def names(ws: Workspace, actor: Actor) -> list[dict]:
-    """The galleries a search may name, with their legal authority (any signed-in role)."""
-    require(ws, actor, READERS, "gallery.names")
-    return [{"name": r["name"], "authority": r["authority"]}
-            for r in ws.conn.execute("SELECT name, authority FROM galleries ORDER BY name")]
+READERS = ("analyst", "agent", "reviewer", "auditor", "admin")
+#: Who may see a gallery's details (counts, refusals, index file): agents and reviewers see only the names.
+DETAIL_READERS = ("analyst", "auditor", "admin")
 
 
 def list_all(ws: Workspace, actor: Actor) -> list[dict]:
-    """Every gallery with its counts and index, by name (analysts, auditors, admins)."""
-    require(ws, actor, KEEPERS, "gallery.list")
-    return [describe(ws, Gallery(**dict(r))) for r in ws.conn.execute("SELECT * FROM galleries ORDER BY name")]
+    """Every gallery by name (any signed-in role may look): with its authorization, counts and index for
+    analysts, auditors and admins; only the name for agents and reviewers, who need no more to search."""
+    held = require(ws, actor, READERS, "gallery.list")
+    rows = [Gallery(**dict(r)) for r in ws.conn.execute("SELECT * FROM galleries ORDER BY name")]
+    if not held.roles.intersection(DETAIL_READERS):
+        return [{"name": g.name} for g in rows]
+    return [describe(ws, g) for g in rows]
 
 
 def describe(ws: Workspace, gallery: Gallery) -> dict:
@@ -161,8 +163,8 @@ def set_target_fpir(ws: Workspace, actor: Actor, name: str, target: float) -> di
 
 
 def show(ws: Workspace, actor: Actor, name: str, with_refusals: bool = False) -> dict:
-    """A gallery's description (analysts, auditors, admins), with every refused photo if asked."""
-    require(ws, actor, KEEPERS, "gallery.show", objects={"gallery": name})
+    """A gallery's description (analyst, auditor or admin), with every refused photo if asked."""
+    require(ws, actor, DETAIL_READERS, "gallery.show", objects={"gallery": name})
     gallery = get(ws, name)
     info = describe(ws, gallery)
     if with_refusals:
@@ -217,7 +219,7 @@ def build_index(ws: Workspace, actor: Actor, name: str, factory_string: str | No
 
 def index_status(ws: Workspace, actor: Actor, name: str) -> dict:
     """Type, size, bytes per face, training, faces added since, last self-check, and whether to rebuild."""
-    require(ws, actor, KEEPERS, "index.status", objects={"gallery": name})
+    require(ws, actor, DETAIL_READERS, "index.status", objects={"gallery": name})
     gallery = get(ws, name)
     loaded = index.load(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     info = index.build_info(ws.conn, gallery.id) or {}

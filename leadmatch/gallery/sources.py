@@ -18,6 +18,7 @@ from pathlib import Path
 
 from leadmatch.biometrics.photos import MAX_FILE_BYTES, display_name, read_open
 from leadmatch.errors import PhotoError
+from leadmatch.governance.retention import ENROLL_UPLOADS
 
 OUTSIDE_ROOT = "outside-root"
 
@@ -44,8 +45,11 @@ class Confinement:
         """The confinement of enrolling `source`: under `root` when given, else under the folder `source` (a
         manifest without a root names files anywhere); never in `workspace`."""
         base = root if root is not None else (source if Path(source).is_dir() else None)
-        return cls(resolved(base) if base is not None else None,
-                   resolved(workspace) if workspace is not None else None)
+        base = resolved(base) if base is not None else None
+        home = resolved(workspace) if workspace is not None else None
+        if home is not None and base is not None and inside(base, home / ENROLL_UPLOADS):
+            home = None  # photos the service itself wrote from an upload: read there, and only there
+        return cls(base, home)
 
     def problem(self, path) -> str | None:
         """Why `path` may not be read (one line, naming neither whether it exists nor where it leads), or None."""

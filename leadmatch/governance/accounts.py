@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from leadmatch import safetext
 from leadmatch.record import audit
 from leadmatch.governance.signin import SignInThrottle
 from leadmatch.errors import InputError, NotFound, Refused
@@ -126,6 +127,7 @@ def certify(ws: Workspace, actor: Actor, name: str, course: str, completed: str,
         raise InputError(f"--expires {until} is not after --completed {done}", "give a later expiry")
     if not (course or "").strip():
         raise InputError("--course is empty", f'name the course, e.g. "{DEFAULT_COURSE}"')
+    safetext.check_name(course, "--course")
     with transition(ws.conn, Refused):  # the admin's role and the account re-read with the write
         require(ws, actor, "admin", "user.certify", objects={"user": name})
         row = get_user(ws, name)
@@ -208,8 +210,16 @@ def login(ws: Workspace, name: str, password: str, hours: int = SESSION_HOURS, *
           peer: str | None = None) -> tuple[str, Actor, str]:
     """Check the password; return (token, actor, expiry). Only the token's sha256 is stored. With a
     `throttle` (the service), failures slow further tries of the name from `address` and, past a larger count,
-    of unknown names from `address` (see `signin`); each entry records `address` and the TCP `peer`."""
+    of unknown names from `address` (see `signin`); each entry records `address` and the TCP `peer`.
+    A name holding control or direction characters (no account can have one) is refused at once, and audited
+    with those characters escaped, so it cannot forge a line or an escape sequence in the audit log."""
     where = {"address": address, **({"peer": peer} if peer and peer != address else {})} if address else None
+    if not safetext.is_safe_name(name or ""):
+        shown = safetext.shown(name)
+        audit.record(ws.conn, shown, "login", "refused", objects=where,
+                     reason="unsafe-name: the user name holds control or text-direction characters")
+        raise Refused(f"user name {shown!r} holds control or text-direction characters",
+                      "type your user name again", "bad-credentials")
     throttled = throttle is not None and address is not None
     if throttled:
         with transaction(ws.conn):  # the check and the count as one: parallel guesses cannot slip past it

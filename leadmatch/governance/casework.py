@@ -9,6 +9,7 @@ Every attempt to skip a step is refused and audited. Closed searches are read-on
 
 from __future__ import annotations
 
+from leadmatch import safetext
 from leadmatch.record import audit
 from leadmatch.governance.accounts import Actor, refuse, require
 from leadmatch.errors import InputError, NotFound, Refused
@@ -50,6 +51,9 @@ def _not_closed(ws: Workspace, actor: Actor, action: str, search) -> None:
 
 def _text(ws, actor, action, search, value: str, option: str) -> str:
     value = (value or "").strip()
+    if safetext.unsafe_char(value, free_text=True) is not None:
+        raise refuse(ws, actor, action, "unsafe-text", f"{option} holds a control or text-direction character",
+                     "type it again without control characters", case=search["case_number"], search_id=search["id"])
     if len(value) < MIN_NOTE:
         raise refuse(ws, actor, action, f"missing-{option.strip('-')}", f"{option} is empty or too short",
                      f"write at least {MIN_NOTE} characters", case=search["case_number"], search_id=search["id"])
@@ -131,6 +135,9 @@ def _corroborate(ws: Workspace, actor: Actor, action: str, search, rank: int, ev
         raise InputError(f"--outcome {outcome!r} is not allowed", f"use {' or '.join(OUTCOMES)}")
     evidence = _text(ws, actor, action, search, evidence, "--evidence")
     reference = (reference or "").strip()
+    if not safetext.is_safe_name(reference):
+        raise refuse(ws, actor, action, "unsafe-text", "--reference holds a control or text-direction character",
+                     "type it again without control characters", **context)
     if not reference:
         raise refuse(ws, actor, action, "missing-reference", "--reference is empty",
                      "cite the record, report or exhibit the evidence comes from", **context)

@@ -14,6 +14,8 @@ from leadmatch.record.dates import parse_date
 from leadmatch.record.workspace import Workspace
 
 OVERSEERS = ("auditor", "admin")
+MAX_LOG_ENTRIES = 1_000_000  # one answer of `log`: more is an export, not a read
+MAX_STALE_DAYS = 36_500      # a hundred years
 
 
 def verify(ws: Workspace, actor: Actor, expect_head: str | None = None,
@@ -125,6 +127,8 @@ def file_scheduled_checkpoint(ws: Workspace, folder: Path) -> Path:
 def log(ws: Workspace, actor: Actor, case: str | None = None, user: str | None = None, since: str | None = None,
         limit: int | None = None) -> list[dict]:
     require(ws, actor, OVERSEERS, "audit.log")
+    if limit is not None and not 1 <= limit <= MAX_LOG_ENTRIES:
+        raise InputError(f"--limit {limit} is out of range", f"give a number from 1 to {MAX_LOG_ENTRIES:,}")
     since = parse_date(since, "--since") if since else None
     rows = audit.entries(ws.conn, case=case, actor=user, since=since, limit=limit)
     audit.record(ws.conn, actor.name, "audit.log", objects={"case": case, "user": user, "since": since})
@@ -136,8 +140,9 @@ def report(ws: Workspace, actor: Actor, start: str, end: str, stale_days: int = 
     first, last = parse_date(start, "--from"), parse_date(end, "--to")
     if last < first:
         raise InputError(f"--to {last} is before --from {first}", "swap them")
-    if stale_days < 1:
-        raise InputError("--stale-days must be at least 1", "give a number of days")
+    if not 1 <= stale_days <= MAX_STALE_DAYS:
+        raise InputError(f"--stale-days {stale_days} is out of range", f"give a number of days from 1 to "
+                         f"{MAX_STALE_DAYS:,}")
     # --to is inclusive for people; the query takes the day after as an open bound
     from datetime import date, timedelta
 

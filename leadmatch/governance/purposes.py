@@ -3,6 +3,7 @@ a default set of serious-crime categories."""
 
 from __future__ import annotations
 
+from leadmatch import safetext
 from leadmatch.record import audit
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError
@@ -37,6 +38,7 @@ def add(ws: Workspace, actor: Actor, name: str) -> str:
     name = (name or "").strip().lower()
     if not name or len(name) > 80:
         raise InputError("purpose name is empty or longer than 80 characters", "give a short offense category")
+    safetext.check_name(name, "purpose")
     ensure_defaults(ws)
     with transaction(ws.conn):
         if ws.conn.execute("SELECT 1 FROM purposes WHERE name = ?", (name,)).fetchone():

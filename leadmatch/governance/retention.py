@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -59,6 +60,28 @@ def purge_expired(ws: Workspace, actor: Actor) -> dict:
         removed_files += sum(ws.release_photo(path) for path in stored)
     sweep_uploads(ws.home)  # abandoned probe uploads go too; in-flight face picks (younger) stay
     return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files}
+
+
+#: Photos uploaded for a gallery enrollment wait in <home>/enroll-uploads/leadmatch-enroll-*/ while it runs.
+ENROLL_UPLOADS = "enroll-uploads"
+
+
+def enroll_upload_folder(home: Path) -> Path:
+    """A new private folder inside the workspace for one enrollment's uploaded photos (removed when it ends;
+    one left by a killed service goes at the next start, `sweep_enroll_uploads`)."""
+    root = Path(home) / ENROLL_UPLOADS
+    root.mkdir(mode=0o700, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="leadmatch-enroll-", dir=root))
+
+
+def sweep_enroll_uploads(home: Path) -> int:
+    """Delete every enrollment upload folder (at the service's start, when no enrollment runs). Returns how
+    many went."""
+    root = Path(home) / ENROLL_UPLOADS
+    folders = list(root.glob("leadmatch-enroll-*")) if root.is_dir() else []
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(folders)
 
 
 def sweep_uploads(home: Path, max_age_s: float = UPLOAD_MAX_AGE_S, now: float | None = None) -> int:

@@ -57,22 +57,25 @@ def build_index(ws: Workspace, actor: Actor, name: str, factory: str | None = No
 @dataclass(frozen=True)
 class EnrollmentPlan:
     """What an enrollment request may do here: the folder or manifest to read, the folder nothing may be read
-    outside of (`root`: a service's enroll root; None: the source itself), and the Ray cluster (or None)."""
+    outside of (`root`: a service's enroll root; None: the source itself), the Ray cluster (or None), and for an
+    upload what the audit calls it (`uploaded_as`: its file names, not the folder they wait in)."""
 
     source: Path
     ray: str | None
     batch: int | None
     root: Path | None = None
+    uploaded_as: str | None = None
 
 
 def enrollment_plan(ws: Workspace, actor: Actor, deployment: Deployment, name: str, path: Path | str | None, *,
-                    ray: str | None = None, batch: int | None = None, uploaded: Path | None = None) -> EnrollmentPlan:
+                    ray: str | None = None, batch: int | None = None, uploaded: Path | None = None,
+                    uploaded_as: str | None = None) -> EnrollmentPlan:
     """Check an enrollment request before any photo is read: the analyst role, the source (`uploaded`, a folder
     the service wrote itself, or `path`, confined to a service's enroll root) and the Ray cluster."""
     may_enroll(ws, actor, name)
     cluster = ray_cluster(ws, actor, deployment, name, ray, batch)
     if uploaded is not None:
-        return EnrollmentPlan(Path(uploaded), cluster, batch)
+        return EnrollmentPlan(Path(uploaded), cluster, batch, uploaded_as=uploaded_as)
     source = server_path(ws, actor, deployment, str(path), "gallery.enroll")
     return EnrollmentPlan(source, cluster, batch, deployment.enroll_root if deployment.service else None)
 
@@ -86,7 +89,7 @@ def enroll(ws: Workspace, actor: Actor, name: str, plan: EnrollmentPlan, *, work
            progress: Callable[[int, int], None] | None = None) -> dict:
     """Enroll what `plan` names; answers the summary (every entry enrolled, skipped or refused with a reason)."""
     report = enrollment.enroll(ws, actor, name, plan.source, workers=workers, ray=plan.ray, batch=plan.batch,
-                               progress=progress, root=plan.root)
+                               progress=progress, root=plan.root, source_name=plan.uploaded_as)
     return {**report.to_dict(), "index_note": report.index_note}
 
 

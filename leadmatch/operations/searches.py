@@ -23,7 +23,7 @@ def search(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
 def search_form(ws: Workspace, actor: Actor) -> dict:
     """Agent: what a new search may name — the galleries, the authorized purposes, the fusion rules."""
     accounts.require(ws, actor, "agent", "search.form")
-    return {"galleries": galleries.names(ws, actor), "purposes": purposes.list_all(ws),
+    return {"galleries": galleries.list_all(ws, actor), "purposes": purposes.list_all(ws),
             "fusions": list(probes.FUSIONS)}
 
 

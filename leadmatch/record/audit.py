@@ -429,8 +429,17 @@ def report_csv(data: dict) -> str:
     import csv
     import io
 
+    from leadmatch.safetext import csv_cell
+
+    class SafeWriter:  # every cell shown safely, never a formula (user names and reasons are stored strings)
+        def __init__(self, out) -> None:
+            self._writer = csv.writer(out)
+
+        def writerow(self, row) -> None:
+            self._writer.writerow([csv_cell(cell) for cell in row])
+
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
     writer.writerow(["section", "item", "value"])
     writer.writerow(["period", "from", data["from"]])
     writer.writerow(["period", "to", data["to"]])

@@ -7,6 +7,7 @@ half written. The schema is versioned with `PRAGMA user_version` and migrated fo
 from __future__ import annotations
 
 import contextlib
+import errno
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -343,7 +344,24 @@ def transaction(conn: sqlite3.Connection):
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except BaseException:  # a COMMIT that failed (a full disk) may leave the transaction open: end it
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+#: What a write that found no room says: no space, over the quota, over the file size limit.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` means the disk holding the workspace (or an upload) is full: an OSError with ENOSPC,
+    EDQUOT or EFBIG, or SQLite's "database or disk is full"."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL_ERRNOS
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from leadmatch.record import audit
 from leadmatch.record import store
-from leadmatch.errors import WorkspaceError
+from leadmatch.errors import DiskFull, WorkspaceError
 
 #: Whatever the caller's umask, what leadmatch creates is its account's alone: folders 0700, files 0600.
 PRIVATE_UMASK = 0o077
@@ -54,8 +54,11 @@ class Workspace:
         if not target.exists():
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            write_private(temp, data)
-            os.replace(temp, target)
+            try:
+                write_private(temp, data)
+                os.replace(temp, target)
+            finally:  # a write that failed (a full disk) leaves no partial file behind
+                temp.unlink(missing_ok=True)
         return target
 
     def release_photo(self, relative: str | None) -> bool:
@@ -117,10 +120,21 @@ def open_workspace(home: Path) -> Workspace:
     return Workspace(home=home, conn=_connect(home))
 
 
+def _no_room(home: Path) -> bool:
+    """Whether the file system holding `home` has (almost) no space left for an unprivileged writer."""
+    try:
+        info = os.statvfs(home)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < 64 * 1024
+
+
 def _connect(home: Path) -> sqlite3.Connection:
     try:
         conn = store.connect(home / DB_NAME)
     except sqlite3.DatabaseError as exc:
+        if store.is_disk_full(exc) or _no_room(home):  # SQLite could not create its -wal/-shm files
+            raise DiskFull() from None
         raise WorkspaceError(f"{home / DB_NAME} is not a usable leadmatch database ({exc})",
                              "restore it from backup or choose another --home") from None
     try:  # the audit key signs every entry this connection appends; created here for a new or pre-key workspace

@@ -154,15 +154,16 @@ def usable_frames(track: video.Track) -> list[video.Observation]:
 
 
 def from_video(path: Path, choice: int | str | None, detector: str, every_s: float, best_frames: int,
-               hashes: list[str]) -> ProbeSet:
-    """A track's best frames (those passing the quality gate, at most `best_frames`) as a probe set."""
+               hashes: list[str], budget: video.Budget | None = None) -> ProbeSet:
+    """A track's best frames (those passing the quality gate, at most `best_frames`) as a probe set, analysed
+    within `budget` (video.Budget; the default limits if None)."""
     if not 1 <= best_frames <= 20:
         raise InputError(f"--best-frames {best_frames} is out of range", "use 1 to 20 frames")
     name = display_name(Path(path).name)
     video.check_file(path)
     hashes.append(models.sha256_file(path))
     found = video.analyze_video(path, every_s=every_s, min_face_px=quality.PROBE_DETECT_MIN_PX,
-                                detector=detector, keep=max(best_frames, video.DEFAULT_BEST_FRAMES))
+                                detector=detector, keep=max(best_frames, video.DEFAULT_BEST_FRAMES), budget=budget)
     track = pick_track(found, choice, name)
     frames = usable_frames(track)[:best_frames]
     faces = [ProbeFace(o.face, o.jpeg, hashlib.sha256(o.jpeg).hexdigest(), ".jpg", name, time_s=o.time_s,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leadmatch import safetext
 from leadmatch.governance import purposes
 from leadmatch.record import audit
 from leadmatch.gallery import calibration, index
@@ -59,6 +60,7 @@ class SearchRequest:
     best_frames: int = video.DEFAULT_BEST_FRAMES
     fusion: str = probes.DEFAULT_FUSION
     per_photo: bool = False        # one candidate per gallery photo instead of per subject
+    budget: video.Budget = field(default_factory=video.Budget)  # what a clip's analysis may cost
 
 
 def new_search_id() -> str:
@@ -75,6 +77,10 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
     """Check the policy preconditions and options that need no photo."""
     if not (request.case or "").strip():
         raise Refused("no case number given", "pass --case with the case this search serves", "missing-case")
+    safetext.check_name(request.case, "case number", "give the case number as it is written in the case file")
+    safetext.check_name(request.purpose or "", "purpose", "pick one from `leadmatch purposes`")
+    safetext.check_text(request.justification or "", "--justification")
+    safetext.check_text(request.traditional_means or "", "--traditional-means")
     if not (request.purpose or "").strip():
         raise Refused("no purpose given", "pass --purpose with an authorized purpose (see `leadmatch purposes`)",
                       "missing-purpose")
@@ -110,7 +116,7 @@ def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
 
     The probe is a photo, several stills of one person (`request.more_probes`), or a video clip (by its
     extension), whose face track is searched with its best frames."""
-    case = (request.case or "").strip() or None
+    case = safetext.shown((request.case or "").strip()) or None  # a refused one is audited escaped
     require(ws, actor, "agent", "search", case=case, objects={"gallery": request.gallery})
     require_search_ready(ws, actor, case)
     probe_hashes: list[str] = []
@@ -135,7 +141,7 @@ def _probe_set(request: SearchRequest, hashes: list[str]) -> probes.ProbeSet:
         if request.more_probes:
             raise InputError("a video and other probes were given together", "search one clip, or several stills")
         return probes.from_video(request.probe, request.track, request.detector, request.every_s,
-                                 request.best_frames, hashes)
+                                 request.best_frames, hashes, request.budget)
     if any(is_video(p) for p in request.more_probes):
         raise InputError("a video and other probes were given together", "search one clip, or several stills")
     return probes.from_photos([request.probe, *request.more_probes], request.face, request.detector, hashes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +32,10 @@ MAX_FRAME_PIXELS = 3840 * 2160
 MAX_VIDEO_BYTES = 2 << 30
 DEFAULT_EVERY_S = 0.1
 DEFAULT_BEST_FRAMES = 5
+#: The work one clip search may take, so one agent's clip cannot hold a worker for minutes: frames sampled
+#: (duration ÷ every, refused before decoding when the container says so) and wall seconds of analysis.
+MAX_SAMPLED_FRAMES = 1200
+MAX_ANALYSIS_S = 180.0
 #: A face may vanish for this long (motion blur, a turn of the head) and still continue its track.
 MAX_GAP_S = 1.0
 #: Linking rules: box overlap (intersection over union) or embedding distance to the track's last face.
@@ -98,6 +103,40 @@ class VideoAnalysis:
     tracks: list[Track]
 
 
+@dataclass
+class Budget:
+    """What one clip analysis may cost: `max_frames` sampled frames and `max_seconds` of wall time; and a file
+    (`cancel_file`) whose appearance stops it at the next frame (the service creates it when the client left).
+    Plain data, so it crosses to a worker process."""
+
+    max_frames: int = MAX_SAMPLED_FRAMES
+    max_seconds: float = MAX_ANALYSIS_S
+    cancel_file: str | None = None
+
+    def planned(self, name: str, duration_s: float, every_s: float) -> None:
+        """Refuse, before any frame is decoded, a clip whose length (as its container says) at `every_s`
+        needs more frames than the budget."""
+        frames = math.floor(duration_s / every_s) + 1 if duration_s > 0 else 0
+        if frames > self.max_frames:
+            raise PhotoError(f"video {name} sampled every {every_s:g} s makes {frames} frames, over the limit of "
+                             f"{self.max_frames} frames a search", f"sample less often (--every "
+                             f"{math.ceil(100 * duration_s / max(1, self.max_frames - 1)) / 100:g} or more) or cut the clip",
+                             "too-large")
+
+    def check(self, sampled: int, started: float) -> None:
+        """Stop the analysis (PhotoError) when cancelled, past its frames (a container that lied about its
+        length) or past its seconds."""
+        if self.cancel_file and os.path.exists(self.cancel_file):
+            raise PhotoError("the clip search was cancelled: its client went away", "search again", "cancelled")
+        if sampled > self.max_frames:
+            raise PhotoError(f"the clip needs more than {self.max_frames} sampled frames (the limit of a search)",
+                             "sample less often (a larger --every) or cut the clip", "too-large")
+        if time.monotonic() - started > self.max_seconds:
+            raise PhotoError(f"the clip analysis ran past {self.max_seconds:g} s (the limit of a search)",
+                             "sample less often (a larger --every), cut the clip, or use --detector hog",
+                             "too-large")
+
+
 def is_video(path: Path) -> bool:
     """True when `path` names a video by its extension (how the CLI tells a clip from a photo)."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
@@ -151,6 +190,58 @@ def open_clip(path: Path) -> tuple[cv2.VideoCapture, float, int, int, float]:
     return capture, fps, width, height, duration
 
 
+#: JPEG markers that start a frame header (baseline, progressive, lossless, arithmetic-coded), which holds the size.
+_JPEG_FRAME_HEADERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, or None when `data` is not a JPEG or has none."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # fill byte or a marker without length
+            at += 1 if marker == 0xFF else 2
+            continue
+        if marker in _JPEG_FRAME_HEADERS and at + 9 <= len(data):
+            return int.from_bytes(data[at + 7:at + 9], "big"), int.from_bytes(data[at + 5:at + 7], "big")
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return None
+
+
+def check_jpeg_frames(path: Path) -> None:
+    """Frames stored as JPEGs (MJPEG) each carry their own size, and the decoder obeys it whatever the container
+    said (then scales the picture to the container's size): read every packet raw, without decoding, and refuse
+    the clip (PhotoError) when a frame is over the 4K limit. Clips of other codecs are left to the header check."""
+    name = display_name(path)
+    capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened() or not capture.set(cv2.CAP_PROP_FORMAT, -1):
+            return
+        number = 0
+        while True:
+            ok, packet = capture.read()
+            if not ok or packet is None:
+                return
+            size = jpeg_size(packet.tobytes())
+            if size is None:
+                return  # not JPEG frames (or not readable as such): nothing more to learn here
+            number += 1
+            if size[0] * size[1] > MAX_FRAME_PIXELS:
+                raise PhotoError(f"video {name}: frame {number} is {size[0]}×{size[1]}, over the 4K limit "
+                                 f"({MAX_FRAME_PIXELS:,} pixels a frame) though the clip's header says "
+                                 f"{int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))}×"
+                                 f"{int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))}",
+                                 "downscale the clip to 4K or less", "too-large")
+    finally:
+        capture.release()
+
+
 def sample_frames(capture: cv2.VideoCapture, every_s: float, max_duration_s: float = MAX_DURATION_S
                   ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (time in seconds, RGB frame) every `every_s` seconds of the clip's own timestamps.
@@ -168,6 +259,10 @@ def sample_frames(capture: cv2.VideoCapture, every_s: float, max_duration_s: flo
         ok, bgr = capture.retrieve()
         if not ok or bgr is None:
             continue
+        if bgr.shape[0] * bgr.shape[1] > MAX_FRAME_PIXELS:  # larger than the container said (MJPEG can)
+            raise PhotoError(f"a frame at {time_s:.2f} s is {bgr.shape[1]}×{bgr.shape[0]}, over the 4K limit "
+                             f"({MAX_FRAME_PIXELS:,} pixels a frame)", "downscale the clip to 4K or less",
+                             "too-large")
         next_s = time_s + every_s
         yield time_s, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
@@ -237,13 +332,22 @@ def _keep_best(track: Track, observation: Observation, frame: np.ndarray, keep: 
 
 
 def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int = 52, detector: str = "hog",
-                  keep: int = DEFAULT_BEST_FRAMES) -> VideoAnalysis:
-    """Sample, detect, embed and track the faces of a clip. Raises PhotoError for a clip that cannot be used,
-    and when no face is found in any sampled frame."""
+                  keep: int = DEFAULT_BEST_FRAMES, budget: Budget | None = None) -> VideoAnalysis:
+    """Sample, detect, embed and track the faces of a clip, within `budget` (the default limits if None).
+    Raises PhotoError for a clip that cannot be used or would exceed the budget, when cancelled, and when no
+    face is found in any sampled frame."""
     if not (0.01 <= every_s <= 10):
         raise PhotoError(f"--every {every_s:g} s is out of range", "sample between every 0.01 and 10 seconds",
                          "bad-option")
+    budget, started = budget or Budget(), time.monotonic()
+    budget.check(0, started)
     capture, fps, width, height, duration = open_clip(path)
+    try:
+        budget.planned(display_name(Path(path).name), duration, every_s)
+        check_jpeg_frames(path)
+    except PhotoError:
+        capture.release()
+        raise
     sha256 = models.sha256_file(path)
     tracks: list[Track] = []
     active: list[Track] = []
@@ -251,6 +355,7 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
     try:
         for time_s, frame in sample_frames(capture, every_s):
             sampled += 1
+            budget.check(sampled, started)
             hist = _histogram(frame)
             if is_cut(previous_hist, hist):
                 cuts += 1
@@ -301,5 +406,5 @@ def _link(faces: list[Face], frame: np.ndarray, time_s: float, active: list[Trac
         _keep_best(track, observation, frame, keep)
 
 
-__all__ = ["VideoAnalysis", "Track", "Observation", "analyze_video", "is_video", "iou", "frontalness",
+__all__ = ["Budget", "VideoAnalysis", "Track", "Observation", "analyze_video", "is_video", "iou", "frontalness",
            "VIDEO_SUFFIXES", "DEFAULT_EVERY_S", "DEFAULT_BEST_FRAMES"]

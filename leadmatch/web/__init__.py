@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,15 +26,19 @@ from leadmatch.web.deps import Settings
 from leadmatch.web.responses import BodyLimit, SecurityHeaders, install_error_handlers
 from leadmatch.web.worker import Pool
 
+CLIP_NICENESS = 10  # clip workers yield the CPU to photo searches
+
 
 def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: bool = False,
                enroll_root: Path | None = None, workers: int | None = None, ray: str | None = None,
                checkpoint_every: float | None = None, checkpoint_dir: Path | None = None,
-               **limits) -> FastAPI:
+               clip_workers: int | None = None, **limits) -> FastAPI:
     """The app for the workspace at `home` (fails at once if there is none); `ray` names the Ray cluster
-    enrollments may run on; with `checkpoint_every` (seconds) an audit checkpoint is filed in `checkpoint_dir`
-    at start and then that often. `limits` may set max_body_bytes, max_search_bytes (a search upload, e.g. a
-    clip), max_enroll_bytes, upload_max_age_s and trusted_proxies."""
+    enrollments may run on; `workers` photo workers, `clip_workers` clip workers (a pool of their own, so photo
+    searches are answered while clips are analysed); with `checkpoint_every` (seconds) an audit checkpoint is
+    filed in `checkpoint_dir` at start and then that often. `limits` may set max_body_bytes, max_search_bytes (a
+    search upload, e.g. a clip), max_enroll_bytes, upload_max_age_s, max_clip_frames, max_clip_seconds and
+    trusted_proxies."""
     home = Path(home)
     open_workspace(home).close()
     if checkpoint_every is not None:
@@ -41,6 +46,7 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     settings = Settings(home=home, session_hours=session_hours, tls=tls, enroll_root=enroll_root, ray=ray,
                         **limits)
     pool = Pool(workers)
+    video_pool = Pool(clip_workers or max(1, min(2, (os.cpu_count() or 2) // 2)), niceness=CLIP_NICENESS)
     # Ray enrollments run one at a time (each takes every CPU of the cluster), each in a fresh process: the
     # Ray driver's threads and modules end with it, and the search workers never carry them.
     cluster_pool = Pool(1, fresh=True)
@@ -48,18 +54,25 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         retention.sweep_uploads(home, settings.upload_max_age_s)
+        retention.sweep_enroll_uploads(home)  # left by a service killed mid-enrollment
+        # held open for the service's life: SQLite keeps its -wal and -shm files while a connection is open, so
+        # each request can still open the record (and read, and write where the WAL has room) on a full disk
+        keeper = open_workspace(home)
         schedule = None
         if checkpoint_every is not None:
             schedule = asyncio.create_task(file_checkpoints(home, checkpoint_dir, checkpoint_every))
         yield
         if schedule is not None:
             schedule.cancel()
+        keeper.close()
         pool.shutdown()
+        video_pool.shutdown()
         cluster_pool.shutdown()
 
     app = FastAPI(title="leadmatch", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.pool = pool
+    app.state.video_pool = video_pool
     app.state.cluster_pool = cluster_pool
     app.include_router(pages.router)
     app.include_router(api.router)

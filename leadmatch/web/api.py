@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-import os
 import shutil
-import tempfile
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile as StarletteUpload
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from leadmatch.governance import accounts
+from leadmatch.governance import accounts, retention
 from leadmatch.operations import galleries, oversight, people, searches, sessions
-from leadmatch.gallery import galleries as gallery
+from leadmatch.gallery import enrollment, galleries as gallery
 from leadmatch.search import leads, probes
 from leadmatch.governance.accounts import Actor
 from leadmatch.errors import InputError
@@ -75,6 +73,13 @@ class GalleryCreate(BaseModel):
 
 class ServerPath(BaseModel):
     path: str = Field(max_length=4096)
+
+    @field_validator("path")
+    @classmethod
+    def no_nul(cls, value: str) -> str:
+        if "\0" in value:
+            raise ValueError("the path holds a NUL character")
+        return value
 
 
 class EnrollPath(ServerPath):
@@ -201,7 +206,7 @@ async def search(request: Request, actor: Actor = Depends(api_user), config: Set
     paths = forms.store_uploads(config.home, [(upload.file, upload.filename or "probe") for upload in probe])
     request_.probe, request_.more_probes = paths[0], tuple(paths[1:])
     try:
-        result = await request.app.state.pool.call(worker.search, str(config.home), actor, request_)
+        result = await worker.search_watched(request, config.home, actor, request_)
     finally:
         forms.drop_upload(paths[0])  # the search keeps its own copy; a refused one keeps nothing
     return json_response(result)
@@ -268,7 +273,10 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
     `ray` (auto, or the address of the service's own cluster) and `batch` (photos per Ray task, only with
     `ray`): the photos are then analyzed on the service's Ray cluster, driven by the service."""
     if request.headers.get("content-type", "").startswith("application/json"):
-        payload = await request.json()
+        try:
+            payload = await request.json()
+        except ValueError:  # not JSON, or not UTF-8
+            raise InputError("the request body is not valid JSON", 'send {"path": ...}') from None
         if not isinstance(payload, dict):
             raise InputError("the request body is not a JSON object", 'send {"path": ...}')
         try:
@@ -282,27 +290,24 @@ async def gallery_enroll(name: str, request: Request, actor: Actor = Depends(api
     batch = forms.optional_number(str(form.get("batch") or ""), "batch", 1, 100_000)
     ray = str(form.get("ray") or "").strip() or None
     galleries.ray_cluster(ws, actor, config.deployment, name, ray, batch)  # before the upload is written
-    # private to the service's account (0700); not under uploads/, whose age sweep must not race a long enroll
-    folder = Path(tempfile.mkdtemp(prefix="leadmatch-enroll-"))
+    # inside the workspace, private to the service's account; not under uploads/, whose age sweep must not race
+    # a long enroll; one left by a killed service is swept at the next start
+    folder = retention.enroll_upload_folder(config.home)
     try:
-        count = 0
+        names = []
         for upload in form.getlist("photo"):
-            subject, _, filename = (getattr(upload, "filename", "") or "").rpartition("/")
-            if not subject or not filename or subject.startswith(".") or "/" in subject or filename.startswith("."):
-                raise InputError(f"upload {upload.filename!r} is not named <subject>/<file>",
-                                 "name each uploaded photo after its subject's folder")
-            (folder / subject).mkdir(exist_ok=True)
-            (folder / subject / filename).write_bytes(await upload.read())
-            count += 1
-        if not count:
+            if not isinstance(upload, StarletteUpload):
+                raise InputError("the field 'photo' holds text, not a file", "send each photo as a file upload")
+            target = enrollment.uploaded_photo_path(folder, upload.filename or "")
+            target.write_bytes(await upload.read())
+            names.append(upload.filename)
+        if not names:
             raise InputError("no photos were uploaded", "send them as multipart fields 'photo'")
         plan = galleries.enrollment_plan(ws, actor, config.deployment, name, None, ray=ray, batch=batch,
-                                         uploaded=folder)
+                                         uploaded=folder, uploaded_as=enrollment.upload_description(names))
         result = await enroll_call(request, config, actor, name, plan)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    for refusal in result["refused"]:
-        refusal["path"] = refusal["path"].replace(str(folder) + os.sep, "")
     return json_response(result)
 
 

@@ -11,6 +11,7 @@ from fastapi import Depends, Form, Request
 
 from leadmatch.governance import accounts, signin
 from leadmatch.governance import csrf as csrf_tokens
+from leadmatch.search import video
 from leadmatch.governance.accounts import Actor
 from leadmatch.operations import Deployment
 from leadmatch.record.workspace import Workspace, open_workspace
@@ -33,6 +34,8 @@ class Settings:
     max_enroll_bytes: int = 1024 * 1024 * 1024   # a gallery enrollment upload
     max_search_bytes: int = 512 * 1024 * 1024    # a search upload: a video clip (the library allows 2 GiB)
     upload_max_age_s: int = 15 * 60              # abandoned face-picker uploads are swept after this
+    max_clip_frames: int = video.MAX_SAMPLED_FRAMES  # frames one clip search may sample
+    max_clip_seconds: float = video.MAX_ANALYSIS_S   # wall seconds one clip analysis may take
     throttle: accounts.SignInThrottle = field(default_factory=accounts.SignInThrottle)
     trusted_proxies: tuple = ()                  # serve --trusted-proxy: whose X-Forwarded-For is believed
 
@@ -40,6 +43,11 @@ class Settings:
     def deployment(self) -> Deployment:
         """What this service allows beyond the library's rules (its enroll root, its Ray cluster)."""
         return Deployment(service=True, enroll_root=self.enroll_root, ray=self.ray)
+
+
+    def clip_budget(self) -> video.Budget:
+        """What one clip search may cost on this service."""
+        return video.Budget(self.max_clip_frames, self.max_clip_seconds)
 
 
 def settings(request: Request) -> Settings:

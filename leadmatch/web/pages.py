@@ -106,7 +106,7 @@ async def search_submit(request: Request, actor: Actor = Depends(checked_form), 
     request_.probe, request_.more_probes = paths[0], tuple(paths[1:])
     keep = False
     try:
-        result = await request.app.state.pool.call(worker.search, str(config.home), actor, request_, True)
+        result = await worker.search_watched(request, config.home, actor, request_, True)
     except FaceChoiceNeeded as several:
         keep = True
         return page(request, "search_new", **searches.search_form(ws, actor),

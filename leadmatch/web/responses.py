@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 from pathlib import Path
 
 from fastapi import Request
@@ -15,7 +16,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadmatch.search import leads, report
-from leadmatch.errors import FaceChoiceNeeded, LeadmatchError, ModelError, NotFound, Refused
+from leadmatch.errors import DiskFull, FaceChoiceNeeded, LeadmatchError, ModelError, NotFound, Refused
+from leadmatch.record.store import is_disk_full
+from leadmatch.safetext import shown
 from leadmatch.wire import error_to_dict
 from leadmatch.web.deps import COOKIE
 
@@ -81,27 +84,31 @@ class BodyLimit:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await _too_large(scope, send, limit)
-        seen, started = 0, False
+        seen, started, over = 0, False, False
 
         async def counted_receive():
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    over = True
                     raise BodyTooLarge()
             return message
 
         async def tracked_send(message):
             nonlocal started
+            if over and not started:  # the app's answer to a body cut short (FastAPI's "error parsing the
+                return                # body", a 400): the 413 below goes instead
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
-            if not started:
-                await _too_large(scope, send, limit)
+            pass
+        if over and not started:
+            await _too_large(scope, send, limit)
 
 
 async def _too_large(scope, send, limit: int) -> None:
@@ -160,6 +167,8 @@ def status_of(exc: LeadmatchError) -> int:
         return 409
     if isinstance(exc, ModelError):
         return 503
+    if isinstance(exc, DiskFull):
+        return 507
     return 400
 
 
@@ -206,9 +215,18 @@ def install_error_handlers(app) -> None:
         return page(request, "error", exc.status_code, title="Not found" if exc.status_code == 404 else "Error",
                     message=message)
 
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.OperationalError)
+    async def storage_error(request: Request, exc: Exception):
+        """A full disk is a clear 507 (transactions rolled back, temp files gone); any other is a bug."""
+        if is_disk_full(exc):
+            log.warning("disk full on %s: %s", shown(request.url.path), shown(exc))
+            return await leadmatch_error(request, DiskFull())
+        return await internal_error(request, exc)
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
-        log.exception("internal error on %s", request.url.path)  # the server log keeps the traceback
+        log.exception("internal error on %s", shown(request.url.path))  # the server log keeps the traceback
         message = f"internal error ({type(exc).__name__}) — please report it"
         if is_api(request):
             response = json_response({"error": {"kind": "LeadmatchError", "message": message, "hint": "",

@@ -3,12 +3,18 @@ one huge photo then ties up one worker, while every other request is still answe
 
 Each function takes plain data (the workspace's home, the actor, the request) and returns
 {"ok": result} or {"error": wire dict}, because exceptions do not cross processes intact.
+
+Clips are searched in a pool of their own, at a lower CPU priority, so photo searches are answered while clips
+are analysed; each clip search has a budget (frames, seconds; `video.Budget`) and stops when its client has gone
+(`search_watched`). A worker that dies takes the requests queued or running on it down with it: each is tried
+once more in a fresh process of its own, so only a request that kills its worker twice fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import multiprocessing
 import os
 import threading
@@ -27,6 +33,8 @@ from leadmatch.wire import error_from_dict, error_to_dict
 from leadmatch.record.workspace import open_workspace
 
 THUMB = 140  # px: a face or track in the browser's picker
+CANCELLED = ".cancelled"  # in a clip's upload folder: its client went away, the analysis stops
+WATCH_S = 0.5  # how often a waiting clip search looks whether its client is still there
 
 
 def exit_with_parent(parent: int) -> None:
@@ -41,25 +49,44 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def start_worker(parent: int, niceness: int = 0) -> None:
+    """Worker initializer: end with the service (`exit_with_parent`); a clip worker also yields the CPU to photo
+    searches (`niceness` added to its priority)."""
+    exit_with_parent(parent)
+    if niceness:
+        os.nice(niceness)
+
+
 class Pool:
     """A lazily started process pool (spawned, so no locks or threads of the server are inherited). With
     `fresh`, each call gets a new process that ends after it (for a Ray driver, whose state must not linger)."""
 
-    def __init__(self, workers: int | None = None, fresh: bool = False) -> None:
+    def __init__(self, workers: int | None = None, fresh: bool = False, niceness: int = 0) -> None:
         self.workers = workers or max(2, min(4, (os.cpu_count() or 2)))
         self.fresh = fresh
+        self.niceness = niceness
         self._executor: ProcessPoolExecutor | None = None
+        self._retries: asyncio.Semaphore | None = None  # retries run at most `workers` at once
+
+    def _new_executor(self, workers: int, fresh: bool) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
+                                   initargs=(os.getpid(), self.niceness), max_tasks_per_child=1 if fresh else None)
 
     async def call(self, fn, *args):
-        """Run `fn(*args)` in a worker; return its result or raise the leadmatch error it reported."""
+        """Run `fn(*args)` in a worker; return its result or raise the leadmatch error it reported. When the
+        worker dies, the call is tried once more in a fresh process of its own (not for a Ray run)."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=exit_with_parent, initargs=(os.getpid(),),
-                                                 max_tasks_per_child=1 if self.fresh else None)
+            self._executor = self._new_executor(self.workers, self.fresh)
+        executor = self._executor
+        loop = asyncio.get_running_loop()
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            outcome = await loop.run_in_executor(executor, fn, *args)
         except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh for the next request
-            self.shutdown()
+            if self._executor is executor:  # not one another request has started since
+                self.shutdown()
+            ray_run = fn is enroll_folder and bool(args[3].ray)
+            outcome = None if self.fresh or ray_run else await self._alone(fn, *args)
+        if outcome is None:
             if fn is enroll_folder and args[3].ray:  # a Ray run: its driver died, not a photo
                 raise WorkspaceError("the enrollment on the Ray cluster stopped: the process driving it died",
                                      "run it again: every photo written so far is kept and skipped") from None
@@ -71,6 +98,19 @@ class Pool:
         if "error" in outcome:
             raise error_from_dict(outcome["error"])
         return outcome["ok"]
+
+    async def _alone(self, fn, *args) -> dict | None:
+        """`fn(*args)` once more, in a new process of its own (so a request that kills its worker again takes
+        nothing else with it); None if that process dies too."""
+        self._retries = self._retries or asyncio.Semaphore(self.workers)
+        async with self._retries:  # every request queued on a broken pool retries: not all in new processes at once
+            executor = self._new_executor(1, True)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+            except BrokenProcessPool:
+                return None
+            finally:
+                executor.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
         if self._executor is not None:
@@ -102,6 +142,25 @@ def search(home: str, actor: Actor, request: searching.SearchRequest, with_face_
         ws.close()
 
 
+async def search_watched(http_request, home: Path, actor: Actor, request: searching.SearchRequest,
+                         with_face_images: bool = False) -> dict:
+    """Run `search` for an HTTP request: a photo in the photo pool; a clip in the clip pool, within the service's
+    clip budget, and stopped (marked cancelled, audited by the search) when the client goes away meanwhile."""
+    state = http_request.app.state
+    if not is_video(request.probe):
+        return await state.pool.call(search, str(home), actor, request, with_face_images)
+    marker = Path(request.probe).parent.absolute() / CANCELLED
+    marker.unlink(missing_ok=True)  # a face-pick round trip reuses the upload
+    request.budget = dataclasses.replace(state.settings.clip_budget(), cancel_file=str(marker))
+    job = asyncio.ensure_future(state.video_pool.call(search, str(home), actor, request, with_face_images))
+    while not job.done():
+        await asyncio.wait({job}, timeout=WATCH_S)
+        if not job.done() and await http_request.is_disconnected():
+            marker.touch()  # the worker stops at its next frame (or before its first, if still queued)
+            break
+    return await job
+
+
 def _with_images(several: FaceChoiceNeeded, uploads: list[Path]) -> list[dict]:
     """The faces (or a clip's tracks) of a pick, each with a data-URL PNG: a face cut from the photo the message
     names, a track's best frame re-read from the clip at its time (the analysis itself is not kept)."""
@@ -120,15 +179,22 @@ def _with_images(several: FaceChoiceNeeded, uploads: list[Path]) -> list[dict]:
 def enroll_folder(home: str, actor: Actor, gallery: str, plan: galleries.EnrollmentPlan) -> dict:
     """Worker: enroll what `plan` names as `actor` (one process: the pool itself is the parallelism), or on the
     plan's Ray cluster (the service's), `batch` photos a task; this process is then the Ray driver and leaves the
-    cluster when the run ends."""
-    ws = open_workspace(Path(home))
+    cluster when the run ends. An upload (the plan's `uploaded_as` names it for the audit) is read from inside its
+    folder, so the record and every refusal name the photos as uploaded (<subject>/<file>), never by the folder
+    they waited in."""
+    ws = open_workspace(Path(home).absolute())
+    before = os.getcwd()
     try:
+        if plan.uploaded_as:  # one task at a time per worker process: the folder change is ours alone
+            os.chdir(plan.source)
+            plan = dataclasses.replace(plan, source=Path("."))
         return {"ok": galleries.enroll(ws, actor, gallery, plan, workers=None if plan.ray else 1)}
     except LeadmatchError as exc:
         if getattr(exc, "reason", None) == "ray-unavailable":  # the analyst cannot start or fix the cluster
             exc.hint = "ask the service's administrator to check its Ray cluster (serve --ray), or enroll without --ray"
         return {"error": error_to_dict(exc)}
     finally:
+        os.chdir(before)
         ws.close()
 
 
