@@ -226,10 +226,16 @@ def models_check(
     for name, digest in models.verify_all().items():
         out.print(f"ok  {name}  {digest}")
     for name, entry in models.expected_converted().items():
+        if name == models.FACERES_ONNX and not models.faceres_installed():
+            out.print(f"absent  {name}: the FaceRes weights are not installed (dlib+faceres galleries cannot be "
+                      f"used; {models.FACERES_HINT})")
+            continue
         onnx_file = models.converted_path(name)
-        out.print(f"ok  {onnx_file.name}  {models.sha256_file(onnx_file)}  (converted from {entry['from']})")
+        source = ", ".join(entry["from"]) if isinstance(entry["from"], list) else entry["from"]
+        out.print(f"ok  {onnx_file.name}  {models.sha256_file(onnx_file)}  (converted from {source})")
     if not check:
         return
+    faceres_models_check()
     folder = photos or default_photos()
     if not folder.is_dir():
         out.print(f"agreement: not checked (no photos at {folder}; pass --photos)")
@@ -244,6 +250,20 @@ def models_check(
         raise ModelError(f"ONNX and dlib CNN face detectors disagree: {found.line()}",
                          "use --engine dlib with --detector cnn and report the model card mismatch")
     out.print(f"ok  detector agreement: {found.line()}")
+
+
+def faceres_models_check() -> None:
+    """`leadmatch models`' FaceRes line: the converted graph against TensorFlow's reference descriptors."""
+    if not models.faceres_installed():
+        return
+    result = agreement.check_faceres()
+    if result is None:
+        out.print("faceres agreement: not checked (no reference crops under tests/data)")
+    elif not result.ok:
+        raise ModelError(f"ONNX FaceRes and TensorFlow disagree: {result.line()}",
+                         "use dlib galleries and report the model card mismatch")
+    else:
+        out.print(f"ok  faceres agreement: {result.line()}")
 
 
 @gallery_app.command("create")
