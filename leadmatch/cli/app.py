@@ -18,7 +18,7 @@ from rich.table import Table
 from leadmatch.governance import accounts, casework, purposes
 from leadmatch.biometrics.models import agreement, registry as models
 from leadmatch.tools import bench, evaluation
-from leadmatch.cli import backends as client, credentials
+from leadmatch.cli import backends as client, credentials, model_cmds
 from leadmatch.biometrics import faces
 from leadmatch.search import leads, probes, video
 from leadmatch.governance import audit as auditing
@@ -35,6 +35,7 @@ app = typer.Typer(help="leadmatch: face search for investigative leads. Every ca
 gallery_app = typer.Typer(help="Authorized galleries: create, enroll, list, show, remove a subject.",
                           no_args_is_help=True)
 app.add_typer(gallery_app, name="gallery")
+model_cmds.register(gallery_app)
 user_app = typer.Typer(help="Accounts (admin): add, certify, disable, list.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, checkpoint, log, report.", no_args_is_help=True)
@@ -274,11 +275,14 @@ def gallery_create(
         approved_on: str = typer.Option(..., help="Approval date, YYYY-MM-DD."),
         source: str = typer.Option(..., help="Where the photos come from."),
         retention_days: int = typer.Option(galleries.DEFAULT_RETENTION_DAYS, help="Retention period for searches."),
+        model: str = typer.Option("dlib", "--model", help="Face model: dlib, or dlib+faceres (fused; needs the "
+                                                           "FaceRes weights `make install` fetches)."),
 ):
     """Create an authorized gallery (analyst). All four authorization fields are required."""
-    created = backend().gallery_create(name, authority, approved_by, approved_on, source, retention_days)
+    created = backend().gallery_create(name, authority, approved_by, approved_on, source, retention_days, model)
     out.print(f"created gallery {created['name']!r} (authority: {created['authority']}; approved by "
-              f"{created['approved_by']} on {created['approved_on']}; retention {created['retention_days']} days)")
+              f"{created['approved_by']} on {created['approved_on']}; retention {created['retention_days']} days; "
+              f"model {created.get('model', 'dlib')})")
 
 
 @gallery_app.command("enroll")
@@ -356,7 +360,8 @@ def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
     out.print(f"gallery {info['name']}\n  authority:   {a['authority']}\n  approved by: {a['approved_by']} on "
               f"{a['approved_on']}\n  source:      {a['source']}\n  retention:   {a['retention_days']} days\n"
               f"  subjects {info['subjects']}, photos {info['photos']}, faces {info['faces']}, refused photos "
-              f"{info['refused_photos']} {info['refused_by_reason'] or ''}\n  index: {info['index']['type']}, "
+              f"{info['refused_photos']} {info['refused_by_reason'] or ''}\n  model: {info.get('model', 'dlib')}\n"
+              f"  index: {info['index']['type']}, "
               f"{info['index']['bytes']:,} bytes at {info['index']['file']}")
     if info.get("calibration"):
         out.print(f"  {info['calibration']['text']}; {info['flagged_faces']} faces enrolled with a quality flag")
@@ -618,7 +623,8 @@ def print_search(result: dict, full: bool = False) -> None:
     wide = Console(highlight=False, width=max(out.width, 180))
     wide.print(f"[bold]{leads.NOTICE}[/bold]")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
-               f"{result['purpose']}  gallery {result['gallery']}  agent {result['agent']}")
+               f"{result['purpose']}  gallery {result['gallery']}  model {result.get('model', 'dlib')}  "
+               f"agent {result['agent']}")
     if result.get("purged_at"):
         wide.print(f"details purged under the retention rules on {result['purged_at'][:10]}")
     else:
@@ -669,12 +675,16 @@ def evaluate(path: Path = typer.Argument(..., help="Folder of <subject>/<photos>
              face: Optional[str] = typer.Option(None, "--face", help="Probes with several faces: search the "
                                                 "largest or the central one (default: refuse them)."),
              workers: Optional[int] = typer.Option(None, "--workers", help="Enrollment worker processes (default: all cores)."),
+             model: str = typer.Option("dlib", "--model", help="Face model of the evaluation gallery: dlib or dlib+faceres."),
+             distractors: Optional[Path] = typer.Option(None, "--distractors", help="Folder of people outside the "
+                                                        "labeled set (one per folder or file) added to the gallery."),
              json_out: bool = typer.Option(False, "--json")):
     """Measure accuracy on your own labeled photos in a throw-away workspace: rank-k (refusals counted as misses),
     FNIR/FPIR, the gallery-calibrated threshold's measured FPIR."""
     if State.server:  # PATH names labeled photos on the service's machine, under its --enroll-root
-        if labels or plot:
-            raise InputError("--labels and --plot do not go through --server yet", "run evaluate in direct mode")
+        if labels or plot or distractors or model != "dlib":
+            raise InputError("--labels, --plot, --distractors and --model do not go through --server yet",
+                             "run evaluate in direct mode")
         result = backend().evaluate(path, enroll_first, holdout, seed, face)
         return emit_json(result) if json_out else print_evaluation(result)
     with Progress(TextColumn("searching probes"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,
@@ -682,7 +692,7 @@ def evaluate(path: Path = typer.Argument(..., help="Folder of <subject>/<photos>
         task = bar.add_task("evaluate", total=None)
         result = evaluation.evaluate(path, enroll_first, holdout, labels, seed,
                                      progress=lambda done, total: bar.update(task, completed=done, total=total),
-                                     face=face, workers=workers)
+                                     face=face, workers=workers, model=model, distractors=distractors)
     if plot:
         evaluation.plot_det(result, plot)
     if json_out:
@@ -697,6 +707,9 @@ def print_evaluation(r: dict) -> None:
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
     g = r["gallery"]
+    if "subjects" in g:
+        out.print(f"model: {r.get('model', 'dlib')}; gallery size: {g['subjects']} subjects"
+                  + (f" ({g['distractor_photos']} distractor photos offered)" if g.get("distractor_photos") else ""))
     out.print(f"gallery: {g['enrolled']} of {g['photos_offered']} photos enrolled ({r['enroll_first']} per subject), "
               f"{g['refused']} refused ({pct(g['refusal_rate'])}), {g['flagged']} flagged low quality; "
               f"held-out subjects: {len(r['holdout_subjects'])}"

@@ -82,11 +82,19 @@ class Direct:
         ws, user = self._session()
         return searching.run(ws, user, request)
 
-    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
+    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days,
+                       model: str = "dlib") -> dict:
         ws, user = self._session()
-        created = galleries.create(ws, user, name, authority, approved_by, approved_on, source, retention_days)
+        created = galleries.create(ws, user, name, authority, approved_by, approved_on, source, retention_days,
+                                   model=model)
         return {"name": created.name, "authority": created.authority, "approved_by": created.approved_by,
-                "approved_on": created.approved_on, "retention_days": created.retention_days}
+                "approved_on": created.approved_on, "retention_days": created.retention_days, "model": created.model}
+
+    def gallery_model(self, name: str, model: str, progress=None) -> dict:
+        from leadmatch.gallery import model_switch
+
+        ws, admin = self._session()
+        return model_switch.switch(ws, admin, name, model, progress)
 
     def gallery_list(self) -> list[dict]:
         ws, user = self._session()
@@ -254,11 +262,16 @@ class Remote:
     def accept_rules(self) -> dict:
         return self._call("POST", "/accept-rules")
 
-    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
+    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days,
+                       model: str = "dlib") -> dict:
         created = self._call("POST", "/galleries", body={
             "name": name, "authority": authority, "approved_by": approved_by, "approved_on": approved_on,
-            "source": source, "retention_days": retention_days})
-        return {"name": created["name"], **created["authorization"]}
+            "source": source, "retention_days": retention_days, "model": model})
+        return {"name": created["name"], **created["authorization"], "model": created.get("model", "dlib")}
+
+    def gallery_model(self, name: str, model: str, progress=None) -> dict:
+        # the service re-embeds in one request; its progress is not streamed back
+        return self._call("POST", f"/galleries/{_segment(name)}/model", body={"model": model})
 
     def gallery_list(self) -> list[dict]:
         return self._call("GET", "/galleries")

@@ -11,6 +11,7 @@ index is brought in step with it.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import multiprocessing
@@ -20,13 +21,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from leadmatch.governance import audit
-from leadmatch.gallery import index
-from leadmatch.biometrics import quality
+from leadmatch.gallery import index, space as spaces
+from leadmatch.biometrics import faceres, quality
+from leadmatch.biometrics.models import registry as models
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError, PhotoError
 from leadmatch.biometrics.faces import Analysis, analyze_many, prepare as prepare_descriptor
 from leadmatch.gallery.galleries import factory, get as get_gallery
-from leadmatch.biometrics.photos import PHOTO_SUFFIXES, display_name, raw_name, read_bytes, sha256_bytes
+from leadmatch.biometrics.photos import PHOTO_SUFFIXES, decode, display_name, raw_name, read_bytes, sha256_bytes
 from leadmatch.record.store import embedding_to_blob, transaction, utc_now
 from leadmatch.record.workspace import Workspace
 
@@ -172,16 +174,20 @@ def _from_manifest(manifest: Path) -> list[Item]:
 PHOTOS_PER_BATCH = 8  # photos a worker analyzes at once: their faces go through the descriptor in one batch
 
 
-def _analyze(jobs: list[tuple[bytes, str]]) -> list[dict]:
+def _analyze(jobs: list[tuple[bytes, str]], model: str = spaces.DLIB) -> list[dict]:
     """Worker: a few photos' bytes → for each, the face to enroll with its quality flags, or a refusal (plain
     data, so it crosses processes). Faces are found coarse-to-fine at the gallery scale and embedded in one batch;
     a photo with no face there is looked at again at the probe scales, since a smaller face is still better than
-    losing the subject from every search."""
+    losing the subject from every search. For a dlib+faceres gallery the enrolled face also gets its unit
+    FaceRes descriptor (`faceres`), from the same box."""
     out = []
     for (data, name), found in zip(jobs, analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_STEPS[0], coarse=True)):
         if isinstance(found, Analysis) and not found.faces:
             found = quality.detect_in_steps(data, name, quality.GALLERY_DETECT_STEPS[1:])
-        out.append(_verdict(found))
+        verdict = _verdict(found)
+        if model == spaces.FUSED and "face" in verdict:
+            verdict["faceres"] = faceres.describe(decode(data, name=name).pixels, [verdict["face"].box])[0]
+        out.append(verdict)
     return out
 
 
@@ -198,22 +204,25 @@ def _verdict(found) -> dict:
     return {"face": face, "flags": flags, "faces": len(found.faces)}
 
 
-def _analyze_chunk(pool, jobs: list[tuple[bytes, str]], workers: int = 1) -> list[dict]:
+def _analyze_chunk(pool, jobs: list[tuple[bytes, str]], workers: int = 1, model: str = spaces.DLIB) -> list[dict]:
     """A chunk's photos → one result each, in order, analyzed in batches across the pool's workers: the largest
     photos first, and batches small enough that every worker gets several, so no worker idles while another
     finishes a batch of large photos (a chunk of a few dozen photos otherwise runs mostly on one core)."""
     size = max(1, min(PHOTOS_PER_BATCH, math.ceil(len(jobs) / (4 * workers))))
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))  # bytes stand in for pixels to decode
     batches = [[jobs[i] for i in order[start:start + size]] for start in range(0, len(order), size)]
-    done = pool.map(_analyze, batches, chunksize=1) if pool else [_analyze(batch) for batch in batches]
+    work = functools.partial(_analyze, model=model)
+    done = pool.map(work, batches, chunksize=1) if pool else [work(batch) for batch in batches]
     results: list[dict] = [{}] * len(jobs)
     for i, result in zip(order, (result for batch in done for result in batch)):
         results[i] = result
     return results
 
 
-def _pool(workers: int):
+def _pool(workers: int, model: str = spaces.DLIB):
     prepare_descriptor()  # convert/verify the model once, here, so a bad file stops the run before any fork
+    if model == spaces.FUSED:
+        models.faceres_onnx_path()  # FaceRes too: absent or altered weights stop the run here (exit 5)
     if workers <= 1:
         return None
     return multiprocessing.get_context("fork").Pool(workers)
@@ -223,15 +232,15 @@ class LocalAnalyzer:
     """Runs `_analyze` in this process or a pool of `workers` processes; `stream()` takes (key, jobs) batches
     and yields (key, results) in order. `cluster.RayAnalyzer` does the same on a Ray cluster."""
 
-    def __init__(self, workers: int) -> None:
-        self.workers, self.pool = workers, _pool(workers)
+    def __init__(self, workers: int, model: str = spaces.DLIB) -> None:
+        self.workers, self.model, self.pool = workers, model, _pool(workers, model)
 
     def chunk_size(self, total: int) -> int:
         return CHUNK * self.workers if self.pool else CHUNK
 
     def stream(self, batches: Iterator[tuple]) -> Iterator[tuple]:
         for key, jobs in batches:
-            yield key, _analyze_chunk(self.pool, jobs, self.workers)
+            yield key, _analyze_chunk(self.pool, jobs, self.workers, self.model)
 
     def close(self) -> None:
         if self.pool:
@@ -242,7 +251,7 @@ class LocalAnalyzer:
 def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | None, batch: int | None):
     """The local pool, or with `ray` (auto or HOST:PORT) a Ray actor pool; Ray is imported only then."""
     if not ray:
-        return LocalAnalyzer(workers)
+        return LocalAnalyzer(workers, gallery.model)
     from leadmatch.gallery.ray_cluster import RayAnalyzer, check_address
 
     def refuse_worker(where: str, problem: str) -> None:  # a worker with other models is left out, audited
@@ -251,7 +260,7 @@ def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | Non
 
     check_address(ray)  # a malformed option is bad input, not a refused run
     try:
-        return RayAnalyzer(ray, batch=batch, workers=workers, refuse_worker=refuse_worker)
+        return RayAnalyzer(ray, batch=batch, workers=workers, refuse_worker=refuse_worker, model=gallery.model)
     except InputError as exc:  # no cluster answers, it refused our token, or no worker started: audited
         audit.record(ws.conn, actor.name, "gallery.enroll", "refused", objects={"gallery": gallery.name, "ray": ray},
                      reason=f"ray-unavailable: {exc.message}")
@@ -267,6 +276,8 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
     `workers` actors (default: one per cluster CPU); the record is written here, as locally."""
     require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": display_name(source)})
     gallery = get_gallery(ws, gallery_name)
+    if gallery.model == spaces.FUSED:
+        models.faceres_onnx_path()  # FaceRes absent or altered: say so (exit 5) before reading any photo
     items, refused = collect(source)
     report = EnrollmentReport(gallery=gallery.name, refused=list(refused))
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1)) if not ray else workers
@@ -387,11 +398,12 @@ def _insert_photo(ws: Workspace, actor: str, gallery, item: Item, digest: str, d
     top, right, bottom, left = face.box
     conn.execute(
         "INSERT INTO faces (gallery_id, subject_id, photo_id, box_top, box_right, box_bottom, box_left, size_px, "
-        "eye_distance_px, sharpness, detector_score, embedding, quality_flags) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "eye_distance_px, sharpness, detector_score, embedding, quality_flags, faceres) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (gallery.id, subject_id, photo_id, top, right, bottom, left, face.size_px, face.eye_distance_px,
          face.sharpness, face.detector_score, embedding_to_blob(face.embedding),
-         json.dumps(result.get("flags", []))))
+         json.dumps(result.get("flags", [])),
+         None if result.get("faceres") is None else embedding_to_blob(result["faceres"])))
 
 
 def _subject_id(conn, gallery_id: int, name: str, now: str, report: EnrollmentReport) -> int:

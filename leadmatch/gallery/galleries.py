@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from leadmatch.governance import audit
-from leadmatch.gallery import calibration, index
+from leadmatch.gallery import calibration, index, space as spaces
 from leadmatch.governance.accounts import Actor, require
-from leadmatch.errors import InputError, NotFound, Refused
+from leadmatch.biometrics.models import registry as models
+from leadmatch.errors import InputError, ModelError, NotFound, Refused
 from leadmatch.record.workspace import Workspace
 from leadmatch.record.store import transaction, utc_now
 
@@ -31,6 +32,7 @@ class Gallery:
     created_at: str
     created_by: str
     target_fpir: float | None = None  # None: calibration.DEFAULT_TARGET_FPIR
+    model: str = spaces.DEFAULT_MODEL  # the face model: dlib, or dlib+faceres (issue 23)
 
 
 def factory(ws: Workspace, gallery: Gallery) -> str:
@@ -47,8 +49,9 @@ def parse_date(text: str, what: str) -> str:
 
 
 def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: str, approved_on: str,
-           source: str, retention_days: int = DEFAULT_RETENTION_DAYS) -> Gallery:
-    """Analyst: record a new authorized gallery. Every authorization field is required and non-blank."""
+           source: str, retention_days: int = DEFAULT_RETENTION_DAYS, model: str = spaces.DEFAULT_MODEL) -> Gallery:
+    """Analyst: record a new authorized gallery. Every authorization field is required and non-blank; `model`
+    is the face model its faces are embedded and searched with (dlib unless chosen)."""
     require(ws, actor, "analyst", "gallery.create", objects={"gallery": name})
     fields = {"authority": authority, "approved-by": approved_by, "source": source}
     missing = [k for k, v in fields.items() if not (v or "").strip()]
@@ -65,19 +68,23 @@ def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: 
             raise InputError(f"--approved-on {approved} is in the future", "give the date the gallery was approved")
         if retention_days < 1:
             raise InputError(f"--retention-days {retention_days} must be at least 1", "give the retention period in days")
+        model = spaces.validate(model)
+        if model == spaces.FUSED:
+            models.faceres_onnx_path()  # absent or altered FaceRes weights: one line, exit 5
         with transaction(ws.conn):
             if ws.conn.execute("SELECT 1 FROM galleries WHERE name = ?", (name,)).fetchone():
                 raise InputError(f"gallery {name!r} already exists", "choose another name, or enroll into it")
             cursor = ws.conn.execute(
                 "INSERT INTO galleries (name, authority, approved_by, approved_on, source, retention_days, "
-                "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, created_by, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, authority.strip(), approved_by.strip(), approved, source.strip(), retention_days, utc_now(),
-                 actor.name))
+                 actor.name, model))
             audit.record(ws.conn, actor.name, "gallery.create", objects={"gallery": name, "gallery_id": cursor.lastrowid,
-                                                                    "authority": authority.strip()})
-    except (InputError, Refused) as exc:
+                                                                    "authority": authority.strip(), "model": model})
+    except (InputError, Refused, ModelError) as exc:
         audit.record(ws.conn, actor.name, "gallery.create", "refused", objects={"gallery": name},
-                     reason=f"{getattr(exc, 'reason', 'bad-input')}: {exc.message}")
+                     reason=f"{getattr(exc, 'reason', 'model-unavailable' if isinstance(exc, ModelError) else 'bad-input')}: "
+                            f"{exc.message}")
         raise
     return get(ws, name)
 
@@ -113,6 +120,7 @@ def describe(ws: Workspace, gallery: Gallery) -> dict:
                           "retention_days": gallery.retention_days},
         "created_at": gallery.created_at,
         "created_by": gallery.created_by,
+        "model": gallery.model,
         "subjects": count("SELECT count(*) FROM subjects WHERE gallery_id = ?"),
         "photos": count("SELECT count(*) FROM photos WHERE gallery_id = ?"),
         "faces": count("SELECT count(*) FROM faces WHERE gallery_id = ?"),

@@ -269,6 +269,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX faces_subject ON faces (subject_id);
     """,
+    # faceres (issue 23): each gallery's face model (dlib, or dlib+faceres), each face's unit FaceRes descriptor
+    # (1024 float32s; NULL for faces of dlib galleries), and the fusion scales an index build was made with.
+    """
+    ALTER TABLE galleries ADD COLUMN model TEXT NOT NULL DEFAULT 'dlib';
+    ALTER TABLE faces ADD COLUMN faceres BLOB;
+    ALTER TABLE index_builds ADD COLUMN fusion TEXT;
+    """,
 ]
 
 

@@ -71,6 +71,7 @@ class GalleryCreate(BaseModel):
     approved_on: str = Field(max_length=20)
     source: str = Field(max_length=2000)
     retention_days: int = Field(gallery.DEFAULT_RETENTION_DAYS, ge=1, le=36500)
+    model: str = Field("dlib", max_length=40)
 
 
 class ServerPath(BaseModel):
@@ -255,7 +256,7 @@ def gallery_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(works
 @router.post("/galleries")
 def gallery_create(body: GalleryCreate, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     created = gallery.create(ws, actor, body.name, body.authority, body.approved_by, body.approved_on, body.source,
-                             body.retention_days)
+                             body.retention_days, model=body.model)
     return gallery.show(ws, actor, created.name)
 
 
