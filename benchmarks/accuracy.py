@@ -265,6 +265,9 @@ def main() -> None:
     for condition in CONDITIONS:
         rows.append(row("leadmatch", condition, run(protocol, full, caches[condition])))
         rows.append(row("raw face_recognition", condition, run(protocol, full, caches[condition], raw=True)))
+        rows.append(row("leadmatch FaceRes alone", condition, run(protocol, full, caches[condition], model="faceres")))
+        rows.append(row("leadmatch dlib+faceres", condition,
+                        run(protocol, full, caches[condition], model="dlib+faceres")))
     notes += [f"lfw-dev: {len(protocol.gallery)} gallery photos (first of each person), "
               f"{sum(1 for p in protocol.probes if p[2])} mated and {sum(1 for p in protocol.probes if not p[2])} "
               f"non-mated probes ({len(protocol.held)} people held out, seed {SEED}); gallery photos at full resolution",
@@ -274,7 +277,10 @@ def main() -> None:
               "leadmatch probes with several faces: the central one (evaluate --face central); raw face_recognition: "
               "the face nearest the centre in gallery and probe photos",
               "FPIR est.: the gallery calibration's estimate at its threshold (target 1 %); measured: non-mated "
-              "probes whose rank-1 is under it"]
+              "probes whose rank-1 is under it",
+              "leadmatch = the dlib model; FaceRes alone: its unit descriptor from the box + 10 % crop (never offered, "
+              "shown for comparison); dlib+faceres: the fused model, [a·dlib, b·FR/‖FR‖] with a, b fitted to the "
+              "gallery; 'FPIR at 0.6' is dlib's distance scale and means nothing for the other two"]
     save("accuracy", "Accuracy on lfw-dev: leadmatch vs raw face_recognition", rows, notes)
     bins = quality_bins(protocol, full, caches)
     suggested = suggest_gates(bins)

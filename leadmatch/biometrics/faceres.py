@@ -52,7 +52,7 @@ def embed_crops(crops: list[np.ndarray]) -> np.ndarray:
 def raw_descriptors(crops: list[np.ndarray]) -> np.ndarray:
     """The converted graph's own output for `crops` (not normalised): what the agreement check compares.
 
-    One crop a run: on one thread a batch is slower per face than single crops (13 ms against 60 ms per face
+    One crop a run: on one thread a batch is slower per face than single crops (9–13 ms against 60 ms per face
     for 20 crops), its activations no longer fitting the cache."""
     if not crops:
         return np.zeros((0, DESCRIPTOR_DIM), dtype=np.float32)

@@ -426,12 +426,14 @@ def index_status(gallery: str, json_out: bool = typer.Option(False, "--json")):
 def bench_search(faces: int = typer.Option(100_000, "--faces", min=1000, help="Synthetic gallery size."),
                  index: Optional[str] = typer.Option(None, "--index", help="FAISS factory string (default: by size)."),
                  queries: int = typer.Option(500, "--queries", min=10),
+                 model: str = typer.Option("dlib", "--model", help="dlib, or dlib+faceres (synthetic fused vectors)."),
                  json_out: bool = typer.Option(False, "--json")):
     """Search speed on a synthetic dlib-shaped gallery: leadmatch's index vs exact FAISS vs numpy."""
     local_only("bench", "it measures this machine on synthetic data and touches no workspace")
-    from leadmatch.gallery import index as indexes
+    from leadmatch.gallery import index as indexes, space as spaces
 
-    row = bench.search_run(faces, indexes.validate_factory(index) if index else None, queries)
+    dim = spaces.Space(spaces.validate(model)).dim
+    row = bench.search_run(faces, indexes.validate_factory(index, dim) if index else None, queries, model=model)
     if json_out:
         return emit_json(row)
     for key, value in row.items():

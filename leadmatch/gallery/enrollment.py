@@ -180,13 +180,16 @@ def _analyze(jobs: list[tuple[bytes, str]], model: str = spaces.DLIB) -> list[di
     a photo with no face there is looked at again at the probe scales, since a smaller face is still better than
     losing the subject from every search. For a dlib+faceres gallery the enrolled face also gets its unit
     FaceRes descriptor (`faceres`), from the same box."""
-    out = []
-    for (data, name), found in zip(jobs, analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_STEPS[0], coarse=True)):
+    out, fused = [], model == spaces.FUSED
+    for (data, name), found in zip(jobs, analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_STEPS[0], coarse=True,
+                                                      keep_pixels=fused)):
+        pixels = found.pixels if isinstance(found, Analysis) else None
         if isinstance(found, Analysis) and not found.faces:
             found = quality.detect_in_steps(data, name, quality.GALLERY_DETECT_STEPS[1:])
         verdict = _verdict(found)
-        if model == spaces.FUSED and "face" in verdict:
-            verdict["faceres"] = faceres.describe(decode(data, name=name).pixels, [verdict["face"].box])[0]
+        if fused and "face" in verdict:
+            pixels = pixels if pixels is not None else decode(data, name=name).pixels
+            verdict["faceres"] = faceres.describe(pixels, [verdict["face"].box])[0]
         out.append(verdict)
     return out
 
