@@ -300,3 +300,21 @@ def test_evaluate_with_the_fused_model_and_distractors_states_the_gallery_size(t
     assert result["mated_probes"] == 5 and result["rank5"] == 1.0
     with pytest.raises(InputError, match="--distractors .* is not a folder"):
         evaluation.evaluate(GALLERY_DIR, distractors=tmp_path / "nowhere")
+
+
+# --- Ray workers ----------------------------------------------------------------------------------------------
+
+def test_ray_workers_of_a_fused_gallery_are_checked_for_faceres_too(own_faceres):
+    from leadmatch.gallery import ray_cluster
+
+    expected = ray_cluster.expected_model_hashes("dlib+faceres")
+    assert expected[models.FACERES_ONNX] == models.expected_converted()[models.FACERES_ONNX]["sha256"]
+    assert models.FACERES_ONNX not in ray_cluster.expected_model_hashes("dlib")
+    held = ray_cluster.model_hashes("dlib+faceres")
+    assert ray_cluster._differences(held, expected) is None
+    other = {**held, models.FACERES_ONNX: "0" * 64}  # a node converted from other weights
+    assert "faceres.onnx sha256 000000000000" in ray_cluster._differences(other, expected)
+    models.faceres_onnx_path.cache_clear()
+    flip_a_bit(own_faceres / models.FACERES_ONNX)
+    with pytest.raises(ModelError, match="faceres.onnx does not match the model card"):
+        ray_cluster.model_hashes("dlib+faceres")  # what a worker reports as its problem: refused by the head
