@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 import pytest
 
-from .conftest import (ADMIN, AGENT, ANALYST, GALLERY, GALLERY_DIR, add_people, assert_clean_error, flip_a_bit,
+from .conftest import (ADMIN, AGENT, ANALYST, GALLERY, GALLERY_DIR, PASSWORD, add_people, assert_clean_error, flip_a_bit,
                       login, probe_rows, run_cli, search_request)
 from leadmatch.biometrics import faceres
 from leadmatch.biometrics.models import agreement, faceres_fetch, faceres_onnx, registry as models
@@ -318,3 +318,36 @@ def test_ray_workers_of_a_fused_gallery_are_checked_for_faceres_too(own_faceres)
     flip_a_bit(own_faceres / models.FACERES_ONNX)
     with pytest.raises(ModelError, match="faceres.onnx does not match the model card"):
         ray_cluster.model_hashes("dlib+faceres")  # what a worker reports as its problem: refused by the head
+
+
+# --- the service and the web page -----------------------------------------------------------------------------
+
+def test_the_api_creates_fused_galleries_and_the_web_page_switches_models(home):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from leadmatch.web import create_app
+
+    from .test_web import csrf_of, sign_in
+
+    with TestClient(create_app(home)) as client:
+        api = client.post("/api/v1/login", json={"name": ANALYST.name, "password": PASSWORD})
+        bearer = {"Authorization": f"Bearer {api.json()['token']}"}
+        made = client.post("/api/v1/galleries", headers=bearer, json={
+            "name": "fused-api", "authority": "a", "approved_by": "b", "approved_on": "2026-01-15", "source": "s",
+            "model": "dlib+faceres"})
+        assert made.status_code == 200, made.text
+        assert made.json()["model"] == "dlib+faceres"
+        bad = client.post("/api/v1/galleries", headers=bearer, json={
+            "name": "bad-model", "authority": "a", "approved_by": "b", "approved_on": "2026-01-15", "source": "s",
+            "model": "arcface"})
+        assert bad.status_code == 400 and "unknown face model" in bad.text
+        sign_in(client, ADMIN)
+        page = client.get(f"/galleries/{GALLERY}")
+        assert "Face model: <strong>dlib</strong>" in page.text and 'name="model"' in page.text
+        switched = client.post(f"/galleries/{GALLERY}/model", data={"csrf": csrf_of(page.text), "model": "dlib+faceres"},
+                               follow_redirects=False)
+        assert switched.status_code == 303, switched.text
+        assert "Face model: <strong>dlib+faceres</strong>" in client.get(f"/galleries/{GALLERY}").text
