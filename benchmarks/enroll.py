@@ -168,8 +168,8 @@ def models_main(repeats: int = 3) -> None:
     save("enroll-models", "Enrollment time: dlib gallery vs dlib+faceres gallery, same photos, one worker", rows, notes=[
         f"median of {repeats} alternating runs each; cpu_s counts this process only (one worker: no pool), so other "
         "users' jobs on a shared machine barely change it",
-        "dlib+faceres adds, per enrolled face, a second decode of its photo and one FaceRes descriptor "
-        "(224×224 MobileNet, about 13 ms on one core)",
+        "dlib+faceres adds, per enrolled face, its 224×224 crop and one FaceRes descriptor (a MobileNet, about "
+        "8–9 ms of CPU on one core), from the pixels already decoded",
         "target (issue 23): dlib+faceres ≤ 1.4× dlib's time",
         load_note(),
     ])
