@@ -351,3 +351,10 @@ def test_the_api_creates_fused_galleries_and_the_web_page_switches_models(home):
                                follow_redirects=False)
         assert switched.status_code == 303, switched.text
         assert "Face model: <strong>dlib+faceres</strong>" in client.get(f"/galleries/{GALLERY}").text
+
+
+def test_a_video_probe_is_searched_with_fused_vectors(fused_ws):
+    clip = GALLERY_DIR.parent / "video" / "short_hamilton_clip.mp4"
+    result = run(fused_ws, AGENT, search_request(clip, track="largest", top_k=3))
+    assert result["model"] == "dlib+faceres" and result["probe"]["kind"] == "video"
+    assert result["candidates"][0]["subject"] == "lin_manuel_miranda"

@@ -213,10 +213,11 @@ def build_index(ws: Workspace, actor: Actor, name: str, factory_string: str | No
     type in force), self-check it against exact search and record the result."""
     require(ws, actor, "analyst", "index.build", objects={"gallery": name, "index": factory_string})
     gallery = get(ws, name)
+    dim = spaces.Space(gallery.model).dim  # the width of the gallery's vectors (its face model's)
     if factory_string:  # it becomes the gallery's type only once a build with it succeeds
-        factory_string = index.validate_factory(factory_string)
+        factory_string = index.validate_factory(factory_string, dim)
     chosen = factory_string or gallery.index_factory or index.choose_factory(
-        index.record_fingerprint(ws.conn, gallery.id)[0])
+        index.record_fingerprint(ws.conn, gallery.id)[0], dim)
     result = index.build_gallery(ws.conn, ws.indexes, gallery.id, chosen, keep_factory=bool(factory_string))
     audit.record(ws.conn, actor.name, "index.build", objects={"gallery": name, **result})
     return result
@@ -236,9 +237,11 @@ def index_status(ws: Workspace, actor: Actor, name: str) -> dict:
     trained = info.get("trained_on", 0)
     if not index.is_exact(loaded.index) and added > max(1, trained) * 0.5:
         advice.append(f"{added} faces added since training on {trained}: clusters have drifted")
-    if not gallery.index_factory and index.choose_factory(faces) != factory(ws, gallery):
-        advice.append(f"at {faces} faces the default index is {index.choose_factory(faces)}")
-    return {"gallery": name, "type": factory(ws, gallery), "chosen_by": "user" if gallery.index_factory else "size",
+    default = index.choose_factory(faces, spaces.Space(gallery.model).dim)
+    if not gallery.index_factory and default != factory(ws, gallery):
+        advice.append(f"at {faces} faces the default index is {default}")
+    return {"gallery": name, "model": gallery.model, "type": factory(ws, gallery),
+            "chosen_by": "user" if gallery.index_factory else "size",
             "faces": faces, "bytes": size, "bytes_per_face": round(size / faces, 1) if faces else None,
             "trained_on": trained, "added_since_training": added, "built_at": info.get("built_at"),
             "build_seconds": info.get("build_seconds"), "nprobe": info.get("nprobe"),
