@@ -269,13 +269,13 @@ def factory_for(conn: sqlite3.Connection, gallery_id: int, chosen: str | None) -
         return chosen
     info = build_info(conn, gallery_id)
     return info["factory"] if info else choose_factory(record_fingerprint(conn, gallery_id)[0],
-                                                       spaces.of_gallery(conn, gallery_id).dim)
+                                                       spaces.dim_of(conn, gallery_id))
 
 
 def factory_for_model(conn: sqlite3.Connection, gallery_id: int, factory: str) -> str:
     """`factory` if FAISS can build it for the gallery's vectors as its model now makes them, else the default
     for its size and width (a PCA reduction made for fused vectors cannot take dlib's 128)."""
-    dim = spaces.of_gallery(conn, gallery_id).dim
+    dim = spaces.dim_of(conn, gallery_id)
     try:
         faiss.index_factory(dim, factory)
         return factory
@@ -377,7 +377,7 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
     """
     path = index_path(indexes_dir, gallery_id)
     index = read(path)
-    if index is not None and index.d != spaces.of_gallery(conn, gallery_id).dim:
+    if index is not None and index.d != spaces.dim_of(conn, gallery_id):
         result = build_gallery(conn, indexes_dir, gallery_id, factory_for_model(conn, gallery_id, factory))
         return read(path), (f"index was made for another face model; rebuilt for {result['model']} from the record "
                             f"({result['faces']} faces)")
@@ -454,7 +454,7 @@ def load(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
     index, fingerprint = _open_for_search(conn, gallery_id, path)
     repaired = None
     if index is None or fingerprint != record_fingerprint(conn, gallery_id) \
-            or index.d != spaces.of_gallery(conn, gallery_id).dim:
+            or index.d != spaces.dim_of(conn, gallery_id):
         index, repaired = sync(conn, indexes_dir, gallery_id, factory)
     info = build_info(conn, gallery_id)
     set_nprobe(index, info["nprobe"] if info else None)

@@ -113,6 +113,11 @@ def model_of(conn: sqlite3.Connection, gallery_id: int) -> str:
     return row[0] if row and row[0] else DEFAULT_MODEL
 
 
+def dim_of(conn: sqlite3.Connection, gallery_id: int) -> int:
+    """The width of the gallery's search vectors (from its model alone: no face is read)."""
+    return Space(model_of(conn, gallery_id)).dim
+
+
 def _face_rows(conn: sqlite3.Connection, gallery_id: int, fused: bool) -> list:
     columns = "id, subject_id, embedding" + (", faceres" if fused else "")
     return conn.execute(f"SELECT {columns} FROM faces WHERE gallery_id = ? ORDER BY id", (gallery_id,)).fetchall()
