@@ -358,3 +358,20 @@ def test_a_video_probe_is_searched_with_fused_vectors(fused_ws):
     result = run(fused_ws, AGENT, search_request(clip, track="largest", top_k=3))
     assert result["model"] == "dlib+faceres" and result["probe"]["kind"] == "video"
     assert result["candidates"][0]["subject"] == "lin_manuel_miranda"
+
+
+def test_init_can_make_the_fused_model_the_workspaces_default(tmp_path):
+    home = tmp_path / "home"
+    bad = run_cli("init", "--model", "arcface", home=home)
+    assert_clean_error(bad, "unknown face model 'arcface'", "dlib, dlib+faceres")
+    made = run_cli("init", "--model", "dlib+faceres", home=home)
+    assert made.returncode == 0 and "new galleries use the dlib+faceres face model" in made.stdout
+    ws = open_workspace(home)
+    add_people(ws)
+    created = galleries.create(ws, ANALYST, "default-model", authority="a", approved_by="b", approved_on="2026-01-15",
+                               source="s")
+    assert created.model == "dlib+faceres"
+    assert galleries.create(ws, ANALYST, "named", authority="a", approved_by="b", approved_on="2026-01-15",
+                            source="s", model="dlib").model == "dlib"
+    assert ws.conn.execute("SELECT count(*) FROM audit WHERE action = 'settings.default-model'").fetchone()[0] == 1
+    ws.close()

@@ -110,7 +110,9 @@ def main_options(home: Optional[Path] = typer.Option(
 
 @app.command()
 def init(admin: Optional[str] = typer.Option(None, "--admin", help="Create the first admin account."),
-         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")):
+         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+         model: Optional[str] = typer.Option(None, "--model", help="Face model of new galleries: dlib (the "
+                                                                   "default) or dlib+faceres.")):
     """Create the workspace (SQLite record, indexes/, photos/) at --home, and its first admin."""
     local_only("init", "it creates the service's own workspace",
                "run it as the service's account on the service's machine, without --server")
@@ -122,6 +124,11 @@ def init(admin: Optional[str] = typer.Option(None, "--admin", help="Create the f
         out.print(f"created admin {admin!r}; sign in with `leadmatch login {admin}`")
     elif not accounts.has_users(ws):
         out.print("no accounts yet: create the first admin with `leadmatch init --admin NAME`")
+    if model:
+        from leadmatch.gallery import space as spaces
+
+        chosen = spaces.set_default_model(ws.conn, admin or "workspace-owner", model)
+        out.print(f"new galleries use the {chosen} face model unless `gallery create --model` says otherwise")
 
 
 @app.command()
@@ -275,8 +282,9 @@ def gallery_create(
         approved_on: str = typer.Option(..., help="Approval date, YYYY-MM-DD."),
         source: str = typer.Option(..., help="Where the photos come from."),
         retention_days: int = typer.Option(galleries.DEFAULT_RETENTION_DAYS, help="Retention period for searches."),
-        model: str = typer.Option("dlib", "--model", help="Face model: dlib, or dlib+faceres (fused; needs the "
-                                                           "FaceRes weights `make install` fetches)."),
+        model: Optional[str] = typer.Option(None, "--model", help="Face model: dlib, or dlib+faceres (fused; needs "
+                                                                   "the FaceRes weights `make install` fetches). "
+                                                                   "Default: the workspace's (init --model), dlib."),
 ):
     """Create an authorized gallery (analyst). All four authorization fields are required."""
     created = backend().gallery_create(name, authority, approved_by, approved_on, source, retention_days, model)

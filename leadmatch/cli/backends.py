@@ -83,7 +83,7 @@ class Direct:
         return searching.run(ws, user, request)
 
     def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days,
-                       model: str = "dlib") -> dict:
+                       model: str | None = None) -> dict:
         ws, user = self._session()
         created = galleries.create(ws, user, name, authority, approved_by, approved_on, source, retention_days,
                                    model=model)
@@ -263,7 +263,7 @@ class Remote:
         return self._call("POST", "/accept-rules")
 
     def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days,
-                       model: str = "dlib") -> dict:
+                       model: str | None = None) -> dict:
         created = self._call("POST", "/galleries", body={
             "name": name, "authority": authority, "approved_by": approved_by, "approved_on": approved_on,
             "source": source, "retention_days": retention_days, "model": model})

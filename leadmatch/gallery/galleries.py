@@ -49,9 +49,10 @@ def parse_date(text: str, what: str) -> str:
 
 
 def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: str, approved_on: str,
-           source: str, retention_days: int = DEFAULT_RETENTION_DAYS, model: str = spaces.DEFAULT_MODEL) -> Gallery:
+           source: str, retention_days: int = DEFAULT_RETENTION_DAYS, model: str | None = None) -> Gallery:
     """Analyst: record a new authorized gallery. Every authorization field is required and non-blank; `model`
-    is the face model its faces are embedded and searched with (dlib unless chosen)."""
+    is the face model its faces are embedded and searched with (None: the workspace's default, dlib unless
+    its owner chose otherwise at `init --model`)."""
     require(ws, actor, "analyst", "gallery.create", objects={"gallery": name})
     fields = {"authority": authority, "approved-by": approved_by, "source": source}
     missing = [k for k, v in fields.items() if not (v or "").strip()]
@@ -68,7 +69,7 @@ def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: 
             raise InputError(f"--approved-on {approved} is in the future", "give the date the gallery was approved")
         if retention_days < 1:
             raise InputError(f"--retention-days {retention_days} must be at least 1", "give the retention period in days")
-        model = spaces.validate(model)
+        model = spaces.validate(model or spaces.default_model(ws.conn))
         if model == spaces.FUSED:
             models.faceres_onnx_path()  # absent or altered FaceRes weights: one line, exit 5
         with transaction(ws.conn):

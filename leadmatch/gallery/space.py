@@ -107,6 +107,28 @@ def fit_scales(dlib: np.ndarray, faceres: np.ndarray, subjects: np.ndarray,
     return (1.0 / d_dlib if d_dlib > 0 else 1.0), (1.0 / d_faceres if d_faceres > 0 else 1.0)
 
 
+def default_model(conn: sqlite3.Connection) -> str:
+    """The model new galleries get when none is named: the workspace's setting (`init --model`), else dlib."""
+    row = conn.execute("SELECT value FROM settings WHERE key = 'default_model'").fetchone()
+    return row[0] if row else DEFAULT_MODEL
+
+
+def set_default_model(conn: sqlite3.Connection, actor: str, model: str) -> str:
+    """The workspace owner's choice of model for new galleries (`init --model`), checked and audited. The
+    fused model needs the FaceRes weights installed (ModelError, exit 5, otherwise)."""
+    from leadmatch.biometrics.models import registry as models
+    from leadmatch.governance import audit
+    from leadmatch.record.store import transaction
+
+    model = validate(model)
+    if model == FUSED:
+        models.faceres_onnx_path()
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('default_model', ?)", (model,))
+        audit.record(conn, actor, "settings.default-model", objects={"model": model})
+    return model
+
+
 def model_of(conn: sqlite3.Connection, gallery_id: int) -> str:
     """The gallery's face model."""
     row = conn.execute("SELECT model FROM galleries WHERE id = ?", (gallery_id,)).fetchone()

@@ -71,7 +71,7 @@ class GalleryCreate(BaseModel):
     approved_on: str = Field(max_length=20)
     source: str = Field(max_length=2000)
     retention_days: int = Field(gallery.DEFAULT_RETENTION_DAYS, ge=1, le=36500)
-    model: str = Field("dlib", max_length=40)
+    model: str | None = Field(None, max_length=40)  # None: the workspace's default (dlib unless set at init)
 
 
 class ServerPath(BaseModel):
