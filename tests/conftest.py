@@ -82,8 +82,11 @@ def own_models(tmp_path, monkeypatch):
     def forget():
         models.onnx_path.cache_clear()
         models.mmod_onnx_path.cache_clear()
+        models.faceres_onnx_path.cache_clear()
+        models.faceres_source.cache_clear()
         models._SESSIONS.clear()
         models._MMOD_SESSIONS.clear()
+        models._FACERES_SESSIONS.clear()
         cnn_detector.settings.cache_clear()
 
     forget()

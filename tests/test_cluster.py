@@ -614,3 +614,39 @@ def test_the_api_takes_ray_only_with_a_cluster_and_checks_its_fields(home, tmp_p
                            "'refused'").fetchall()
     conn.close()
     assert [(actor, reason.split(":")[0]) for actor, reason in refused] == [(ANALYST.name, "no-ray-cluster")] * 2
+
+
+def fused_home(tmp_path: Path, name: str) -> Path:
+    """As `fresh_home`, with the gallery on the dlib+faceres model (issue 23)."""
+    from leadmatch.gallery import galleries
+    from leadmatch.record.workspace import init
+
+    home = tmp_path / name
+    ws, _ = init(home)
+    add_people(ws)
+    galleries.create(ws, ANALYST, GALLERY, authority="Test authority §1", approved_by="Test Official",
+                     approved_on="2026-01-15", source="test", retention_days=30, model="dlib+faceres")
+    ws.close()
+    login(home, ANALYST)
+    return home
+
+
+def test_ray_workers_follow_a_fused_gallerys_model(cluster, photos, tmp_path):
+    """A dlib+faceres gallery enrolled on the cluster holds the same FaceRes descriptors, byte for byte, as one
+    enrolled locally: the workers run the head's model, checked against the head's card (faceres.onnx too)."""
+    local_home, ray_home = fused_home(tmp_path, "local"), fused_home(tmp_path, "ray")
+    assert enroll_cli(local_home, photos, "--workers", "1").returncode == 0
+    result = enroll_cli(ray_home, photos, "--ray", cluster["address"])
+    assert result.returncode == 0, result.stderr
+    assert not json.loads(result.stdout).get("workers_refused")
+
+    def descriptors(home: Path) -> list:
+        conn = sqlite3.connect(home / "leadmatch.db")
+        try:
+            return conn.execute("SELECT id, embedding, faceres FROM faces ORDER BY id").fetchall()
+        finally:
+            conn.close()
+
+    local, remote = descriptors(local_home), descriptors(ray_home)
+    assert len(local) >= 11 and all(row[2] is not None and len(row[2]) == 4096 for row in local)
+    assert remote == local

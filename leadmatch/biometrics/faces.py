@@ -59,12 +59,14 @@ class Face:
 
 @dataclass
 class Analysis:
-    """What `analyze_bytes` found in one photo: its sha256, size and faces."""
+    """What `analyze_bytes` found in one photo: its sha256, size and faces; `pixels` the decoded photo when
+    asked for (`analyze_many(keep_pixels=True)`: a second model embeds from them without decoding again)."""
 
     sha256: str
     width: int
     height: int
     faces: list[Face]
+    pixels: np.ndarray | None = field(default=None, repr=False)
 
 
 
@@ -388,17 +390,20 @@ def analyze_bytes(data: bytes, name: str = "photo", min_face_px: int = 48, detec
 
 
 def analyze_many(jobs: list[tuple[bytes, str]], min_face_px: int = 48, detector: str = "hog",
-                 coarse: bool = False) -> list[Analysis | PhotoError]:
+                 coarse: bool = False, keep_pixels: bool = False) -> list[Analysis | PhotoError]:
     """Several photos' bytes → one Analysis (or the PhotoError that refused it) each, in order; the faces of all
     of them are embedded in one batch. `coarse`: detect coarse-to-fine (`detect_gallery`), for gallery photos."""
     results: list[Analysis | PhotoError] = []
     chips: list[np.ndarray] = []
     for data, name in jobs:
         try:
-            analysis, photo_chips = _measured(decode(data, name=name), min_face_px, detector, coarse)
+            photo = decode(data, name=name)
+            analysis, photo_chips = _measured(photo, min_face_px, detector, coarse)
         except PhotoError as exc:
             results.append(exc)
             continue
+        if keep_pixels:
+            analysis.pixels = photo.pixels
         results.append(analysis)
         chips.extend(photo_chips)
     _embed_into([r for r in results if isinstance(r, Analysis)], chips)

@@ -18,7 +18,7 @@ from rich.table import Table
 from leadmatch.governance import accounts, casework, purposes
 from leadmatch.biometrics.models import agreement, registry as models
 from leadmatch.tools import bench, evaluation
-from leadmatch.cli import backends as client
+from leadmatch.cli import backends as client, model_cmds
 from leadmatch.cli.terminal import SafeConsole
 from leadmatch.safetext import json_text, shown, shown_all
 from leadmatch.biometrics import faces
@@ -37,6 +37,7 @@ app = typer.Typer(help="leadmatch: face search for investigative leads. Every ca
 gallery_app = typer.Typer(help="Authorized galleries: create, enroll, list, show, remove a subject.",
                           no_args_is_help=True)
 app.add_typer(gallery_app, name="gallery")
+model_cmds.register(gallery_app)
 user_app = typer.Typer(help="Accounts (admin): add, certify, disable, list.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, checkpoint, log, report.", no_args_is_help=True)
@@ -101,7 +102,9 @@ def main_options(home: Optional[Path] = typer.Option(
 
 @app.command()
 def init(admin: Optional[str] = typer.Option(None, "--admin", help="Create the first admin account."),
-         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")):
+         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+         model: Optional[str] = typer.Option(None, "--model", help="Face model of new galleries: dlib (the "
+                                                                   "default) or dlib+faceres.")):
     """Create the workspace (SQLite record, indexes/, photos/) at --home, and its first admin."""
     local_only("init", "it creates the service's own workspace",
                "run it as the service's account on the service's machine, without --server")
@@ -113,6 +116,11 @@ def init(admin: Optional[str] = typer.Option(None, "--admin", help="Create the f
         out.print(f"created admin {admin!r}; sign in with `leadmatch login {admin}`")
     elif not accounts.has_users(ws):
         out.print("no accounts yet: create the first admin with `leadmatch init --admin NAME`")
+    if model:
+        from leadmatch.gallery import space as spaces
+
+        chosen = spaces.set_default_model(ws.conn, admin or "workspace-owner", model)
+        out.print(f"new galleries use the {chosen} face model unless `gallery create --model` says otherwise")
 
 
 @app.command()
@@ -218,10 +226,16 @@ def models_check(
     for name, digest in models.verify_all().items():
         out.print(f"ok  {name}  {digest}")
     for name, entry in models.expected_converted().items():
+        if name == models.FACERES_ONNX and not models.faceres_installed():
+            out.print(f"absent  {name}: the FaceRes weights are not installed (dlib+faceres galleries cannot be "
+                      f"used; {models.FACERES_HINT})")
+            continue
         onnx_file = models.converted_path(name)
-        out.print(f"ok  {onnx_file.name}  {models.sha256_file(onnx_file)}  (converted from {entry['from']})")
+        source = ", ".join(entry["from"]) if isinstance(entry["from"], list) else entry["from"]
+        out.print(f"ok  {onnx_file.name}  {models.sha256_file(onnx_file)}  (converted from {source})")
     if not check:
         return
+    faceres_models_check()
     folder = photos or default_photos()
     if not folder.is_dir():
         out.print(f"agreement: not checked (no photos at {folder}; pass --photos)")
@@ -238,6 +252,20 @@ def models_check(
     out.print(f"ok  detector agreement: {found.line()}")
 
 
+def faceres_models_check() -> None:
+    """`leadmatch models`' FaceRes line: the converted graph against TensorFlow's reference descriptors."""
+    if not models.faceres_installed():
+        return
+    result = agreement.check_faceres()
+    if result is None:
+        out.print("faceres agreement: not checked (no reference crops under tests/data)")
+    elif not result.ok:
+        raise ModelError(f"ONNX FaceRes and TensorFlow disagree: {result.line()}",
+                         "use dlib galleries and report the model card mismatch")
+    else:
+        out.print(f"ok  faceres agreement: {result.line()}")
+
+
 @gallery_app.command("create")
 def gallery_create(
         name: str,
@@ -246,12 +274,16 @@ def gallery_create(
         approved_on: str = typer.Option(..., help="Approval date, YYYY-MM-DD."),
         source: str = typer.Option(..., help="Where the photos come from."),
         retention_days: int = typer.Option(galleries.DEFAULT_RETENTION_DAYS, help="Retention period for searches."),
+        model: Optional[str] = typer.Option(None, "--model", help="Face model: dlib, or dlib+faceres (fused; needs "
+                                                                   "the FaceRes weights `make install` fetches). "
+                                                                   "Default: the workspace's (init --model), dlib."),
 ):
     """Create an authorized gallery (analyst). All four authorization fields are required."""
-    created = backend().gallery_create(name, authority, approved_by, approved_on, source, retention_days)
+    created = backend().gallery_create(name, authority, approved_by, approved_on, source, retention_days, model)
     a = created["authorization"]
     out.print(f"created gallery {created['name']!r} (authority: {a['authority']}; approved by "
-              f"{a['approved_by']} on {a['approved_on']}; retention {a['retention_days']} days)")
+              f"{a['approved_by']} on {a['approved_on']}; retention {a['retention_days']} days; "
+              f"model {created.get('model', 'dlib')})")
 
 
 @gallery_app.command("enroll")
@@ -329,7 +361,8 @@ def gallery_show(name: str, json_out: bool = typer.Option(False, "--json"),
     out.print(f"gallery {info['name']}\n  authority:   {a['authority']}\n  approved by: {a['approved_by']} on "
               f"{a['approved_on']}\n  source:      {a['source']}\n  retention:   {a['retention_days']} days\n"
               f"  subjects {info['subjects']}, photos {info['photos']}, faces {info['faces']}, refused photos "
-              f"{info['refused_photos']} {info['refused_by_reason'] or ''}\n  index: {info['index']['type']}, "
+              f"{info['refused_photos']} {info['refused_by_reason'] or ''}\n  model: {info.get('model', 'dlib')}\n"
+              f"  index: {info['index']['type']}, "
               f"{info['index']['bytes']:,} bytes at {info['index']['file']}")
     if info.get("calibration"):
         out.print(f"  {info['calibration']['text']}; {info['flagged_faces']} faces enrolled with a quality flag")
@@ -394,12 +427,14 @@ def index_status(gallery: str, json_out: bool = typer.Option(False, "--json")):
 def bench_search(faces: int = typer.Option(100_000, "--faces", min=1000, help="Synthetic gallery size."),
                  index: Optional[str] = typer.Option(None, "--index", help="FAISS factory string (default: by size)."),
                  queries: int = typer.Option(500, "--queries", min=10),
+                 model: str = typer.Option("dlib", "--model", help="dlib, or dlib+faceres (synthetic fused vectors)."),
                  json_out: bool = typer.Option(False, "--json")):
     """Search speed on a synthetic dlib-shaped gallery: leadmatch's index vs exact FAISS vs numpy."""
     local_only("bench", "it measures this machine on synthetic data and touches no workspace")
-    from leadmatch.gallery import index as indexes
+    from leadmatch.gallery import index as indexes, space as spaces
 
-    row = bench.search_run(faces, indexes.validate_factory(index) if index else None, queries)
+    dim = spaces.Space(spaces.validate(model)).dim
+    row = bench.search_run(faces, indexes.validate_factory(index, dim) if index else None, queries, model=model)
     if json_out:
         return emit_json(row)
     for key, value in row.items():
@@ -591,7 +626,8 @@ def print_search(result: dict, full: bool = False) -> None:
     result = shown_all(result)
     wide.print(leads.NOTICE, style="bold")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
-               f"{result['purpose']}  gallery {result['gallery']}  agent {result['agent']}")
+               f"{result['purpose']}  gallery {result['gallery']}  model {result.get('model', 'dlib')}  "
+               f"agent {result['agent']}")
     if result.get("purged_at"):
         wide.print(f"details purged under the retention rules on {result['purged_at'][:10]}")
     else:
@@ -642,6 +678,9 @@ def evaluate(path: Path = typer.Argument(..., help="Folder of <subject>/<photos>
              face: Optional[str] = typer.Option(None, "--face", help="Probes with several faces: search the "
                                                 "largest or the central one (default: refuse them)."),
              workers: Optional[int] = typer.Option(None, "--workers", help="Enrollment worker processes (default: all cores)."),
+             model: str = typer.Option("dlib", "--model", help="Face model of the evaluation gallery: dlib or dlib+faceres."),
+             distractors: Optional[Path] = typer.Option(None, "--distractors", help="Folder of people outside the "
+                                                        "labeled set (one per folder or file) added to the gallery."),
              json_out: bool = typer.Option(False, "--json")):
     """Measure accuracy on your own labeled photos in a throw-away workspace: rank-k (refusals counted as misses),
     FNIR/FPIR, the gallery-calibrated threshold's measured FPIR."""
@@ -652,6 +691,7 @@ def evaluate(path: Path = typer.Argument(..., help="Folder of <subject>/<photos>
                   disable=json_out or bool(State.server)) as bar:
         task = bar.add_task("evaluate", total=None)
         result = backend().evaluate(path, enroll_first, holdout, seed, face, labels=labels, workers=workers,
+                                    model=model, distractors=distractors,
                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
     if plot:
         evaluation.plot_det(result, plot)
@@ -667,6 +707,9 @@ def print_evaluation(r: dict) -> None:
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
     g = r["gallery"]
+    if "subjects" in g:
+        out.print(f"model: {r.get('model', 'dlib')}; gallery size: {g['subjects']} subjects"
+                  + (f" ({g['distractor_photos']} distractor photos offered)" if g.get("distractor_photos") else ""))
     out.print(f"gallery: {g['enrolled']} of {g['photos_offered']} photos enrolled ({r['enroll_first']} per subject), "
               f"{g['refused']} refused ({pct(g['refusal_rate'])}), {g['flagged']} flagged low quality; "
               f"held-out subjects: {len(r['holdout_subjects'])}"

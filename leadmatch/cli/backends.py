@@ -80,8 +80,13 @@ class Direct:
     def search(self, request: searching.SearchRequest) -> dict:
         return searches.search(*self._session(), request)
 
-    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
-        return galleries.create(*self._session(), name, authority, approved_by, approved_on, source, retention_days)
+    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days,
+                       model: str | None = None) -> dict:
+        return galleries.create(*self._session(), name, authority, approved_by, approved_on, source, retention_days,
+                                model)
+
+    def gallery_model(self, name: str, model: str, progress=None) -> dict:
+        return galleries.switch_model(*self._session(), name, model, progress)
 
     def gallery_list(self) -> list[dict]:
         return galleries.list_galleries(*self._session())
@@ -97,10 +102,11 @@ class Direct:
         return galleries.enroll(ws, user, name, plan, workers=workers, progress=progress)
 
     def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int, face: str | None = None, *,
-                 labels: Path | None = None, workers: int | None = None, progress=None) -> dict:
+                 labels: Path | None = None, workers: int | None = None, model: str = "dlib",
+                 distractors: Path | None = None, progress=None) -> dict:
         """An evaluation in a throw-away workspace of its own: no session needed, no gallery touched."""
         return evaluation.evaluate(Path(path), enroll_first, holdout, labels, seed, progress=progress, face=face,
-                                   workers=workers)
+                                   workers=workers, model=model, distractors=distractors)
 
     def searches(self, case: str | None, status: str | None) -> list[dict]:
         return searches.listing(*self._session(), case, status)
@@ -256,10 +262,15 @@ class Remote:
     def accept_rules(self) -> dict:
         return self._call("POST", "/accept-rules")
 
-    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days) -> dict:
+    def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days,
+                       model: str | None = None) -> dict:
         return self._call("POST", "/galleries", body={
             "name": name, "authority": authority, "approved_by": approved_by, "approved_on": approved_on,
-            "source": source, "retention_days": retention_days})
+            "source": source, "retention_days": retention_days, "model": model})
+
+    def gallery_model(self, name: str, model: str, progress=None) -> dict:
+        # the service re-embeds in one request; its progress is not streamed back
+        return self._call("POST", f"/galleries/{_segment(name)}/model", body={"model": model})
 
     def gallery_list(self) -> list[dict]:
         return self._call("GET", "/galleries")
@@ -336,9 +347,11 @@ class Remote:
                           fields={key: str(value) for key, value in cluster.items()})
 
     def evaluate(self, path: Path, enroll_first: int, holdout: float, seed: int, face: str | None = None, *,
-                 labels: Path | None = None, workers: int | None = None, progress=None) -> dict:
-        if labels:
-            raise InputError("per-group rates (labels) do not go through a service yet", "run evaluate in direct mode")
+                 labels: Path | None = None, workers: int | None = None, model: str = "dlib",
+                 distractors: Path | None = None, progress=None) -> dict:
+        if labels or distractors or model != "dlib":
+            raise InputError("per-group rates (labels), distractors and other models do not go through a service "
+                             "yet", "run evaluate in direct mode")
         return self._call("POST", "/evaluate", body={"path": str(path), "enroll_first": enroll_first,
                                                      "holdout_subjects": holdout, "seed": seed, "face": face})
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import faiss
 import numpy as np
 
-from leadmatch.record.store import embeddings_for
+from leadmatch.gallery import space as spaces
 
 DEFAULT_TARGET_FPIR = 0.01
 #: The threshold never goes above dlib's 1:1 operating point, whatever a small gallery's list says.
@@ -81,7 +81,7 @@ class Calibration:
         text = (f"threshold {self.threshold:.2f} for {percent(self.target_fpir)} false alarms in this gallery of "
                 f"{self.subjects} {'person' if self.subjects == 1 else 'people'}")
         if self.limited_by == "max-threshold":
-            text += f" (capped at {MAX_THRESHOLD}: estimated false alarms there {self.describe_rate(self.threshold)})"
+            text += f" (capped at {self.threshold:g}: estimated false alarms there {self.describe_rate(self.threshold)})"
         elif self.limited_by == "too-few-subjects":
             text += f" (too few people to resolve {percent(self.target_fpir)}: estimate only)"
         return text
@@ -112,19 +112,19 @@ def percent(rate: float) -> str:
     return f"{value:.2g} %" if value >= 0.1 else f"{value:.1g} %"
 
 
-def threshold_for(curve: np.ndarray, target: float) -> tuple[float, str | None]:
+def threshold_for(curve: np.ndarray, target: float, max_threshold: float = MAX_THRESHOLD) -> tuple[float, str | None]:
     """The distance below which a share `target` of `curve` (sorted) lies, and what limited it, if anything.
 
     Below it lie exactly floor(target·n) of the n measured distances. Capped at MAX_THRESHOLD; with fewer
     than 1/target subjects the smallest distance is all the list can say.
     """
     if len(curve) == 0:
-        return MAX_THRESHOLD, "too-few-subjects"
+        return max_threshold, "too-few-subjects"
     allowed = int(np.floor(target * len(curve) + 1e-9))
     limited = "too-few-subjects" if allowed == 0 and target * len(curve) < 1 else None
     threshold = float(curve[min(allowed, len(curve) - 1)])
-    if threshold > MAX_THRESHOLD:
-        return MAX_THRESHOLD, "max-threshold"
+    if threshold > max_threshold:
+        return max_threshold, "max-threshold"
     return threshold, limited
 
 
@@ -167,14 +167,15 @@ def calibrate(conn: sqlite3.Connection, gallery_id: int, index: faiss.Index, tar
         "ORDER BY eye_distance_px DESC, sharpness DESC, id) AS pick FROM faces WHERE gallery_id = ?) WHERE pick = 1 "
         "ORDER BY subject_id", (gallery_id,)).fetchall()
     subjects = len(rows)
+    space = spaces.of_gallery(conn, gallery_id)
     if subjects > MAX_SUBJECTS_MEASURED:
         picks = np.random.default_rng(0).choice(subjects, MAX_SUBJECTS_MEASURED, replace=False)
         rows = [rows[i] for i in sorted(picks)]
     face_ids = np.array([r[1] for r in rows], dtype=np.int64)
-    distances = nearest_other(index, embeddings_for(conn, face_ids), np.array([r[0] for r in rows]),
-                              lambda ids: subjects_for(conn, ids), lambda ids: embeddings_for(conn, ids)) \
-        if subjects > 1 else np.zeros(0)
-    return from_distances(distances, subjects, target)
+    vectors_of = lambda ids: spaces.vectors_for(conn, ids, space)  # noqa: E731
+    distances = nearest_other(index, vectors_of(face_ids), np.array([r[0] for r in rows]),
+                              lambda ids: subjects_for(conn, ids), vectors_of) if subjects > 1 else np.zeros(0)
+    return from_distances(distances, subjects, target, space.max_threshold)
 
 
 def subjects_for(conn: sqlite3.Connection, face_ids: np.ndarray) -> list[int | None]:
@@ -188,16 +189,20 @@ def subjects_for(conn: sqlite3.Connection, face_ids: np.ndarray) -> list[int | N
     return [found.get(i) for i in ids]
 
 
-def from_distances(distances: np.ndarray, subjects: int, target: float = DEFAULT_TARGET_FPIR) -> Calibration:
-    """The calibration given the measured nearest-other-subject distances of a gallery of `subjects` people."""
+def from_distances(distances: np.ndarray, subjects: int, target: float = DEFAULT_TARGET_FPIR,
+                   max_threshold: float = MAX_THRESHOLD) -> Calibration:
+    """The calibration given the measured nearest-other-subject distances of a gallery of `subjects` people
+    (capped at `max_threshold`, the gallery's model's 1:1 operating point)."""
     distances = np.sort(np.asarray(distances, dtype=np.float64))
     distances = distances[np.isfinite(distances)]
-    threshold, limited = threshold_for(distances, target)
+    threshold, limited = threshold_for(distances, target, max_threshold)
     curve = distances
     if len(curve) > CURVE_POINTS:
         curve = np.quantile(distances, np.linspace(0, 1, CURVE_POINTS), method="inverted_cdf")
     return Calibration(subjects=subjects, measured=len(distances), target_fpir=target, threshold=round(threshold, 4),
-                       limited_by=limited, possible_duplicates=int((distances < DUPLICATE_DISTANCE).sum()),
+                       limited_by=limited,
+                       # the duplicate distance is dlib's; other models' scale it by their 1:1 operating points
+                       possible_duplicates=int((distances < DUPLICATE_DISTANCE * max_threshold / MAX_THRESHOLD).sum()),
                        curve=[round(float(d), 4) for d in curve])
 
 

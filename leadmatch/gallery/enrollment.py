@@ -21,8 +21,9 @@ from typing import Callable, Iterator
 
 from leadmatch import safetext
 from leadmatch.record import audit
-from leadmatch.gallery import index
+from leadmatch.gallery import index, space as spaces
 from leadmatch.gallery.analysis import Analyzer, LocalAnalyzer
+from leadmatch.biometrics.models import registry as models
 from leadmatch.governance.accounts import Actor, require
 from leadmatch.errors import InputError, PhotoError
 from leadmatch.gallery.galleries import factory, get as get_gallery
@@ -215,7 +216,7 @@ def upload_description(names: list[str], shown: int = 5) -> str:
 def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | None, batch: int | None) -> Analyzer:
     """The local pool, or with `ray` (auto or HOST:PORT) a Ray actor pool; Ray is imported only then."""
     if not ray:
-        return LocalAnalyzer(workers, CHUNK)
+        return LocalAnalyzer(workers, CHUNK, gallery.model)
     from leadmatch.gallery.ray_cluster import RayAnalyzer, check_address
 
     def refuse_worker(where: str, problem: str) -> None:  # a worker with other models is left out, audited
@@ -224,7 +225,7 @@ def _analyzer(ws: Workspace, actor: Actor, gallery, workers: int, ray: str | Non
 
     check_address(ray)  # a malformed option is bad input, not a refused run
     try:
-        return RayAnalyzer(ray, batch=batch, workers=workers, refuse_worker=refuse_worker)
+        return RayAnalyzer(ray, batch=batch, workers=workers, refuse_worker=refuse_worker, model=gallery.model)
     except InputError as exc:  # no cluster answers, it refused our token, or no worker started: audited
         audit.record(ws.conn, actor.name, "gallery.enroll", "refused", objects={"gallery": gallery.name, "ray": ray},
                      reason=f"ray-unavailable: {exc.message}")
@@ -244,6 +245,8 @@ def enroll(ws: Workspace, actor: Actor, gallery_name: str, source: Path, workers
     source_name = source_name or display_name(source)
     require(ws, actor, "analyst", "gallery.enroll", objects={"gallery": gallery_name, "source": source_name})
     gallery = get_gallery(ws, gallery_name)
+    if gallery.model == spaces.FUSED:
+        models.faceres_onnx_path()  # FaceRes absent or altered: say so (exit 5) before reading any photo
     confinement = Confinement.of(source, root, ws.home)
     items, refused = collect(source)
     report = EnrollmentReport(gallery=gallery.name, refused=list(refused))
@@ -378,11 +381,12 @@ def _insert_photo(ws: Workspace, actor: str, gallery, item: Item, digest: str, d
     top, right, bottom, left = face.box
     conn.execute(
         "INSERT INTO faces (gallery_id, subject_id, photo_id, box_top, box_right, box_bottom, box_left, size_px, "
-        "eye_distance_px, sharpness, detector_score, embedding, quality_flags) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "eye_distance_px, sharpness, detector_score, embedding, quality_flags, faceres) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (gallery.id, subject_id, photo_id, top, right, bottom, left, face.size_px, face.eye_distance_px,
          face.sharpness, face.detector_score, embedding_to_blob(face.embedding),
-         json.dumps(result.get("flags", []))))
+         json.dumps(result.get("flags", [])),
+         None if result.get("faceres") is None else embedding_to_blob(result["faceres"])))
 
 
 def _subject_id(conn, gallery_id: int, name: str, now: str, report: EnrollmentReport) -> int:

@@ -9,9 +9,10 @@ from datetime import date
 
 from leadmatch import safetext
 from leadmatch.record import audit
-from leadmatch.gallery import calibration, index
+from leadmatch.gallery import calibration, index, space as spaces
 from leadmatch.governance.accounts import Actor, require
-from leadmatch.errors import InputError, NotFound, Refused
+from leadmatch.biometrics.models import registry as models
+from leadmatch.errors import InputError, ModelError, NotFound, Refused
 from leadmatch.record.workspace import Workspace
 from leadmatch.record.dates import parse_date
 from leadmatch.record.store import transaction, utc_now
@@ -33,6 +34,7 @@ class Gallery:
     created_at: str
     created_by: str
     target_fpir: float | None = None  # None: calibration.DEFAULT_TARGET_FPIR
+    model: str = spaces.DEFAULT_MODEL  # the face model: dlib, or dlib+faceres (issue 23)
 
 
 def factory(ws: Workspace, gallery: Gallery) -> str:
@@ -41,8 +43,10 @@ def factory(ws: Workspace, gallery: Gallery) -> str:
 
 
 def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: str, approved_on: str,
-           source: str, retention_days: int = DEFAULT_RETENTION_DAYS) -> Gallery:
-    """Analyst: record a new authorized gallery. Every authorization field is required and non-blank."""
+           source: str, retention_days: int = DEFAULT_RETENTION_DAYS, model: str | None = None) -> Gallery:
+    """Analyst: record a new authorized gallery. Every authorization field is required and non-blank; `model`
+    is the face model its faces are embedded and searched with (None: the workspace's default, dlib unless
+    its owner chose otherwise at `init --model`)."""
     require(ws, actor, "analyst", "gallery.create", objects={"gallery": name})
     fields = {"authority": authority, "approved-by": approved_by, "source": source}
     missing = [k for k, v in fields.items() if not (v or "").strip()]
@@ -62,19 +66,23 @@ def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: 
             raise InputError(f"--approved-on {approved} is in the future", "give the date the gallery was approved")
         if retention_days < 1:
             raise InputError(f"--retention-days {retention_days} must be at least 1", "give the retention period in days")
+        model = spaces.validate(model or spaces.default_model(ws.conn))
+        if model == spaces.FUSED:
+            models.faceres_onnx_path()  # absent or altered FaceRes weights: one line, exit 5
         with transaction(ws.conn):
             if ws.conn.execute("SELECT 1 FROM galleries WHERE name = ?", (name,)).fetchone():
                 raise InputError(f"gallery {name!r} already exists", "choose another name, or enroll into it")
             cursor = ws.conn.execute(
                 "INSERT INTO galleries (name, authority, approved_by, approved_on, source, retention_days, "
-                "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, created_by, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, authority.strip(), approved_by.strip(), approved, source.strip(), retention_days, utc_now(),
-                 actor.name))
+                 actor.name, model))
             audit.record(ws.conn, actor.name, "gallery.create", objects={"gallery": name, "gallery_id": cursor.lastrowid,
-                                                                    "authority": authority.strip()})
-    except (InputError, Refused) as exc:
+                                                                    "authority": authority.strip(), "model": model})
+    except (InputError, Refused, ModelError) as exc:
         audit.record(ws.conn, actor.name, "gallery.create", "refused", objects={"gallery": name},
-                     reason=f"{getattr(exc, 'reason', 'bad-input')}: {exc.message}")
+                     reason=f"{getattr(exc, 'reason', 'model-unavailable' if isinstance(exc, ModelError) else 'bad-input')}: "
+                            f"{exc.message}")
         raise
     return get(ws, name)
 
@@ -116,6 +124,7 @@ def describe(ws: Workspace, gallery: Gallery) -> dict:
                           "retention_days": gallery.retention_days},
         "created_at": gallery.created_at,
         "created_by": gallery.created_by,
+        "model": gallery.model,
         "subjects": count("SELECT count(*) FROM subjects WHERE gallery_id = ?"),
         "photos": count("SELECT count(*) FROM photos WHERE gallery_id = ?"),
         "faces": count("SELECT count(*) FROM faces WHERE gallery_id = ?"),
@@ -208,10 +217,11 @@ def build_index(ws: Workspace, actor: Actor, name: str, factory_string: str | No
     type in force), self-check it against exact search and record the result."""
     require(ws, actor, "analyst", "index.build", objects={"gallery": name, "index": factory_string})
     gallery = get(ws, name)
+    dim = spaces.Space(gallery.model).dim  # the width of the gallery's vectors (its face model's)
     if factory_string:  # it becomes the gallery's type only once a build with it succeeds
-        factory_string = index.validate_factory(factory_string)
+        factory_string = index.validate_factory(factory_string, dim)
     chosen = factory_string or gallery.index_factory or index.choose_factory(
-        index.record_fingerprint(ws.conn, gallery.id)[0])
+        index.record_fingerprint(ws.conn, gallery.id)[0], dim)
     result = index.build_gallery(ws.conn, ws.indexes, gallery.id, chosen, keep_factory=bool(factory_string))
     audit.record(ws.conn, actor.name, "index.build", objects={"gallery": name, **result})
     return result
@@ -231,9 +241,11 @@ def index_status(ws: Workspace, actor: Actor, name: str) -> dict:
     trained = info.get("trained_on", 0)
     if not index.is_exact(loaded.index) and added > max(1, trained) * 0.5:
         advice.append(f"{added} faces added since training on {trained}: clusters have drifted")
-    if not gallery.index_factory and index.choose_factory(faces) != factory(ws, gallery):
-        advice.append(f"at {faces} faces the default index is {index.choose_factory(faces)}")
-    return {"gallery": name, "type": factory(ws, gallery), "chosen_by": "user" if gallery.index_factory else "size",
+    default = index.choose_factory(faces, spaces.Space(gallery.model).dim)
+    if not gallery.index_factory and default != factory(ws, gallery):
+        advice.append(f"at {faces} faces the default index is {default}")
+    return {"gallery": name, "model": gallery.model, "type": factory(ws, gallery),
+            "chosen_by": "user" if gallery.index_factory else "size",
             "faces": faces, "bytes": size, "bytes_per_face": round(size / faces, 1) if faces else None,
             "trained_on": trained, "added_since_training": added, "built_at": info.get("built_at"),
             "build_seconds": info.get("build_seconds"), "nprobe": info.get("nprobe"),

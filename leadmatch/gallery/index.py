@@ -26,16 +26,21 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from leadmatch.gallery import calibration
+from leadmatch.gallery import calibration, space as spaces
 from leadmatch.errors import InputError, WorkspaceError
-from leadmatch.record.store import embeddings_for, gallery_embeddings, transaction, utc_now
+from leadmatch.record.store import transaction, utc_now
 
-DIM = 128
+DIM = 128  # dlib's descriptor; a dlib+faceres gallery's vectors have spaces.Space.dim (1152)
 EXACT = "Flat"
 EXACT_LIMIT = 50_000            # exact search stays under a few ms up to about here on 2 cores
 RECALL_TARGET = 0.995
 SELF_CHECK_SAMPLE = 1000
 SELF_CHECK_NOISE = 0.04         # per dimension: √128·0.04 ≈ 0.45, the far end of same-person distances
+#: Same-person noise for the fused space, as a share of its different-person median (√2: 1 per part): dlib's
+#: 0.45 against its median of about 0.9 there.
+FUSED_NOISE_SHARE = 0.5
+#: Fused vectors at scale: PCA to this many dimensions before the 8-bit codes (256 B a face instead of 1152).
+FUSED_PCA_DIM = 256
 RERANK_FACTOR = 2               # approximate indexes propose 2×k faces; exact distances pick the k
 
 
@@ -52,23 +57,25 @@ def index_path(indexes_dir: Path, gallery_id: int) -> Path:
     return Path(indexes_dir) / f"gallery-{gallery_id}.faiss"
 
 
-def choose_factory(n_faces: int) -> str:
+def choose_factory(n_faces: int, dim: int = DIM) -> str:
     """Exact search while it is fast enough; above that an IVF index with 8-bit scalar codes
     (128 bytes a face) and about 4·√n lists, a power of two between 256 and 4096 (more lists make training
-    and adding at 10M faces too slow for two cores)."""
+    and adding at 10M faces too slow for two cores). Fused (wider) vectors are first reduced by a PCA trained on
+    the gallery to FUSED_PCA_DIM dimensions; exact distances from the record re-rank what the index proposes."""
     if n_faces < EXACT_LIMIT:
         return EXACT
     nlist = 2 ** round(math.log2(4 * math.sqrt(n_faces)))
-    return f"IVF{min(4096, max(256, nlist))},SQ8"
+    lists = f"IVF{min(4096, max(256, nlist))},SQ8"
+    return f"PCA{FUSED_PCA_DIM},{lists}" if dim > FUSED_PCA_DIM else lists
 
 
-def validate_factory(factory: str) -> str:
-    """Check that FAISS understands `factory` for 128-d vectors; return it stripped."""
+def validate_factory(factory: str, dim: int = DIM) -> str:
+    """Check that FAISS understands `factory` for `dim`-d vectors; return it stripped."""
     factory = (factory or "").strip()
     if factory.upper().startswith("IDMAP"):
         raise InputError(f"index {factory!r} should not name IDMap", "leadmatch adds the id map itself")
     try:
-        faiss.index_factory(DIM, factory)
+        faiss.index_factory(dim, factory)
     except RuntimeError:
         raise InputError(f"FAISS does not know the index {factory!r}",
                          'use a factory string such as "Flat", "IVF4096,SQ8" or "HNSW32"') from None
@@ -81,8 +88,8 @@ def _ivf(index: faiss.Index):
 
 def build(ids: np.ndarray, vectors: np.ndarray, factory: str) -> faiss.Index:
     """A new index of type `factory` holding `vectors` under `ids`, trained on (a sample of) them if needed."""
-    inner = faiss.index_factory(DIM, factory)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    inner = faiss.index_factory(vectors.shape[1] if vectors.ndim == 2 else DIM, factory)
     if not inner.is_trained:
         ivf = _ivf(inner)
         needed = ivf.nlist if ivf is not None else 256
@@ -125,7 +132,7 @@ def search(index: faiss.Index, vector: np.ndarray, k: int) -> tuple[np.ndarray, 
     """The `k` nearest face ids to `vector` and their Euclidean distances (as the index measures them)."""
     if index.ntotal == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    squared, ids = index.search(np.asarray(vector, dtype=np.float32).reshape(1, DIM), min(k, index.ntotal))
+    squared, ids = index.search(np.asarray(vector, dtype=np.float32).reshape(1, index.d), min(k, index.ntotal))
     keep = ids[0] >= 0
     return ids[0][keep], np.sqrt(np.maximum(squared[0][keep], 0.0))
 
@@ -261,14 +268,33 @@ def factory_for(conn: sqlite3.Connection, gallery_id: int, chosen: str | None) -
     if chosen:
         return chosen
     info = build_info(conn, gallery_id)
-    return info["factory"] if info else choose_factory(record_fingerprint(conn, gallery_id)[0])
+    return info["factory"] if info else choose_factory(record_fingerprint(conn, gallery_id)[0],
+                                                       spaces.dim_of(conn, gallery_id))
+
+
+def factory_for_model(conn: sqlite3.Connection, gallery_id: int, factory: str) -> str:
+    """`factory` if FAISS can build it for the gallery's vectors as its model now makes them, else the default
+    for its size and width (a PCA reduction made for fused vectors cannot take dlib's 128)."""
+    dim = spaces.dim_of(conn, gallery_id)
+    try:
+        faiss.index_factory(dim, factory)
+        return factory
+    except RuntimeError:
+        return choose_factory(record_fingerprint(conn, gallery_id)[0], dim)
+
+
+def check_noise(dim: int) -> float:
+    """Per-dimension same-person noise of the self-check: SELF_CHECK_NOISE for dlib's vectors; for fused ones
+    FUSED_NOISE_SHARE of their different-person median (√2) spread over their dimensions."""
+    return SELF_CHECK_NOISE if dim == DIM else FUSED_NOISE_SHARE * math.sqrt(2) / math.sqrt(dim)
 
 
 def _check_probes(ids: np.ndarray, vectors: np.ndarray, sample: int, k: int):
     """Stored faces moved by same-person noise, and the face exact search finds for each (None if not in top k)."""
     rng = np.random.default_rng(1)
     picks = rng.choice(len(ids), min(sample, len(ids)), replace=False)
-    queries = (vectors[picks] + rng.normal(0, SELF_CHECK_NOISE, (len(picks), DIM))).astype(np.float32)
+    dim = vectors.shape[1]
+    queries = (vectors[picks] + rng.normal(0, check_noise(dim), (len(picks), dim))).astype(np.float32)
     _, exact_rows = faiss.knn(queries, np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(ids)))
     wanted = [ids[p] if p in row else None for p, row in zip(picks, exact_rows)]
     return queries, wanted
@@ -324,7 +350,7 @@ def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, 
     path = index_path(indexes_dir, gallery_id)
     _check_file_or_absent(path)
     with write_lock(path):
-        ids, vectors = gallery_embeddings(conn, gallery_id)
+        space, ids, vectors = spaces.fitted(conn, gallery_id)
         started = time.perf_counter()
         index = build(ids, vectors, factory)
         check = self_check(index, ids, vectors)
@@ -333,13 +359,15 @@ def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, 
         write_recorded(conn, gallery_id, index, path)
         with transaction(conn):
             conn.execute("INSERT OR REPLACE INTO index_builds (gallery_id, factory, nprobe, trained_on, "
-                         "built_max_face_id, built_at, build_seconds, self_check) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         "built_max_face_id, built_at, build_seconds, self_check, fusion) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (gallery_id, factory, check["nprobe"], len(ids), int(ids.max()) if len(ids) else 0,
-                          utc_now(), round(seconds, 3), json.dumps(check | {"at": utc_now()})))
+                          utc_now(), round(seconds, 3), json.dumps(check | {"at": utc_now()}), space.to_json()))
             if keep_factory:
                 conn.execute("UPDATE galleries SET index_factory = ? WHERE id = ?", (factory, gallery_id))
             calibration.refresh(conn, gallery_id, index)
-    return {"factory": factory, "faces": len(ids), "build_seconds": round(seconds, 3), "self_check": check}
+    return {"factory": factory, "faces": len(ids), "build_seconds": round(seconds, 3), "self_check": check,
+            **space.describe()}
 
 
 def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: str) -> tuple[faiss.Index, str | None]:
@@ -349,6 +377,10 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
     """
     path = index_path(indexes_dir, gallery_id)
     index = read(path)
+    if index is not None and index.d != spaces.dim_of(conn, gallery_id):
+        result = build_gallery(conn, indexes_dir, gallery_id, factory_for_model(conn, gallery_id, factory))
+        return read(path), (f"index was made for another face model; rebuilt for {result['model']} from the record "
+                            f"({result['faces']} faces)")
     if index is None:
         existed = path.exists()
         result = build_gallery(conn, indexes_dir, gallery_id, factory)
@@ -374,7 +406,7 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
             extra_note = None
         if extra_note is None and untrusted is None:
             if len(missing):
-                index.add_with_ids(embeddings_for(conn, missing), missing)
+                index.add_with_ids(spaces.vectors_for(conn, missing, spaces.of_gallery(conn, gallery_id)), missing)
             write_recorded(conn, gallery_id, index, path)
             with transaction(conn):  # the gallery changed: so did its impostor distances
                 calibration.refresh(conn, gallery_id, index)
@@ -421,7 +453,8 @@ def load(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
     path = index_path(indexes_dir, gallery_id)
     index, fingerprint = _open_for_search(conn, gallery_id, path)
     repaired = None
-    if index is None or fingerprint != record_fingerprint(conn, gallery_id):
+    if index is None or fingerprint != record_fingerprint(conn, gallery_id) \
+            or index.d != spaces.dim_of(conn, gallery_id):
         index, repaired = sync(conn, indexes_dir, gallery_id, factory)
     info = build_info(conn, gallery_id)
     set_nprobe(index, info["nprobe"] if info else None)

@@ -124,23 +124,28 @@ def _quiet_raylet_notices(ray) -> None:
         worker_module.print_to_stdstream = print_to_stdstream
 
 
-def model_hashes() -> dict[str, str]:
-    """sha256 of every model file this process uses (each checked against this node's model card first)."""
+def model_hashes(model: str = "dlib") -> dict[str, str]:
+    """sha256 of every model file this process uses for a gallery of face model `model` (each checked against
+    this node's model card first)."""
     from leadmatch.biometrics import faces
 
     hashes = models.verify_all()
     if faces.engine() == "onnx":
         hashes[models.RESNET_ONNX] = models.sha256_file(models.onnx_path())
+    if model == "dlib+faceres":
+        hashes[models.FACERES_ONNX] = models.sha256_file(models.faceres_onnx_path())
     return hashes
 
 
-def expected_model_hashes() -> dict[str, str]:
-    """What `model_hashes()` must give, by this (the head's) model card, for the head's descriptor engine."""
+def expected_model_hashes(model: str = "dlib") -> dict[str, str]:
+    """What `model_hashes(model)` must give, by this (the head's) model card, for the head's descriptor engine."""
     from leadmatch.biometrics import faces
 
     expected = dict(models.expected_hashes())
     if faces.engine() == "onnx":
         expected[models.RESNET_ONNX] = models.expected_converted()[models.RESNET_ONNX]["sha256"]
+    if model == "dlib+faceres":
+        expected[models.FACERES_ONNX] = models.expected_converted()[models.FACERES_ONNX]["sha256"]
     return expected
 
 
@@ -148,7 +153,7 @@ class PhotoWorker:
     """A Ray actor: takes the head's descriptor engine, checks and loads its models once when it starts, then
     analyzes batches of photos."""
 
-    def __init__(self, engine: str) -> None:
+    def __init__(self, engine: str, model: str = "dlib") -> None:
         import ray
 
         from leadmatch.biometrics import faces
@@ -156,9 +161,10 @@ class PhotoWorker:
         context = ray.get_runtime_context()
         self.where = {"node": ray.util.get_node_ip_address(), "node_id": context.get_node_id(),
                       "pid": os.getpid()}
+        self.model = model
         try:
             faces.use_engine(engine)
-            self.hashes, self.problem = model_hashes(), None
+            self.hashes, self.problem = model_hashes(model), None
             faces.prepare()
         except ModelError as exc:
             self.hashes, self.problem = {}, str(exc)
@@ -176,11 +182,11 @@ class PhotoWorker:
         for start in range(0, len(jobs), PHOTOS_PER_BATCH):
             part = jobs[start:start + PHOTOS_PER_BATCH]
             try:
-                results.extend(analyze_photos(part))
+                results.extend(analyze_photos(part, self.model))
             except Exception:  # a crash in the face library must not sink the batch: find the photo
                 for job in part:
                     try:
-                        results.extend(analyze_photos([job]))
+                        results.extend(analyze_photos([job], self.model))
                     except Exception as exc:
                         results.append({"error": f"{type(exc).__name__}: {exc}"})
         return results
@@ -195,9 +201,9 @@ class RayAnalyzer:
     the order given, with at most `IN_FLIGHT_PER_WORKER` batches per actor sent ahead."""
 
     def __init__(self, address: str, batch: int | None = None, workers: int | None = None,
-                 refuse_worker: Callable[[str, str], None] | None = None) -> None:
+                 refuse_worker: Callable[[str, str], None] | None = None, model: str = "dlib") -> None:
         self.ray = connect(address)
-        self.batch = batch
+        self.batch, self.model = batch, model
         self.refused_workers: list[str] = []
         try:
             self.actors = self._start(workers, refuse_worker)
@@ -216,10 +222,10 @@ class RayAnalyzer:
         from leadmatch.biometrics import faces
 
         remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=1)(PhotoWorker)
-        actors = [remote.remote(faces.engine()) for _ in range(count)]
+        actors = [remote.remote(faces.engine(), self.model) for _ in range(count)]
         calls = {actor.identity.remote(): actor for actor in actors}
         ready, late = ray.wait(list(calls), num_returns=len(calls), timeout=READY_TIMEOUT_S)
-        expected, kept = expected_model_hashes(), []
+        expected, kept = expected_model_hashes(self.model), []
         for ref in ready:
             actor = calls[ref]
             try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from leadmatch.gallery import enrollment, galleries, sources
+from leadmatch.gallery import enrollment, galleries, model_switch, sources
 from leadmatch.gallery.ray_cluster import check_address  # imports nothing of Ray
 from leadmatch.governance import accounts
 from leadmatch.governance.accounts import Actor
@@ -25,10 +25,18 @@ def list_galleries(ws: Workspace, actor: Actor) -> list[dict]:
 
 
 def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: str, approved_on: str, source: str,
-           retention_days: int = galleries.DEFAULT_RETENTION_DAYS) -> dict:
-    """Analyst: record a new authorized gallery; answers it as `show` does."""
-    created = galleries.create(ws, actor, name, authority, approved_by, approved_on, source, retention_days)
+           retention_days: int = galleries.DEFAULT_RETENTION_DAYS, model: str | None = None) -> dict:
+    """Analyst: record a new authorized gallery, searched with face `model` (None: the workspace's default);
+    answers it as `show` does."""
+    created = galleries.create(ws, actor, name, authority, approved_by, approved_on, source, retention_days,
+                               model=model)
     return galleries.show(ws, actor, created.name)
+
+
+def switch_model(ws: Workspace, actor: Actor, name: str, model: str,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+    """Admin: make the gallery use face `model`, re-embedding from the photos the workspace keeps (audited)."""
+    return model_switch.switch(ws, actor, name, model, progress)
 
 
 def show(ws: Workspace, actor: Actor, name: str, refusals: bool = False) -> dict:

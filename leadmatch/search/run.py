@@ -17,15 +17,15 @@ import numpy as np
 from leadmatch import safetext
 from leadmatch.governance import purposes
 from leadmatch.record import audit
-from leadmatch.gallery import calibration, index
+from leadmatch.gallery import calibration, index, space as spaces
 from leadmatch.search import leads, probes, video
-from leadmatch.biometrics import quality
+from leadmatch.biometrics import faceres, quality
 from leadmatch.governance.accounts import Actor, require, require_search_ready
 from leadmatch.governance.casework import AWAITING_DISPOSITION, can_read, workflow
 from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused
 from leadmatch.biometrics.faces import DETECTORS
 from leadmatch.gallery.galleries import Gallery, factory, get as get_gallery
-from leadmatch.biometrics.photos import display_name
+from leadmatch.biometrics.photos import decode, display_name
 from leadmatch.record.store import transaction, utc_now
 from leadmatch.search.video import is_video
 from leadmatch.record.workspace import Workspace
@@ -153,9 +153,10 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
         raise InputError(f"gallery {gallery.name!r} has no enrolled faces", f"enroll photos with `gallery enroll {gallery.name}`")
     calibrated = calibration.load(ws.conn, gallery.id) or calibration.refresh(ws.conn, gallery.id, loaded.index)
     threshold = request.threshold if request.threshold is not None else calibrated.threshold
-    embeddings = np.stack([p.face.embedding for p in probe_set.faces])
+    space = spaces.of_gallery(ws.conn, gallery.id)
+    embeddings = probe_vectors(space, probe_set)
     candidates = rank_candidates(ws, loaded.index, embeddings, request.top_k, threshold, calibrated,
-                                 per_photo=request.per_photo, fusion=request.fusion)
+                                 per_photo=request.per_photo, fusion=request.fusion, space=space)
     lead = probe_set.faces[0]
     flags = sorted({f"low-quality: {w}" for p in probe_set.faces for w in quality.PROBE.warnings(p.face)})
     if probe_set.kind == "stills":
@@ -167,7 +168,7 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
     for p in probe_set.faces:
         stored = ws.store_photo(p.image, p.image_sha256, p.suffix)
         frames.append({**p.provenance(), "stored_path": str(stored.relative_to(ws.home))})
-    details = {**request.details, "detector": request.detector,
+    details = {**request.details, "model": space.model, "detector": request.detector,
                "candidate_list": "photo" if request.per_photo else "subject", "probe_kind": probe_set.kind,
                "probe_description": probe_set.describe()}
     if len(probe_set.faces) > 1:
@@ -209,9 +210,19 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
     return _view(ws, search_id)
 
 
-def _fused(embeddings: np.ndarray, fusion: str) -> np.ndarray:
+def probe_vectors(space: spaces.Space, probe_set: probes.ProbeSet) -> np.ndarray:
+    """The probe faces' search vectors in the gallery's space: dlib's descriptors, or for dlib+faceres those
+    fused with each face's FaceRes descriptor, computed from the image the face was found in and its box."""
+    dlib = np.stack([p.face.embedding for p in probe_set.faces])
+    if not space.fused:
+        return dlib
+    described = [faceres.describe(decode(p.image, name=p.source).pixels, [p.face.box])[0] for p in probe_set.faces]
+    return space.vectors(dlib, np.stack(described))
+
+
+def _fused(embeddings: np.ndarray, fusion: str, dim: int = index.DIM) -> np.ndarray:
     """The probe vectors a fusion rule compares with: all of them (min), their mean, or the first (best)."""
-    embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, index.DIM)
+    embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, dim)
     if fusion == "mean":
         return embeddings.mean(axis=0, keepdims=True)
     if fusion == "best":
@@ -221,67 +232,71 @@ def _fused(embeddings: np.ndarray, fusion: str) -> np.ndarray:
 
 def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float,
                     calibrated: calibration.Calibration | None = None, per_photo: bool = False,
-                    fusion: str = probes.DEFAULT_FUSION) -> list[dict]:
+                    fusion: str = probes.DEFAULT_FUSION, space: spaces.Space | None = None) -> list[dict]:
     """Ranked lead-only candidates for one or several probe embeddings (rows of `embedding`).
 
     A candidate is a subject, ranked by its closest face, with every enrolled face of that subject and its
     distance (`faces`); `per_photo` gives one candidate per gallery face instead. With several probe vectors a
     face's distance is the smallest over them (`probe_distances` lists each). The index proposes faces; the
-    distances are recomputed exactly from the record, and an approximate index proposes twice as many."""
-    raw = np.asarray(embedding, dtype=np.float32).reshape(-1, index.DIM)
-    vectors = _fused(raw, fusion)
+    distances are recomputed exactly from the record, and an approximate index proposes twice as many. `space`
+    is the gallery's (dlib's when not given): probe vectors and the record's faces are compared in it."""
+    space = space or spaces.Space()
+    raw = np.asarray(embedding, dtype=np.float32).reshape(-1, space.dim)
+    vectors = _fused(raw, fusion, space.dim)
     factor = 1 if index.is_exact(faiss_index) else index.RERANK_FACTOR
     proposals = top_k * factor * (1 if per_photo else 4)
     while True:
         ids = np.unique(np.concatenate([index.search(faiss_index, v, proposals)[0] for v in vectors]))
-        scored = _exact(ws, ids, vectors)
+        scored = _exact(ws, ids, vectors, space)
         subjects = {row["subject_id"] for _, row in scored}
         enough = len(scored) if per_photo else len(subjects)
         if enough >= top_k or proposals >= faiss_index.ntotal:
             break
         proposals *= 4  # one subject took many slots: look further for distinct subjects
     if per_photo:
-        return [_candidate(rank, distance, row, threshold, calibrated, raw)
+        return [_candidate(rank, distance, row, threshold, calibrated, raw, space)
                 for rank, (distance, row) in enumerate(scored[:top_k], start=1)]
     best: dict[int, tuple] = {}
     for distance, row in scored:
         best.setdefault(row["subject_id"], (distance, row))
     ranked = sorted(best.values(), key=lambda item: (item[0], item[1]["id"]))[:top_k]
-    members = _subject_faces(ws, [row["subject_id"] for _, row in ranked], vectors)
+    members = _subject_faces(ws, [row["subject_id"] for _, row in ranked], vectors, space)
     out = []
     for rank, (distance, row) in enumerate(ranked, start=1):
-        candidate = _candidate(rank, distance, row, threshold, calibrated, raw)
+        candidate = _candidate(rank, distance, row, threshold, calibrated, raw, space)
         candidate["faces"] = members[row["subject_id"]]
         out.append(candidate)
     return out
 
 
-def _exact(ws: Workspace, ids: np.ndarray, vectors: np.ndarray) -> list[tuple]:
+def _exact(ws: Workspace, ids: np.ndarray, vectors: np.ndarray, space: spaces.Space) -> list[tuple]:
     """[(distance, row)] for the face ids, nearest first (ties by face id); with several vectors, the nearest."""
     if len(ids) == 0:
         return []
     rows = ws.conn.execute(
-        "SELECT f.id, f.subject_id, f.embedding, f.box_top, f.box_right, f.box_bottom, f.box_left, f.quality_flags, "
+        "SELECT f.id, f.subject_id, f.embedding, f.faceres, f.box_top, f.box_right, f.box_bottom, f.box_left, f.quality_flags, "
         "s.name AS subject, p.sha256, p.source_path FROM faces f JOIN subjects s ON s.id = f.subject_id JOIN photos p ON p.id = f.photo_id "
         f"WHERE f.id IN ({','.join('?' * len(ids))})", [int(i) for i in ids]).fetchall()
     scored = []
     for row in rows:
-        distance = np.linalg.norm(vectors - np.frombuffer(row["embedding"], dtype="<f4"), axis=1).min()
+        distance = np.linalg.norm(vectors - space.of_row(row), axis=1).min()
         scored.append((float(distance), row))
     scored.sort(key=lambda item: (item[0], item[1]["id"]))
     return scored
 
 
-def _subject_faces(ws: Workspace, subject_ids: list[int], vectors: np.ndarray) -> dict[int, list[dict]]:
+def _subject_faces(ws: Workspace, subject_ids: list[int], vectors: np.ndarray,
+                   space: spaces.Space) -> dict[int, list[dict]]:
     """Every enrolled face of each subject with its exact distance, nearest first."""
     out: dict[int, list[dict]] = {s: [] for s in subject_ids}
     if not subject_ids:
         return out
     rows = ws.conn.execute(
-        "SELECT f.id, f.subject_id, f.embedding, p.source_path, p.sha256 FROM faces f JOIN photos p ON p.id = f.photo_id "
+        "SELECT f.id, f.subject_id, f.embedding, f.faceres, p.source_path, p.sha256 FROM faces f "
+        "JOIN photos p ON p.id = f.photo_id "
         f"WHERE f.subject_id IN ({','.join('?' * len(subject_ids))})", subject_ids).fetchall()
     for row in rows:
-        distance = float(np.linalg.norm(vectors - np.frombuffer(row["embedding"], dtype="<f4"), axis=1).min())
+        distance = float(np.linalg.norm(vectors - space.of_row(row), axis=1).min())
         out[row["subject_id"]].append({"face_id": row["id"], "image": row["source_path"],
                                        "photo_sha256": row["sha256"], "distance": round(distance, 4)})
     for faces in out.values():
@@ -290,7 +305,7 @@ def _subject_faces(ws: Workspace, subject_ids: list[int], vectors: np.ndarray) -
 
 
 def _candidate(rank: int, distance: float, row, threshold: float, calibrated: calibration.Calibration | None,
-               raw: np.ndarray) -> dict:
+               raw: np.ndarray, space: spaces.Space) -> dict:
     """One candidate's fields, with the estimated false-alarm rate at its distance (from `calibrated`) and the
     gallery face's quality flags; with several probe faces, the face's distance to each (`probe_distances`)."""
     candidate = {"rank": rank, "subject": row["subject"], "face_id": row["id"], "image": row["source_path"],
@@ -301,7 +316,7 @@ def _candidate(rank: int, distance: float, row, threshold: float, calibrated: ca
                                           calibrated.fpir_at(distance) if calibrated else None,
                                           calibrated.describe_rate(distance) if calibrated else None)}
     if len(raw) > 1:
-        per = np.linalg.norm(raw - np.frombuffer(row["embedding"], dtype="<f4"), axis=1)
+        per = np.linalg.norm(raw - space.of_row(row), axis=1)
         candidate["probe_distances"] = [round(float(d), 4) for d in per]
     return candidate
 
@@ -360,6 +375,7 @@ def _view(ws: Workspace, search_id: str) -> dict:
         "traditional_means": row["traditional_means"],
         "probe_source": row["probe_source"],
         "gallery": row["gallery"],
+        "model": details.get("model", spaces.DLIB),
         "agent": row["agent"],
         "created_at": row["created_at"],
         "purged_at": row["purged_at"],

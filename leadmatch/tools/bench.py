@@ -4,6 +4,13 @@ leadmatch's index, exact FAISS, and numpy brute force (what `face_recognition.fa
 Synthetic faces: a common mean vector (norm ≈ 1.25) plus an identity offset (σ 0.055 per dimension) plus
 per-photo noise (σ 0.0237), so norms are ≈ 1.4, the same person's faces lie ≈ 0.38 apart and different
 people ≈ 0.9 apart, as dlib's do.
+
+With `model="dlib+faceres"` each face also gets a synthetic FaceRes part, fused as a dlib+faceres gallery fuses
+them: a unit 1024-d vector made of a common mean (norm ≈ 0.63; 0.61 measured on lfw-dev), an
+identity offset and per-photo noise whose per-dimension spread decays as (i+1)^-0.6 (real FaceRes descriptors
+keep 88 % of their variance in 256 principal components on lfw-dev; this keeps about as much), scaled so the
+same person's unit vectors lie ≈ 0.7 apart and different people ≈ 1.1, as on the sample photos; then
+[a·dlib, b·FR] with a, b making each part's different-person median 1.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import time
 import faiss
 import numpy as np
 
-from leadmatch.gallery import index
+from leadmatch.gallery import index, space as spaces
 
 DIM = 128
 IDENTITY_SIGMA = 0.055
@@ -38,6 +45,52 @@ def synthetic(n_faces: int, seed: int = 0, chunk: int = 1_000_000) -> tuple[np.n
     return faces, labels, centres
 
 
+FR_DIM = 1024
+FR_MEAN_NORM = 0.63
+FR_IDENTITY, FR_PHOTO = 0.0186, 0.0155  # per-dimension scale of the decaying profile (see the module docstring)
+
+
+def _fr_profile(rng) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic FaceRes mean and per-dimension spread profile."""
+    mean = rng.standard_normal(FR_DIM).astype(np.float32)
+    mean *= FR_MEAN_NORM / np.linalg.norm(mean)
+    profile = (np.arange(FR_DIM, dtype=np.float32) + 1) ** -0.6
+    profile *= np.sqrt(FR_DIM / np.sum(profile ** 2))  # the same total spread as an isotropic σ
+    return mean, profile
+
+
+def fused_synthetic(n_faces: int, seed: int = 0, chunk: int = 250_000):
+    """(fused faces n×1152 float32, identity of each, the synthetic FaceRes part's generator state for probes,
+    the fitted scales): see the module docstring. Built in chunks; only the fused array is kept whole."""
+    dlib, labels, centres = synthetic(n_faces, seed)
+    rng = np.random.default_rng(seed + 100)
+    mean, profile = _fr_profile(rng)
+    fr_centres = mean + rng.standard_normal((len(centres), FR_DIM), dtype=np.float32) * (FR_IDENTITY * profile)
+    sample = np.arange(min(n_faces, 20_000))
+    fr_sample = _fr_faces(fr_centres, labels[sample], profile, rng)
+    scales = spaces.fit_scales(dlib[sample], fr_sample, labels[sample])
+    space = spaces.Space(spaces.FUSED, scales)
+    out = np.empty((n_faces, DIM + FR_DIM), dtype=np.float32)
+    for start in range(0, n_faces, chunk):
+        stop = min(n_faces, start + chunk)
+        out[start:stop] = space.vectors(dlib[start:stop], _fr_faces(fr_centres, labels[start:stop], profile, rng))
+    return out, labels, (centres, fr_centres, profile), space
+
+
+def _fr_faces(fr_centres: np.ndarray, who: np.ndarray, profile: np.ndarray, rng) -> np.ndarray:
+    """Unit synthetic FaceRes descriptors of new photos of identities `who`."""
+    raw = fr_centres[who] + rng.standard_normal((len(who), FR_DIM), dtype=np.float32) * (FR_PHOTO * profile)
+    return raw / np.linalg.norm(raw, axis=1, keepdims=True)
+
+
+def fused_probes(generator, space: spaces.Space, count: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """New photos of `count` enrolled identities as fused vectors: (queries, their identity)."""
+    centres, fr_centres, profile = generator
+    dlib, who = probes(centres, count, seed)
+    fr = _fr_faces(fr_centres, who, profile, np.random.default_rng(seed + 100))
+    return space.vectors(dlib, fr), who
+
+
 def probes(centres: np.ndarray, count: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """New photos of `count` enrolled identities: (queries, their identity)."""
     rng = np.random.default_rng(seed)
@@ -51,12 +104,19 @@ def _percentile_ms(samples: list[float], q: float) -> float:
 
 
 def search_run(n_faces: int, factory: str | None = None, n_queries: int = 500, seed: int = 0,
-               slow_queries: int = 10) -> dict:
-    """One benchmark row: build, size, single-probe latency, batch throughput, mate recall vs exact."""
-    faces, labels, centres = synthetic(n_faces, seed)
-    queries, who = probes(centres, min(n_queries, len(centres)))
+               slow_queries: int = 10, model: str = spaces.DLIB) -> dict:
+    """One benchmark row: build, size, single-probe latency, batch throughput, mate recall vs exact, for a
+    gallery of face model `model` (dlib, or dlib+faceres: fused vectors, see the module docstring)."""
+    model = spaces.validate(model)
+    if model == spaces.FUSED:
+        faces, labels, generator, space = fused_synthetic(n_faces, seed)
+        queries, who = fused_probes(generator, space, min(n_queries, n_faces // FACES_PER_IDENTITY or 1))
+    else:
+        faces, labels, centres = synthetic(n_faces, seed)
+        queries, who = probes(centres, min(n_queries, len(centres)))
+    dim = faces.shape[1]
     ids = np.arange(n_faces, dtype=np.int64)
-    factory = factory or index.choose_factory(n_faces)
+    factory = factory or index.choose_factory(n_faces, dim)
 
     started = time.perf_counter()
     built = index.build(ids, faces, factory)
@@ -89,7 +149,7 @@ def search_run(n_faces: int, factory: str | None = None, n_queries: int = 500, s
     exact_lat = []
     for q in queries[:max(slow_queries * 5, 20)]:
         t = time.perf_counter()
-        faiss.knn(q.reshape(1, DIM), faces, TOP_K)
+        faiss.knn(q.reshape(1, dim), faces, TOP_K)
         exact_lat.append(time.perf_counter() - t)
     numpy_lat = []
     for q in queries[:slow_queries]:
@@ -108,7 +168,7 @@ def search_run(n_faces: int, factory: str | None = None, n_queries: int = 500, s
     p50 = _percentile_ms(latencies, 50)
     numpy_p50 = _percentile_ms(numpy_lat, 50)
     return {
-        "faces": n_faces, "index": factory, "nprobe": check["nprobe"],
+        "model": model, "faces": n_faces, "index": factory, "nprobe": check["nprobe"],
         "build_s": round(build_s, 2), "self_check_s": round(check_s, 2), "self_check_recall": check["recall"],
         "bytes_per_face": round(size / n_faces, 1),
         "p50_ms": p50, "p99_ms": _percentile_ms(latencies, 99), "batch_qps": round(batch_qps, 1),

@@ -29,13 +29,14 @@ from typing import Callable
 import numpy as np
 
 from leadmatch.governance import accounts
-from leadmatch.gallery import calibration, index
+from leadmatch.gallery import calibration, index, space as spaces
 from leadmatch.search import leads
-from leadmatch.biometrics import quality
+from leadmatch.biometrics import faceres, quality
 from leadmatch.gallery.enrollment import Item, collect, enroll
 from leadmatch.errors import InputError, PhotoError
 from leadmatch.biometrics.faces import Face
 from leadmatch.gallery.galleries import create as create_gallery
+from leadmatch.biometrics.photos import PHOTO_SUFFIXES, decode
 from leadmatch.gallery.sources import Confinement
 from leadmatch.search.run import rank_candidates
 from leadmatch.record.workspace import init
@@ -67,17 +68,43 @@ def split(items: list[Item], enroll_first: int, holdout: float, seed: int) -> tu
     return gallery, mated, nonmated, held
 
 
+def distractor_items(folder: Path, enroll_first: int = 1) -> list[Item]:
+    """Photos of people outside the labeled set, to enlarge the gallery: each sub-folder of `folder` is one
+    person (its first `enroll_first` photos by name), each photo directly in it another. Subjects are named
+    `distractor:<name>` so none can be taken for a labeled subject."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"--distractors {folder} is not a folder", "give a folder of <person>/<photos> or photos")
+    out = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            photos = sorted(p for p in entry.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+            out += [Item(p, f"distractor:{entry.name}") for p in photos[:enroll_first]]
+        elif entry.suffix.lower() in PHOTO_SUFFIXES:
+            out.append(Item(entry, f"distractor:{entry.stem}"))
+    if not out:
+        raise InputError(f"no photos found in --distractors {folder}", "give a folder of <person>/<photos> or photos")
+    return out
+
+
 def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: Path | None = None,
              seed: int = 0, progress: Callable[[int, int], None] | None = None, face: str | None = None,
-             workers: int | None = None, root: Path | None = None) -> dict:
+             workers: int | None = None, root: Path | None = None, model: str = spaces.DEFAULT_MODEL,
+             distractors: Path | None = None) -> dict:
     """Run the evaluation; return counts, rates and the distances behind them (see module docstring).
 
     `face` ("largest" or "central") picks one face in probes that show several; without it such a probe is
     refused. `workers` sets the enrollment's worker processes (default: all cores). Only photos inside `root`
-    (the service's enroll root; default: the folder `source`) are read, as in `enrollment.enroll`.
+    (the service's enroll root; default: the folder `source`) are read, as in `enrollment.enroll`. `model` is
+    the gallery's face model; `distractors` a folder of people outside the labeled set added to the gallery
+    (direct mode only; the output states the gallery's size in subjects).
     """
     if face is not None and face not in FACE_CHOICES:
         raise InputError(f"--face {face!r} is not known", f"use one of: {', '.join(FACE_CHOICES)}")
+    model = spaces.validate(model)
+    extra = distractor_items(distractors, enroll_first) if distractors else []
     items, layout_refusals = collect(source)
     confinement = Confinement.of(source, root, None)
     attributes = read_labels(labels) if labels else {}
@@ -90,19 +117,22 @@ def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: 
         admin = accounts.create_first_admin(ws, "evaluation-admin", secrets.token_urlsafe(16))
         analyst = accounts.add_user(ws, admin, "evaluation", ["analyst"], secrets.token_urlsafe(16))
         create_gallery(ws, analyst, "evaluation", authority="evaluation only", approved_by="leadmatch evaluate",
-                       approved_on="2026-01-01", source=str(source), retention_days=1)
+                       approved_on="2026-01-01", source=str(source), retention_days=1, model=model)
         manifest = Path(temp) / "gallery.csv"
         with open(manifest, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["path", "subject"])
-            writer.writerows([[str(i.path.resolve()), i.subject] for i in gallery_items])
+            writer.writerows([[str(i.path.resolve()), i.subject] for i in gallery_items + extra])
+        # the rows are resolved paths, checked again there; distractors lie elsewhere by nature (direct mode)
         report = enroll(ws, analyst, "evaluation", manifest, workers=workers,
-                        root=confinement.root or Path("/"))  # the rows are resolved paths, checked again there
+                        root=None if extra else confinement.root or Path("/"))
         refused += [{"stage": "gallery", "path": r.path, "reason": r.reason, "detail": r.detail}
                     for r in report.refused]
         gallery_id = ws.conn.execute("SELECT id FROM galleries WHERE name = 'evaluation'").fetchone()[0]
         loaded = index.load(ws.conn, ws.indexes, gallery_id, index.EXACT)
         calibrated = calibration.load(ws.conn, gallery_id) or calibration.calibrate(ws.conn, gallery_id, loaded.index)
+        space = spaces.of_gallery(ws.conn, gallery_id)
+        gallery_subjects = ws.conn.execute("SELECT count(*) FROM subjects").fetchone()[0]
         gallery_flagged = ws.conn.execute("SELECT count(*) FROM faces WHERE quality_flags != '[]'").fetchone()[0]
         enrolled_subjects = {r[0] for r in ws.conn.execute("SELECT name FROM subjects")}
         outcomes = []
@@ -112,7 +142,7 @@ def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: 
                 outcome = {"path": str(item.path), "subject": item.subject, "mated": True, "stage": "gallery",
                            "reason": "no-gallery-photo", "detail": f"every gallery photo of {item.subject} was refused"}
             else:
-                outcome = _search(ws, loaded.index, item, is_mated, face, calibrated, confinement)
+                outcome = _search(ws, loaded.index, item, is_mated, face, calibrated, confinement, space)
             outcomes.append(outcome)
             if progress:
                 progress(done, len(probes))
@@ -121,7 +151,9 @@ def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: 
     refused += [o for o in outcomes if "reason" in o]
     result.update(refused=refused, refusals_by_reason=refusals_by_reason(refused), holdout_subjects=held,
                   enroll_first=enroll_first, candidates=CANDIDATES, face_choice=face,
-                  gallery={"photos_offered": len(gallery_items), "enrolled": report.enrolled,
+                  model=model,
+                  gallery={"photos_offered": len(gallery_items) + len(extra), "enrolled": report.enrolled,
+                           "subjects": gallery_subjects, "distractor_photos": len(extra),
                            "refused": len(report.refused), "flagged": gallery_flagged,
                            "refusal_rate": round(len(report.refused) / max(1, len(gallery_items)), 4)},
                   gallery_photos=report.enrolled)
@@ -141,12 +173,14 @@ def choose_probe_face(faces: list[Face], choice: str | None, width: int, height:
 
 
 def _search(ws, faiss_index, item: Item, is_mated: bool, choice: str | None,
-            calibrated: calibration.Calibration, confinement: Confinement) -> dict:
+            calibrated: calibration.Calibration, confinement: Confinement, space: spaces.Space | None = None) -> dict:
     """One probe (read only where `confinement` allows) through the real pipeline: a refusal, or the mate's rank
     and distances."""
     base = {"path": str(item.path), "subject": item.subject, "mated": is_mated}
+    space = space or spaces.Space()
     try:
-        found = quality.find_probe_faces(confinement.read(item.path), str(item.path))
+        data = confinement.read(item.path)
+        found = quality.find_probe_faces(data, str(item.path))
     except PhotoError as exc:
         return base | {"stage": "probe", "reason": exc.reason, "detail": exc.message}
     if not found.faces:
@@ -160,8 +194,12 @@ def _search(ws, faiss_index, item: Item, is_mated: bool, choice: str | None,
     if shortfalls:
         return base | {"stage": "probe", "reason": "low-quality", "detail": "; ".join(shortfalls)}
     # by photo, so the mate's rank among photos and (derived) among subjects both come from one list
-    ranked = rank_candidates(ws, faiss_index, face.embedding, CANDIDATES, calibrated.threshold, calibrated,
-                             per_photo=True)
+    vector = face.embedding
+    if space.fused:
+        described = faceres.describe(decode(data, name=str(item.path)).pixels, [face.box])
+        vector = space.vectors(face.embedding, described)[0]
+    ranked = rank_candidates(ws, faiss_index, vector, CANDIDATES, calibrated.threshold, calibrated,
+                             per_photo=True, space=space)
     return base | outcome_from_ranking([(c["subject"], c["distance"]) for c in ranked], item.subject, is_mated,
                                        flagged=bool(quality.PROBE.warnings(face)))
 

@@ -69,6 +69,7 @@ class GalleryCreate(BaseModel):
     approved_on: str = Field(max_length=20)
     source: str = Field(max_length=2000)
     retention_days: int = Field(gallery.DEFAULT_RETENTION_DAYS, ge=1, le=36500)
+    model: str | None = Field(None, max_length=40)  # None: the workspace's default (dlib unless set at init)
 
 
 class ServerPath(BaseModel):
@@ -256,7 +257,7 @@ def gallery_list(actor: Actor = Depends(api_user), ws: Workspace = Depends(works
 @router.post("/galleries")
 def gallery_create(body: GalleryCreate, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     return galleries.create(ws, actor, body.name, body.authority, body.approved_by, body.approved_on, body.source,
-                            body.retention_days)
+                            body.retention_days, body.model)
 
 
 @router.get("/galleries/{name}")

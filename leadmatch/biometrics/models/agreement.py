@@ -137,3 +137,53 @@ def check_detector(folder: Path) -> DetectorAgreement:
             break
     return DetectorAgreement(photos=str(folder), images=images, faces=faces_found, same_counts=same,
                              max_box_diff_px=box_diff, max_confidence_diff=conf_diff)
+
+
+#: FaceRes against TensorFlow: reference descriptors computed once by the original TensorFlow.js graph run in
+#: TensorFlow (tests/data/faceres_reference.py) on face crops kept beside them, so no TensorFlow is needed here.
+FACERES_REFERENCE = Path(__file__).resolve().parents[3] / "tests" / "data"
+FACERES_TOLERANCE = 1e-4
+
+
+@dataclass
+class FaceresAgreement:
+    """Result of running the converted FaceRes on the kept crops against TensorFlow's descriptors for them."""
+
+    crops: int
+    max_abs_diff: float
+    rankings_identical: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.crops > 0 and self.max_abs_diff <= FACERES_TOLERANCE and self.rankings_identical
+
+    def line(self) -> str:
+        """One line for `leadmatch models`."""
+        return (f"{self.crops} reference face crops: max |onnx − tensorflow| = {self.max_abs_diff:.1e} per component "
+                f"(limit {FACERES_TOLERANCE:.0e}), nearest-neighbour rankings "
+                f"{'identical' if self.rankings_identical else 'DIFFER'}")
+
+
+def faceres_reference(folder: Path = FACERES_REFERENCE) -> tuple[np.ndarray, np.ndarray] | None:
+    """(crops, TensorFlow's descriptors) kept under `folder`, or None where they are not (an install without
+    the tests)."""
+    crops, reference = folder / "faceres_crops.npz", folder / "faceres_reference.npy"
+    if not (crops.is_file() and reference.is_file()):
+        return None
+    with np.load(crops) as data:
+        return data["crops"], np.load(reference)
+
+
+def check_faceres(folder: Path = FACERES_REFERENCE) -> FaceresAgreement | None:
+    """Run the converted FaceRes on the kept crops and compare with TensorFlow's descriptors; None when the
+    reference files are not there."""
+    from leadmatch.biometrics import faceres
+
+    kept = faceres_reference(folder)
+    if kept is None:
+        return None
+    crops, reference = kept
+    ours = faceres.raw_descriptors(list(crops))
+    return FaceresAgreement(crops=len(crops), max_abs_diff=float(np.abs(ours - reference).max()),
+                            rankings_identical=bool((rankings(faceres.unit(ours))
+                                                     == rankings(faceres.unit(reference))).all()))

