@@ -18,19 +18,19 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from leadmatch.biometrics.photos import read_bytes
+from leadmatch.cli import credentials
+from leadmatch.errors import InputError, LeadmatchError, PhotoError, Refused
 from leadmatch.governance import accounts
 from leadmatch.governance import oversight as governance_oversight
 from leadmatch.operations import DIRECT, galleries, oversight, people, searches, sessions
-from leadmatch.tools import evaluation
-from leadmatch.cli import credentials
 from leadmatch.record import audit
-from leadmatch.search import video
-from leadmatch.search import run as searching
-from leadmatch.errors import InputError, LeadmatchError, PhotoError, Refused
-from leadmatch.biometrics.photos import read_bytes
-from leadmatch.search.video import is_video
-from leadmatch.wire import error_from_dict
 from leadmatch.record.workspace import open_workspace
+from leadmatch.search import run as searching
+from leadmatch.search import video
+from leadmatch.search.video import is_video
+from leadmatch.tools import evaluation
+from leadmatch.wire import error_from_dict
 
 SERVER_ENV = "LEADMATCH_SERVER"
 CA_ENV = "LEADMATCH_CA_FILE"

@@ -1,0 +1,87 @@
+"""The audit trail (auditor or admin) and retention (admin)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from leadmatch.cli.context import backend
+from leadmatch.cli.options import JsonOption
+from leadmatch.cli.render import emit_json, err, out
+from leadmatch.errors import InputError
+from leadmatch.gallery import galleries as galleries
+from leadmatch.operations import oversight as operations_oversight
+from leadmatch.safetext import shown_all
+
+commands = typer.Typer()  # top-level commands, added to the app as they are
+
+audit_app = typer.Typer(help="The audit trail (auditor or admin): verify, checkpoint, log, report.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(expect_head: Optional[str] = typer.Option(None, "--expect-head",
+                                                           help="Head hash recorded at an earlier verification."),
+                 checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
+                                                           help="A file written by `audit checkpoint`."),
+                 json_out: JsonOption = False):
+    """Walk the keyed hash chain; report the first bad entry. Exit 6 if the chain is broken."""
+    result = backend().audit_verify(expect_head, checkpoint)
+    if json_out:
+        emit_json({k: v for k, v in result.items() if k != "description"})
+    elif result["ok"]:
+        out.print(f"audit chain intact: {result['entries']} entries, head {result['head']}"
+                  + (f"; checkpoint entry {result['checkpoint']} unchanged" if result["checkpoint"] else ""))
+    else:
+        err.print(f"error: {result['description']} — restore leadmatch.db from a backup and find out who changed it")
+    if not result["ok"]:
+        sys.exit(6)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(out_file: Optional[Path] = typer.Option(None, "--out", help="Write the checkpoint to FILE.")):
+    """Export the signed head of the trail (auditor) for filing outside the system; `verify --checkpoint` uses it."""
+    made = backend().audit_checkpoint(out_file)
+    if out_file is None:
+        return emit_json(made)
+    out.print(f"checkpoint of entry {made['entry']} (hash {made['hash']}, {made['at']}) written to {out_file}; "
+              "file it outside this system")
+
+
+@audit_app.command("log")
+def audit_log(case: Optional[str] = typer.Option(None, "--case"), user: Optional[str] = typer.Option(None, "--user"),
+              since: Optional[str] = typer.Option(None, "--since", help="YYYY-MM-DD"),
+              limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Newest N entries."),
+              json_out: JsonOption = False):
+    """Audit entries, oldest first."""
+    rows = backend().audit_log(case, user, since, limit)
+    if json_out:
+        return emit_json(rows)
+    for e in shown_all(rows):  # one entry a line: a stored newline must not start a forged one
+        target = " ".join(x for x in (e["case_number"] and f"case={e['case_number']}",
+                                      e["search_id"] and f"search={e['search_id']}") if x)
+        out.print(f"{e['id']:>6} {e['at'][:19]} {e['actor']:<12} {e['action']:<22} {e['outcome']:<8} {target} "
+                  f"{e['reason'] or ''}".rstrip())
+
+
+@audit_app.command("report")
+def audit_report(start: str = typer.Option(..., "--from", help="YYYY-MM-DD"),
+                 end: str = typer.Option(..., "--to", help="YYYY-MM-DD (inclusive)"),
+                 fmt: str = typer.Option("json", "--format", help="csv or json"),
+                 stale_days: int = typer.Option(30, "--stale-days", help="Open searches older than this are listed.")):
+    """Supervisors' report: searches per user, refusals by reason, closures, stale open searches."""
+    operations_oversight.report_format(fmt)
+    data = backend().audit_report(start, end, stale_days)
+    sys.stdout.write(operations_oversight.report_csv(data)) if fmt == "csv" else emit_json(data)
+
+
+@commands.command()
+def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed searches past retention.")):
+    """Delete probe photos and details of closed searches past their gallery's retention (admin)."""
+    if not expired:
+        raise InputError("purge needs --expired", "run `leadmatch purge --expired`")
+    r = backend().purge_expired()
+    out.print(f"purged {len(r['purged_searches'])} searches, removed {r['probe_files_removed']} probe photos"
+              + (f": {', '.join(r['purged_searches'])}" if r["purged_searches"] else ""))
