@@ -275,7 +275,9 @@ class Remote:
                   "face": "" if request.face is None else str(request.face), "detector": request.detector,
                   "track": "" if request.track is None else str(request.track), "every": repr(request.every_s),
                   "best_frames": str(request.best_frames), "fusion": request.fusion,
-                  "per_photo": "true" if request.per_photo else ""}
+                  "per_photo": "true" if request.per_photo else "", "enhancement": request.enhancement}
+        if request.original is not None:
+            files.append(("original", Path(request.original).name, read_bytes(request.original)))
         return self._call("POST", "/searches", fields=fields, files=files)
 
     def searches(self, case: str | None, status: str | None) -> list[dict]:

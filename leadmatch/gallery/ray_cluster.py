@@ -167,10 +167,17 @@ class PhotoWorker:
         """Where this actor runs, the sha256 of its model weights, and what is wrong with them if anything."""
         return {**self.where, "hashes": self.hashes, "problem": self.problem}
 
-    def analyze(self, jobs: list[tuple[bytes, str]]) -> list[dict]:
-        """`_analyze` on the photos, `PHOTOS_PER_BATCH` at a time as locally; an unexpected failure is narrowed
-        to its photo and returned, not raised, so the rest of the batch is kept and that photo tried again."""
+    def analyze(self, jobs: list[tuple[bytes, str]], work: str | None = None) -> list[dict]:
+        """`_analyze` (or `work`, "module:function", e.g. case media's) on the photos, `PHOTOS_PER_BATCH` at a
+        time as locally; an unexpected failure is narrowed to its photo and returned, not raised, so the rest of
+        the batch is kept and that photo tried again."""
+        import importlib
+
         from leadmatch.gallery.enrollment import PHOTOS_PER_BATCH, _analyze
+
+        if work:
+            module, _, function = work.partition(":")
+            _analyze = getattr(importlib.import_module(module), function)  # noqa: F811
 
         results = []
         for start in range(0, len(jobs), PHOTOS_PER_BATCH):
@@ -195,9 +202,10 @@ class RayAnalyzer:
     the order given, with at most `IN_FLIGHT_PER_WORKER` batches per actor sent ahead."""
 
     def __init__(self, address: str, batch: int | None = None, workers: int | None = None,
-                 refuse_worker: Callable[[str, str], None] | None = None) -> None:
+                 refuse_worker: Callable[[str, str], None] | None = None, work: str | None = None) -> None:
         self.ray = connect(address)
         self.batch = batch
+        self.work = work  # the workers' function, "module:function" (default: enrollment's)
         self.refused_workers: list[str] = []
         try:
             self.actors = self._start(workers, refuse_worker)
@@ -264,7 +272,7 @@ class RayAnalyzer:
 
         def send(entry: dict, indices: list[int], attempt: int) -> None:
             number = min(range(len(self.actors)), key=load.__getitem__)
-            ref = self.actors[number].analyze.remote([entry["jobs"][i] for i in indices])
+            ref = self.actors[number].analyze.remote([entry["jobs"][i] for i in indices], self.work)
             in_flight[ref] = (entry, indices, attempt, number)
             load[number] += 1
 
