@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -372,6 +373,49 @@ def _release_unrecorded(ws: Workspace, kept: list[dict]) -> None:
     for item in kept:
         if not item.get("recorded"):
             ws.release_photo(item["stored_path"])
+
+
+#: A case never searched keeps its media this long after the last add (as long as a gallery's default retention).
+UNSEARCHED_RETENTION_DAYS = 365
+
+
+def expired_cases(ws: Workspace, now: datetime | None = None) -> list[str]:
+    """Cases whose media are due for purge: every search of the case purged under the retention rules, or no
+    search ever and the last media added more than UNSEARCHED_RETENTION_DAYS ago."""
+    now = now or datetime.now(timezone.utc)
+    cutoff = (now - timedelta(days=UNSEARCHED_RETENTION_DAYS)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return [r[0] for r in ws.conn.execute(
+        "SELECT m.case_number FROM case_media m WHERE m.purged_at IS NULL GROUP BY m.case_number HAVING "
+        "(EXISTS (SELECT 1 FROM searches s WHERE s.case_number = m.case_number) AND NOT EXISTS (SELECT 1 FROM "
+        "searches s WHERE s.case_number = m.case_number AND s.purged_at IS NULL)) OR (NOT EXISTS (SELECT 1 FROM "
+        "searches s WHERE s.case_number = m.case_number) AND max(m.added_at) < ?)", (cutoff,))]
+
+
+def purge_expired(ws: Workspace, actor: Actor, now: datetime | None = None) -> dict:
+    """Admin (called by retention.purge_expired): purge the media of expired cases — faces and embeddings
+    deleted, stored files released, the media rows kept with their sha256 and purged_at so the audit trail still
+    points somewhere. Audited."""
+    require(ws, actor, "admin", "purge")
+    cases = expired_cases(ws, now)
+    files = []
+    stamp = utc_now()
+    with transaction(ws.conn):
+        for case in cases:
+            files += [r[0] for r in ws.conn.execute(
+                "SELECT stored_path FROM case_media WHERE case_number = ? AND purged_at IS NULL UNION "
+                "SELECT image_path FROM case_faces WHERE case_number = ?", (case, case)) if r[0]]
+            hashes = [r[0] for r in ws.conn.execute(
+                "SELECT sha256 FROM case_media WHERE case_number = ? AND purged_at IS NULL", (case,))]
+            ws.conn.execute("DELETE FROM case_faces WHERE case_number = ?", (case,))
+            ws.conn.execute("UPDATE case_media SET purged_at = ?, stored_path = NULL, justification = '', "
+                            "details = '{}' WHERE case_number = ? AND purged_at IS NULL", (stamp, case))
+            ws.conn.execute("UPDATE case_persons SET dropped_at = coalesce(dropped_at, ?), dropped_by = "
+                            "coalesce(dropped_by, ?), drop_reason = coalesce(drop_reason, 'purged under retention') "
+                            "WHERE case_number = ?", (stamp, actor.name, case))
+            audit.record(ws.conn, actor.name, "media.purge", case=case, objects={"files": len(hashes)},
+                         photos=hashes)
+    removed = sum(ws.release_photo(path) for path in dict.fromkeys(files))  # after the commit, as searches do
+    return {"purged_cases": cases, "media_files_removed": removed}
 
 
 def listing(ws: Workspace, actor: Actor, case: str) -> list[dict]:

@@ -45,6 +45,10 @@ bench_app = typer.Typer(help="Speed measurements (see benchmarks/ for the full t
 app.add_typer(bench_app, name="bench")
 purposes_app = typer.Typer(help="Authorized search purposes.", invoke_without_command=True)
 app.add_typer(purposes_app, name="purposes")
+from leadmatch.cli import case as case_cli, media as media_cli, policy as policy_cli  # noqa: E402
+app.add_typer(media_cli.app, name="media")
+app.add_typer(case_cli.app, name="case")
+app.add_typer(policy_cli.app, name="policy")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -148,6 +152,8 @@ def whoami(json_out: bool = typer.Option(False, "--json")):
     out.print(f"{info['user']} ({', '.join(info['roles'])}); certification: "
               f"{cert['course'] + ' until ' + cert['expires'] if cert else 'none current'}; "
               f"rules of behavior: {'accepted ' + info['rules_accepted'] if info['rules_accepted'] else 'not accepted'}")
+    if info.get("policy"):
+        out.print("deployment policy: " + "; ".join(info["policy"]))
     out.print(f"service: {info['server']}" if info.get("server") else f"note: {info['note']}")
 
 
@@ -578,6 +584,9 @@ def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed se
     r = backend().purge_expired()
     out.print(f"purged {len(r['purged_searches'])} searches, removed {r['probe_files_removed']} probe photos"
               + (f": {', '.join(r['purged_searches'])}" if r["purged_searches"] else ""))
+    if r.get("purged_cases"):
+        out.print(f"purged the media of {len(r['purged_cases'])} cases ({r['media_files_removed']} files): "
+                  f"{', '.join(r['purged_cases'])}")
 
 
 def print_probe(console: Console, result: dict) -> None:
@@ -636,6 +645,9 @@ def print_search(result: dict, full: bool = False) -> None:
     for c in result["candidates"]:
         for flag in c.get("gallery_flags") or []:
             wide.print(f"[yellow]rank {c['rank']} gallery photo flag: {flag}[/yellow]")
+        for seen in c.get("seen_before") or []:  # shown, never suppressed: this candidate still needs a decision
+            wide.print(f"rank {c['rank']} seen before in this case: {seen['decision']} by {seen['decided_by']} "
+                       f"in {seen['search_id']} ({seen['decided_at'][:10]}): {seen['note']}")
     if full and result.get("closure"):
         cl = result["closure"]
         wide.print(f"closed {cl['status']} by {cl['closed_by']} at {cl['closed_at'][:19]}"

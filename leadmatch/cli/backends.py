@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-from leadmatch.governance import accounts, audit, casework, oversight, purposes, retention
+from leadmatch.governance import accounts, audit, casework, oversight, policy, purposes, retention
 from leadmatch.cli import credentials
 from leadmatch.search import video
 from leadmatch.gallery import galleries as galleries
@@ -72,7 +72,7 @@ class Direct:
         return {"user": user.name, "roles": sorted(user.roles),
                 "certification": accounts.current_certification(ws, user.name),
                 "rules_accepted": accounts.get_user(ws, user.name)["rules_accepted_at"], "mode": self.mode,
-                "note": DIRECT_NOTE}
+                "note": DIRECT_NOTE, "policy": policy.get(ws).lines()}
 
     def accept_rules(self) -> dict:
         ws, user = self._session()
@@ -185,6 +185,76 @@ class Direct:
     def purge_expired(self) -> dict:
         ws, admin = self._session()
         return retention.purge_expired(ws, admin)
+
+    # Case media, persons, export, policy (issue 22) ------------------------------------------------------
+
+    def media_add(self, request, progress=None) -> dict:
+        from leadmatch.casemedia import media
+
+        ws, user = self._session()
+        return media.add(ws, user, request, progress=progress)
+
+    def media_list(self, case: str) -> list[dict]:
+        from leadmatch.casemedia import media
+
+        ws, user = self._session()
+        return media.listing(ws, user, case)
+
+    def persons(self, case: str, include_dropped: bool = False) -> dict:
+        from leadmatch.casemedia import persons
+
+        ws, user = self._session()
+        return persons.listing(ws, user, case, include_dropped)
+
+    def person_show(self, case: str, label: str) -> dict:
+        from leadmatch.casemedia import persons
+
+        ws, user = self._session()
+        return persons.show(ws, user, case, label)
+
+    def person_merge(self, case: str, labels: list[str], reason: str) -> dict:
+        from leadmatch.casemedia import persons
+
+        ws, user = self._session()
+        return persons.merge(ws, user, case, labels, reason)
+
+    def person_split(self, case: str, label: str, faces: list[int], reason: str) -> dict:
+        from leadmatch.casemedia import persons
+
+        ws, user = self._session()
+        return persons.split(ws, user, case, label, faces, reason)
+
+    def person_drop(self, case: str, label: str, reason: str) -> dict:
+        from leadmatch.casemedia import persons
+
+        ws, user = self._session()
+        return persons.drop(ws, user, case, label, reason)
+
+    def person_undo(self, case: str, reason: str) -> dict:
+        from leadmatch.casemedia import persons
+
+        ws, user = self._session()
+        return persons.undo(ws, user, case, reason)
+
+    def person_search(self, case: str, label: str, request: searching.SearchRequest) -> dict:
+        from leadmatch.casemedia import persons
+
+        ws, user = self._session()
+        return persons.search(ws, user, case, label, request)
+
+    def case_export(self, case: str, out: Path) -> dict:
+        from leadmatch.casemedia import export
+
+        ws, user = self._session()
+        return export.export(ws, user, case, out)
+
+    def policy_show(self) -> dict:
+        ws, user = self._session()
+        return policy.show(ws, user)
+
+    def policy_set(self, changes: dict) -> dict:
+        ws, admin = self._session()
+        return policy.update(ws, admin, changes)
 
 
 class Remote:
@@ -384,6 +454,74 @@ class Remote:
 
     def purge_expired(self) -> dict:
         return self._call("POST", "/purge")
+
+    # Case media, persons, export, policy (issue 22) ------------------------------------------------------
+
+    def media_add(self, request, progress=None) -> dict:
+        """Upload the files (folders walked as direct mode walks them) with the request's fields."""
+        from leadmatch.casemedia import media
+
+        found, refused = media.collect(request.paths)
+        files = [("file", Path(p).name, _probe_bytes(p)) for p in found]
+        if not files:
+            raise InputError("no photo or clip to upload", "name photos, clips or folders holding them")
+        fields = {"purpose": request.purpose, "justification": request.justification, "every": repr(request.every_s)}
+        if request.ray:
+            raise InputError("--ray does not go through --server for case media", "run media add without --ray")
+        answer = self._call("POST", f"/cases/{_segment(request.case)}/media", fields=fields, files=files)
+        answer["refused"] = refused + answer["refused"]
+        return answer
+
+    def media_list(self, case: str) -> list[dict]:
+        return self._call("GET", f"/cases/{_segment(case)}/media")
+
+    def persons(self, case: str, include_dropped: bool = False) -> dict:
+        return self._call("GET", f"/cases/{_segment(case)}/persons", query={"all": "true" if include_dropped else None})
+
+    def person_show(self, case: str, label: str) -> dict:
+        return self._call("GET", f"/cases/{_segment(case)}/persons/{_segment(label)}")
+
+    def person_merge(self, case: str, labels: list[str], reason: str) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/merge", body={"labels": labels, "reason": reason})
+
+    def person_split(self, case: str, label: str, faces: list[int], reason: str) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/{_segment(label)}/split",
+                          body={"faces": faces, "reason": reason})
+
+    def person_drop(self, case: str, label: str, reason: str) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/{_segment(label)}/drop", body={"reason": reason})
+
+    def person_undo(self, case: str, reason: str) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/undo", body={"reason": reason})
+
+    def person_search(self, case: str, label: str, request: searching.SearchRequest) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/{_segment(label)}/search", body={
+            "gallery": request.gallery, "purpose": request.purpose, "justification": request.justification,
+            "traditional_means": request.traditional_means, "top_k": request.top_k, "fusion": request.fusion})
+
+    def case_export(self, case: str, out: Path) -> dict:
+        """The service builds the export; this client writes its files into `out` (a new or empty folder)."""
+        import base64
+
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InputError(f"{out} exists and is not an empty folder", "give a new folder for the export")
+        answer = self._call("POST", f"/cases/{_segment(case)}/export")
+        for name, data in answer["files"].items():
+            target = out / name
+            if ".." in Path(name).parts or Path(name).is_absolute():
+                raise LeadmatchError(f"the service sent an export file named {name!r}", "report it")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.with_name(f".{target.name}.tmp")
+            temp.write_bytes(base64.b64decode(data))
+            temp.replace(target)
+        return {**answer["result"], "out": str(out)}
+
+    def policy_show(self) -> dict:
+        return self._call("GET", "/policy")
+
+    def policy_set(self, changes: dict) -> dict:
+        return self._call("POST", "/policy", body={"changes": changes})
 
 
 def _probe_bytes(path: Path) -> bytes:

@@ -19,7 +19,7 @@ from leadmatch.gallery import calibration, index
 from leadmatch.search import leads, probes, video
 from leadmatch.biometrics import quality
 from leadmatch.governance.accounts import Actor, require, require_search_ready
-from leadmatch.governance.casework import AWAITING_DISPOSITION, can_read, workflow
+from leadmatch.governance.casework import AWAITING_DISPOSITION, can_read, seen_before, workflow
 from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused
 from leadmatch.biometrics.faces import DETECTORS
 from leadmatch.gallery.galleries import Gallery, factory, get as get_gallery
@@ -368,6 +368,7 @@ def _view(ws: Workspace, search_id: str) -> dict:
     if row is None:
         raise NotFound(f"no search {search_id!r}", "see `leadmatch searches`")
     flow = workflow(ws, search_id)
+    earlier = seen_before(ws, search_id)
     calibrated = json.loads(row["calibration"]) if row["calibration"] else None
     flags_of = {r[0]: json.loads(r[1] or "[]") for r in ws.conn.execute(
         "SELECT f.id, f.quality_flags FROM faces f JOIN candidates c ON c.face_id = f.id WHERE c.search_id = ?",
@@ -379,6 +380,7 @@ def _view(ws: Workspace, search_id: str) -> dict:
                                   _rate_text(c["false_alarm_rate"], calibrated)),
          **_matched_faces(c),
          "disposition": flow["dispositions"].get(c["rank"]),
+         "seen_before": earlier.get(c["subject"], []),
          "corroboration": [e for e in flow["corroborations"] if e["rank"] == c["rank"]]}
         for c in ws.conn.execute("SELECT * FROM candidates WHERE search_id = ? ORDER BY rank", (search_id,))]
     details = json.loads(row["details"])

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from leadmatch.governance import accounts, retention
 from leadmatch.record.workspace import open_workspace
-from leadmatch.web import api, pages
+from leadmatch.web import api, media, pages, policy
 from leadmatch.web.deps import Settings
 from leadmatch.web.responses import BodyLimit, SecurityHeaders, install_error_handlers
 from leadmatch.web.worker import Pool
@@ -51,6 +51,8 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     app.state.cluster_pool = cluster_pool
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(media.router)
+    app.include_router(policy.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(SecurityHeaders)  # outermost: also on 413s and redirects

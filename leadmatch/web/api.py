@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
-from leadmatch.governance import accounts, casework, oversight, purposes, retention
+from leadmatch.governance import accounts, casework, oversight, policy, purposes, retention
 from leadmatch.gallery import galleries as gallery
 from leadmatch.search import leads, probes
 from leadmatch.search import run as searching
@@ -132,7 +132,8 @@ def logout(request: Request, actor: Actor = Depends(api_user), ws: Workspace = D
 def whoami(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
     return {"user": actor.name, "roles": sorted(actor.roles),
             "certification": accounts.current_certification(ws, actor.name),
-            "rules_accepted": accounts.get_user(ws, actor.name)["rules_accepted_at"], "mode": "service"}
+            "rules_accepted": accounts.get_user(ws, actor.name)["rules_accepted_at"], "mode": "service",
+            "policy": policy.get(ws).lines()}
 
 
 @router.post("/accept-rules")
