@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from leadmatch.governance import accounts, retention
 from leadmatch.record.workspace import open_workspace
-from leadmatch.web import api, media, pages, policy
+from leadmatch.web import api, case_pages, media, pages, policy
 from leadmatch.web.deps import Settings
 from leadmatch.web.responses import BodyLimit, SecurityHeaders, install_error_handlers
 from leadmatch.web.worker import Pool
@@ -53,6 +53,7 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     app.include_router(api.router)
     app.include_router(media.router)
     app.include_router(policy.router)
+    app.include_router(case_pages.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(SecurityHeaders)  # outermost: also on 413s and redirects

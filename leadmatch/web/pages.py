@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from leadmatch.governance import accounts, audit, casework, oversight, purposes, retention
+from leadmatch.governance import accounts, audit, casework, oversight, policy, purposes, retention
 from leadmatch.search import crops, probes, report
 from leadmatch.gallery import galleries as gallery
 from leadmatch.search import run as searching
@@ -70,8 +70,8 @@ def logout(request: Request, actor: Actor = Depends(checked_form), ws: Workspace
 # Searching -------------------------------------------------------------------------------------------------
 
 @router.get("/", response_class=HTMLResponse)
-def home_page(request: Request, actor: Actor = Depends(page_user)):
-    return page(request, "home", roles=sorted(actor.roles))
+def home_page(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    return page(request, "home", roles=sorted(actor.roles), policy=policy.get(ws).lines())
 
 
 @router.get("/search/new", response_class=HTMLResponse)
