@@ -599,8 +599,19 @@ def print_probe(console: Console, result: dict) -> None:
         return
     console.print(f"probe: {probe['description']} ({result['probe_source']}; "
                   f"{result['details'].get('fusion', 'min')} distance over {len(probe['frames'])} faces)")
+    person = result["details"].get("person")
+    if person:  # a case person: every appearance is provenance, not only the faces searched with
+        console.print(f"  case person {person['label']} of case {person['case']}: "
+                      + "; ".join(f"face {a['face_id']} {a['file']}" + (f" at {a['time_s']:.1f} s" if a["time_s"]
+                                                                         is not None else "")
+                                  for a in person["appearances"]))
+    enhancement = result["details"].get("enhancement")
+    if enhancement:
+        console.print(f"  enhanced: {enhancement['description']}; original {enhancement['original']['name']} "
+                      f"sha256 {enhancement['original']['sha256']}")
     for f in probe["frames"]:
         where = f"{f['time_s']:.2f} s" if "time_s" in f else f["source"]
+        where = f"{f['source']} at {where}" if person and "time_s" in f else where
         q = f["quality"]
         console.print(f"  {where}: box {f['box']}, {q.get('size_px')} px, eyes {q.get('eye_distance_px')} px, "
                       f"sharpness {q.get('sharpness')}, sha256 {f['sha256'][:16]}…")
