@@ -35,8 +35,10 @@ from leadmatch.search import probes
 #: Asian adults and a child, a known weakness of this model). See benchmarks/results/grouping.md.
 GROUPING_THRESHOLD = 0.40
 NEIGHBOURS = 20
-#: Above this many units the k-NN graph comes from an IVF index (approximate, 4·√n lists, 16 probed).
+#: Above this many units the k-NN graph comes from an IVF index (approximate: √n lists, IVF_NPROBE probed; a
+#: neighbour it misses can only split a person, never merge two).
 EXACT_UP_TO = 20_000
+IVF_NPROBE = 8
 BEST_FACES = 5
 MIN_REASON = 5
 
@@ -55,19 +57,16 @@ def knn_edges(vectors: np.ndarray, threshold: float, neighbours: int = NEIGHBOUR
     if n <= EXACT_UP_TO:
         index = faiss.IndexFlatL2(vectors.shape[1])
     else:
-        lists = int(4 * np.sqrt(n))
+        lists = int(np.sqrt(n))
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(vectors.shape[1]), vectors.shape[1], lists)
-        index.train(vectors[np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)])
-        index.nprobe = 16
+        index.train(vectors[np.random.default_rng(0).choice(n, min(n, 40 * lists), replace=False)])
+        index.nprobe = IVF_NPROBE
     index.add(vectors)
     squared, ids = index.search(vectors, k)
-    edges = set()
-    limit = threshold * threshold
-    for i in range(n):
-        for d, j in zip(squared[i], ids[i]):
-            if j >= 0 and j != i and d < limit:
-                edges.add((min(i, int(j)), max(i, int(j))))
-    return sorted(edges)
+    rows = np.repeat(np.arange(n), k).reshape(n, k)
+    keep = (ids >= 0) & (ids != rows) & (squared < threshold * threshold)
+    pairs = np.stack([np.minimum(rows[keep], ids[keep]), np.maximum(rows[keep], ids[keep])], axis=1)
+    return [(int(a), int(b)) for a, b in np.unique(pairs, axis=0)] if len(pairs) else []
 
 
 def cluster(vectors: np.ndarray, threshold: float = GROUPING_THRESHOLD, neighbours: int = NEIGHBOURS) -> list[int]:
