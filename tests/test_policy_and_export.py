@@ -201,3 +201,20 @@ def test_case_export_and_verify_on_the_command_line(home, tmp_path):
     broken = run_cli("case", "verify", str(tmp_path / "disclosure"), home=home)
     assert broken.returncode != 0 and "case.html does not match" in broken.stdout
     assert broken.stderr.startswith("error: ") and "Traceback" not in broken.stderr
+
+
+def test_video_off_searches_a_person_with_its_photos_only_and_refuses_one_seen_only_in_clips(ws):
+    media.add(ws, AGENT, add_request(GALLERY_DIR / "lin_manuel_miranda", CLIP))
+    media.add(ws, AGENT, add_request(PROBES_DIR / "obama1.jpg"))
+    lin = next(p for p in persons.listing(ws, AGENT, CASE)["persons"] if p["tracks"] == 2)
+    face = next(a["face_id"] for a in lin["appearances"] if a["kind"] == "photo")
+    policy.update(ws, ADMIN, {"video_probes": False})
+    result = persons.search(ws, AGENT, CASE, lin["label"], person_search_request())
+    assert [f["source"] for f in result["probe"]["frames"]] == [next(a["file"] for a in lin["appearances"]
+                                                                     if a["face_id"] == face)]
+    assert result["candidates"][0]["subject"] == "lin_manuel_miranda"
+    clip_only = persons.split(ws, AGENT, CASE, lin["label"], [a["face_id"] for a in lin["appearances"]
+                                                              if a["kind"] == "video"][:1], "the tracks alone")
+    with pytest.raises(Refused) as caught:
+        persons.search(ws, AGENT, CASE, clip_only["new_person"], person_search_request())
+    assert caught.value.reason == "policy-video-probes"

@@ -400,8 +400,13 @@ def search(ws: Workspace, actor: Actor, case: str, label: str, request) -> dict:
         raise refuse(ws, actor, "search", "dropped-person", f"person {row['label']} was dropped: {row['drop_reason']}",
                      "undo the drop to search it", case=case, objects=objects)
     person = describe(ws, row)
-    best = [a for a in person["appearances"] if a["face_id"] in person["best_faces"]]
-    best.sort(key=lambda a: -a["quality_score"])
+    usable = sorted((a for a in person["appearances"] if a["usable"]), key=lambda a: -a["quality_score"])
+    if not policy.get(ws).video_probes:  # face recognition on recorded video is off: the person's photos only
+        usable = [a for a in usable if a["kind"] != "video"]
+        if not usable:
+            raise policy.refused(ws, actor, "search", "video_probes", f"video is switched off in this deployment "
+                                 f"and person {row['label']} is seen only in clips", case=case, objects=objects)
+    best = usable[:BEST_FACES]
     if not best:
         raise refuse(ws, actor, "search", "low-quality-probe", f"person {row['label']} has no face of searchable "
                      "quality", "add better media of this person", case=case, objects=objects)
