@@ -4,8 +4,6 @@ searched; merge/split/drop/undo; media stored by hash and purged with the case; 
 from __future__ import annotations
 
 import csv
-import json
-import os
 import shutil
 from pathlib import Path
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +13,7 @@ from leadmatch.errors import InputError, Refused
 from leadmatch.governance import accounts, audit, casework, policy
 from leadmatch.search.run import run, show
 
-from .conftest import (ADMIN, AGENT, AUDITOR, FACES, GALLERY_DIR, PROBES_DIR, REVIEWER, login, run_cli,
+from .conftest import (ADMIN, AGENT, AUDITOR, GALLERY_DIR, PROBES_DIR, REVIEWER, login, run_cli,
                        search_request)
 from .test_casemedia import CLIP, add_request, person_search_request
 

@@ -175,7 +175,7 @@ def analyze_clip(job: tuple[str, str, float]) -> dict:
         found = video.analyze_video(Path(path), every_s=every_s, min_face_px=quality.PROBE_DETECT_MIN_PX,
                                     keep=KEEP_PER_TRACK, max_duration_s=MEDIA_MAX_DURATION_S)
     except PhotoError as exc:
-        return {"refused": (exc.reason, exc.message.replace(Path(path).name, name))}
+        return {"refused": (exc.reason, exc.message.replace(display_name(Path(path)), name))}
     tracks = [{"track": t.number, "first_s": t.first_s, "last_s": t.last_s, "frames_seen": t.frames_seen,
                "best": [(o.time_s, o.face, o.frontalness, o.quality_score, o.jpeg,
                          not quality.PROBE.shortfalls(o.face)) for o in t.best if o.jpeg]} for t in found.tracks]
@@ -210,7 +210,7 @@ def add(ws: Workspace, actor: Actor, request: MediaRequest,
             report.refused.append({"file": display_name(path), "reason": exc.reason, "detail": exc.message})
             done += 1
             continue
-        if ws.conn.execute("SELECT 1 FROM case_media WHERE case_number = ? AND sha256 = ?",
+        if ws.conn.execute("SELECT 1 FROM case_media WHERE case_number = ? AND sha256 = ? AND purged_at IS NULL",
                            (case, kept["sha256"])).fetchone() or any(
                 k["sha256"] == kept["sha256"] for k in photos + clips):
             report.skipped.append(kept["name"])
@@ -318,12 +318,19 @@ def _write(ws: Workspace, actor: Actor, case: str, model: str, request: MediaReq
     now = utc_now()
     with transaction(ws.conn):
         details = result.get("info") or {"size": [result["width"], result["height"]]}
-        media_id = ws.conn.execute(
+        # a file purged from the case earlier and added again takes its old row back (one row per case and hash)
+        ws.conn.execute(
             "INSERT INTO case_media (case_number, sha256, kind, name, stored_path, bytes, model, purpose, "
-            "justification, details, added_at, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "justification, details, added_at, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (case_number, sha256) DO UPDATE SET name = excluded.name, stored_path = "
+            "excluded.stored_path, model = excluded.model, purpose = excluded.purpose, justification = "
+            "excluded.justification, details = excluded.details, added_at = excluded.added_at, added_by = "
+            "excluded.added_by, purged_at = NULL",
             (case, kept["sha256"], kept["kind"], kept["name"], kept["stored_path"], kept["bytes"], model,
              request.purpose.strip().lower(), request.justification.strip(), json.dumps(details), now,
-             actor.name)).lastrowid
+             actor.name))
+        media_id = ws.conn.execute("SELECT id FROM case_media WHERE case_number = ? AND sha256 = ?",
+                                   (case, kept["sha256"])).fetchone()[0]
         faces = 0
         if kept["kind"] == "photo":
             for face, usable in result["faces"]:
