@@ -209,18 +209,16 @@ def test_unknown_person_and_case_are_clear_errors(case_ws):
 def test_case_media_are_purged_once_every_search_of_the_case_is(case_ws):
     from datetime import datetime, timedelta, timezone
 
-    from leadmatch.governance import retention
-
     lin = next(p for p in persons.listing(case_ws, AGENT, CASE)["persons"] if p["tracks"] == 2)
     searched = persons.search(case_ws, AGENT, CASE, lin["label"], person_search_request(top_k=2))
-    assert retention.purge_expired(case_ws, ADMIN)["purged_cases"] == []  # the search is open: media stay
+    assert media.purge_expired(case_ws, ADMIN)["purged_cases"] == []  # the search is open: media stay
     for c in searched["candidates"]:
         casework.disposition(case_ws, AGENT, searched["search_id"], c["rank"], "excluded", "not the same man")
     casework.close(case_ws, REVIEWER, searched["search_id"], "no-identification", "no lead survived review")
     long_ago = (datetime.now(timezone.utc) - timedelta(days=400)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     case_ws.conn.execute("UPDATE searches SET closed_at = ?", (long_ago,))
     stored = [r[0] for r in case_ws.conn.execute("SELECT stored_path FROM case_media WHERE kind = 'video'")]
-    result = retention.purge_expired(case_ws, ADMIN)
+    result = media.purge_expired(case_ws, ADMIN)
     assert result["purged_cases"] == [CASE] and result["media_files_removed"] > 0
     assert not (case_ws.home / stored[0]).exists()
     assert case_ws.conn.execute("SELECT count(*) FROM case_faces WHERE case_number = ?", (CASE,)).fetchone()[0] == 0

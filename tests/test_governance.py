@@ -332,8 +332,7 @@ def test_purge_removes_expired_probe_and_details_but_keeps_audit(ws, searched):
     ws.conn.execute("UPDATE searches SET closed_at = '2025-01-01T00:00:00.000000Z' WHERE id = ?", (sid,))
     audit_before = ws.conn.execute("SELECT count(*) FROM audit").fetchone()[0]
     result = retention.purge_expired(ws, ADMIN)
-    assert result == {"purged_searches": [sid], "probe_files_removed": 1, "purged_cases": [],
-                      "media_files_removed": 0}  # no case media here
+    assert result == {"purged_searches": [sid], "probe_files_removed": 1}
     assert not probe.exists()
     record = show(ws, AUDITOR, sid)
     assert record["purged_at"] and record["candidates"] == [] and record["justification"] is None

@@ -216,3 +216,10 @@ def test_video_off_searches_a_person_with_its_photos_only_and_refuses_one_seen_o
     with pytest.raises(Refused) as caught:
         persons.search(ws, AGENT, CASE, clip_only["new_person"], person_search_request())
     assert caught.value.reason == "policy-video-probes"
+
+
+def test_the_policys_candidate_bounds_are_the_searchs():
+    from leadmatch.search import leads
+
+    assert (policy.MIN_CANDIDATES, policy.MAX_CANDIDATES) == (leads.MIN_CANDIDATES, leads.MAX_CANDIDATES)
+    assert (policy.Policy().min_candidates, policy.Policy().max_candidates) == (2, 50)

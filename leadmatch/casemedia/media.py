@@ -23,14 +23,14 @@ from leadmatch.biometrics.faces import analyze, prepare as prepare_descriptor
 from leadmatch.biometrics.photos import PHOTO_SUFFIXES, decode, display_name, read_bytes, sha256_bytes
 from leadmatch.errors import InputError, PhotoError
 from leadmatch.governance import audit, policy, purposes
+from leadmatch.casemedia import persons
+from leadmatch.casemedia.cases import case_model, may_read
+from leadmatch.governance import retention
 from leadmatch.governance.accounts import Actor, refuse, require, require_search_ready
 from leadmatch.record.store import embedding_to_blob, transaction, utc_now
 from leadmatch.record.workspace import Workspace
 from leadmatch.search import video
 
-#: The embedding model of every case today: dlib's ResNet (run on ONNX Runtime or dlib, same numbers). The one
-#: place a case's model is chosen: a per-gallery model (another branch) plugs in here.
-DEFAULT_MODEL = "dlib-resnet-v1"
 #: Clips are sampled every 0.2 s (a probe: 0.1 s): a person on screen for a second is still seen five times, and
 #: an hour of footage costs half as much.
 MEDIA_EVERY_S = 0.2
@@ -40,11 +40,6 @@ MEDIA_MAX_DURATION_S = 4 * 3600.0
 KEEP_PER_TRACK = 5
 PHOTOS_PER_TASK = 8
 MIN_JUSTIFICATION = (15, 3)  # as a search's
-
-
-def case_model(ws: Workspace, case: str) -> str:
-    """The embedding model the case's faces are compared with (the one place it is chosen)."""
-    return DEFAULT_MODEL
 
 
 @dataclass
@@ -228,8 +223,6 @@ def add(ws: Workspace, actor: Actor, request: MediaRequest,
                 progress(done, total)
     finally:
         _release_unrecorded(ws, photos + clips)
-    from leadmatch.casemedia import persons
-
     report.persons = persons.group(ws, actor, case)
     audit.record(ws.conn, actor.name, "media.add", case=case, objects={
         "added": len(report.added), "skipped": len(report.skipped), "refused": len(report.refused),
@@ -398,10 +391,15 @@ def expired_cases(ws: Workspace, now: datetime | None = None) -> list[str]:
         "searches s WHERE s.case_number = m.case_number) AND max(m.added_at) < ?)", (cutoff,))]
 
 
-def purge_expired(ws: Workspace, actor: Actor, now: datetime | None = None) -> dict:
-    """Admin (called by retention.purge_expired): purge the media of expired cases — faces and embeddings
-    deleted, stored files released, the media rows kept with their sha256 and purged_at so the audit trail still
-    points somewhere. Audited."""
+def purge_expired(ws: Workspace, actor: Actor) -> dict:
+    """Admin: `purge --expired` — the searches past retention (governance.retention), then the media of the
+    cases that leaves expired. Returns both results in one dict."""
+    return {**retention.purge_expired(ws, actor), **purge_expired_media(ws, actor)}
+
+
+def purge_expired_media(ws: Workspace, actor: Actor, now: datetime | None = None) -> dict:
+    """Admin: purge the media of expired cases — faces and embeddings deleted, stored files released, the media
+    rows kept with their sha256 and purged_at so the audit trail still points somewhere. Audited."""
     require(ws, actor, "admin", "purge")
     cases = expired_cases(ws, now)
     files = []
@@ -436,19 +434,4 @@ def listing(ws: Workspace, actor: Actor, case: str) -> list[dict]:
                 "WHERE m.case_number = ? ORDER BY m.id", (case,))]
 
 
-def may_read(ws: Workspace, actor: Actor, case: str, action: str) -> Actor:
-    """Reviewers, auditors and admins read every case's media; an agent only a case they added media to or
-    searched in (need to know). Refusals audited."""
-    held = require(ws, actor, ("agent", "reviewer", "auditor", "admin"), action, case=case).roles
-    if held.intersection({"reviewer", "auditor", "admin"}):
-        return actor
-    if not ws.conn.execute("SELECT 1 FROM case_media WHERE case_number = ? AND added_by = ? UNION ALL "
-                           "SELECT 1 FROM searches WHERE case_number = ? AND agent = ? LIMIT 1",
-                           (case, actor.name, case, actor.name)).fetchone():
-        raise refuse(ws, actor, action, "need-to-know", f"{actor.name} has not worked on case {case}",
-                     "ask an agent on the case or a reviewer", case=case)
-    return actor
-
-
-__all__ = ["MediaRequest", "MediaReport", "add", "listing", "may_read", "case_model", "analyze_photos",
-           "analyze_clip"]
+__all__ = ["MediaRequest", "MediaReport", "add", "listing", "purge_expired", "analyze_photos", "analyze_clip"]

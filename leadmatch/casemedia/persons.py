@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from leadmatch.biometrics.faces import Face
-from leadmatch.casemedia.media import case_model, may_read
+from leadmatch.casemedia.cases import case_model, may_read
 from leadmatch.errors import InputError, NotFound
 from leadmatch.governance import audit, policy
 from leadmatch.governance.accounts import Actor, refuse, require

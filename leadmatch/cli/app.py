@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
@@ -100,7 +101,7 @@ def emit_json(data) -> None:
 
 
 @app.callback()
-def main_options(home: Optional[Path] = typer.Option(
+def main_options(ctx: typer.Context, home: Optional[Path] = typer.Option(
         None, "--home", envvar="LEADMATCH_HOME", help="Workspace folder (database, indexes/, photos/)."),
         server: Optional[str] = typer.Option(None, "--server", envvar=client.SERVER_ENV,
                                              help="URL of a leadmatch service: commands go through its API."),
@@ -109,6 +110,8 @@ def main_options(home: Optional[Path] = typer.Option(
     State.home = home or default_home()
     State.server = server or None
     faces.use_engine(engine)
+    # what the command-group modules (media, case, policy) call and print through, without importing this one
+    ctx.obj = SimpleNamespace(backend=backend, out=out, err=err, emit_json=emit_json, print_search=print_search)
 
 
 @app.command()

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-from leadmatch.governance import accounts, audit, casework, oversight, policy, purposes, retention
+from leadmatch.governance import accounts, audit, casework, oversight, policy, purposes
 from leadmatch.cli import credentials
 from leadmatch.search import video
 from leadmatch.gallery import galleries as galleries
@@ -183,8 +183,10 @@ class Direct:
         return galleries.index_status(ws, user, gallery)
 
     def purge_expired(self) -> dict:
+        from leadmatch.casemedia import media  # the searches past retention, then the media of expired cases
+
         ws, admin = self._session()
-        return retention.purge_expired(ws, admin)
+        return media.purge_expired(ws, admin)
 
     # Case media, persons, export, policy (issue 22) ------------------------------------------------------
 

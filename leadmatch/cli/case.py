@@ -13,12 +13,12 @@ app = typer.Typer(help="A whole case: disclosure export (auditor, reviewer or ad
 
 
 @app.command("export")
-def export(case: str, out: Path = typer.Option(..., "--out", help="New (or empty) folder to write the export to."),
+def export(ctx: typer.Context,
+           case: str, out: Path = typer.Option(..., "--out", help="New (or empty) folder to write the export to."),
            json_out: bool = typer.Option(False, "--json")):
     """Every search of the case (any outcome), its media and persons, the audit entries with the chain's
     verification, and every file with its sha256: case.html, case.json, files/, SHA256SUMS."""
-    from leadmatch.cli import app as cli
-
+    cli = ctx.obj  # the main app's backend and printers (set by its callback)
     result = cli.backend().case_export(case, out)
     if json_out:
         return cli.emit_json(result)
@@ -28,11 +28,11 @@ def export(case: str, out: Path = typer.Option(..., "--out", help="New (or empty
 
 
 @app.command("verify")
-def verify(folder: Path, json_out: bool = typer.Option(False, "--json")):
+def verify(ctx: typer.Context, folder: Path, json_out: bool = typer.Option(False, "--json")):
     """Check an export folder: every file against SHA256SUMS and case.json, every audit entry against its hash."""
-    from leadmatch.cli import app as cli
     from leadmatch.errors import LeadmatchError
 
+    cli = ctx.obj
     result = exports.verify(folder)
     if json_out:
         cli.emit_json(result)

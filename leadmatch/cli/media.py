@@ -17,14 +17,9 @@ app = typer.Typer(help="Case media (agent): add photos and clips to a case; the 
                        "merge, split, drop, undo; search a person.", no_args_is_help=True)
 
 
-def _cli():
-    from leadmatch.cli import app as cli  # the shared consoles, backend and printers (imported late: app imports us)
-
-    return cli
-
 
 @app.command("add")
-def add(case: str = typer.Argument(..., help="Case number the media belong to."),
+def add(ctx: typer.Context, case: str = typer.Argument(..., help="Case number the media belong to."),
         paths: list[Path] = typer.Argument(..., help="Photos, clips or folders of them (only read, never changed)."),
         purpose: str = typer.Option(..., "--purpose", help="Authorized purpose (see `leadmatch purposes`)."),
         justification: str = typer.Option(..., "--justification", help="Why these media are analyzed."),
@@ -35,7 +30,7 @@ def add(case: str = typer.Argument(..., help="Case number the media belong to.")
         batch: Optional[int] = typer.Option(None, "--batch", min=1, help="With --ray: photos per Ray task."),
         json_out: bool = typer.Option(False, "--json")):
     """Add photos and clips to a case: every face found and embedded, clips as face tracks, grouped into persons."""
-    cli = _cli()
+    cli = ctx.obj
     request = MediaRequest(case=case, paths=list(paths), purpose=purpose, justification=justification, every_s=every,
                            workers=workers, ray=ray, batch=batch)
     with Progress(TextColumn("analyzing case media"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -54,9 +49,9 @@ def add(case: str = typer.Argument(..., help="Case number the media belong to.")
 
 
 @app.command("list")
-def media_list(case: str, json_out: bool = typer.Option(False, "--json")):
+def media_list(ctx: typer.Context, case: str, json_out: bool = typer.Option(False, "--json")):
     """The files of a case, with their sha256 and faces."""
-    cli = _cli()
+    cli = ctx.obj
     rows = cli.backend().media_list(case)
     if json_out:
         return cli.emit_json(rows)
@@ -67,10 +62,11 @@ def media_list(case: str, json_out: bool = typer.Option(False, "--json")):
 
 
 @app.command("persons")
-def persons(case: str, all_: bool = typer.Option(False, "--all", help="Also dropped and merged persons."),
+def persons(ctx: typer.Context,
+            case: str, all_: bool = typer.Option(False, "--all", help="Also dropped and merged persons."),
             json_out: bool = typer.Option(False, "--json")):
     """The persons of a case: appearances, files, clip tracks, how tight each group is."""
-    cli = _cli()
+    cli = ctx.obj
     data = cli.backend().persons(case, all_)
     if json_out:
         return cli.emit_json(data)
@@ -87,9 +83,9 @@ def persons(case: str, all_: bool = typer.Option(False, "--all", help="Also drop
 
 
 @app.command("person")
-def person(case: str, label: str, json_out: bool = typer.Option(False, "--json")):
+def person(ctx: typer.Context, case: str, label: str, json_out: bool = typer.Option(False, "--json")):
     """One person's appearances: face id, file, sha256, time in clip, box, quality."""
-    cli = _cli()
+    cli = ctx.obj
     p = cli.backend().person_show(case, label)
     if json_out:
         return cli.emit_json(p)
@@ -97,49 +93,56 @@ def person(case: str, label: str, json_out: bool = typer.Option(False, "--json")
                   f"{p['files']} files; best faces {p['best_faces']}")
     table = Table("face", "file", "sha256", "track", "time (s)", "box", "px", "sharpness", "usable")
     for a in p["appearances"]:
-        table.add_row(str(a["face_id"]), a["file"], a["sha256"][:12] + "…", "" if a["track"] is None else str(a["track"]),
+        track = "" if a["track"] is None else str(a["track"])
+        table.add_row(str(a["face_id"]), a["file"], a["sha256"][:12] + "…", track,
                       "" if a["time_s"] is None else f"{a['time_s']:.2f}", str(a["box"]), str(a["quality"]["size_px"]),
                       str(a["quality"]["sharpness"]), "yes" if a["usable"] else "no")
     cli.out.print(table)
 
 
 @app.command("merge")
-def merge(case: str, labels: list[str] = typer.Argument(..., help="Persons to merge; the first keeps them all."),
+def merge(ctx: typer.Context,
+          case: str, labels: list[str] = typer.Argument(..., help="Persons to merge; the first keeps them all."),
           reason: str = typer.Option(..., "--reason", help="Why they are one person.")):
     """Merge persons the grouping kept apart (recorded with who and why; undo reverses it)."""
-    cli = _cli()
+    cli = ctx.obj
     r = cli.backend().person_merge(case, labels, reason)
-    cli.out.print(f"merged {', '.join(r['merged'])} into {r['person']} ({r['faces_moved']} faces; change {r['change']})")
+    cli.out.print(f"merged {', '.join(r['merged'])} into {r['person']} ({r['faces_moved']} faces; "
+                  f"change {r['change']})")
 
 
 @app.command("split")
-def split(case: str, label: str, face: list[int] = typer.Option(..., "--face", help="Appearance (face id) to move; "
-                                                                                    "a clip face moves its whole track."),
+def split(ctx: typer.Context,
+          case: str, label: str,
+          face: list[int] = typer.Option(..., "--face", help="Appearance (face id) to move; a clip face moves its "
+                                                             "whole track."),
           reason: str = typer.Option(..., "--reason", help="Why they are someone else.")):
     """Split appearances off a person into a new person (recorded; undo reverses it)."""
-    cli = _cli()
+    cli = ctx.obj
     r = cli.backend().person_split(case, label, face, reason)
     cli.out.print(f"split {r['faces_moved']} faces off {r['person']} into {r['new_person']} (change {r['change']})")
 
 
 @app.command("drop")
-def drop(case: str, label: str, reason: str = typer.Option(..., "--reason", help="Why it is set aside.")):
+def drop(ctx: typer.Context,
+         case: str, label: str, reason: str = typer.Option(..., "--reason", help="Why it is set aside.")):
     """Set a person aside: not listed or searchable; its appearances stay on record (undo restores it)."""
-    cli = _cli()
+    cli = ctx.obj
     r = cli.backend().person_drop(case, label, reason)
     cli.out.print(f"dropped {r['person']} (change {r['change']})")
 
 
 @app.command("undo")
-def undo(case: str, reason: str = typer.Option(..., "--reason", help="Why the change is undone.")):
+def undo(ctx: typer.Context,
+         case: str, reason: str = typer.Option(..., "--reason", help="Why the change is undone.")):
     """Undo the case's latest merge, split or drop."""
-    cli = _cli()
+    cli = ctx.obj
     r = cli.backend().person_undo(case, reason)
     cli.out.print(f"undid the {r['undid']} (change {r['change']})")
 
 
 @app.command("search")
-def search(case: str, label: str,
+def search(ctx: typer.Context, case: str, label: str,
            gallery: str = typer.Option(..., "--gallery", help="Authorized gallery to search."),
            purpose: str = typer.Option(..., "--purpose"),
            justification: str = typer.Option(..., "--justification"),
@@ -148,7 +151,7 @@ def search(case: str, label: str,
            fusion: str = typer.Option(probes.DEFAULT_FUSION, "--fusion", help="mean, min or best."),
            json_out: bool = typer.Option(False, "--json")):
     """Search a person's best faces against a gallery (agent): ranked investigative leads, provenance shown."""
-    cli = _cli()
+    cli = ctx.obj
     request = searching.SearchRequest(probe=Path(), gallery=gallery, case=case, purpose=purpose,
                                       justification=justification, traditional_means=traditional_means, top_k=top_k,
                                       fusion=fusion)

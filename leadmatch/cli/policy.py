@@ -23,10 +23,9 @@ def _switch(value: Optional[str], option: str) -> Optional[bool]:
 
 
 @app.command("show")
-def show(json_out: bool = typer.Option(False, "--json")):
+def show(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")):
     """The policy in force."""
-    from leadmatch.cli import app as cli
-
+    cli = ctx.obj  # the main app's backend and printers (set by its callback)
     current = cli.backend().policy_show()
     if json_out:
         return cli.emit_json(current)
@@ -34,15 +33,15 @@ def show(json_out: bool = typer.Option(False, "--json")):
 
 
 @app.command("set")
-def set_policy(video_probes: Optional[str] = typer.Option(None, "--video-probes", help="on or off"),
+def set_policy(ctx: typer.Context,
+               video_probes: Optional[str] = typer.Option(None, "--video-probes", help="on or off"),
                case_media: Optional[str] = typer.Option(None, "--case-media", help="on or off"),
                enhanced_probes: Optional[str] = typer.Option(None, "--enhanced-probes", help="on or off"),
                min_candidates: Optional[int] = typer.Option(None, "--min-candidates", help="2 to 50"),
                max_candidates: Optional[int] = typer.Option(None, "--max-candidates", help="2 to 50"),
                course: Optional[str] = typer.Option(None, "--course", help="Required certification course name.")):
     """Change the policy (admin; audited with before and after)."""
-    from leadmatch.cli import app as cli
-
+    cli = ctx.obj  # the main app's backend and printers (set by its callback)
     changes = {key: value for key, value in (
         ("video_probes", _switch(video_probes, "--video-probes")), ("case_media", _switch(case_media, "--case-media")),
         ("enhanced_probes", _switch(enhanced_probes, "--enhanced-probes")), ("min_candidates", min_candidates),

@@ -21,9 +21,11 @@ from leadmatch.governance import audit
 from leadmatch.governance.accounts import DEFAULT_COURSE, Actor, refuse, require, required_course
 from leadmatch.record.store import transaction
 from leadmatch.record.workspace import Workspace
-from leadmatch.search import leads
 
 KEY = "policy"
+#: The candidate list sizes any policy stays within: POLICY.md's 2 to 50 (search.leads holds the same bounds;
+#: governance sits beneath search, so they are written here again and a test keeps the two equal).
+MIN_CANDIDATES, MAX_CANDIDATES = 2, 50
 SWITCHES = ("video_probes", "case_media", "enhanced_probes")
 
 
@@ -34,8 +36,8 @@ class Policy:
     video_probes: bool = True
     case_media: bool = True
     enhanced_probes: bool = True
-    min_candidates: int = leads.MIN_CANDIDATES
-    max_candidates: int = leads.MAX_CANDIDATES
+    min_candidates: int = MIN_CANDIDATES
+    max_candidates: int = MAX_CANDIDATES
     required_course: str = DEFAULT_COURSE
 
     def lines(self) -> list[str]:
@@ -68,9 +70,9 @@ def update(ws: Workspace, actor: Actor, changes: dict) -> dict:
     require(ws, actor, "admin", "policy.set", objects={"changes": changes})
     before = get(ws)
     after = Policy(**{**asdict(before), **_checked(changes)})
-    if not leads.MIN_CANDIDATES <= after.min_candidates <= after.max_candidates <= leads.MAX_CANDIDATES:
+    if not MIN_CANDIDATES <= after.min_candidates <= after.max_candidates <= MAX_CANDIDATES:
         raise InputError(f"candidate list {after.min_candidates}–{after.max_candidates} is not allowed",
-                         f"keep {leads.MIN_CANDIDATES} ≤ min ≤ max ≤ {leads.MAX_CANDIDATES}")
+                         f"keep {MIN_CANDIDATES} ≤ min ≤ max ≤ {MAX_CANDIDATES}")
     if not after.required_course.strip():
         raise InputError("the required course name is empty", f'name the course, e.g. "{DEFAULT_COURSE}"')
     stored = {k: v for k, v in asdict(after).items() if k != "required_course"}
@@ -91,7 +93,7 @@ def _checked(changes: dict) -> dict:
         if key in SWITCHES and not isinstance(value, bool):
             raise InputError(f"{key} must be on or off", "give true/false (on/off)")
         if key in ("min_candidates", "max_candidates") and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InputError(f"{key} must be a whole number", f"give {leads.MIN_CANDIDATES} to {leads.MAX_CANDIDATES}")
+            raise InputError(f"{key} must be a whole number", f"give {MIN_CANDIDATES} to {MAX_CANDIDATES}")
         if key == "required_course" and not isinstance(value, str):
             raise InputError("required_course must be text", "give the course name")
         out[key] = value

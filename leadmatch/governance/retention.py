@@ -60,10 +60,7 @@ def purge_expired(ws: Workspace, actor: Actor) -> dict:
         stored |= {original["stored_path"]} if original.get("stored_path") else set()  # an enhanced probe's original
         removed_files += sum(ws.release_photo(path) for path in stored)
     sweep_uploads(ws.home)  # abandoned probe uploads go too; in-flight face picks (younger) stay
-    from leadmatch.casemedia import media  # case media follow their case's searches (see media.expired_cases)
-
-    return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files,
-            **media.purge_expired(ws, actor)}
+    return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files}
 
 
 def sweep_uploads(home: Path, max_age_s: float = UPLOAD_MAX_AGE_S, now: float | None = None) -> int:

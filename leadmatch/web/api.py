@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
-from leadmatch.governance import accounts, casework, oversight, policy, purposes, retention
+from leadmatch.governance import accounts, casework, oversight, policy, purposes
 from leadmatch.gallery import galleries as gallery
 from leadmatch.search import leads, probes
 from leadmatch.search import run as searching
@@ -433,4 +433,6 @@ async def evaluate(body: Evaluation, request: Request, actor: Actor = Depends(ap
 
 @router.post("/purge")
 def purge(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
-    return retention.purge_expired(ws, actor)
+    from leadmatch.casemedia import media  # the searches past retention, then the media of expired cases
+
+    return media.purge_expired(ws, actor)
