@@ -67,3 +67,27 @@ def test_persons_page_shows_best_faces_and_its_forms_change_the_grouping(client)
 def test_an_agent_not_on_the_case_gets_403(client):
     sign_in(client, AGENT2)
     assert client.get(f"/cases/{CASE}/persons").status_code == 403
+
+
+@pytest.fixture
+def plain_client(home):
+    with TestClient(create_app(home, workers=1)) as c:
+        yield c
+
+
+def test_an_enhanced_probe_is_searched_from_the_page_with_its_original_and_refused_without(plain_client):
+    import hashlib
+
+    csrf = sign_in(plain_client, AGENT)
+    fields = {"csrf": csrf, "gallery": GALLERY, "case": "W-1", "purpose": "robbery", "top_k": "2",
+              "justification": "Armed robbery suspect caught on the store camera.", "traditional_means": MEANS,
+              "probe_source": "enhanced", "enhancement": "brightened the face"}
+    probe = ("probe", ("obama1.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg"))
+    refused = plain_client.post("/search", data=fields, files=[probe], follow_redirects=False)
+    assert refused.status_code == 403 and "original" in refused.text
+    original = (PROBES_DIR / "obama3.jpg").read_bytes()
+    done = plain_client.post("/search", data=fields, files=[probe, ("original", ("camera.jpg", original, "image/jpeg"))],
+                             follow_redirects=False)
+    assert done.status_code == 303, done.text
+    page = plain_client.get(done.headers["location"]).text
+    assert "brightened the face" in page and hashlib.sha256(original).hexdigest() in page
