@@ -102,12 +102,6 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
     if request.probe_source != "enhanced" and (request.original is not None or request.enhancement.strip()):
         raise InputError("--original and --enhancement are only for --probe-source enhanced",
                          "add --probe-source enhanced, or leave them out")
-    videos = is_video(request.probe) or any(is_video(p) for p in request.more_probes)
-    shortfall = policy.search_shortfall(ws, video=videos or request.details.get("video_faces", False),
-                                        top_k=request.top_k, probe_source=request.probe_source)
-    if shortfall:
-        raise Refused(f"deployment policy: {shortfall[1]}", "ask an admin; `leadmatch policy show` lists the policy",
-                      f"policy-{shortfall[0].replace('_', '-')}")
     if not leads.MIN_CANDIDATES <= request.top_k <= leads.MAX_CANDIDATES:
         raise InputError(f"--top-k {request.top_k} is out of range",
                          f"ask for {leads.MIN_CANDIDATES} to {leads.MAX_CANDIDATES} candidates")
@@ -117,6 +111,13 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
         raise InputError(f"--fusion {request.fusion!r} is not known", f"use one of: {', '.join(probes.FUSIONS)}")
     if request.threshold is not None and not 0.0 < request.threshold < 2.0:
         raise InputError(f"threshold {request.threshold} is out of range", "use a distance between 0 and 2")
+    # the deployment's policy narrows what the rules above allow (a top-k outside 2–50 stays bad input)
+    videos = is_video(request.probe) or any(is_video(p) for p in request.more_probes)
+    shortfall = policy.search_shortfall(ws, video=videos or request.details.get("video_faces", False),
+                                        top_k=request.top_k, probe_source=request.probe_source)
+    if shortfall:
+        raise Refused(f"deployment policy: {shortfall[1]}", "ask an admin; `leadmatch policy show` lists the policy",
+                      f"policy-{shortfall[0].replace('_', '-')}")
 
 
 def run(ws: Workspace, actor: Actor, request: SearchRequest, prepared=None) -> dict:
