@@ -239,3 +239,16 @@ def test_grouping_is_conservative_on_look_alikes_and_handles_large_graphs():
     labels = persons.cluster(faces)
     assert len(set(labels[:3])) == 1 and len(set(labels[3:])) == 1 and labels[0] != labels[3]
     assert persons.cluster(np.zeros((0, 128), np.float32)) == []
+
+
+def test_new_media_never_join_a_dropped_person(case_ws):
+    from PIL import Image
+
+    lin = next(p for p in persons.listing(case_ws, AGENT, CASE)["persons"] if p["tracks"] == 2)
+    persons.drop(case_ws, AGENT, CASE, lin["label"], "set aside for this test")
+    copy = case_ws.home / "lin-copy.png"
+    Image.open(GALLERY_DIR / "lin_manuel_miranda" / "lin-manuel-miranda.png").convert("RGB").save(copy)
+    report = media.add(case_ws, AGENT, add_request(copy))
+    assert report["persons"]["new_persons"] == 1  # a person everyone sees, not a face hidden in a dropped one
+    dropped = persons.show(case_ws, AGENT, CASE, lin["label"])
+    assert len(dropped["appearances"]) == len(lin["appearances"])

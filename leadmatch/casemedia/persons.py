@@ -87,9 +87,11 @@ def cluster(vectors: np.ndarray, threshold: float = GROUPING_THRESHOLD, neighbou
 
 def _units(ws: Workspace, case: str) -> list[dict]:
     """The case's groupable units: usable photo faces one by one, clip tracks whole (mean of usable frames)."""
+    # faces of a dropped (or merged-away) person take no part: nothing new may join a person no one sees
     rows = ws.conn.execute(
         "SELECT f.id, f.media_id, f.track, f.person_id, f.embedding FROM case_faces f JOIN case_media m "
-        "ON m.id = f.media_id WHERE f.case_number = ? AND f.usable = 1 AND m.purged_at IS NULL ORDER BY f.id",
+        "ON m.id = f.media_id LEFT JOIN case_persons p ON p.id = f.person_id WHERE f.case_number = ? AND "
+        "f.usable = 1 AND m.purged_at IS NULL AND (f.person_id IS NULL OR p.dropped_at IS NULL) ORDER BY f.id",
         (case,)).fetchall()
     units: dict[tuple, dict] = {}
     for r in rows:
