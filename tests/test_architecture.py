@@ -18,10 +18,11 @@ MAY_IMPORT = {
     "governance": {"record"},
     "gallery": {"record", "governance", "biometrics"},
     "search": {"record", "governance", "biometrics", "gallery"},
+    "casemedia": {"record", "governance", "biometrics", "gallery", "search"},
     "tools": {"record", "governance", "biometrics", "gallery", "search"},
-    "operations": {"record", "governance", "biometrics", "gallery", "search", "tools"},
-    "cli": {"record", "governance", "biometrics", "gallery", "search", "tools", "operations", "web"},
-    "web": {"record", "governance", "biometrics", "gallery", "search", "tools", "operations"},
+    "operations": {"record", "governance", "biometrics", "gallery", "search", "casemedia", "tools"},
+    "cli": {"record", "governance", "biometrics", "gallery", "search", "casemedia", "tools", "operations", "web"},
+    "web": {"record", "governance", "biometrics", "gallery", "search", "casemedia", "tools", "operations"},
 }
 #: Calls that decide or record what a user may do: the front ends leave them to the library.
 GATES = {"require", "refuse", "require_search_ready", "record", "transaction", "execute", "executemany"}

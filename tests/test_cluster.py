@@ -286,6 +286,28 @@ def test_ray_enrollment_equals_local_bit_for_bit(cluster, photos, local, tmp_pat
     assert {"gallery.enroll", "gallery.enroll-photos"} <= actions
 
 
+def test_case_media_on_ray_equals_local_bit_for_bit(cluster, tmp_path):
+    """`media add --ray`: the photos are analyzed by the same Ray workers with case media's function (every face,
+    not a gallery's one), so the faces, embeddings and persons equal a local run's; the clip stays on the head."""
+    from .helpers import AGENT
+
+    got = {}
+    for mode, extra in (("local", ("--workers", "1")), ("ray", ("--ray", cluster["address"]))):
+        home = fresh_home(tmp_path, mode)
+        login(home, AGENT)
+        result = run_cli("media", "add", "RAY-1", str(FACES / "probes"), str(FACES / "video" / "short_hamilton_clip.mp4"),
+                         "--purpose", "robbery", "--justification", "Seized phone of the robbery suspect.", "--json",
+                         *extra, home=home)
+        assert result.returncode == 0, result.stderr
+        conn = sqlite3.connect(home / "leadmatch.db")
+        got[mode] = conn.execute(
+            "SELECT m.sha256, f.track, f.time_s, f.face_index, f.box, f.usable, f.embedding, f.person_id FROM "
+            "case_faces f JOIN case_media m ON m.id = f.media_id ORDER BY f.id").fetchall()
+        conn.close()
+    assert got["local"] and got["ray"] == got["local"]
+    assert any(row[1] is not None for row in got["ray"])  # the clip's tracks are there too
+
+
 def start_enroll(home: Path, photos: Path, *extra: str) -> subprocess.Popen:
     """The real command, running in the background, so a test can act while it works."""
     env = {key: value for key, value in os.environ.items() if key != "LEADMATCH_DEBUG"}

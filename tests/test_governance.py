@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from datetime import date, timedelta
 
@@ -13,20 +14,8 @@ from leadmatch.governance.accounts import Actor
 from leadmatch.record import audit
 from leadmatch.search.run import run, show
 
-from .helpers import (
-    ADMIN,
-    AGENT,
-    AGENT2,
-    ANALYST,
-    AUDITOR,
-    GALLERY_DIR,
-    PASSWORD,
-    REVIEWER,
-    assert_clean_error,
-    login,
-    run_cli,
-    search_request,
-)
+from .helpers import (ADMIN, AGENT, AGENT2, ANALYST, AUDITOR, GALLERY_DIR, PASSWORD, PROBES_DIR, REVIEWER,
+                      assert_clean_error, login, run_cli, search_request)
 
 
 def last_refusal(ws) -> dict:
@@ -140,10 +129,25 @@ def test_missing_or_bad_search_preconditions_are_refused(ws, field, value, reaso
     assert ws.conn.execute("SELECT count(*) FROM searches").fetchone()[0] == 0
 
 
-def test_enhanced_probe_is_flagged_on_every_output(ws):
-    result = run(ws, AGENT, search_request("obama1.jpg", probe_source="enhanced"))
-    assert any(f.startswith("enhanced") for f in result["flags"])
-    assert any(f.startswith("enhanced") for f in show(ws, REVIEWER, result["search_id"])["flags"])
+def test_enhanced_probe_is_flagged_on_every_output_with_its_original(ws):
+    result = run(ws, AGENT, search_request("obama1.jpg", probe_source="enhanced", original=PROBES_DIR / "obama3.jpg",
+                                           enhancement="brightened and sharpened the face"))
+    assert any(f.startswith("enhanced") and "brightened and sharpened" in f for f in result["flags"])
+    shown = show(ws, REVIEWER, result["search_id"])
+    assert any(f.startswith("enhanced") for f in shown["flags"])
+    original = shown["details"]["enhancement"]["original"]
+    assert original["sha256"] == hashlib.sha256((PROBES_DIR / "obama3.jpg").read_bytes()).hexdigest()
+    assert (ws.home / original["stored_path"]).read_bytes() == (PROBES_DIR / "obama3.jpg").read_bytes()
+    entry = [e for e in audit.entries(ws.conn, search_id=result["search_id"]) if e["action"] == "search"][0]
+    assert original["sha256"] in entry["photo_sha256"] and result["probe"]["sha256"] in entry["photo_sha256"]
+
+
+def test_enhanced_probe_without_its_original_or_description_is_refused(ws):
+    refused(ws, "enhanced-without-original", run, ws, AGENT, search_request("obama1.jpg", probe_source="enhanced"))
+    refused(ws, "enhanced-without-original", run, ws, AGENT,
+            search_request("obama1.jpg", probe_source="enhanced", original=PROBES_DIR / "obama3.jpg"))
+    with pytest.raises(InputError):
+        run(ws, AGENT, search_request("obama1.jpg", original=PROBES_DIR / "obama3.jpg"))
 
 
 def test_admin_adds_a_purpose(ws):

@@ -14,7 +14,7 @@ import typer
 
 from leadmatch.biometrics import faces
 from leadmatch.cli import backends as client
-from leadmatch.cli import galleries, oversight, people, searches, sessions, utilities
+from leadmatch.cli import case, galleries, media, oversight, people, policy, searches, sessions, utilities
 from leadmatch.cli.context import State
 from leadmatch.cli.render import err
 from leadmatch.errors import DiskFull, FaceChoiceNeeded, LeadmatchError
@@ -35,6 +35,9 @@ app.add_typer(oversight.audit_app, name="audit")
 app.add_typer(oversight.commands)
 app.add_typer(utilities.commands)
 app.add_typer(utilities.bench_app, name="bench")
+app.add_typer(media.app, name="media")
+app.add_typer(case.app, name="case")
+app.add_typer(policy.app, name="policy")
 
 
 @app.callback()

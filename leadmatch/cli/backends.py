@@ -23,7 +23,7 @@ from leadmatch.cli import credentials
 from leadmatch.errors import InputError, LeadmatchError, PhotoError, Refused
 from leadmatch.governance import accounts
 from leadmatch.governance import oversight as governance_oversight
-from leadmatch.operations import DIRECT, galleries, oversight, people, searches, sessions
+from leadmatch.operations import DIRECT, cases, galleries, oversight, people, searches, sessions
 from leadmatch.record import audit
 from leadmatch.record.workspace import open_workspace
 from leadmatch.search import run as searching
@@ -174,6 +174,44 @@ class Direct:
     def purge_expired(self) -> dict:
         return oversight.purge_expired(*self._session())
 
+    # Case media, persons, export, policy (issue 22) ------------------------------------------------------
+
+    def media_add(self, request, progress=None) -> dict:
+        return cases.add_media(*self._session(), request, progress=progress)
+
+    def media_list(self, case: str) -> list[dict]:
+        return cases.list_media(*self._session(), case)
+
+    def persons(self, case: str, include_dropped: bool = False) -> dict:
+        return cases.list_persons(*self._session(), case, include_dropped)
+
+    def person_show(self, case: str, label: str) -> dict:
+        return cases.show_person(*self._session(), case, label)
+
+    def person_merge(self, case: str, labels: list[str], reason: str) -> dict:
+        return cases.merge(*self._session(), case, labels, reason)
+
+    def person_split(self, case: str, label: str, faces: list[int], reason: str) -> dict:
+        return cases.split(*self._session(), case, label, faces, reason)
+
+    def person_drop(self, case: str, label: str, reason: str) -> dict:
+        return cases.drop(*self._session(), case, label, reason)
+
+    def person_undo(self, case: str, reason: str) -> dict:
+        return cases.undo(*self._session(), case, reason)
+
+    def person_search(self, case: str, label: str, request: searching.SearchRequest) -> dict:
+        return cases.search_person(*self._session(), case, label, request)
+
+    def case_export(self, case: str, out: Path) -> dict:
+        return cases.export_case(*self._session(), case, out)
+
+    def policy_show(self) -> dict:
+        return cases.show_policy(*self._session())
+
+    def policy_set(self, changes: dict) -> dict:
+        return cases.set_policy(*self._session(), changes)
+
 
 def write_atomically(target: Path, data: bytes) -> Path:
     """Write `data` to `target` through a temp file and a rename (never a half-written file)."""
@@ -287,7 +325,9 @@ class Remote:
                   "face": "" if request.face is None else str(request.face), "detector": request.detector,
                   "track": "" if request.track is None else str(request.track), "every": repr(request.every_s),
                   "best_frames": str(request.best_frames), "fusion": request.fusion,
-                  "per_photo": "true" if request.per_photo else ""}
+                  "per_photo": "true" if request.per_photo else "", "enhancement": request.enhancement}
+        if request.original is not None:
+            files.append(("original", Path(request.original).name, read_bytes(request.original)))
         return self._call("POST", "/searches", fields=fields, files=files)
 
     def searches(self, case: str | None, status: str | None) -> list[dict]:
@@ -388,6 +428,74 @@ class Remote:
 
     def purge_expired(self) -> dict:
         return self._call("POST", "/purge")
+
+    # Case media, persons, export, policy (issue 22) ------------------------------------------------------
+
+    def media_add(self, request, progress=None) -> dict:
+        """Upload the files (folders walked as direct mode walks them) with the request's fields."""
+        from leadmatch.casemedia import media
+
+        found, refused = media.collect(request.paths)
+        files = [("file", Path(p).name, _probe_bytes(p)) for p in found]
+        if not files:
+            raise InputError("no photo or clip to upload", "name photos, clips or folders holding them")
+        fields = {"purpose": request.purpose, "justification": request.justification, "every": repr(request.every_s)}
+        if request.ray:
+            raise InputError("--ray does not go through --server for case media", "run media add without --ray")
+        answer = self._call("POST", f"/cases/{_segment(request.case)}/media", fields=fields, files=files)
+        answer["refused"] = refused + answer["refused"]
+        return answer
+
+    def media_list(self, case: str) -> list[dict]:
+        return self._call("GET", f"/cases/{_segment(case)}/media")
+
+    def persons(self, case: str, include_dropped: bool = False) -> dict:
+        return self._call("GET", f"/cases/{_segment(case)}/persons", query={"all": "true" if include_dropped else None})
+
+    def person_show(self, case: str, label: str) -> dict:
+        return self._call("GET", f"/cases/{_segment(case)}/persons/{_segment(label)}")
+
+    def person_merge(self, case: str, labels: list[str], reason: str) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/merge", body={"labels": labels, "reason": reason})
+
+    def person_split(self, case: str, label: str, faces: list[int], reason: str) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/{_segment(label)}/split",
+                          body={"faces": faces, "reason": reason})
+
+    def person_drop(self, case: str, label: str, reason: str) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/{_segment(label)}/drop", body={"reason": reason})
+
+    def person_undo(self, case: str, reason: str) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/undo", body={"reason": reason})
+
+    def person_search(self, case: str, label: str, request: searching.SearchRequest) -> dict:
+        return self._call("POST", f"/cases/{_segment(case)}/persons/{_segment(label)}/search", body={
+            "gallery": request.gallery, "purpose": request.purpose, "justification": request.justification,
+            "traditional_means": request.traditional_means, "top_k": request.top_k, "fusion": request.fusion})
+
+    def case_export(self, case: str, out: Path) -> dict:
+        """The service builds the export; this client writes its files into `out` (a new or empty folder)."""
+        import base64
+
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InputError(f"{out} exists and is not an empty folder", "give a new folder for the export")
+        answer = self._call("POST", f"/cases/{_segment(case)}/export")
+        for name, data in answer["files"].items():
+            target = out / name
+            if ".." in Path(name).parts or Path(name).is_absolute():
+                raise LeadmatchError(f"the service sent an export file named {name!r}", "report it")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.with_name(f".{target.name}.tmp")
+            temp.write_bytes(base64.b64decode(data))
+            temp.replace(target)
+        return {**answer["result"], "out": str(out)}
+
+    def policy_show(self) -> dict:
+        return self._call("GET", "/policy")
+
+    def policy_set(self, changes: dict) -> dict:
+        return self._call("POST", "/policy", body={"changes": changes})
 
 
 def _probe_bytes(path: Path) -> bytes:

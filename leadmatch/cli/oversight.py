@@ -85,3 +85,6 @@ def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed se
     r = backend().purge_expired()
     out.print(f"purged {len(r['purged_searches'])} searches, removed {r['probe_files_removed']} probe photos"
               + (f": {', '.join(r['purged_searches'])}" if r["purged_searches"] else ""))
+    if r.get("purged_cases"):
+        out.print(f"purged the media of {len(r['purged_cases'])} cases ({r['media_files_removed']} files): "
+                  f"{', '.join(r['purged_cases'])}")

@@ -42,14 +42,31 @@ def print_probe(console: Console, result: dict) -> None:
         console.print(f"probe {probe['name']} ({result['probe_source']}; face {probe['face_index']} of "
                       f"{probe['faces_in_photo']}, {probe['quality'].get('size_px')} px, eyes "
                       f"{probe['quality'].get('eye_distance_px')} px, sharpness {probe['quality'].get('sharpness')})")
+        print_enhancement(console, result)
         return
     console.print(f"probe: {probe['description']} ({result['probe_source']}; "
                   f"{result['details'].get('fusion', 'min')} distance over {len(probe['frames'])} faces)")
+    person = result["details"].get("person")
+    if person:  # a case person: every appearance is provenance, not only the faces searched with
+        console.print(f"  case person {person['label']} of case {person['case']}: "
+                      + "; ".join(f"face {a['face_id']} {a['file']}" + (f" at {a['time_s']:.1f} s" if a["time_s"]
+                                                                         is not None else "")
+                                  for a in person["appearances"]))
     for f in probe["frames"]:
         where = f"{f['time_s']:.2f} s" if "time_s" in f else f["source"]
+        where = f"{f['source']} at {where}" if person and "time_s" in f else where
         q = f["quality"]
         console.print(f"  {where}: box {f['box']}, {q.get('size_px')} px, eyes {q.get('eye_distance_px')} px, "
                       f"sharpness {q.get('sharpness')}, sha256 {f['sha256'][:16]}…")
+    print_enhancement(console, result)
+
+
+def print_enhancement(console: Console, result: dict) -> None:
+    """An enhanced probe's line: what was done, and the original it was made from (name and sha256)."""
+    enhancement = (result.get("details") or {}).get("enhancement")
+    if enhancement:
+        console.print(f"  enhanced: {enhancement['description']}; original {enhancement['original']['name']} "
+                      f"sha256 {enhancement['original']['sha256']}")
 
 
 def print_search(result: dict, full: bool = False) -> None:
@@ -93,6 +110,9 @@ def print_search(result: dict, full: bool = False) -> None:
     for c in result["candidates"]:
         for flag in c.get("gallery_flags") or []:
             wide.print(f"rank {c['rank']} gallery photo flag: {flag}", style="yellow")
+        for seen in c.get("seen_before") or []:  # shown, never suppressed: this candidate still needs a decision
+            wide.print(f"rank {c['rank']} seen before in this case: {seen['decision']} by {seen['decided_by']} "
+                       f"in {seen['search_id']} ({seen['decided_at'][:10]}): {seen['note']}")
     if full and result.get("closure"):
         cl = result["closure"]
         wide.print(f"closed {cl['status']} by {cl['closed_by']} at {cl['closed_at'][:19]}"

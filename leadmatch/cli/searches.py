@@ -29,7 +29,10 @@ def search(
         traditional_means: str = typer.Option(..., "--traditional-means",
                                               help="What traditional steps were tried first, and why they failed."),
         probe_source: str = typer.Option("original", "--probe-source",
-                                         help="original, cropped, enhanced (flagged); composite and sketch are refused."),
+                                         help="original, cropped, enhanced (flagged; needs --original and "
+                                              "--enhancement); composite and sketch are refused."),
+        original: Optional[Path] = typer.Option(None, "--original", help="Enhanced probe: the photo before editing."),
+        enhancement: str = typer.Option("", "--enhancement", help="Enhanced probe: what was done to the original."),
         top_k: int = typer.Option(leads.DEFAULT_CANDIDATES, "--top-k",
                                   help="Candidates to return, 2 to 50 (subjects; photos with --per-photo)."),
         face: Optional[str] = typer.Option(None, "--face", help="Face number (1 = leftmost) or 'largest'."),
@@ -48,7 +51,8 @@ def search(
                                       purpose=purpose, justification=justification,
                                       traditional_means=traditional_means, probe_source=probe_source, top_k=top_k,
                                       face=parse_face(face), track=parse_face(track, "--track"), every_s=every,
-                                      best_frames=best_frames, fusion=fusion, per_photo=per_photo, detector=detector)
+                                      best_frames=best_frames, fusion=fusion, per_photo=per_photo, detector=detector,
+                                      original=original, enhancement=enhancement)
     result = backend().search(request)
     emit_json(result) if json_out else print_search(result)
 

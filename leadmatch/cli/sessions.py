@@ -66,6 +66,8 @@ def whoami(json_out: JsonOption = False):
     out.print(f"{info['user']} ({', '.join(info['roles'])}); certification: "
               f"{cert['course'] + ' until ' + cert['expires'] if cert else 'none current'}; "
               f"rules of behavior: {'accepted ' + info['rules_accepted'] if info['rules_accepted'] else 'not accepted'}")
+    if info.get("policy"):
+        out.print("deployment policy: " + "; ".join(info["policy"]))
     out.print(f"service: {info['server']}" if info.get("server") else f"note: {info['note']}")
 
 

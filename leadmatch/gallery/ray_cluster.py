@@ -173,20 +173,30 @@ class PhotoWorker:
         """Where this actor runs, the sha256 of its model weights, and what is wrong with them if anything."""
         return {**self.where, "hashes": self.hashes, "problem": self.problem}
 
-    def analyze(self, jobs: list[tuple[bytes, str]]) -> list[dict]:
-        """`analyze_photos` on the photos, `PHOTOS_PER_BATCH` at a time as locally; an unexpected failure is narrowed
-        to its photo and returned, not raised, so the rest of the batch is kept and that photo tried again."""
+    def analyze(self, jobs: list[tuple[bytes, str]], work: str | None = None) -> list[dict]:
+        """`analysis.analyze_photos` with the gallery's model (or `work`, "module:function", e.g. case media's,
+        on the jobs alone) on the photos, `PHOTOS_PER_BATCH` at a time as locally; an unexpected failure is
+        narrowed to its photo and returned, not raised, so the rest of the batch is kept and that photo tried
+        again."""
+        import functools
+        import importlib
+
         from leadmatch.gallery.analysis import PHOTOS_PER_BATCH, analyze_photos  # heavy: loaded on the worker
+
+        analyze = functools.partial(analyze_photos, model=self.model)
+        if work:
+            module, _, function = work.partition(":")
+            analyze = getattr(importlib.import_module(module), function)
 
         results = []
         for start in range(0, len(jobs), PHOTOS_PER_BATCH):
             part = jobs[start:start + PHOTOS_PER_BATCH]
             try:
-                results.extend(analyze_photos(part, self.model))
+                results.extend(analyze(part))
             except Exception:  # a crash in the face library must not sink the batch: find the photo
                 for job in part:
                     try:
-                        results.extend(analyze_photos([job], self.model))
+                        results.extend(analyze([job]))
                     except Exception as exc:
                         results.append({"error": f"{type(exc).__name__}: {exc}"})
         return results
@@ -201,9 +211,11 @@ class RayAnalyzer:
     the order given, with at most `IN_FLIGHT_PER_WORKER` batches per actor sent ahead."""
 
     def __init__(self, address: str, batch: int | None = None, workers: int | None = None,
-                 refuse_worker: Callable[[str, str], None] | None = None, model: str = "dlib") -> None:
+                 refuse_worker: Callable[[str, str], None] | None = None, model: str = "dlib",
+                 work: str | None = None) -> None:
         self.ray = connect(address)
         self.batch, self.model = batch, model
+        self.work = work  # the workers' function, "module:function" (default: enrollment's)
         self.refused_workers: list[str] = []
         try:
             self.actors = self._start(workers, refuse_worker)
@@ -270,7 +282,7 @@ class RayAnalyzer:
 
         def send(entry: dict, indices: list[int], attempt: int) -> None:
             number = min(range(len(self.actors)), key=load.__getitem__)
-            ref = self.actors[number].analyze.remote([entry["jobs"][i] for i in indices])
+            ref = self.actors[number].analyze.remote([entry["jobs"][i] for i in indices], self.work)
             in_flight[ref] = (entry, indices, attempt, number)
             load[number] += 1
 

@@ -235,6 +235,23 @@ def listing(ws: Workspace, actor: Actor, case: str | None = None, status: str | 
         f"FROM searches s JOIN galleries g ON g.id = s.gallery_id {where} ORDER BY s.created_at DESC", params)]
 
 
+def seen_before(ws: Workspace, search_id: str) -> dict[str, list[dict]]:
+    """Per candidate subject of a search: the decisions made on that subject (same gallery) in earlier searches
+    of the same case — decision, who, when, note, which search. Shown beside the candidate; nothing is hidden or
+    pre-filled: the candidate must still be dispositioned."""
+    search = _search(ws, search_id)
+    out: dict[str, list[dict]] = {}
+    for r in ws.conn.execute(
+            "SELECT c.subject, d.decision, d.note, d.decided_by, d.decided_at, s.id AS search_id, c.rank "
+            "FROM searches s JOIN candidates c ON c.search_id = s.id JOIN dispositions d ON d.search_id = s.id "
+            "AND d.rank = c.rank WHERE s.case_number = ? AND s.gallery_id = ? AND s.id != ? AND s.created_at < ? "
+            "AND c.subject IN (SELECT subject FROM candidates WHERE search_id = ?) ORDER BY d.decided_at",
+            (search["case_number"], search["gallery_id"], search_id, search["created_at"], search_id)):
+        out.setdefault(r["subject"], []).append({k: r[k] for k in ("decision", "note", "decided_by", "decided_at",
+                                                                   "search_id", "rank")})
+    return out
+
+
 def workflow(ws: Workspace, search_id: str) -> dict:
     """Dispositions, corroborations, closure and the audit history of one search."""
     search = _search(ws, search_id)

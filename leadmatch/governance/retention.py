@@ -27,7 +27,7 @@ def expired(ws: Workspace, now: datetime | None = None) -> list[dict]:
     now = now or datetime.now(timezone.utc)
     out = []
     for row in ws.conn.execute(
-            "SELECT s.id, s.case_number, s.closed_at, s.probe_sha256, s.probe_stored_path, s.probe_frames, "
+            "SELECT s.id, s.case_number, s.closed_at, s.probe_sha256, s.probe_stored_path, s.probe_frames, s.details, "
             "g.retention_days "
             "FROM searches s JOIN galleries g ON g.id = s.gallery_id "
             "WHERE s.status LIKE 'closed%' AND s.purged_at IS NULL"):
@@ -57,6 +57,8 @@ def purge_expired(ws: Workspace, actor: Actor) -> dict:
                      photos=[r["probe_sha256"] for r in due])
     for row in due:  # files after the commit: a crash leaves an orphan file, never a record without its file
         stored = {row["probe_stored_path"]} | {f["stored_path"] for f in json.loads(row["probe_frames"] or "[]")}
+        original = json.loads(row["details"] or "{}").get("enhancement", {}).get("original", {})
+        stored |= {original["stored_path"]} if original.get("stored_path") else set()  # an enhanced probe's original
         removed_files += sum(ws.release_photo(path) for path in stored)
     sweep_uploads(ws.home)  # abandoned probe uploads go too; in-flight face picks (younger) stay
     return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files}

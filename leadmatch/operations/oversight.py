@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from leadmatch.governance import oversight, retention
+from leadmatch.casemedia import media
+from leadmatch.governance import oversight
 from leadmatch.governance.accounts import Actor
 from leadmatch.errors import InputError
 from leadmatch.record import audit
@@ -46,5 +47,6 @@ def report_csv(data: dict) -> str:
 
 
 def purge_expired(ws: Workspace, actor: Actor) -> dict:
-    """Admin: closed searches past their gallery's retention lose their probe photos and details (audited)."""
-    return retention.purge_expired(ws, actor)
+    """Admin: closed searches past their gallery's retention lose their probe photos and details, then the media
+    of cases with nothing left to keep (audited)."""
+    return media.purge_expired(ws, actor)

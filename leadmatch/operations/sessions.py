@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leadmatch.governance import accounts
+from leadmatch.governance import accounts, policy
 from leadmatch.governance.accounts import Actor
 from leadmatch.record.workspace import Workspace
 
@@ -22,10 +22,12 @@ def logout(ws: Workspace, token: str | None) -> dict:
 
 
 def whoami(ws: Workspace, actor: Actor) -> dict:
-    """The signed-in user: roles, current certification, when the rules of behavior were accepted."""
+    """The signed-in user: roles, current certification, when the rules of behavior were accepted, and the
+    deployment policy in force (one line a setting)."""
     return {"user": actor.name, "roles": sorted(actor.roles),
             "certification": accounts.current_certification(ws, actor.name),
-            "rules_accepted": accounts.get_user(ws, actor.name)["rules_accepted_at"]}
+            "rules_accepted": accounts.get_user(ws, actor.name)["rules_accepted_at"],
+            "policy": policy.get(ws).lines()}
 
 
 def accept_rules(ws: Workspace, actor: Actor) -> dict:

@@ -67,7 +67,9 @@ class Workspace:
             return False
         used = self.conn.execute(
             "SELECT 1 FROM photos WHERE stored_path = ? UNION ALL SELECT 1 FROM searches WHERE probe_stored_path = ? "
-            "OR instr(probe_frames, ?) > 0 LIMIT 1", (relative, relative, f'"{relative}"')).fetchone()
+            "OR instr(probe_frames, ?) > 0 OR instr(details, ?) > 0 UNION ALL SELECT 1 FROM case_media "
+            "WHERE stored_path = ? AND purged_at IS NULL UNION ALL SELECT 1 FROM case_faces WHERE image_path = ? "
+            "LIMIT 1", (relative, relative, f'"{relative}"', f'"{relative}"', relative, relative)).fetchone()
         path = self.home / relative
         if used or not path.exists():
             return False

@@ -56,9 +56,12 @@ class ProbeSet:
     source_name: str
     flags: list[str] = field(default_factory=list)
     video: dict | None = None    # clip sha256, duration, track, frames sampled
+    description: str | None = None  # set by whoever built the set from elsewhere (a case person)
 
     def describe(self) -> str:
         """One line naming what was searched, as shown in outputs and the report."""
+        if self.description:
+            return self.description
         if self.kind == "video":
             times = ", ".join(f"{p.time_s:.1f} s" for p in sorted(self.faces, key=lambda p: p.time_s))
             return (f"frames {times} of {self.source_name} (track {self.video['track']}, "

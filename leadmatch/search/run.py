@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from leadmatch import safetext
-from leadmatch.governance import purposes
+from leadmatch.governance import policy, purposes
 from leadmatch.record import audit
 from leadmatch.gallery import calibration, index, space as spaces
 from leadmatch.search import leads, probes, video
 from leadmatch.biometrics import faceres, quality
 from leadmatch.governance.accounts import Actor, require, require_search_ready
-from leadmatch.governance.casework import AWAITING_DISPOSITION, can_read, workflow
+from leadmatch.governance.casework import AWAITING_DISPOSITION, can_read, seen_before, workflow
 from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused
 from leadmatch.biometrics.faces import DETECTORS
 from leadmatch.gallery.galleries import Gallery, factory, get as get_gallery
-from leadmatch.biometrics.photos import decode, display_name
+from leadmatch.biometrics.photos import PHOTO_SUFFIXES, decode, display_name, read_bytes, sha256_bytes
 from leadmatch.record.store import transaction, utc_now
 from leadmatch.search.video import is_video
 from leadmatch.record.workspace import Workspace
@@ -61,6 +61,8 @@ class SearchRequest:
     fusion: str = probes.DEFAULT_FUSION
     per_photo: bool = False        # one candidate per gallery photo instead of per subject
     budget: video.Budget = field(default_factory=video.Budget)  # what a clip's analysis may cost
+    original: Path | None = None   # an enhanced probe's original photo (required with probe_source "enhanced")
+    enhancement: str = ""          # what was done to the original (required with probe_source "enhanced")
 
 
 def new_search_id() -> str:
@@ -100,6 +102,13 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
     if request.probe_source in REFUSED_SOURCES:
         raise Refused(f"a {request.probe_source} cannot be searched", "composites, sketches and artist renderings "
                       "are not photographs of a person; use a photo", "composite-probe")
+    if request.probe_source == "enhanced" and (request.original is None or len(request.enhancement.strip()) < 5):
+        raise Refused("an enhanced probe needs its original and a description of the enhancement",
+                      'pass --original FILE (the photo before editing) and --enhancement "what was done"',
+                      "enhanced-without-original")
+    if request.probe_source != "enhanced" and (request.original is not None or request.enhancement.strip()):
+        raise InputError("--original and --enhancement are only for --probe-source enhanced",
+                         "add --probe-source enhanced, or leave them out")
     if not leads.MIN_CANDIDATES <= request.top_k <= leads.MAX_CANDIDATES:
         raise InputError(f"--top-k {request.top_k} is out of range",
                          f"ask for {leads.MIN_CANDIDATES} to {leads.MAX_CANDIDATES} candidates")
@@ -109,13 +118,21 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
         raise InputError(f"--fusion {request.fusion!r} is not known", f"use one of: {', '.join(probes.FUSIONS)}")
     if request.threshold is not None and not 0.0 < request.threshold < 2.0:
         raise InputError(f"threshold {request.threshold} is out of range", "use a distance between 0 and 2")
+    # the deployment's policy narrows what the rules above allow (a top-k outside 2–50 stays bad input)
+    videos = is_video(request.probe) or any(is_video(p) for p in request.more_probes)
+    shortfall = policy.search_shortfall(ws, video=videos or request.details.get("video_faces", False),
+                                        top_k=request.top_k, probe_source=request.probe_source)
+    if shortfall:
+        raise Refused(f"deployment policy: {shortfall[1]}", "ask an admin; `leadmatch policy show` lists the policy",
+                      f"policy-{shortfall[0].replace('_', '-')}")
 
 
-def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
+def run(ws: Workspace, actor: Actor, request: SearchRequest, prepared=None) -> dict:
     """Agent: run and record one search; return it as `show` would. Any refusal is audited, then raised.
 
     The probe is a photo, several stills of one person (`request.more_probes`), or a video clip (by its
-    extension), whose face track is searched with its best frames."""
+    extension), whose face track is searched with its best frames. `prepared(hashes)`, when given, returns the
+    probe set instead (a case person's best faces), appending the sha256 of what it read to `hashes`."""
     case = safetext.shown((request.case or "").strip()) or None  # a refused one is audited escaped
     require(ws, actor, "agent", "search", case=case, objects={"gallery": request.gallery})
     require_search_ready(ws, actor, case)
@@ -123,8 +140,9 @@ def run(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
     try:
         validate(ws, request)
         gallery = get_gallery(ws, request.gallery)
-        probe_set = _probe_set(request, probe_hashes)
-        return _record(ws, actor, request, gallery, probe_set)
+        probe_set = prepared(probe_hashes) if prepared else _probe_set(request, probe_hashes)
+        original = _original(request, probe_hashes)
+        return _record(ws, actor, request, gallery, probe_set, original)
     except LeadmatchError as exc:
         choice = {"faces": exc.faces} if isinstance(exc, FaceChoiceNeeded) else {}
         audit.record(ws.conn, actor.name, "search", "refused", case=case,
@@ -147,7 +165,20 @@ def _probe_set(request: SearchRequest, hashes: list[str]) -> probes.ProbeSet:
     return probes.from_photos([request.probe, *request.more_probes], request.face, request.detector, hashes)
 
 
-def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Gallery, probe_set: probes.ProbeSet) -> dict:
+def _original(request: SearchRequest, hashes: list[str]) -> dict | None:
+    """An enhanced probe's original photo: its bytes, sha256, suffix and name (None for other probes)."""
+    if request.original is None:
+        return None
+    data = read_bytes(request.original)
+    digest = sha256_bytes(data)
+    hashes.append(digest)
+    suffix = Path(request.original).suffix.lower()
+    return {"name": display_name(Path(request.original).name), "sha256": digest, "data": data,
+            "suffix": suffix if suffix in PHOTO_SUFFIXES else ""}
+
+
+def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Gallery, probe_set: probes.ProbeSet,
+            original: dict | None = None) -> dict:
     loaded = index.load(ws.conn, ws.indexes, gallery.id, factory(ws, gallery))
     if loaded.index.ntotal == 0:
         raise InputError(f"gallery {gallery.name!r} has no enrolled faces", f"enroll photos with `gallery enroll {gallery.name}`")
@@ -161,9 +192,16 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
     flags = sorted({f"low-quality: {w}" for p in probe_set.faces for w in quality.PROBE.warnings(p.face)})
     if probe_set.kind == "stills":
         flags.append(f"several stills asserted by the agent to show one person ({len(probe_set.faces)} photos)")
-    if request.probe_source == "enhanced":
-        flags.append("enhanced probe: edited or enhanced before search")
+    flags.extend(probe_set.flags)
     search_id, now = new_search_id(), utc_now()
+    enhancement = None
+    if request.probe_source == "enhanced" and original is not None:
+        kept = ws.store_photo(original["data"], original["sha256"], original["suffix"])
+        enhancement = {"description": request.enhancement.strip(),
+                       "original": {"name": original["name"], "sha256": original["sha256"],
+                                    "stored_path": str(kept.relative_to(ws.home))}}
+        flags.append(f"enhanced probe: {enhancement['description']} — original {original['name']} "
+                     f"(sha256 {original['sha256']}); probe sha256 {probe_set.source_sha256}")
     frames = []
     for p in probe_set.faces:
         stored = ws.store_photo(p.image, p.image_sha256, p.suffix)
@@ -177,6 +215,8 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
         details["video"] = probe_set.video
     if loaded.repaired:
         details["index_repaired"] = loaded.repaired
+    if enhancement:
+        details["enhancement"] = enhancement
     with transaction(ws.conn):
         ws.conn.execute(
             "INSERT INTO searches (id, case_number, gallery_id, agent, created_at, probe_sha256, probe_name, "
@@ -206,6 +246,7 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
                               "within_threshold": sum(c["within_threshold"] for c in candidates),
                               **({"index_repaired": loaded.repaired} if loaded.repaired else {})},
                      photos=list(dict.fromkeys([probe_set.source_sha256] + [f["sha256"] for f in frames]
+                                               + ([original["sha256"]] if enhancement else [])
                                                + [c["photo_sha256"] for c in candidates])))
     return _view(ws, search_id)
 
@@ -350,6 +391,7 @@ def _view(ws: Workspace, search_id: str) -> dict:
     if row is None:
         raise NotFound(f"no search {search_id!r}", "see `leadmatch searches`")
     flow = workflow(ws, search_id)
+    earlier = seen_before(ws, search_id)
     calibrated = json.loads(row["calibration"]) if row["calibration"] else None
     flags_of = {r[0]: json.loads(r[1] or "[]") for r in ws.conn.execute(
         "SELECT f.id, f.quality_flags FROM faces f JOIN candidates c ON c.face_id = f.id WHERE c.search_id = ?",
@@ -361,6 +403,7 @@ def _view(ws: Workspace, search_id: str) -> dict:
                                   _rate_text(c["false_alarm_rate"], calibrated)),
          **_matched_faces(c),
          "disposition": flow["dispositions"].get(c["rank"]),
+         "seen_before": earlier.get(c["subject"], []),
          "corroboration": [e for e in flow["corroborations"] if e["rank"] == c["rank"]]}
         for c in ws.conn.execute("SELECT * FROM candidates WHERE search_id = ? ORDER BY rank", (search_id,))]
     details = json.loads(row["details"])

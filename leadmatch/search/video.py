@@ -159,8 +159,9 @@ def check_file(path: Path) -> int:
     return info.st_size
 
 
-def open_clip(path: Path) -> tuple[cv2.VideoCapture, float, int, int, float]:
-    """Open a clip and check its limits from the container before decoding anything.
+def open_clip(path: Path, max_duration_s: float = MAX_DURATION_S) -> tuple[cv2.VideoCapture, float, int, int, float]:
+    """Open a clip and check its limits (`max_duration_s`: a probe's 10 minutes unless told) from the container
+    before decoding anything.
 
     Returns (capture, fps, width, height, duration_s). Raises PhotoError for unreadable, over-long or
     over-sized clips."""
@@ -183,9 +184,9 @@ def open_clip(path: Path) -> tuple[cv2.VideoCapture, float, int, int, float]:
         raise PhotoError(f"video {name} is {width}×{height}, over the 4K limit ({MAX_FRAME_PIXELS:,} pixels a frame)",
                          "downscale the clip to 4K or less", "too-large")
     duration = frames / fps if frames > 0 else 0.0
-    if duration > MAX_DURATION_S:
+    if duration > max_duration_s:
         capture.release()
-        raise PhotoError(f"video {name} lasts {duration / 60:.1f} minutes (limit {MAX_DURATION_S / 60:.0f})",
+        raise PhotoError(f"video {name} lasts {duration / 60:.1f} minutes (limit {max_duration_s / 60:.0f})",
                          "cut the clip to the minutes that matter", "too-large")
     return capture, fps, width, height, duration
 
@@ -332,16 +333,18 @@ def _keep_best(track: Track, observation: Observation, frame: np.ndarray, keep: 
 
 
 def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int = 52, detector: str = "hog",
-                  keep: int = DEFAULT_BEST_FRAMES, budget: Budget | None = None) -> VideoAnalysis:
+                  keep: int = DEFAULT_BEST_FRAMES, budget: Budget | None = None, max_duration_s: float = MAX_DURATION_S,
+                  progress=None) -> VideoAnalysis:
     """Sample, detect, embed and track the faces of a clip, within `budget` (the default limits if None).
     Raises PhotoError for a clip that cannot be used or would exceed the budget, when cancelled, and when no
-    face is found in any sampled frame."""
+    face is found in any sampled frame. `max_duration_s`: longer clips are refused (case media allows more than
+    a probe, with a budget of its own); `progress(seconds_done)` is called every sampled frame."""
     if not (0.01 <= every_s <= 10):
         raise PhotoError(f"--every {every_s:g} s is out of range", "sample between every 0.01 and 10 seconds",
                          "bad-option")
     budget, started = budget or Budget(), time.monotonic()
     budget.check(0, started)
-    capture, fps, width, height, duration = open_clip(path)
+    capture, fps, width, height, duration = open_clip(path, max_duration_s)
     try:
         budget.planned(display_name(Path(path).name), duration, every_s)
         check_jpeg_frames(path)
@@ -353,9 +356,11 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
     active: list[Track] = []
     previous_hist, sampled, cuts = None, 0, 0
     try:
-        for time_s, frame in sample_frames(capture, every_s):
+        for time_s, frame in sample_frames(capture, every_s, max_duration_s):
             sampled += 1
             budget.check(sampled, started)
+            if progress:
+                progress(time_s)
             hist = _histogram(frame)
             if is_cut(previous_hist, hist):
                 cuts += 1

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from leadmatch.errors import LeadmatchError
 from leadmatch.governance import accounts, oversight, retention
 from leadmatch.record.workspace import open_workspace
-from leadmatch.web import api, model_pages, models_api, pages
+from leadmatch.web import api, case_pages, media, model_pages, models_api, pages, policy
 from leadmatch.web.deps import Settings
 from leadmatch.web.responses import BodyLimit, SecurityHeaders, install_error_handlers
 from leadmatch.web.worker import Pool
@@ -78,6 +78,9 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     app.include_router(api.router)
     app.include_router(models_api.router)
     app.include_router(model_pages.router)
+    app.include_router(media.router)
+    app.include_router(policy.router)
+    app.include_router(case_pages.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(SecurityHeaders)  # outermost: also on 413s and redirects

@@ -193,7 +193,8 @@ async def search(request: Request, actor: Actor = Depends(api_user), config: Set
                  traditional_means: str = Form(""), probe_source: str = Form("original"),
                  top_k: str = Form(str(leads.DEFAULT_CANDIDATES)), face: str = Form(""),
                  detector: str = Form("hog"), track: str = Form(""), every: str = Form(""),
-                 best_frames: str = Form(""), fusion: str = Form(probes.DEFAULT_FUSION), per_photo: str = Form("")):
+                 best_frames: str = Form(""), fusion: str = Form(probes.DEFAULT_FUSION), per_photo: str = Form(""),
+                 original: UploadFile | None = File(None), enhancement: str = Form("")):
     """A search on uploaded probe files — one photo, several stills of one person (repeat the field 'probe'),
     or one video clip — decoded in a worker process; 409 lists the faces (or the clip's tracks) when one must
     be picked (send it again with face= or track=)."""
@@ -206,10 +207,15 @@ async def search(request: Request, actor: Actor = Depends(api_user), config: Set
                          "(repeat it for several stills)")
     paths = forms.store_uploads(config.home, [(upload.file, upload.filename or "probe") for upload in probe])
     request_.probe, request_.more_probes = paths[0], tuple(paths[1:])
+    request_.enhancement = enhancement
+    if original is not None and original.filename:  # an enhanced probe's original, in an upload folder of its own
+        request_.original = forms.store_uploads(config.home, [(original.file, original.filename)])[0]
     try:
         result = await worker.search_watched(request, config.home, actor, request_)
     finally:
         forms.drop_upload(paths[0])  # the search keeps its own copy; a refused one keeps nothing
+        if request_.original is not None:
+            forms.drop_upload(request_.original)
     return json_response(result)
 
 

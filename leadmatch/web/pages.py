@@ -70,8 +70,8 @@ def logout(request: Request, actor: Actor = Depends(checked_form), ws: Workspace
 # Searching -------------------------------------------------------------------------------------------------
 
 @router.get("/", response_class=HTMLResponse)
-def home_page(request: Request, actor: Actor = Depends(page_user)):
-    return page(request, "home", roles=sorted(actor.roles))
+def home_page(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    return page(request, "home", roles=sorted(actor.roles), policy=sessions.whoami(ws, actor)["policy"])
 
 
 @router.get("/search/new", response_class=HTMLResponse)
@@ -86,7 +86,8 @@ async def search_submit(request: Request, actor: Actor = Depends(checked_form), 
                         case: str = Form(""), purpose: str = Form(""), justification: str = Form(""),
                         traditional_means: str = Form(""), probe_source: str = Form("original"),
                         top_k: str = Form(""), face: str = Form(""), track: str = Form(""), every: str = Form(""),
-                        best_frames: str = Form(""), fusion: str = Form(""), per_photo: str = Form("")):
+                        best_frames: str = Form(""), fusion: str = Form(""), per_photo: str = Form(""),
+                        original: UploadFile | None = File(None), enhancement: str = Form("")):
     """Search uploaded probe files (a photo, several stills, or a clip) in a worker process; several faces or
     tracks → the picker (the upload is kept, by a random id, until picked or swept); anything else → the
     upload goes at once."""
@@ -104,6 +105,10 @@ async def search_submit(request: Request, actor: Actor = Depends(checked_form), 
         paths = await run_in_threadpool(forms.store_uploads, config.home,
                                         [(f.file, f.filename or "") for f in probe])
     request_.probe, request_.more_probes = paths[0], tuple(paths[1:])
+    request_.enhancement = enhancement
+    if original is not None and original.filename:  # an enhanced probe's original (sent again after a face pick)
+        request_.original = (await run_in_threadpool(forms.store_uploads, config.home,
+                                                     [(original.file, original.filename)]))[0]
     keep = False
     try:
         result = await worker.search_watched(request, config.home, actor, request_, True)
@@ -115,6 +120,8 @@ async def search_submit(request: Request, actor: Actor = Depends(checked_form), 
     finally:
         if not keep:
             forms.drop_upload(paths[0])  # the search kept its own copy, or failed
+        if request_.original is not None:
+            forms.drop_upload(request_.original)
     return RedirectResponse(f"/searches/{result['search_id']}", status_code=303)
 
 

@@ -64,15 +64,15 @@ class BodyTooLarge(Exception):
 
 class BodyLimit:
     """ASGI middleware: refuse (413) a request body over the limit, by its Content-Length or as it streams.
-    Gallery enrollment uploads get the larger enrollment limit."""
+    Gallery enrollment and case media uploads get the larger enrollment limit."""
 
     def __init__(self, app, settings) -> None:
         self.app = app
         self.settings = settings
 
     def limit_for(self, path: str) -> int:
-        if path.endswith("/enroll"):
-            return self.settings.max_enroll_bytes
+        if path.endswith("/enroll") or (path.startswith("/api/v1/cases/") and path.endswith("/media")):
+            return self.settings.max_enroll_bytes  # a gallery's photos, or a case's photos and clips
         if path in SEARCH_UPLOADS:  # a probe may be a clip
             return self.settings.max_search_bytes
         return self.settings.max_body_bytes

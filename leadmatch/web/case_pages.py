@@ -1,0 +1,91 @@
+"""The browser's case pages: a case's persons with their best faces, merge/split/drop/undo forms and searching a
+person (cookie sessions, CSRF on every form). No rule lives here: each route calls the casemedia library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from leadmatch.casemedia import persons
+from leadmatch.errors import InputError
+from leadmatch.gallery import galleries as gallery
+from leadmatch.governance import purposes
+from leadmatch.governance.accounts import Actor
+from leadmatch.record.workspace import Workspace
+from leadmatch.search import leads
+from leadmatch.search import run as searching
+from leadmatch.web import forms
+from leadmatch.web.deps import checked_form, page_user, workspace
+from leadmatch.web.pages import png
+from leadmatch.web.responses import page
+
+router = APIRouter()
+
+
+def _back(case: str) -> RedirectResponse:
+    return RedirectResponse(f"/cases/{case}/persons", status_code=303)
+
+
+@router.get("/cases", response_class=HTMLResponse)
+def case_jump(request: Request, case: str = "", actor: Actor = Depends(page_user)):
+    """A case number in, its persons page out."""
+    if not case.strip():
+        raise InputError("no case number given", "type the case number whose persons you want to see")
+    return _back(case.strip())
+
+
+@router.get("/cases/{case}/persons", response_class=HTMLResponse)
+def persons_page(request: Request, case: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    listing = persons.listing(ws, actor, case, include_dropped=True)
+    galleries = gallery.list_all(ws, actor) if "agent" in actor.roles else []
+    return page(request, "persons", d=listing, galleries=galleries, purposes=purposes.list_all(ws),
+                default_top_k=leads.DEFAULT_CANDIDATES)
+
+
+@router.get("/cases/{case}/faces/{face_id}.png")
+def face_png(case: str, face_id: int, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+    return png(persons.face_image(ws, actor, case, face_id))
+
+
+@router.post("/cases/{case}/persons/merge")
+async def merge(request: Request, case: str, actor: Actor = Depends(checked_form),
+                ws: Workspace = Depends(workspace), reason: str = Form("")):
+    labels = [str(v) for v in (await request.form()).getlist("label")]
+    persons.merge(ws, actor, case, labels, reason)
+    return _back(case)
+
+
+@router.post("/cases/{case}/persons/undo")
+def undo(case: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+         reason: str = Form("")):
+    persons.undo(ws, actor, case, reason)
+    return _back(case)
+
+
+@router.post("/cases/{case}/persons/{label}/split")
+async def split(request: Request, case: str, label: str, actor: Actor = Depends(checked_form),
+                ws: Workspace = Depends(workspace), reason: str = Form("")):
+    faces = [forms.whole_number(str(v), "face", 1, 2**62) for v in (await request.form()).getlist("face")]
+    persons.split(ws, actor, case, label, faces, reason)
+    return _back(case)
+
+
+@router.post("/cases/{case}/persons/{label}/drop")
+def drop(case: str, label: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+         reason: str = Form("")):
+    persons.drop(ws, actor, case, label, reason)
+    return _back(case)
+
+
+@router.post("/cases/{case}/persons/{label}/search")
+def search(case: str, label: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+           gallery_name: str = Form("", alias="gallery"), purpose: str = Form(""), justification: str = Form(""),
+           traditional_means: str = Form(""), top_k: str = Form("")):
+    request = searching.SearchRequest(
+        probe=Path(), gallery=gallery_name, case=case, purpose=purpose, justification=justification,
+        traditional_means=traditional_means,
+        top_k=forms.whole_number(top_k, "top_k", 2, 50) if top_k.strip() else leads.DEFAULT_CANDIDATES)
+    result = persons.search(ws, actor, case, label, request)
+    return RedirectResponse(f"/searches/{result['search_id']}", status_code=303)

@@ -1,0 +1,151 @@
+"""/api/v1/cases/{case}/…: case media, persons, person search and the disclosure export, over the library's
+casemedia package (the CLI's client mode calls these). Media analysis decodes photos and clips, so it runs in
+the service's worker pool (`add_media`, a top-level function a spawned worker can import)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from leadmatch.casemedia import export, media, persons
+from leadmatch.errors import InputError, LeadmatchError
+from leadmatch.governance.accounts import Actor
+from leadmatch.record.workspace import Workspace, open_workspace
+from leadmatch.search import leads, probes
+from leadmatch.search import run as searching
+from leadmatch.web import forms
+from leadmatch.web.deps import Settings, api_user, settings, workspace
+from leadmatch.web.responses import json_response
+from leadmatch.wire import error_to_dict
+
+router = APIRouter(prefix="/api/v1")
+
+
+class Merge(BaseModel):
+    labels: list[str] = Field(min_length=2, max_length=100)
+    reason: str = Field(max_length=10_000)
+
+
+class Split(BaseModel):
+    faces: list[int] = Field(min_length=1, max_length=10_000)
+    reason: str = Field(max_length=10_000)
+
+
+class Reason(BaseModel):
+    reason: str = Field(max_length=10_000)
+
+
+class PersonSearch(BaseModel):
+    gallery: str = Field(max_length=100)
+    purpose: str = Field("", max_length=200)
+    justification: str = Field("", max_length=10_000)
+    traditional_means: str = Field("", max_length=10_000)
+    top_k: int = Field(leads.DEFAULT_CANDIDATES, ge=1, le=1000)
+    fusion: str = Field(probes.DEFAULT_FUSION, max_length=20)
+
+
+def add_media(home: str, actor: Actor, request: media.MediaRequest) -> dict:
+    """Worker: add uploaded files (all in one upload folder) to a case; names recorded as uploaded."""
+    ws = open_workspace(Path(home))
+    before = os.getcwd()
+    folder = Path(request.paths[0]).parent
+    os.chdir(folder)  # the record keeps the uploader's file names, not the service's upload path
+    request.paths = [Path(Path(p).name) for p in request.paths]
+    try:
+        return {"ok": media.add(ws, actor, request, progress=None)}
+    except LeadmatchError as exc:
+        return {"error": error_to_dict(exc)}
+    finally:
+        os.chdir(before)
+        ws.close()
+
+
+@router.post("/cases/{case}/media")
+async def media_add(case: str, request: Request, actor: Actor = Depends(api_user),
+                    config: Settings = Depends(settings), file: list[UploadFile] = File([]),
+                    purpose: str = Form(""), justification: str = Form(""), every: str = Form("")):
+    """Agent: add uploaded photos and clips (multipart field 'file', repeated) to a case; grouped into persons."""
+    if not file:
+        raise InputError("no photo or clip was uploaded", "send them as the multipart field 'file'")
+    paths = forms.store_uploads(config.home, [(upload.file, upload.filename or "media") for upload in file])
+    every_s = forms.decimal(every, "every", 0.04, 10.0) if every.strip() else media.MEDIA_EVERY_S
+    wanted = media.MediaRequest(case=case, paths=paths, purpose=purpose, justification=justification,
+                                every_s=every_s, workers=1)
+    try:
+        result = await request.app.state.pool.call(add_media, str(config.home), actor, wanted)
+    finally:
+        forms.drop_upload(paths[0])  # the case keeps its own copies
+    return json_response(result)
+
+
+@router.get("/cases/{case}/media")
+def media_list(case: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return json_response(media.listing(ws, actor, case))
+
+
+@router.get("/cases/{case}/persons")
+def person_list(case: str, all: bool = False, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return json_response(persons.listing(ws, actor, case, include_dropped=all))
+
+
+@router.post("/cases/{case}/persons/merge")
+def person_merge(case: str, body: Merge, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return persons.merge(ws, actor, case, body.labels, body.reason)
+
+
+@router.post("/cases/{case}/persons/undo")
+def person_undo(case: str, body: Reason, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return persons.undo(ws, actor, case, body.reason)
+
+
+@router.get("/cases/{case}/persons/{label}")
+def person_show(case: str, label: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return json_response(persons.show(ws, actor, case, label))
+
+
+@router.post("/cases/{case}/persons/{label}/split")
+def person_split(case: str, label: str, body: Split, actor: Actor = Depends(api_user),
+                 ws: Workspace = Depends(workspace)):
+    return persons.split(ws, actor, case, label, body.faces, body.reason)
+
+
+@router.post("/cases/{case}/persons/{label}/drop")
+def person_drop(case: str, label: str, body: Reason, actor: Actor = Depends(api_user),
+                ws: Workspace = Depends(workspace)):
+    return persons.drop(ws, actor, case, label, body.reason)
+
+
+@router.post("/cases/{case}/persons/{label}/search")
+def person_search(case: str, label: str, body: PersonSearch, actor: Actor = Depends(api_user),
+                  ws: Workspace = Depends(workspace)):
+    """Agent: search a person's best faces (stored embeddings: nothing to decode) against a gallery."""
+    request = searching.SearchRequest(probe=Path(), gallery=body.gallery, case=case, purpose=body.purpose,
+                                      justification=body.justification, traditional_means=body.traditional_means,
+                                      top_k=body.top_k, fusion=body.fusion)
+    return json_response(persons.search(ws, actor, case, label, request))
+
+
+@router.get("/cases/{case}/faces/{face_id}.png")
+def face_png(case: str, face_id: int, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    return Response(persons.face_image(ws, actor, case, face_id), media_type="image/png")
+
+
+@router.post("/cases/{case}/export")
+def case_export(case: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+    """Auditor, reviewer or admin: the disclosure export, its files base64-encoded for the client to write."""
+    temp = Path(tempfile.mkdtemp(prefix="leadmatch-export-"))
+    try:
+        result = export.export(ws, actor, case, temp / "export")
+        root = temp / "export"
+        files = {str(p.relative_to(root)): base64.b64encode(p.read_bytes()).decode("ascii")
+                 for p in sorted(root.rglob("*")) if p.is_file()}
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return json_response({"result": result, "files": files})
