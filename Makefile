@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install system-deps demo test bench bench-large bench-accuracy clean
+.PHONY: install system-deps demo test test-fast bench bench-large bench-accuracy clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/python -m pytest
+
+# The quick set while developing: no slow, root or browser tests (markers in tests/conftest.py).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not root and not browser"
 
 # Speed tables (printed and saved under benchmarks/results/): search at 100k and 1M synthetic faces,
 # enrollment against the face_recognition CLI, probe to candidate list at 1M. About 10 minutes on 2 cores.

@@ -15,6 +15,26 @@ from leadmatch.search.run import run
 
 from .helpers import AGENT, ANALYST, FACES, GALLERY, GALLERY_DIR, add_people, create_gallery, search_request
 
+#: Which test modules are slow (the real CLI, service or Ray in subprocesses, clips, kill trials), need root (OS
+#: accounts for the service), or drive Chromium. `make test` runs everything; `make test-fast` leaves these out.
+MARKED = {
+    "root": {"test_service", "test_service_hardening"},
+    "browser": {"test_browser"},
+    "slow": {"test_cluster", "test_robustness", "test_races", "test_signin_throttle", "test_checkpoint_schedule",
+             "test_private_files", "test_index_scale", "test_casemedia_service", "test_casemedia", "test_probes",
+             "test_video", "test_parity", "test_evaluation", "test_onnx_descriptor", "test_cnn_detector",
+             "test_accuracy_on_samples", "test_enroll_root", "test_cli", "test_governance", "test_faceres"},
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        for marker, modules in MARKED.items():
+            if module in modules:
+                item.add_marker(marker)
+
+
 if not (GALLERY_DIR.is_dir() and (FACES / "probes.csv").is_file()):
     pytest.exit(f"sample photos not found at {FACES}: put shared/ beside the project or set LEADMATCH_TEST_PHOTOS",
                 returncode=2)
