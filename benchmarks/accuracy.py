@@ -4,7 +4,7 @@ The protocol is `leadmatch evaluate`'s (first photo of each person in the galler
 of people held out as non-mated probes, seed 0), replayed from embeddings cached once by `lfw_cache.py` so the
 gates and thresholds can be studied without re-running dlib. Every decision goes through the library's own
 functions: `quality.gallery_decision` (what enrollment keeps), `quality.PROBE` (what a search refuses or
-flags), `evaluation.choose_probe_face`, the FAISS index, `calibration` (the gallery's threshold) and
+flags), `probes.choose` (the pick every search makes), the FAISS index, `calibration` (the gallery's threshold) and
 `evaluation.summarize` (the rates). Gallery photos are always full resolution; probes are degraded.
 
 raw face_recognition: every photo's face nearest the centre (HOG, one upsampling, its defaults), no gates; a
@@ -28,6 +28,7 @@ from common import save  # noqa: E402
 from lfw_cache import CONDITIONS, LFW_DEV, load  # noqa: E402
 
 from leadmatch.gallery import calibration, index, space as spaces
+from leadmatch.search import probes
 from leadmatch.tools import evaluation
 from leadmatch.biometrics import quality  # noqa: E402
 from leadmatch.biometrics.faces import Face  # noqa: E402
@@ -153,7 +154,7 @@ def run(protocol: Protocol, full: dict, probes: dict, raw: bool = False, choice:
             outcomes.append(base | {"stage": "probe", "reason": "no-face"})
             continue
         face = (min(found, key=lambda f: quality.centre_offset(f.box, width, height)) if raw
-                else evaluation.choose_probe_face(found, choice, width, height))
+                else probes.choose(found, choice, width, height))
         if face is None:
             outcomes.append(base | {"stage": "probe", "reason": "multiple-faces"})
             continue
@@ -214,7 +215,7 @@ def quality_bins(protocol: Protocol, full: dict, caches: dict[str, dict]) -> lis
         for photo, subject, mated in protocol.probes:
             if not mated or subject not in enrolled or not faces.get(photo):
                 continue
-            face = evaluation.choose_probe_face(faces[photo], "central", *protocol.sizes[photo])
+            face = probes.choose(faces[photo], "central", *protocol.sizes[photo])
             _, ids = built.search(face.embedding[None], 1)
             measured.append((face.eye_distance_px, face.size_px, face.sharpness, subjects[ids[0][0]] == subject))
     data = np.array(measured, dtype=np.float64)

@@ -11,6 +11,7 @@ from leadmatch.cli import backends as client
 from leadmatch.errors import InputError
 from leadmatch.gallery import galleries as galleries
 from leadmatch.record.workspace import Workspace, default_home, open_workspace
+from leadmatch.search import probes
 
 
 class State:
@@ -45,10 +46,12 @@ def read_password(from_stdin: bool, confirm: bool) -> str:
 
 
 def parse_face(value: Optional[str], option: str = "--face"):
-    """--face / --track: a number from 1, or 'largest'."""
-    if value is None or value == "largest":
+    """--face: a number from 1, 'largest' or 'central' (the pick a search and an evaluation make alike); --track:
+    a number from 1 or 'largest'."""
+    words = probes.FACE_CHOICES if option == "--face" else ("largest",)
+    if value is None or value in words:
         return value
     try:
         return int(value)
     except ValueError:
-        raise InputError(f"{option} {value!r} is not a number", "give a number from 1, or largest") from None
+        raise InputError(f"{option} {value!r} is not a number", f"give a number from 1, or {' or '.join(words)}") from None

@@ -35,7 +35,7 @@ def search(
         enhancement: str = typer.Option("", "--enhancement", help="Enhanced probe: what was done to the original."),
         top_k: int = typer.Option(leads.DEFAULT_CANDIDATES, "--top-k",
                                   help="Candidates to return, 2 to 50 (subjects; photos with --per-photo)."),
-        face: Optional[str] = typer.Option(None, "--face", help="Face number (1 = leftmost) or 'largest'."),
+        face: Optional[str] = typer.Option(None, "--face", help="Face number (1 = leftmost), 'largest' or 'central'."),
         track: Optional[str] = typer.Option(None, "--track", help="Video: track number or 'largest'."),
         every: float = typer.Option(video.DEFAULT_EVERY_S, "--every", help="Video: sample a frame every S seconds."),
         best_frames: int = typer.Option(video.DEFAULT_BEST_FRAMES, "--best-frames",

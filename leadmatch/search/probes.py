@@ -71,8 +71,37 @@ class ProbeSet:
         return self.source_name
 
 
+#: Besides a face number from 1 (left to right): the largest face, or the one nearest the photo's centre.
+FACE_CHOICES = ("largest", "central")
+
+
+def probe_face(data: bytes, name: str, choice: int | str | None, detector: str = "hog") -> tuple[Face, Analysis]:
+    """A probe photo's bytes → the face a search uses (the one found, or `choice`), past the quality gate, with
+    everything found. The one pipeline of search and evaluation; raises PhotoError (unreadable, no face),
+    FaceChoiceNeeded (several faces, no choice), InputError (no such face) or Refused (below the minimum)."""
+    found = quality.find_probe_faces(data, name, detector)
+    face = pick_face(found, choice, name)
+    gate(face, name)
+    return face, found
+
+
+def choose(faces: list[Face], choice: int | str | None, width: int, height: int) -> Face | None:
+    """The face `choice` names among `faces` of a `width`×`height` photo: the only one when there is no choice;
+    the largest; the one nearest the centre; face number `choice` (from 1, left to right); else None."""
+    if choice is None:
+        return faces[0] if len(faces) == 1 else None
+    if choice == "largest":
+        return max(faces, key=lambda f: f.size_px)
+    if choice == "central":
+        return min(faces, key=lambda f: quality.centre_offset(f.box, width, height))
+    if isinstance(choice, int) and 1 <= choice <= len(faces):
+        return faces[choice - 1]
+    return None
+
+
 def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Face:
-    """The face the agent chose; several faces and no choice → FaceChoiceNeeded listing them."""
+    """The face the agent chose (a number from 1, largest or central); several faces and no choice →
+    FaceChoiceNeeded listing them."""
     if not found.faces:
         raise PhotoError(f"no face found in {probe_name}",
                          f"use a photo with a face at least {quality.PROBE_DETECT_STEPS[-1]} px wide", reason="no-face")
@@ -80,17 +109,17 @@ def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Fac
         if len(found.faces) == 1:
             return found.faces[0]
         raise FaceChoiceNeeded(f"{probe_name} holds {len(found.faces)} faces",
-                               "pick one with --face N (numbered left to right) or --face largest",
+                               "pick one with --face N (numbered left to right), --face largest or --face central",
                                [f.summary() for f in found.faces])
-    if choice == "largest":
-        return max(found.faces, key=lambda f: f.size_px)
-    if isinstance(choice, int) and 1 <= choice <= len(found.faces):
-        return found.faces[choice - 1]
+    face = choose(found.faces, choice, found.width, found.height)
+    if face is not None:
+        return face
     raise InputError(f"--face {choice} does not exist: {probe_name} holds {len(found.faces)} face(s)",
-                     f"pick 1 to {len(found.faces)} or largest")
+                     f"pick 1 to {len(found.faces)}, largest or central")
 
 
-def _gate(face: Face, where: str) -> None:
+def gate(face: Face, where: str) -> None:
+    """Refuse a probe face below the minimum quality (the measured values in the message)."""
     shortfalls = quality.PROBE.shortfalls(face)
     if shortfalls:
         raise Refused(f"probe face {face.index} of {where} is below the minimum quality: {'; '.join(shortfalls)}",
@@ -107,9 +136,7 @@ def from_photos(paths: list[Path], choice: int | str | None, detector: str,
         data = read_bytes(path)
         digest = sha256_bytes(data)
         hashes.append(digest)
-        found = quality.find_probe_faces(data, name, detector)
-        face = pick_face(found, choice, name)
-        _gate(face, name)
+        face, found = probe_face(data, name, choice, detector)
         suffix = Path(path).suffix.lower()
         chosen.append(ProbeFace(face, data, digest, suffix if suffix in PHOTO_SUFFIXES else "", name,
                                 faces_in_image=len(found.faces)))

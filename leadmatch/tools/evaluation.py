@@ -33,17 +33,16 @@ from leadmatch.gallery import calibration, index, space as spaces
 from leadmatch.search import leads
 from leadmatch.biometrics import faceres, quality
 from leadmatch.gallery.enrollment import Item, collect, enroll
-from leadmatch.errors import InputError, PhotoError
-from leadmatch.biometrics.faces import Face
+from leadmatch.errors import FaceChoiceNeeded, InputError, PhotoError, Refused
 from leadmatch.gallery.galleries import create as create_gallery
 from leadmatch.biometrics.photos import PHOTO_SUFFIXES, decode
 from leadmatch.gallery.sources import Confinement
+from leadmatch.search import probes as probe_pipeline
 from leadmatch.search.run import rank_candidates
 from leadmatch.record.workspace import init
 
 CANDIDATES = 20
 FPIR_TARGETS = (0.1, 0.01)
-FACE_CHOICES = ("largest", "central")
 
 
 def split(items: list[Item], enroll_first: int, holdout: float, seed: int) -> tuple[list, list, list, list[str]]:
@@ -101,8 +100,8 @@ def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: 
     the gallery's face model; `distractors` a folder of people outside the labeled set added to the gallery
     (direct mode only; the output states the gallery's size in subjects).
     """
-    if face is not None and face not in FACE_CHOICES:
-        raise InputError(f"--face {face!r} is not known", f"use one of: {', '.join(FACE_CHOICES)}")
+    if face is not None and face not in probe_pipeline.FACE_CHOICES:
+        raise InputError(f"--face {face!r} is not known", f"use one of: {', '.join(probe_pipeline.FACE_CHOICES)}")
     model = spaces.validate(model)
     extra = distractor_items(distractors, enroll_first) if distractors else []
     items, layout_refusals = collect(source)
@@ -160,18 +159,6 @@ def evaluate(source: Path, enroll_first: int = 1, holdout: float = 0.2, labels: 
     return result
 
 
-def choose_probe_face(faces: list[Face], choice: str | None, width: int, height: int) -> Face | None:
-    """The probe face to search: the only one; else the largest, or the one nearest the photo's centre, when
-    `choice` says so; else None (the probe is refused as showing several faces)."""
-    if len(faces) == 1:
-        return faces[0]
-    if choice == "largest":
-        return max(faces, key=lambda f: f.size_px)
-    if choice == "central":
-        return min(faces, key=lambda f: quality.centre_offset(f.box, width, height))
-    return None
-
-
 def _search(ws, faiss_index, item: Item, is_mated: bool, choice: str | None,
             calibrated: calibration.Calibration, confinement: Confinement, space: spaces.Space | None = None) -> dict:
     """One probe (read only where `confinement` allows) through the real pipeline: a refusal, or the mate's rank
@@ -180,19 +167,14 @@ def _search(ws, faiss_index, item: Item, is_mated: bool, choice: str | None,
     space = space or spaces.Space()
     try:
         data = confinement.read(item.path)
-        found = quality.find_probe_faces(data, str(item.path))
+        face, _ = probe_pipeline.probe_face(data, str(item.path), choice)  # as a search picks and gates it
+    except FaceChoiceNeeded as several:
+        return base | {"stage": "probe", "reason": "multiple-faces",
+                       "detail": f"{len(several.faces)} faces; pick one with --face largest|central"}
+    except Refused as low:  # the gate's message ends with the measured shortfalls
+        return base | {"stage": "probe", "reason": "low-quality", "detail": low.message.rpartition("quality: ")[2]}
     except PhotoError as exc:
         return base | {"stage": "probe", "reason": exc.reason, "detail": exc.message}
-    if not found.faces:
-        return base | {"stage": "probe", "reason": "no-face",
-                       "detail": f"no face of at least {quality.PROBE_DETECT_STEPS[-1]} px found"}
-    face = choose_probe_face(found.faces, choice, found.width, found.height)
-    if face is None:
-        return base | {"stage": "probe", "reason": "multiple-faces",
-                       "detail": f"{len(found.faces)} faces; pick one with --face largest|central"}
-    shortfalls = quality.PROBE.shortfalls(face)
-    if shortfalls:
-        return base | {"stage": "probe", "reason": "low-quality", "detail": "; ".join(shortfalls)}
     # by photo, so the mate's rank among photos and (derived) among subjects both come from one list
     vector = face.embedding
     if space.fused:

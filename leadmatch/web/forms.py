@@ -34,9 +34,9 @@ def optional_number(value: str, field: str, low: int | None = None, high: int | 
 
 
 def face_choice(value: str) -> int | str | None:
-    """The face picker's field: empty (one face expected), 'largest', or a face number from 1."""
+    """The face picker's field: empty (one face expected), 'largest', 'central', or a face number from 1."""
     text = (value or "").strip()
-    if not text or text == "largest":
+    if not text or text in probes.FACE_CHOICES:
         return text or None
     return whole_number(text, "face", 1, 1000)
 
