@@ -16,6 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from leadmatch.governance import signin
 from leadmatch.record import audit
 from leadmatch.record.workspace import open_workspace
 from leadmatch.web import create_app
@@ -214,7 +215,7 @@ def test_bad_fields_get_one_clear_message(api, searched):
 
 def test_sign_in_throttling_engages_after_five_failures_and_is_audited(home):
     """Per account at an address (the full rules, the address counter and restarts: test_signin_throttle.py)."""
-    app = create_app(home, workers=1)
+    app = create_app(home, workers=1, throttle=signin.SignInThrottle(clock=lambda: 1_800_000_000.0))  # time stands
     with TestClient(app, client=("10.0.0.1", 5000)) as first, TestClient(app, client=("10.0.0.2", 5000)) as second:
         for _ in range(5):
             assert first.post("/api/v1/login", json={"name": AGENT.name, "password": "wrong guess"}).status_code == 401
