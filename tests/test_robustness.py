@@ -512,7 +512,7 @@ def test_rerunning_an_enrollment_keeps_one_refusal_row_per_photo_and_reason(home
 def test_migration_removes_duplicate_refusal_rows_and_index_types_never_built(tmp_path):
     conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
     for number, script in enumerate(store.MIGRATIONS[:5], start=1):
-        for statement in store._statements(script):
+        for statement in store.statements(script):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
     conn.execute("INSERT INTO galleries VALUES (1, 'g', 'a', 'b', '2026-01-01', 's', 30, NULL, 'now', 'ana')")
