@@ -43,9 +43,9 @@ def add(case: str = typer.Argument(..., help="Case number the media belong to.")
     if json_out:
         return emit_json(report)
     out.print(f"case {report['case']}: {len(report['added'])} files added ({report['faces']} faces, "
-                  f"{report['tracks']} clip tracks), {len(report['skipped'])} already in the case, "
-                  f"{len(report['refused'])} refused; {report['persons']['persons']} persons "
-                  f"({report['persons']['new_persons']} new)")
+              f"{report['tracks']} clip tracks), {len(report['skipped'])} already in the case, "
+              f"{len(report['refused'])} refused; {report['persons']['persons']} persons "
+              f"({report['persons']['new_persons']} new)")
     for r in report["refused"]:
         out.print(f"  refused  {r['file']}: {r['reason']} — {r['detail']}")
 
@@ -70,7 +70,7 @@ def persons(case: str, all_: bool = typer.Option(False, "--all", help="Also drop
     if json_out:
         return emit_json(data)
     out.print(f"case {data['case']}: {len(data['persons'])} persons (model {data['model']}, grouping threshold "
-                  f"{data['threshold']}); {data['ungrouped_faces']} faces below the quality floor not grouped")
+              f"{data['threshold']}); {data['ungrouped_faces']} faces below the quality floor not grouped")
     table = Table("person", "appearances", "files", "tracks", "max distance", "best faces", "state")
     for p in data["persons"]:
         c = p["cohesion"]
@@ -88,7 +88,7 @@ def person(case: str, label: str, json_out: JsonOption = False):
     if json_out:
         return emit_json(p)
     out.print(f"person {p['label']} of case {p['case']} ({p['origin']}): {len(p['appearances'])} appearances in "
-                  f"{p['files']} files; best faces {p['best_faces']}")
+              f"{p['files']} files; best faces {p['best_faces']}")
     table = Table("face", "file", "sha256", "track", "time (s)", "box", "px", "sharpness", "usable")
     for a in p["appearances"]:
         track = "" if a["track"] is None else str(a["track"])
@@ -104,7 +104,7 @@ def merge(case: str, labels: list[str] = typer.Argument(..., help="Persons to me
     """Merge persons the grouping kept apart (recorded with who and why; undo reverses it)."""
     r = backend().person_merge(case, labels, reason)
     out.print(f"merged {', '.join(r['merged'])} into {r['person']} ({r['faces_moved']} faces; "
-                  f"change {r['change']})")
+              f"change {r['change']})")
 
 
 @app.command("split")

@@ -2,7 +2,7 @@
 
     deps.py       FastAPI dependencies: settings, workspace, signed-in user (cookie or bearer), CSRF
     pages.py      server-rendered pages and forms (cookie sessions, CSRF on every form)
-    api.py        /api/v1 JSON routes (bearer tokens; the CLI's client mode)
+    api/          /api/v1 JSON routes, one router per resource (bearer tokens; the CLI's client mode)
     responses.py  security headers, body limits, error pages and JSON errors
     forms.py      field parsing with clear messages; probe uploads
     worker.py     photo decoding (search, enroll, evaluate) in a process pool, off the event loop
@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from leadmatch.errors import LeadmatchError
 from leadmatch.governance import accounts, oversight, retention
 from leadmatch.record.workspace import open_workspace
-from leadmatch.web import api, case_pages, media, model_pages, models_api, pages, policy
+from leadmatch.web import api, case_pages, model_pages, pages
 from leadmatch.web.deps import Settings
 from leadmatch.web.responses import BodyLimit, SecurityHeaders, install_error_handlers
 from leadmatch.web.worker import Pool
@@ -76,10 +76,7 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     app.state.cluster_pool = cluster_pool
     app.include_router(pages.router)
     app.include_router(api.router)
-    app.include_router(models_api.router)
     app.include_router(model_pages.router)
-    app.include_router(media.router)
-    app.include_router(policy.router)
     app.include_router(case_pages.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, settings=settings)

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from leadmatch.casemedia import persons
 from leadmatch.errors import InputError
 from leadmatch.gallery import galleries as gallery
 from leadmatch.governance import purposes
-from leadmatch.governance.accounts import Actor
-from leadmatch.record.workspace import Workspace
 from leadmatch.search import leads
 from leadmatch.search import run as searching
 from leadmatch.web import forms
-from leadmatch.web.deps import checked_form, page_user, workspace
+from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser
 from leadmatch.web.pages import png
 from leadmatch.web.responses import page
 
@@ -29,7 +27,7 @@ def _back(case: str) -> RedirectResponse:
 
 
 @router.get("/cases", response_class=HTMLResponse)
-def case_jump(request: Request, case: str = "", actor: Actor = Depends(page_user)):
+def case_jump(actor: PageUser, request: Request, case: str = ""):
     """A case number in, its persons page out."""
     if not case.strip():
         raise InputError("no case number given", "type the case number whose persons you want to see")
@@ -37,7 +35,7 @@ def case_jump(request: Request, case: str = "", actor: Actor = Depends(page_user
 
 
 @router.get("/cases/{case}/persons", response_class=HTMLResponse)
-def persons_page(request: Request, case: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+def persons_page(actor: PageUser, ws: OpenWorkspace, request: Request, case: str):
     listing = persons.listing(ws, actor, case, include_dropped=True)
     galleries = gallery.list_all(ws, actor) if "agent" in actor.roles else []
     return page(request, "persons", d=listing, galleries=galleries, purposes=purposes.list_all(ws),
@@ -45,42 +43,40 @@ def persons_page(request: Request, case: str, actor: Actor = Depends(page_user),
 
 
 @router.get("/cases/{case}/faces/{face_id}.png")
-def face_png(case: str, face_id: int, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+def face_png(actor: PageUser, ws: OpenWorkspace, case: str, face_id: int):
     return png(persons.face_image(ws, actor, case, face_id))
 
 
 @router.post("/cases/{case}/persons/merge")
-async def merge(request: Request, case: str, actor: Actor = Depends(checked_form),
-                ws: Workspace = Depends(workspace), reason: str = Form("")):
+async def merge(actor: FormUser, ws: OpenWorkspace, request: Request, case: str, reason: str = Form("")):
     labels = [str(v) for v in (await request.form()).getlist("label")]
     persons.merge(ws, actor, case, labels, reason)
     return _back(case)
 
 
 @router.post("/cases/{case}/persons/undo")
-def undo(case: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+def undo(actor: FormUser, ws: OpenWorkspace, case: str,
          reason: str = Form("")):
     persons.undo(ws, actor, case, reason)
     return _back(case)
 
 
 @router.post("/cases/{case}/persons/{label}/split")
-async def split(request: Request, case: str, label: str, actor: Actor = Depends(checked_form),
-                ws: Workspace = Depends(workspace), reason: str = Form("")):
+async def split(actor: FormUser, ws: OpenWorkspace, request: Request, case: str, label: str, reason: str = Form("")):
     faces = [forms.whole_number(str(v), "face", 1, 2**62) for v in (await request.form()).getlist("face")]
     persons.split(ws, actor, case, label, faces, reason)
     return _back(case)
 
 
 @router.post("/cases/{case}/persons/{label}/drop")
-def drop(case: str, label: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+def drop(actor: FormUser, ws: OpenWorkspace, case: str, label: str,
          reason: str = Form("")):
     persons.drop(ws, actor, case, label, reason)
     return _back(case)
 
 
 @router.post("/cases/{case}/persons/{label}/search")
-def search(case: str, label: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+def search(actor: FormUser, ws: OpenWorkspace, case: str, label: str,
            gallery_name: str = Form("", alias="gallery"), purpose: str = Form(""), justification: str = Form(""),
            traditional_means: str = Form(""), top_k: str = Form("")):
     request = searching.SearchRequest(

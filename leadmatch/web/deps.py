@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import Depends, Form, Request
 
 from leadmatch.governance import accounts, signin
 from leadmatch.governance import csrf as csrf_tokens
-from leadmatch.search import video
 from leadmatch.governance.accounts import Actor
 from leadmatch.operations import Deployment
 from leadmatch.record.workspace import Workspace, open_workspace
+from leadmatch.search import video
 
 COOKIE = "leadmatch_session"
 LOGIN_COOKIE = "leadmatch_login"
@@ -105,3 +106,12 @@ def checked_form(request: Request, csrf: str = Form(""), actor: Actor = Depends(
 def csrf_for(ws: Workspace, token: str | None) -> str:
     """The CSRF token of a session (for the page to put in its forms)."""
     return csrf_tokens.token_for(ws, token)
+
+
+#: The dependencies routes declare, as `Annotated` types: the API caller (bearer token), the workspace opened for
+#: the request, the service's settings, and the browser user (cookie session; a form also checks its CSRF token).
+ApiUser = Annotated[Actor, Depends(api_user)]
+OpenWorkspace = Annotated[Workspace, Depends(workspace)]
+ServiceSettings = Annotated[Settings, Depends(settings)]
+PageUser = Annotated[Actor, Depends(page_user)]
+FormUser = Annotated[Actor, Depends(checked_form)]

@@ -10,8 +10,8 @@ import secrets
 import shutil
 from pathlib import Path
 
-from leadmatch.search import leads, probes, video
 from leadmatch.errors import InputError
+from leadmatch.search import leads, probes, video
 from leadmatch.search.run import SearchRequest
 
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form
+from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse
 
 from leadmatch.operations import galleries
-from leadmatch.governance.accounts import Actor
-from leadmatch.record.workspace import Workspace
-from leadmatch.web.deps import checked_form, workspace
+from leadmatch.web.deps import FormUser, OpenWorkspace
 
 router = APIRouter()
 
 
 @router.post("/galleries/{name}/model")
-def switch_model(name: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+def switch_model(actor: FormUser, ws: OpenWorkspace, name: str,
                  model: str = Form("")):
     """Admin: re-embed and rebuild the gallery for `model`; back to the gallery page (errors as every page's)."""
     galleries.switch_model(ws, actor, name, model)

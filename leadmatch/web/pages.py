@@ -9,20 +9,19 @@ import hmac
 import json
 import secrets
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from leadmatch.governance import casework, retention
-from leadmatch.operations import galleries, oversight, searches, sessions
-from leadmatch.search import crops
-from leadmatch.governance.accounts import Actor
 from leadmatch.errors import FaceChoiceNeeded, LeadmatchError
-from leadmatch.search.video import is_video
+from leadmatch.governance import casework, retention
+from leadmatch.governance.accounts import Actor
+from leadmatch.operations import galleries, oversight, searches, sessions
 from leadmatch.record.workspace import Workspace
+from leadmatch.search import crops
+from leadmatch.search.video import is_video
 from leadmatch.web import forms, worker
-from leadmatch.web.deps import (COOKIE, LOGIN_COOKIE, Settings, checked_form, client_address, page_user, settings,
-                                 workspace)
+from leadmatch.web.deps import COOKIE, LOGIN_COOKIE, FormUser, OpenWorkspace, PageUser, ServiceSettings, client_address
 from leadmatch.web.responses import page
 
 router = APIRouter()
@@ -40,8 +39,8 @@ def login_form(request: Request, why: str = ""):
 
 
 @router.post("/login")
-def login(request: Request, name: str = Form(""), password: str = Form(""), csrf: str = Form(""),
-          ws: Workspace = Depends(workspace), config: Settings = Depends(settings)):
+def login(ws: OpenWorkspace, config: ServiceSettings, request: Request, name: str = Form(""),
+          password: str = Form(""), csrf: str = Form("")):
     if not csrf or not hmac.compare_digest(csrf, request.cookies.get(LOGIN_COOKIE, "")):
         return page(request, "error", 403, user=None, csrf="", title="Form refused",
                     message="The sign-in form expired. Reload the page and try again.")
@@ -60,7 +59,7 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), csrf
 
 
 @router.post("/logout")
-def logout(request: Request, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace)):
+def logout(actor: FormUser, ws: OpenWorkspace, request: Request):
     sessions.logout(ws, request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
@@ -70,18 +69,18 @@ def logout(request: Request, actor: Actor = Depends(checked_form), ws: Workspace
 # Searching -------------------------------------------------------------------------------------------------
 
 @router.get("/", response_class=HTMLResponse)
-def home_page(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+def home_page(actor: PageUser, ws: OpenWorkspace, request: Request):
     return page(request, "home", roles=sorted(actor.roles), policy=sessions.whoami(ws, actor)["policy"])
 
 
 @router.get("/search/new", response_class=HTMLResponse)
-def search_form(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+def search_form(actor: PageUser, ws: OpenWorkspace, request: Request):
     return page(request, "search_new", **searches.search_form(ws, actor), form={}, faces=None)
 
 
 @router.post("/search", response_class=HTMLResponse)
-async def search_submit(request: Request, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
-                        config: Settings = Depends(settings), probe: list[UploadFile] = File([]),
+async def search_submit(actor: FormUser, ws: OpenWorkspace, config: ServiceSettings, request: Request,
+                        probe: list[UploadFile] = File([]),
                         upload: str = Form(""), gallery_name: str = Form("", alias="gallery"),
                         case: str = Form(""), purpose: str = Form(""), justification: str = Form(""),
                         traditional_means: str = Form(""), probe_source: str = Form("original"),
@@ -115,7 +114,8 @@ async def search_submit(request: Request, actor: Actor = Depends(checked_form), 
     except FaceChoiceNeeded as several:
         keep = True
         return page(request, "search_new", **searches.search_form(ws, actor),
-                    form={**fields, "upload": paths[0].parent.name}, faces=several.faces, picking="track" if is_video(paths[0]) else "face",
+                    form={**fields, "upload": paths[0].parent.name}, faces=several.faces,
+                    picking="track" if is_video(paths[0]) else "face",
                     message=several.message)
     finally:
         if not keep:
@@ -126,21 +126,19 @@ async def search_submit(request: Request, actor: Actor = Depends(checked_form), 
 
 
 @router.get("/searches", response_class=HTMLResponse)
-def search_list(request: Request, status: str = "", case: str = "", actor: Actor = Depends(page_user),
-                ws: Workspace = Depends(workspace)):
+def search_list(actor: PageUser, ws: OpenWorkspace, request: Request, status: str = "", case: str = ""):
     return page(request, "searches", rows=searches.listing(ws, actor, case, status),
                 status_filter=status, case=case, statuses=casework.STATUSES)
 
 
 @router.get("/review", response_class=HTMLResponse)
-def review_queue(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+def review_queue(actor: PageUser, ws: OpenWorkspace, request: Request):
     return page(request, "searches", rows=searches.review_queue(ws, actor),
                 status_filter=casework.AWAITING_REVIEW, case="", statuses=casework.STATUSES)
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
-def search_page(request: Request, search_id: str, actor: Actor = Depends(page_user),
-                ws: Workspace = Depends(workspace)):
+def search_page(actor: PageUser, ws: OpenWorkspace, request: Request, search_id: str):
     record = searches.show(ws, actor, search_id)
     return page(request, "search", s=record, decisions=casework.DECISIONS, crop_size=crops.SIZE, large=crops.LARGE,
                 evidence_types=casework.EVIDENCE_TYPES, outcomes=casework.OUTCOMES,
@@ -148,22 +146,20 @@ def search_page(request: Request, search_id: str, actor: Actor = Depends(page_us
 
 
 @router.get("/searches/{search_id}/probe.png")
-def probe_png(search_id: str, size: str = "", actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+def probe_png(actor: PageUser, ws: OpenWorkspace, search_id: str, size: str = ""):
     """The probe's face (the best frame of a clip, the first of several stills); ?size= up to crops.LARGE."""
     return png(crops.probe_crop(ws, actor, search_id, crop_size(size)))
 
 
 @router.get("/searches/{search_id}/frames/{number}.png")
-def frame_png(search_id: str, number: str, size: str = "", actor: Actor = Depends(page_user),
-              ws: Workspace = Depends(workspace)):
+def frame_png(actor: PageUser, ws: OpenWorkspace, search_id: str, number: str, size: str = ""):
     """Probe face `number` of a search with several (a video frame or a still)."""
     return png(crops.probe_frame_crop(ws, actor, search_id, forms.whole_number(number, "frame", 1, 100),
                                       crop_size(size)))
 
 
 @router.get("/searches/{search_id}/candidates/{rank}.png")
-def candidate_png(search_id: str, rank: str, size: str = "", face: str = "", actor: Actor = Depends(page_user),
-                  ws: Workspace = Depends(workspace)):
+def candidate_png(actor: PageUser, ws: OpenWorkspace, search_id: str, rank: str, size: str = "", face: str = ""):
     """Candidate `rank`'s face; with ?face=<face id>, another matched photo of that subject."""
     return png(crops.candidate_crop(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), crop_size(size),
                                     face_id=forms.optional_number(face, "face", 1, 2**62)))
@@ -175,19 +171,19 @@ def crop_size(value: str) -> int:
 
 
 @router.get("/searches/{search_id}/report")
-def report_download(search_id: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+def report_download(actor: PageUser, ws: OpenWorkspace, search_id: str):
     return report_response(ws, actor, search_id)
 
 
 @router.post("/searches/{search_id}/disposition")
-def disposition(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+def disposition(actor: FormUser, ws: OpenWorkspace, search_id: str,
                 rank: str = Form(""), decision: str = Form(""), note: str = Form("")):
     searches.disposition(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), decision, note)
     return back_to(search_id)
 
 
 @router.post("/searches/{search_id}/corroborate")
-def corroborate(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+def corroborate(actor: FormUser, ws: OpenWorkspace, search_id: str,
                 rank: str = Form(""), evidence_type: str = Form(""), evidence: str = Form(""),
                 reference: str = Form(""), outcome: str = Form("")):
     searches.corroborate(ws, actor, search_id, forms.whole_number(rank, "rank", 1, 50), evidence_type, evidence,
@@ -196,7 +192,7 @@ def corroborate(search_id: str, actor: Actor = Depends(checked_form), ws: Worksp
 
 
 @router.post("/searches/{search_id}/close")
-def close(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = Depends(workspace),
+def close(actor: FormUser, ws: OpenWorkspace, search_id: str,
           outcome: str = Form(""), note: str = Form(""), rank: str = Form("")):
     searches.close(ws, actor, search_id, outcome, note, forms.optional_number(rank, "rank", 1, 50))
     return back_to(search_id)
@@ -205,26 +201,24 @@ def close(search_id: str, actor: Actor = Depends(checked_form), ws: Workspace = 
 # Galleries and oversight ----------------------------------------------------------------------------------
 
 @router.get("/galleries", response_class=HTMLResponse)
-def gallery_list(request: Request, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+def gallery_list(actor: PageUser, ws: OpenWorkspace, request: Request):
     return page(request, "galleries", galleries=galleries.list_galleries(ws, actor))
 
 
 @router.get("/galleries/{name}", response_class=HTMLResponse)
-def gallery_page(request: Request, name: str, actor: Actor = Depends(page_user), ws: Workspace = Depends(workspace)):
+def gallery_page(actor: PageUser, ws: OpenWorkspace, request: Request, name: str):
     return page(request, "gallery", g=galleries.show(ws, actor, name, refusals=True))
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(request: Request, case: str = "", user: str = "", since: str = "", actor: Actor = Depends(page_user),
-               ws: Workspace = Depends(workspace)):
+def audit_page(actor: PageUser, ws: OpenWorkspace, request: Request, case: str = "", user: str = "", since: str = ""):
     rows = oversight.log(ws, actor, case or None, user or None, since or None, limit=500)
     check = oversight.verify(ws, actor)
     return page(request, "audit", rows=rows, check=check, case=case, user_filter=user, since=since)
 
 
 @router.get("/audit/report")
-def audit_report(start: str = "", end: str = "", format: str = "csv", actor: Actor = Depends(page_user),
-                 ws: Workspace = Depends(workspace)):
+def audit_report(actor: PageUser, ws: OpenWorkspace, start: str = "", end: str = "", format: str = "csv"):
     return audit_report_response(ws, actor, start, end, format)
 
 

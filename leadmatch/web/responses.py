@@ -15,12 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from leadmatch.search import leads, report
 from leadmatch.errors import DiskFull, FaceChoiceNeeded, LeadmatchError, ModelError, NotFound, Refused
 from leadmatch.record.store import is_disk_full
 from leadmatch.safetext import shown
-from leadmatch.wire import error_to_dict
+from leadmatch.search import leads, report
 from leadmatch.web.deps import COOKIE
+from leadmatch.wire import error_to_dict
 
 templates = report.templates
 log = logging.getLogger("leadmatch.web")

@@ -23,14 +23,14 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from leadmatch.search import crops
-from leadmatch.operations import galleries, searches
-from leadmatch.search import run as searching
-from leadmatch.governance.accounts import Actor
 from leadmatch.errors import FaceChoiceNeeded, LeadmatchError, PhotoError, WorkspaceError
+from leadmatch.governance.accounts import Actor
+from leadmatch.operations import galleries, searches
+from leadmatch.record.workspace import open_workspace
+from leadmatch.search import crops
+from leadmatch.search import run as searching
 from leadmatch.search.video import is_video
 from leadmatch.wire import error_from_dict, error_to_dict
-from leadmatch.record.workspace import open_workspace
 
 THUMB = 140  # px: a face or track in the browser's picker
 CANCELLED = ".cancelled"  # in a clip's upload folder: its client went away, the analysis stops

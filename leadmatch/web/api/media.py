@@ -10,18 +10,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from leadmatch.casemedia import export, media, persons
 from leadmatch.errors import InputError, LeadmatchError
 from leadmatch.governance.accounts import Actor
-from leadmatch.record.workspace import Workspace, open_workspace
+from leadmatch.record.workspace import open_workspace
 from leadmatch.search import leads, probes
 from leadmatch.search import run as searching
 from leadmatch.web import forms
-from leadmatch.web.deps import Settings, api_user, settings, workspace
+from leadmatch.web.deps import ApiUser, OpenWorkspace, ServiceSettings
 from leadmatch.web.responses import json_response
 from leadmatch.wire import error_to_dict
 
@@ -68,8 +68,8 @@ def add_media(home: str, actor: Actor, request: media.MediaRequest) -> dict:
 
 
 @router.post("/cases/{case}/media")
-async def media_add(case: str, request: Request, actor: Actor = Depends(api_user),
-                    config: Settings = Depends(settings), file: list[UploadFile] = File([]),
+async def media_add(actor: ApiUser, config: ServiceSettings, case: str, request: Request,
+                    file: list[UploadFile] = File([]),
                     purpose: str = Form(""), justification: str = Form(""), every: str = Form("")):
     """Agent: add uploaded photos and clips (multipart field 'file', repeated) to a case; grouped into persons."""
     if not file:
@@ -86,45 +86,42 @@ async def media_add(case: str, request: Request, actor: Actor = Depends(api_user
 
 
 @router.get("/cases/{case}/media")
-def media_list(case: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def media_list(actor: ApiUser, ws: OpenWorkspace, case: str):
     return json_response(media.listing(ws, actor, case))
 
 
 @router.get("/cases/{case}/persons")
-def person_list(case: str, all: bool = False, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def person_list(actor: ApiUser, ws: OpenWorkspace, case: str, all: bool = False):
     return json_response(persons.listing(ws, actor, case, include_dropped=all))
 
 
 @router.post("/cases/{case}/persons/merge")
-def person_merge(case: str, body: Merge, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def person_merge(actor: ApiUser, ws: OpenWorkspace, case: str, body: Merge):
     return persons.merge(ws, actor, case, body.labels, body.reason)
 
 
 @router.post("/cases/{case}/persons/undo")
-def person_undo(case: str, body: Reason, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def person_undo(actor: ApiUser, ws: OpenWorkspace, case: str, body: Reason):
     return persons.undo(ws, actor, case, body.reason)
 
 
 @router.get("/cases/{case}/persons/{label}")
-def person_show(case: str, label: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def person_show(actor: ApiUser, ws: OpenWorkspace, case: str, label: str):
     return json_response(persons.show(ws, actor, case, label))
 
 
 @router.post("/cases/{case}/persons/{label}/split")
-def person_split(case: str, label: str, body: Split, actor: Actor = Depends(api_user),
-                 ws: Workspace = Depends(workspace)):
+def person_split(actor: ApiUser, ws: OpenWorkspace, case: str, label: str, body: Split):
     return persons.split(ws, actor, case, label, body.faces, body.reason)
 
 
 @router.post("/cases/{case}/persons/{label}/drop")
-def person_drop(case: str, label: str, body: Reason, actor: Actor = Depends(api_user),
-                ws: Workspace = Depends(workspace)):
+def person_drop(actor: ApiUser, ws: OpenWorkspace, case: str, label: str, body: Reason):
     return persons.drop(ws, actor, case, label, body.reason)
 
 
 @router.post("/cases/{case}/persons/{label}/search")
-def person_search(case: str, label: str, body: PersonSearch, actor: Actor = Depends(api_user),
-                  ws: Workspace = Depends(workspace)):
+def person_search(actor: ApiUser, ws: OpenWorkspace, case: str, label: str, body: PersonSearch):
     """Agent: search a person's best faces (stored embeddings: nothing to decode) against a gallery."""
     request = searching.SearchRequest(probe=Path(), gallery=body.gallery, case=case, purpose=body.purpose,
                                       justification=body.justification, traditional_means=body.traditional_means,
@@ -133,12 +130,12 @@ def person_search(case: str, label: str, body: PersonSearch, actor: Actor = Depe
 
 
 @router.get("/cases/{case}/faces/{face_id}.png")
-def face_png(case: str, face_id: int, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def face_png(actor: ApiUser, ws: OpenWorkspace, case: str, face_id: int):
     return Response(persons.face_image(ws, actor, case, face_id), media_type="image/png")
 
 
 @router.post("/cases/{case}/export")
-def case_export(case: str, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def case_export(actor: ApiUser, ws: OpenWorkspace, case: str):
     """Auditor, reviewer or admin: the disclosure export, its files base64-encoded for the client to write."""
     temp = Path(tempfile.mkdtemp(prefix="leadmatch-export-"))
     try:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from leadmatch.operations import galleries
-from leadmatch.governance.accounts import Actor
-from leadmatch.record.workspace import Workspace
-from leadmatch.web.deps import api_user, workspace
+from leadmatch.web.deps import ApiUser, OpenWorkspace
 from leadmatch.web.responses import json_response
 
 router = APIRouter(prefix="/api/v1")
@@ -19,6 +17,6 @@ class ModelChoice(BaseModel):
 
 
 @router.post("/galleries/{name}/model")
-def gallery_model(name: str, body: ModelChoice, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def gallery_model(actor: ApiUser, ws: OpenWorkspace, name: str, body: ModelChoice):
     """Admin: make the gallery use face model `model` (dlib or dlib+faceres), re-embedding from the kept photos."""
     return json_response(galleries.switch_model(ws, actor, name, body.model))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from leadmatch.governance import policy
-from leadmatch.governance.accounts import Actor
-from leadmatch.record.workspace import Workspace
-from leadmatch.web.deps import api_user, workspace
+from leadmatch.web.deps import ApiUser, OpenWorkspace
 
 router = APIRouter(prefix="/api/v1")
 
@@ -18,12 +16,12 @@ class PolicyChange(BaseModel):
 
 
 @router.get("/policy")
-def policy_show(actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def policy_show(actor: ApiUser, ws: OpenWorkspace):
     return policy.show(ws, actor)
 
 
 @router.post("/policy")
-def policy_set(body: PolicyChange, actor: Actor = Depends(api_user), ws: Workspace = Depends(workspace)):
+def policy_set(actor: ApiUser, ws: OpenWorkspace, body: PolicyChange):
     """Admin: change some fields (video_probes, case_media, enhanced_probes, min_candidates, max_candidates,
     required_course); audited with before and after."""
     return policy.update(ws, actor, body.changes)
