@@ -9,11 +9,10 @@ import pytest
 
 from leadmatch.biometrics import cnn_detector
 from leadmatch.biometrics.models import registry as models
-from leadmatch.gallery.enrollment import enroll
 from leadmatch.record.workspace import init, open_workspace
 from leadmatch.search.run import run
 
-from .helpers import AGENT, ANALYST, FACES, GALLERY, GALLERY_DIR, add_people, create_gallery, search_request
+from .helpers import AGENT, FACES, GALLERY_DIR, add_people, enrolled_sample, search_request
 
 #: Which test modules are slow (the real CLI, service or Ray in subprocesses, clips, kill trials), need root (OS
 #: accounts for the service), or drive Chromium. `make test` runs everything; `make test-fast` leaves these out.
@@ -43,15 +42,7 @@ if not (GALLERY_DIR.is_dir() and (FACES / "probes.csv").is_file()):
 @pytest.fixture(scope="session")
 def enrolled_template(tmp_path_factory) -> Path:
     """A workspace with the 6-person sample gallery enrolled, built once per test session."""
-    home = tmp_path_factory.mktemp("template") / "home"
-    ws, _ = init(home)
-    add_people(ws)
-    create_gallery(ws)
-    report = enroll(ws, ANALYST, GALLERY, GALLERY_DIR, workers=1)
-    assert report.enrolled == 11 and not report.refused
-    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    ws.close()
-    return home
+    return enrolled_sample(tmp_path_factory.mktemp("template") / "home")
 
 
 @pytest.fixture

@@ -153,3 +153,19 @@ def still_clip(path, photos, seconds_each=1.0, fps=10, size=(640, 360)):
             writer.write(frame)
     writer.release()
     return path
+
+
+def enrolled_sample(home: Path, make_gallery=None) -> Path:
+    """A workspace at `home` with the cast and the 6-person sample gallery enrolled (`make_gallery(ws)` creates
+    the gallery; default `create_gallery`), checkpointed and closed, for fixtures to copy."""
+    from leadmatch.gallery.enrollment import enroll
+    from leadmatch.record.workspace import init
+
+    ws, _ = init(home)
+    add_people(ws)
+    (make_gallery or create_gallery)(ws)
+    report = enroll(ws, ANALYST, GALLERY, GALLERY_DIR, workers=1)
+    assert report.enrolled == 11 and not report.refused
+    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ws.close()
+    return home

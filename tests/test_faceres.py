@@ -12,12 +12,11 @@ import faiss
 import numpy as np
 import pytest
 
-from .helpers import (ADMIN, AGENT, ANALYST, GALLERY, GALLERY_DIR, PASSWORD, add_people, assert_clean_error, flip_a_bit,
+from .helpers import (ADMIN, enrolled_sample, AGENT, ANALYST, GALLERY, GALLERY_DIR, PASSWORD, add_people, assert_clean_error, flip_a_bit,
                       login, probe_rows, run_cli, search_request)
 from leadmatch.biometrics.models import agreement, faceres_fetch, faceres_onnx, registry as models
 from leadmatch.errors import InputError, ModelError, Refused
 from leadmatch.gallery import galleries, index, model_switch, space as spaces
-from leadmatch.gallery.enrollment import enroll
 from leadmatch.record.workspace import init, open_workspace
 from leadmatch.search.run import run
 from leadmatch.tools import evaluation
@@ -51,15 +50,7 @@ def fused_gallery(ws, name: str = GALLERY):
 @pytest.fixture(scope="module")
 def fused_template(tmp_path_factory):
     """A workspace whose sample gallery uses dlib+faceres, enrolled once for this module."""
-    home = tmp_path_factory.mktemp("fused") / "home"
-    ws, _ = init(home)
-    add_people(ws)
-    fused_gallery(ws)
-    report = enroll(ws, ANALYST, GALLERY, GALLERY_DIR, workers=1)
-    assert report.enrolled == 11 and not report.refused
-    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    ws.close()
-    return home
+    return enrolled_sample(tmp_path_factory.mktemp("fused") / "home", fused_gallery)
 
 
 @pytest.fixture

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from leadmatch.operations import galleries, oversight
 from leadmatch.web import pages, worker
+from leadmatch.web.api.galleries import ServerPath
 from leadmatch.web.deps import ApiUser, OpenWorkspace, ServiceSettings
 from leadmatch.web.responses import json_response
 
@@ -18,17 +19,6 @@ router = APIRouter(prefix="/api/v1")
 class Verify(BaseModel):
     expect_head: str | None = Field(None, max_length=64)
     checkpoint: dict | None = None
-
-
-class ServerPath(BaseModel):
-    path: str = Field(max_length=4096)
-
-    @field_validator("path")
-    @classmethod
-    def no_nul(cls, value: str) -> str:
-        if "\0" in value:
-            raise ValueError("the path holds a NUL character")
-        return value
 
 
 class Evaluation(ServerPath):
