@@ -84,6 +84,19 @@ def python_for(account: str, base: Path) -> tuple[str, dict]:
                 f"install Python {version} system-wide (apt-get install {version})", pytrace=False)
 
 
+def photos_for_the_client(base: Path) -> None:
+    """The sample photos where the client's OS account can read them: where they are, or (a clone in a private
+    folder) a hard-linked copy in `base`, which this module's FACES, GALLERY_DIR and PROBES_DIR then name."""
+    global FACES, GALLERY_DIR, PROBES_DIR
+    probe = subprocess.run(["test", "-r", str(PROBES_DIR / "obama1.jpg")], user=CLIENT_USER)
+    if probe.returncode == 0:
+        return
+    copy_tree(FACES, base / "faces")
+    for folder in [base / "faces", *(path for path in (base / "faces").rglob("*") if path.is_dir())]:
+        folder.chmod(0o755)
+    FACES, GALLERY_DIR, PROBES_DIR = base / "faces", base / "faces" / "gallery", base / "faces" / "probes"
+
+
 def reachable_copy(base: Path, site: list[str]) -> dict:
     """The project (package and model files) and the venv's site-packages under `base`, readable by any
     account; returns the PYTHONPATH that puts them first."""
@@ -133,6 +146,7 @@ def service(enrolled_template):
     client_dir.mkdir(mode=0o700)
     os.chown(client_dir, cli.pw_uid, cli.pw_gid)
     python, packages = python_for(SERVICE_USER, base)
+    photos_for_the_client(base)
     process, url = start_server(home, free_port(), "--enroll-root", str(photos), user=SERVICE_USER,
                                 env={"HOME": str(base), **packages}, python=python)
     yield {"home": home, "url": url, "client_dir": client_dir, "base": base, "python": python, "packages": packages}
