@@ -91,3 +91,24 @@ def test_an_enhanced_probe_is_searched_from_the_page_with_its_original_and_refus
     assert done.status_code == 303, done.text
     page = plain_client.get(done.headers["location"]).text
     assert "brightened the face" in page and hashlib.sha256(original).hexdigest() in page
+
+
+def test_an_agent_adds_the_case_media_from_the_page(plain_client):
+    """Upload the sample clip and Lin's photo through the form: the case's persons appear, Lin's photo and both of
+    his clip tracks in one of them; without the CSRF token nothing is added."""
+    csrf = sign_in(plain_client, AGENT)
+    assert 'href="/cases/media/new"' in plain_client.get("/").text
+    form = plain_client.get("/cases/media/new?case=C-WEB").text
+    assert 'value="C-WEB"' in form and 'name="file"' in form and "robbery" in form
+    photo = GALLERY_DIR / "lin_manuel_miranda" / "lin-manuel-miranda.png"
+    files = [("file", ("scene.mp4", CLIP.read_bytes(), "video/mp4")), ("file", (photo.name, photo.read_bytes(), "image/png"))]
+    fields = {"case": "C-WEB", "purpose": "robbery", "justification": "Seized phone of the suspect holds this clip."}
+    refused = plain_client.post("/cases/media", data=fields, files=files, follow_redirects=False)
+    assert refused.status_code == 403 and "CSRF" in refused.text
+    assert plain_client.get("/cases/C-WEB/persons").status_code == 403  # nothing added: not the agent's case yet
+    added = plain_client.post("/cases/media", data={**fields, "csrf": csrf}, files=files, follow_redirects=False)
+    assert added.status_code == 303 and added.headers["location"] == "/cases/C-WEB/persons", added.text
+    page = plain_client.get("/cases/C-WEB/persons").text
+    lin = [card for card in page.split('<div class="card"')[1:] if "lin-manuel-miranda.png" in card]
+    assert len(lin) == 1 and lin[0].count("scene.mp4") >= 2  # his photo and both clip tracks: one person
+    assert 'action="/cases/media"' in page  # more media can be added from the case's page

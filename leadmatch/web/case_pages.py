@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from leadmatch.casemedia import persons
+from leadmatch.casemedia import media, persons
 from leadmatch.errors import InputError
 from leadmatch.gallery import galleries as gallery
 from leadmatch.governance import purposes
+from leadmatch.operations import searches
 from leadmatch.search import leads
 from leadmatch.search import run as searching
-from leadmatch.web import forms
-from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser
+from leadmatch.web import forms, worker
+from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser, ServiceSettings
 from leadmatch.web.pages import png
 from leadmatch.web.responses import page
 
@@ -40,6 +42,28 @@ def persons_page(actor: PageUser, ws: OpenWorkspace, request: Request, case: str
     galleries = gallery.list_all(ws, actor) if "agent" in actor.roles else []
     return page(request, "persons", d=listing, galleries=galleries, purposes=purposes.list_all(ws),
                 default_top_k=leads.DEFAULT_CANDIDATES)
+
+
+@router.get("/cases/media/new", response_class=HTMLResponse)
+def media_form(actor: PageUser, ws: OpenWorkspace, request: Request, case: str = ""):
+    """Agent: the form that adds photos and clips to a case (a new case or one of the agent's)."""
+    return page(request, "media_new", case=case, purposes=searches.search_form(ws, actor)["purposes"])
+
+
+@router.post("/cases/media")
+async def media_add(actor: FormUser, config: ServiceSettings, request: Request, case: str = Form(""),
+                    file: list[UploadFile] = File([]), purpose: str = Form(""), justification: str = Form("")):
+    """Agent: add uploaded photos and clips to a case (decoded in a worker process); then its persons."""
+    chosen = [f for f in file if f.filename]
+    if not chosen:
+        raise InputError("no photo or clip was chosen", "choose the case's photos and clips to add")
+    paths = await run_in_threadpool(forms.store_uploads, config.home, [(f.file, f.filename) for f in chosen])
+    wanted = media.MediaRequest(case=case, paths=paths, purpose=purpose, justification=justification, workers=1)
+    try:
+        await request.app.state.pool.call(worker.add_case_media, str(config.home), actor, wanted)
+    finally:
+        forms.drop_upload(paths[0])  # the case keeps its own copies
+    return _back(case.strip())
 
 
 @router.get("/cases/{case}/faces/{face_id}.png")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from leadmatch.errors import FaceChoiceNeeded, LeadmatchError, PhotoError, WorkspaceError
 from leadmatch.governance.accounts import Actor
-from leadmatch.operations import galleries, searches
+from leadmatch.operations import cases, galleries, searches
 from leadmatch.record.workspace import open_workspace
 from leadmatch.search import crops
 from leadmatch.search import run as searching
@@ -221,3 +221,19 @@ def evaluate(source: str, enroll_first: int, holdout: float, seed: int, face: st
         return {"ok": result}
     except LeadmatchError as exc:
         return {"error": error_to_dict(exc)}
+
+
+def add_case_media(home: str, actor: Actor, request) -> dict:
+    """Worker: add uploaded files (all in one upload folder) to a case; names recorded as uploaded."""
+    ws = open_workspace(Path(home))
+    before = os.getcwd()
+    folder = Path(request.paths[0]).parent
+    os.chdir(folder)  # the record keeps the uploader's file names, not the service's upload path
+    request.paths = [Path(Path(p).name) for p in request.paths]
+    try:
+        return {"ok": cases.add_media(ws, actor, request)}
+    except LeadmatchError as exc:
+        return {"error": error_to_dict(exc)}
+    finally:
+        os.chdir(before)
+        ws.close()

@@ -5,7 +5,6 @@ the service's worker pool (`add_media`, a top-level function a spawned worker ca
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,15 +14,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from leadmatch.casemedia import export, media, persons
-from leadmatch.errors import InputError, LeadmatchError
-from leadmatch.governance.accounts import Actor
-from leadmatch.record.workspace import open_workspace
+from leadmatch.errors import InputError
 from leadmatch.search import leads, probes
 from leadmatch.search import run as searching
-from leadmatch.web import forms
+from leadmatch.web import forms, worker
 from leadmatch.web.deps import ApiUser, OpenWorkspace, ServiceSettings
 from leadmatch.web.responses import json_response
-from leadmatch.wire import error_to_dict
 
 router = APIRouter(prefix="/api/v1")
 
@@ -51,22 +47,6 @@ class PersonSearch(BaseModel):
     fusion: str = Field(probes.DEFAULT_FUSION, max_length=20)
 
 
-def add_media(home: str, actor: Actor, request: media.MediaRequest) -> dict:
-    """Worker: add uploaded files (all in one upload folder) to a case; names recorded as uploaded."""
-    ws = open_workspace(Path(home))
-    before = os.getcwd()
-    folder = Path(request.paths[0]).parent
-    os.chdir(folder)  # the record keeps the uploader's file names, not the service's upload path
-    request.paths = [Path(Path(p).name) for p in request.paths]
-    try:
-        return {"ok": media.add(ws, actor, request, progress=None)}
-    except LeadmatchError as exc:
-        return {"error": error_to_dict(exc)}
-    finally:
-        os.chdir(before)
-        ws.close()
-
-
 @router.post("/cases/{case}/media")
 async def media_add(actor: ApiUser, config: ServiceSettings, case: str, request: Request,
                     file: list[UploadFile] = File([]),
@@ -79,7 +59,7 @@ async def media_add(actor: ApiUser, config: ServiceSettings, case: str, request:
     wanted = media.MediaRequest(case=case, paths=paths, purpose=purpose, justification=justification,
                                 every_s=every_s, workers=1)
     try:
-        result = await request.app.state.pool.call(add_media, str(config.home), actor, wanted)
+        result = await request.app.state.pool.call(worker.add_case_media, str(config.home), actor, wanted)
     finally:
         forms.drop_upload(paths[0])  # the case keeps its own copies
     return json_response(result)
