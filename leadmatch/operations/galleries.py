@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Callable
 
 from leadmatch.gallery import enrollment, galleries, model_switch, sources
-from leadmatch.gallery.ray_cluster import check_address  # imports nothing of Ray
 from leadmatch.governance import accounts
 from leadmatch.governance.accounts import Actor
 from leadmatch.errors import InputError
@@ -111,6 +110,8 @@ def ray_cluster(ws: Workspace, actor: Actor, deployment: Deployment, gallery: st
             raise InputError("batch applies only with a Ray cluster", "name the cluster (ray: auto or HOST:PORT), "
                              "or drop batch")
         return None
+    from leadmatch.gallery.ray_cluster import check_address  # only with Ray: a local enrollment loads none of it
+
     wanted = check_address(ray)
     if not deployment.service:
         return ray
