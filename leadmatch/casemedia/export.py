@@ -179,7 +179,7 @@ def verify(folder: Path) -> dict:
             problems.append(f"{f['path']} did not match the sha256 recorded for it when exported")
     previous = None
     for entry in document["audit"]["entries"]:
-        if audit._entry_hash(entry) != entry["hash"]:
+        if audit.entry_hash(entry) != entry["hash"]:
             problems.append(f"audit entry {entry['id']} does not match its hash")
         if previous is not None and entry["id"] == previous["id"] + 1 and entry["prev_hash"] != previous["hash"]:
             problems.append(f"audit entry {entry['id']} does not chain to entry {previous['id']}")
