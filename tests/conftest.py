@@ -26,12 +26,71 @@ MARKED = {
 }
 
 
+#: Single tests of the other modules that take a second or more (measured: `pytest --durations=0`).
+SLOW_TESTS = {
+    "test_api::test_accounts_purposes_subjects_and_index_through_the_api",
+    "test_api::test_admin_routes_refuse_the_wrong_role_change_nothing_and_are_audited",
+    "test_api::test_bad_video_options_get_one_clear_message",
+    "test_api::test_clip_with_two_people_answers_409_listing_the_tracks",
+    "test_api::test_decoding_workers_end_with_the_service_even_when_it_is_killed",
+    "test_api::test_decompression_bomb_errors_while_other_requests_are_answered",
+    "test_api::test_every_route_refuses_without_a_token",
+    "test_api::test_several_stills_through_the_api",
+    "test_api::test_sign_in_throttling_engages_after_five_failures_and_is_audited",
+    "test_api::test_the_whole_story_through_the_api",
+    "test_api::test_video_search_through_the_api",
+    "test_api::test_wrong_role_is_refused_and_audited",
+    "test_audit_integrity::test_checkpoint_from_another_workspace_is_refused",
+    "test_audit_integrity::test_checkpoint_roundtrip",
+    "test_audit_integrity::test_expect_head_failure_says_expected_and_found",
+    "test_audit_integrity::test_key_is_private_and_never_in_any_output_or_the_database",
+    "test_audit_integrity::test_recomputed_chain_is_detected",
+    "test_audit_integrity::test_truncation_behind_checkpoint",
+    "test_calibration::test_build_stores_the_leave_one_out_impostor_distances",
+    "test_calibration::test_estimate_matches_searches_for_people_not_enrolled",
+    "test_calibration::test_one_person_under_two_subjects_is_counted_and_pulls_the_threshold_down",
+    "test_calibration::test_removing_a_subject_recalibrates",
+    "test_calibration::test_small_gallery_is_capped_at_the_one_to_one_threshold",
+    "test_calibration::test_target_fpir_is_admin_only_range_checked_and_audited",
+    "test_calibration::test_threshold_leaves_the_target_share_of_impostors_below_it",
+    "test_casemedia_web::test_an_agent_adds_the_case_media_from_the_page",
+    "test_casemedia_web::test_an_agent_not_on_the_case_gets_403",
+    "test_casemedia_web::test_an_enhanced_probe_is_searched_from_the_page_with_its_original_and_refused_without",
+    "test_casemedia_web::test_persons_page_shows_best_faces_and_its_forms_change_the_grouping",
+    "test_detection::test_striped_detection_embeds_the_sample_probes_as_one_pass_does",
+    "test_detection::test_strips_give_the_same_faces_whatever_the_core_count",
+    "test_gallery_and_index::test_enroll_from_csv_manifest_keeps_metadata",
+    "test_gallery_and_index::test_enrollment_writes_match_face_recognition_reference",
+    "test_gallery_and_index::test_manifest_without_subject_column_is_refused",
+    "test_index_integrity::test_swapped_index_vectors_are_rebuilt",
+    "test_injection::test_case_number_with_escape_codes_is_refused_audited_and_never_printed_raw",
+    "test_injection::test_forged_audit_line_and_escape_codes_come_out_escaped_in_audit_log",
+    "test_injection::test_json_output_writes_invisible_characters_as_escapes_and_keeps_the_data",
+    "test_injection::test_rich_markup_in_a_stored_name_does_not_style_the_terminal",
+    "test_policy_and_export::test_a_tampered_export_does_not_verify",
+    "test_policy_and_export::test_case_export_and_verify_on_the_command_line",
+    "test_policy_and_export::test_case_export_lists_every_search_file_and_audit_entry_and_verifies",
+    "test_policy_and_export::test_only_auditors_reviewers_and_admins_export_and_never_over_a_folder",
+    "test_policy_and_export::test_video_off_searches_a_person_with_its_photos_only_and_refuses_one_seen_only_in_clips",
+    "test_policy_and_export::test_whoami_shows_the_policy",
+    "test_web::test_abandoned_and_failed_uploads_are_swept",
+    "test_web::test_bad_upload_is_refused_with_its_reason_and_audited",
+    "test_web::test_clip_with_two_people_shows_a_track_picker",
+    "test_web::test_error_pages_show_no_server_paths",
+    "test_web::test_report_is_self_contained_and_labelled_everywhere",
+    "test_web::test_several_stills_in_one_form",
+    "test_web::test_video_search_in_the_form_shows_its_frames",
+}
+
+
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         for marker, modules in MARKED.items():
             if module in modules:
                 item.add_marker(marker)
+        if f"{module}::{item.originalname}" in SLOW_TESTS:
+            item.add_marker("slow")
 
 
 if not (GALLERY_DIR.is_dir() and (FACES / "probes.csv").is_file()):
