@@ -16,12 +16,12 @@ exported audit entry's own hash and its link to the entry before it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
+from leadmatch.biometrics.models.registry import sha256_file
 from leadmatch.errors import InputError, NotFound
 from leadmatch.governance import policy
 from leadmatch.record import audit
@@ -32,14 +32,6 @@ from leadmatch.search import leads
 
 FORMAT = "leadmatch-case-export/1"
 EXPORTERS = ("auditor", "reviewer", "admin")
-
-
-def _sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -74,7 +66,7 @@ def export(ws: Workspace, actor: Actor, case: str, out: Path) -> dict:
         name = f"files/{sha256}{Path(relative).suffix}"
         if name not in files:
             shutil.copyfile(ws.home / relative, out / name)
-            found = _sha(out / name)
+            found = sha256_file(out / name)
             files[name] = {"path": name, "sha256": found, "bytes": (out / name).stat().st_size, "what": what,
                            "matches_record": found == sha256}
         return name
@@ -108,7 +100,7 @@ def export(ws: Workspace, actor: Actor, case: str, out: Path) -> dict:
                 "files": sorted(files.values(), key=lambda f: f["path"])}
     _atomic_write(out / "case.json", json.dumps(document, ensure_ascii=False, indent=1, default=str) + "\n")
     _atomic_write(out / "case.html", _html(ws, actor, case, document, out))
-    sums = {"case.json": _sha(out / "case.json"), "case.html": _sha(out / "case.html"),
+    sums = {"case.json": sha256_file(out / "case.json"), "case.html": sha256_file(out / "case.html"),
             **{f["path"]: f["sha256"] for f in files.values()}}
     _atomic_write(out / "SHA256SUMS", "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items())))
     audit.record(ws.conn, actor.name, "case.export", case=case,
@@ -169,7 +161,7 @@ def verify(folder: Path) -> dict:
         path = folder / name
         if not path.is_file():
             problems.append(f"{name} is missing")
-        elif _sha(path) != digest:
+        elif sha256_file(path) != digest:
             problems.append(f"{name} does not match its sha256 in SHA256SUMS")
     listed = {name for _, name in sums}
     for f in document["files"]:
