@@ -1,7 +1,8 @@
 """The leadmatch service's HTTP side: the browser's pages and the JSON API (/api/v1) over one library.
 
     deps.py       FastAPI dependencies: settings, workspace, signed-in user (cookie or bearer), CSRF
-    pages.py      server-rendered pages and forms (cookie sessions, CSRF on every form)
+    pages/        server-rendered pages and forms, one router per resource (cookie sessions, CSRF on every form)
+    downloads.py  what pages and API both send as files: face crops, the lead report, the audit report
     api/          /api/v1 JSON routes, one router per resource (bearer tokens; the CLI's client mode)
     responses.py  security headers, body limits, error pages and JSON errors
     forms.py      field parsing with clear messages; probe uploads
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 from leadmatch.errors import LeadmatchError
 from leadmatch.governance import accounts, oversight, retention
 from leadmatch.record.workspace import open_workspace
-from leadmatch.web import api, case_pages, model_pages, pages
+from leadmatch.web import api, pages
 from leadmatch.web.deps import Settings
 from leadmatch.web.responses import BodyLimit, SecurityHeaders, install_error_handlers
 from leadmatch.web.worker import Pool
@@ -76,8 +77,6 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     app.state.cluster_pool = cluster_pool
     app.include_router(pages.router)
     app.include_router(api.router)
-    app.include_router(model_pages.router)
-    app.include_router(case_pages.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(SecurityHeaders)  # outermost: also on 413s and redirects

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from leadmatch.operations import galleries, oversight
-from leadmatch.web import pages, worker
+from leadmatch.web import downloads, worker
 from leadmatch.web.api.galleries import ServerPath
 from leadmatch.web.deps import ApiUser, OpenWorkspace, ServiceSettings
 from leadmatch.web.responses import json_response
@@ -53,7 +53,7 @@ def audit_log(actor: ApiUser, ws: OpenWorkspace, case: str | None = None, user: 
 
 @router.get("/audit/report")
 def audit_report(actor: ApiUser, ws: OpenWorkspace, start: str, end: str, format: str = "json", stale_days: int = 30):
-    return pages.audit_report_response(ws, actor, start, end, format, stale_days)
+    return downloads.audit_report_response(ws, actor, start, end, format, stale_days)
 
 
 @router.post("/evaluate")

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from leadmatch.errors import InputError
 from leadmatch.operations import searches
 from leadmatch.search import leads, probes
-from leadmatch.web import forms, pages, worker
+from leadmatch.web import downloads, forms, worker
 from leadmatch.web.deps import ApiUser, OpenWorkspace, ServiceSettings
 from leadmatch.web.responses import json_response
 
@@ -96,4 +96,4 @@ def close(actor: ApiUser, ws: OpenWorkspace, search_id: str, body: Closure):
 
 @router.get("/searches/{search_id}/report")
 def report(actor: ApiUser, ws: OpenWorkspace, search_id: str):
-    return pages.report_response(ws, actor, search_id)
+    return downloads.report_response(ws, actor, search_id)

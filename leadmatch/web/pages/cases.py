@@ -18,7 +18,7 @@ from leadmatch.search import leads
 from leadmatch.search import run as searching
 from leadmatch.web import forms, worker
 from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser, ServiceSettings
-from leadmatch.web.pages import png
+from leadmatch.web.downloads import png
 from leadmatch.web.responses import page
 
 router = APIRouter()

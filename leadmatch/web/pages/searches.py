@@ -1,76 +1,26 @@
-"""The browser's pages: server-rendered HTML and plain forms over the library (cookie sessions, CSRF).
+"""The search pages: a new search (photo, stills or clip; the face and track pickers), the lists, one search
+with its candidates, and the disposition, corroboration and closure forms.
 
 No rule lives here: each route calls the library, whose gate refuses (and audits) what a role may not do.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-import secrets
-
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 
-from leadmatch.errors import FaceChoiceNeeded, LeadmatchError
+from leadmatch.errors import FaceChoiceNeeded
 from leadmatch.governance import casework, retention
-from leadmatch.governance.accounts import Actor
-from leadmatch.operations import galleries, oversight, searches, sessions
-from leadmatch.record.workspace import Workspace
+from leadmatch.operations import searches
 from leadmatch.search import crops
 from leadmatch.search.video import is_video
 from leadmatch.web import forms, worker
-from leadmatch.web.deps import COOKIE, LOGIN_COOKIE, FormUser, OpenWorkspace, PageUser, ServiceSettings, client_address
+from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser, ServiceSettings
+from leadmatch.web.downloads import png, report_response
 from leadmatch.web.responses import page
 
 router = APIRouter()
-
-
-# Sign-in ---------------------------------------------------------------------------------------------------
-
-@router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, why: str = ""):
-    nonce = secrets.token_urlsafe(24)  # login CSRF: a double-submit cookie before any session exists
-    response = page(request, "login", user=None, csrf=nonce, why=why)
-    response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", max_age=600,
-                        secure=request.app.state.settings.tls)
-    return response
-
-
-@router.post("/login")
-def login(ws: OpenWorkspace, config: ServiceSettings, request: Request, name: str = Form(""),
-          password: str = Form(""), csrf: str = Form("")):
-    if not csrf or not hmac.compare_digest(csrf, request.cookies.get(LOGIN_COOKIE, "")):
-        return page(request, "error", 403, user=None, csrf="", title="Form refused",
-                    message="The sign-in form expired. Reload the page and try again.")
-    try:
-        address, peer = client_address(request)
-        token = sessions.login(ws, name, password, config.session_hours, throttle=config.throttle,
-                               address=address, peer=peer)["token"]
-    except LeadmatchError as exc:
-        status = 429 if getattr(exc, "reason", "") == "throttled" else 401
-        return page(request, "login", status, user=None, csrf=csrf, why="", error=str(exc))
-    response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=config.session_hours * 3600,
-                        secure=config.tls)
-    response.delete_cookie(LOGIN_COOKIE)
-    return response
-
-
-@router.post("/logout")
-def logout(actor: FormUser, ws: OpenWorkspace, request: Request):
-    sessions.logout(ws, request.cookies.get(COOKIE))
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE)
-    return response
-
-
-# Searching -------------------------------------------------------------------------------------------------
-
-@router.get("/", response_class=HTMLResponse)
-def home_page(actor: PageUser, ws: OpenWorkspace, request: Request):
-    return page(request, "home", roles=sorted(actor.roles), policy=sessions.whoami(ws, actor)["policy"])
 
 
 @router.get("/search/new", response_class=HTMLResponse)
@@ -198,50 +148,5 @@ def close(actor: FormUser, ws: OpenWorkspace, search_id: str,
     return back_to(search_id)
 
 
-# Galleries and oversight ----------------------------------------------------------------------------------
-
-@router.get("/galleries", response_class=HTMLResponse)
-def gallery_list(actor: PageUser, ws: OpenWorkspace, request: Request):
-    return page(request, "galleries", galleries=galleries.list_galleries(ws, actor))
-
-
-@router.get("/galleries/{name}", response_class=HTMLResponse)
-def gallery_page(actor: PageUser, ws: OpenWorkspace, request: Request, name: str):
-    return page(request, "gallery", g=galleries.show(ws, actor, name, refusals=True))
-
-
-@router.get("/audit", response_class=HTMLResponse)
-def audit_page(actor: PageUser, ws: OpenWorkspace, request: Request, case: str = "", user: str = "", since: str = ""):
-    rows = oversight.log(ws, actor, case or None, user or None, since or None, limit=500)
-    check = oversight.verify(ws, actor)
-    return page(request, "audit", rows=rows, check=check, case=case, user_filter=user, since=since)
-
-
-@router.get("/audit/report")
-def audit_report(actor: PageUser, ws: OpenWorkspace, start: str = "", end: str = "", format: str = "csv"):
-    return audit_report_response(ws, actor, start, end, format)
-
-
-# Shared with the API ---------------------------------------------------------------------------------------
-
-def png(data: bytes) -> Response:
-    return Response(data, media_type="image/png", headers={"Cache-Control": "private, no-store"})
-
-
 def back_to(search_id: str) -> RedirectResponse:
     return RedirectResponse(f"/searches/{search_id}", status_code=303)
-
-
-def report_response(ws: Workspace, actor: Actor, search_id: str) -> HTMLResponse:
-    """The lead report as a download (producing it is audited by the library)."""
-    return HTMLResponse(searches.report_html(ws, actor, search_id), headers={
-        "Content-Disposition": f'attachment; filename="lead-report-{search_id}.html"'})
-
-
-def audit_report_response(ws: Workspace, actor: Actor, start: str, end: str, format: str,
-                          stale_days: int = 30) -> Response:
-    media_type = oversight.report_format(format)
-    data = oversight.report(ws, actor, start, end, stale_days)
-    body = oversight.report_csv(data) if format == "csv" else json.dumps(data, indent=2)
-    return Response(body, media_type=media_type, headers={
-        "Content-Disposition": f'attachment; filename="audit-report-{start}-{end}.{format}"'})

@@ -1,0 +1,13 @@
+"""The browser's pages: server-rendered HTML and plain forms over the library (cookie sessions, CSRF on every
+form), one router per resource like the API: signin (and each role's home), searches, cases, galleries, models
+(a gallery's face model), oversight (the audit trail). No rule lives here: each route calls the library."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from leadmatch.web.pages import cases, galleries, models, oversight, searches, signin
+
+router = APIRouter()
+for resource in (signin, searches, galleries, models, oversight, cases):
+    router.include_router(resource.router)
