@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,13 +16,12 @@ from leadmatch.biometrics.models import registry as models
 from leadmatch.record.workspace import init, open_workspace
 from leadmatch.search.run import run
 
-from .helpers import AGENT, FACES, GALLERY_DIR, add_people, enrolled_sample, search_request
+from .helpers import AGENT, CHROMIUM, FACES, GALLERY_DIR, add_people, enrolled_sample, free_port, search_request
 
 #: Which test modules are slow (the real CLI, service or Ray in subprocesses, clips, kill trials), need root (OS
-#: accounts for the service), or drive Chromium. `make test` runs everything; `make test-fast` leaves these out.
+#: accounts for the service); every test_browser* module drives Chromium. `make test` runs everything; `make test-fast` leaves these out.
 MARKED = {
     "root": {"test_service", "test_service_hardening"},
-    "browser": {"test_browser"},
     "slow": {"test_cluster", "test_robustness", "test_races", "test_signin_throttle", "test_checkpoint_schedule",
              "test_private_files", "test_index_scale", "test_casemedia_service", "test_casemedia", "test_probes",
              "test_video", "test_parity", "test_evaluation", "test_onnx_descriptor", "test_cnn_detector",
@@ -89,6 +92,8 @@ def pytest_collection_modifyitems(items) -> None:
         for marker, modules in MARKED.items():
             if module in modules:
                 item.add_marker(marker)
+        if module.startswith("test_browser"):  # every browser module: test_browser, test_browser_<role>…
+            item.add_marker("browser")
         if f"{module}::{item.originalname}" in SLOW_TESTS:
             item.add_marker("slow")
 
@@ -164,3 +169,39 @@ def own_models(tmp_path, monkeypatch):
     forget()
 
 
+
+
+@pytest.fixture
+def server(home):
+    """`leadmatch serve` on the enrolled sample workspace, on a free localhost port; its URL."""
+    port = free_port()
+    subprocess.run(["chmod", "-R", "go-rwx", str(home)], check=True)  # the service refuses a looser workspace
+    process = subprocess.Popen([sys.executable, "-m", "leadmatch", "--home", str(home), "serve", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/login", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the server did not start: " + process.stdout.read().decode(errors="replace"))
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (never `playwright install`)."""
+    if not Path(CHROMIUM).exists():  # a failure, not a skip: CI installs it (.ci/run), and so must a developer
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield chromium
+        chromium.close()

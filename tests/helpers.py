@@ -36,6 +36,8 @@ REVIEWER = Actor("riley", frozenset({"reviewer"}))
 AUDITOR = Actor("audra", frozenset({"auditor"}))
 ACTOR = AGENT  # the agent most tests search as
 MEANS = "Canvassed the block, showed the photo to patrol officers and checked pawn records; no identification."
+CHROMIUM = os.environ.get("LEADMATCH_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots of the browser tests
 LABEL = "INVESTIGATIVE LEAD ONLY — NOT A POSITIVE IDENTIFICATION"  # the words, as a reader sees them
 
 
@@ -169,3 +171,15 @@ def enrolled_sample(home: Path, make_gallery=None) -> Path:
     ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ws.close()
     return home
+
+
+def sign_in(browser, url: str, actor: Actor | str, width: int = 1400, height: int = 900):
+    """A new browser page signed in as `actor` at `url` (a viewport of width × height); on the home page."""
+    name = actor if isinstance(actor, str) else actor.name
+    page = browser.new_context(accept_downloads=True, viewport={"width": width, "height": height}).new_page()
+    page.goto(url + "/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(url + "/")
+    return page

@@ -4,64 +4,7 @@ Screenshots of the candidate grid and the report are saved under test-artifacts/
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
-import pytest
-
-from .helpers import AGENT, AUDITOR, LABEL, PASSWORD, PROBES_DIR, REVIEWER, ROOT, free_port
-
-CHROMIUM = os.environ.get("LEADMATCH_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
-
-if not Path(CHROMIUM).exists():  # a failure, not a skip: CI installs it (.ci/run), and so must a developer
-    pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)", pytrace=False)
-
-
-@pytest.fixture
-def server(home):
-    port = free_port()
-    subprocess.run(["chmod", "-R", "go-rwx", str(home)], check=True)  # the service refuses a looser workspace
-    process = subprocess.Popen([sys.executable, "-m", "leadmatch", "--home", str(home), "serve", "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/login", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the server did not start: " + process.stdout.read().decode(errors="replace"))
-    yield url
-    process.terminate()
-    process.wait(10)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield chromium
-        chromium.close()
-
-
-def sign_in(browser, url, actor):
-    page = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000}).new_page()
-    page.goto(url + "/login")
-    page.fill("input[name=name]", actor.name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(url + "/")
-    return page
+from .helpers import AGENT, ARTIFACTS, AUDITOR, LABEL, PROBES_DIR, REVIEWER, sign_in
 
 
 def test_agent_reviewer_auditor_in_the_browser(server, browser):

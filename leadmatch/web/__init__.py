@@ -6,6 +6,7 @@
     api/          /api/v1 JSON routes, one router per resource (bearer tokens; the CLI's client mode)
     responses.py  security headers, body limits, error pages and JSON errors
     forms.py      field parsing with clear messages; probe uploads
+    static/       the pages' scripts and styles (served from this site only: the CSP allows no inline script)
     worker.py     photo decoding (search, enroll, evaluate) in a process pool, off the event loop
 """
 
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from leadmatch.errors import LeadmatchError
 from leadmatch.governance import accounts, oversight, retention
@@ -27,6 +29,7 @@ from leadmatch.web.deps import Settings
 from leadmatch.web.responses import BodyLimit, SecurityHeaders, install_error_handlers
 from leadmatch.web.worker import Pool
 
+STATIC = Path(__file__).parent / "static"
 CLIP_NICENESS = 10  # clip workers yield the CPU to photo searches
 
 
@@ -76,6 +79,7 @@ def create_app(home: Path, session_hours: int = accounts.SESSION_HOURS, *, tls: 
     app.state.video_pool = video_pool
     app.state.cluster_pool = cluster_pool
     app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # scripts and styles, no data
     app.include_router(api.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, settings=settings)

@@ -1,0 +1,9 @@
+// Shared by every page (the CSP allows scripts from this site only, never inline ones).
+// A form with data-confirm asks before it is sent; the text names what will happen.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  const text = form.dataset ? form.dataset.confirm : null;
+  if (text && !window.confirm(text)) {
+    event.preventDefault();
+  }
+}, true);
