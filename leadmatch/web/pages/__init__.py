@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from leadmatch.web.pages import cases, galleries, models, oversight, searches, signin
+from leadmatch.web.pages import cases, galleries, models, new_search, oversight, searches, signin
 
 router = APIRouter()
-for resource in (signin, searches, galleries, models, oversight, cases):
+for resource in (signin, new_search, searches, galleries, models, oversight, cases):
     router.include_router(resource.router)
