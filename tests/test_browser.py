@@ -4,6 +4,8 @@ Screenshots of the candidate grid and the report are saved under test-artifacts/
 
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
 from .helpers import AGENT, ARTIFACTS, AUDITOR, LABEL, PROBES_DIR, REVIEWER, sign_in
 
 
@@ -27,18 +29,17 @@ def test_agent_reviewer_auditor_in_the_browser(server, browser):
     assert all(LABEL in cards.nth(i).inner_text() for i in range(4))
     assert LABEL in page.locator(".banner").inner_text()
     page.wait_for_load_state("networkidle")
-    loaded = page.eval_on_selector_all(".card .pair img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
-    assert len(loaded) == 8 and all(loaded)  # every probe and candidate face crop is shown
-    others = page.eval_on_selector_all(".card .others img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
-    assert all(others)  # and each subject's other matched photos
+    loaded = page.eval_on_selector_all("#probe-panel img, .card img.chip",
+                                       "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    assert len(loaded) == 5 and all(loaded)  # the probe's face and every candidate's are shown
     page.screenshot(path=str(ARTIFACTS / "candidate-grid.png"), full_page=True)
     search_url = page.url
     for rank in range(1, 5):
         form = page.locator(f".card[data-rank='{rank}'] form.disposition")
         form.locator("select[name=decision]").select_option("possible-lead" if rank == 1 else "excluded")
         form.locator("input[name=note]").fill("Compared side by side with the probe.")
-        form.locator("button").click()
-        page.wait_for_load_state()
+        form.locator("button").click()  # recorded in place: the card changes, the page stays
+        expect(page.locator(f".card[data-rank='{rank}'] form.disposition")).to_have_count(0)
     assert "awaiting-review" in page.locator("h1").inner_text()
     with page.expect_download() as download:
         page.click("a:has-text('Download lead report')")
@@ -58,11 +59,13 @@ def test_agent_reviewer_auditor_in_the_browser(server, browser):
     form.locator("input[name=reference]").fill("RC-77")
     form.locator("select[name=outcome]").select_option("corroborated")
     form.locator("button").click()
+    page.click("button:has-text('Yes, record the corroboration')")  # a final step, confirmed by name
     page.wait_for_load_state()
     page.select_option("#close select[name=outcome]", "identified")
-    page.fill("#close input[name=rank]", "1")
+    page.select_option("#close select[name=rank]", "1")
     page.fill("#close textarea[name=note]", "Corroborated by records check RC-77.")
     page.click("button:has-text('Close search')")
+    page.click("button:has-text('Yes, close the search')")
     page.wait_for_load_state()
     assert "closed-identified" in page.locator("h1").inner_text()
 
@@ -102,17 +105,15 @@ def test_video_search_in_the_browser(server, browser):
     page.wait_for_load_state("networkidle")
     frames = page.eval_on_selector_all("#frames img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
     assert len(frames) == 5 and all(frames)
-    sizes = first.locator(".pair img").evaluate_all("imgs => imgs.map(i => [i.clientWidth, i.clientHeight])")
-    assert len(sizes) == 2 and all(w >= 300 and h >= 300 for w, h in sizes)  # side by side, same scale
     page.screenshot(path=str(ARTIFACTS / "video-search.png"), full_page=True)
-    first.screenshot(path=str(ARTIFACTS / "video-compare.png"))
-    with page.context.expect_page() as enlarged:
-        first.locator(".pair a").nth(1).click()
-    large = enlarged.value
-    large.wait_for_load_state()
-    assert large.evaluate("document.images[0].naturalHeight") == 720 or \
-        large.evaluate("document.images[0].naturalWidth") == 720
-    large.close()
+    first.locator("a.compare").click()  # the compare view: the best frame and the candidate, aligned, 400 px
+    page.wait_for_load_state("networkidle")
+    sizes = page.locator(".pane img").evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert sizes == [[400, 400], [400, 400]]  # side by side, same scale
+    page.screenshot(path=str(ARTIFACTS / "video-compare.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#candidates")
+    first = page.locator("#candidates .card").nth(0)
     form = first.locator("form.disposition")
     select = form.locator("select[name=decision]")
     assert select.input_value() == ""  # nothing preselected
@@ -122,7 +123,7 @@ def test_video_search_in_the_browser(server, browser):
     assert first.locator("form.disposition").count() == 1
     select.select_option("possible-lead")
     form.locator("button").click()
-    page.wait_for_load_state()
+    expect(page.locator("#c1 .state")).to_contain_text("possible-lead")
     decided = page.locator("#candidates .card").nth(0)
     assert "Disposition: possible-lead" in decided.inner_text()
     page.screenshot(path=str(ARTIFACTS / "video-search-dispositioned.png"), full_page=True)

@@ -34,7 +34,9 @@ def client(home):
 def test_persons_page_shows_best_faces_and_its_forms_change_the_grouping(client):
     csrf = sign_in(client, AGENT)
     assert "Deployment policy: video probes on" in client.get("/").text
-    assert client.get(f"/cases?case={CASE}", follow_redirects=False).headers["location"] == f"/cases/{CASE}/persons"
+    assert client.get(f"/cases?case={CASE}", follow_redirects=False).headers["location"] == f"/cases/{CASE}"
+    case = client.get(f"/cases/{CASE}").text  # the case view counts its media and persons and links to them
+    assert f'href="/cases/{CASE}/persons"' in case and "3 files added, 3 persons found" in case
     page = client.get(f"/cases/{CASE}/persons").text
     assert "P1" in page and "P2" in page and "P3" in page and "INVESTIGATIVE LEAD ONLY" in page
     face = page.split(f'/cases/{CASE}/faces/')[1].split(".png")[0]

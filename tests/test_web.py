@@ -276,7 +276,7 @@ def test_disposition_starts_empty_and_needs_a_choice_and_a_note(client, home, se
     assert len(selects) == 3
     assert all('required' in tag for tag in re.findall(r'<select name="decision"[^>]*>', page))
     for options in selects:  # nothing preselected but the disabled, empty "choose…"
-        assert re.findall(r"<option[^>]*selected[^>]*>[^<]*", options) == ['<option value="" disabled selected>choose…']
+        assert re.findall(r"<option[^>]*selected[^>]*>[^<]*", options) == ['<option value="" selected disabled>decide…']
     assert len(re.findall(r'<input type="text" name="note"[^>]*required', page)) == 3
     # a form sent without a choice (a script, an old browser) is refused by the library, and nothing recorded
     empty = client.post(f"/searches/{searched}/disposition",
@@ -284,7 +284,12 @@ def test_disposition_starts_empty_and_needs_a_choice_and_a_note(client, home, se
     assert empty.status_code == 403 and "no decision was chosen for rank 1" in html.unescape(empty.text)
     no_note = client.post(f"/searches/{searched}/disposition",
                           data={"csrf": token, "rank": "1", "decision": "excluded", "note": " "})
-    assert no_note.status_code == 403 and "--note is empty" in html.unescape(no_note.text)
+    # the page's words, not the CLI's (--note), beside the field, which is marked; the typed choice kept
+    assert no_note.status_code == 403 and "the note is empty or too short" in html.unescape(no_note.text)
+    assert "--note" not in html.unescape(no_note.text)
+    card = re.search(r'<article[^>]*data-rank="1".*?</article>', no_note.text, re.S).group(0)
+    assert re.search(r'<input type="text" name="note"[^>]*aria-invalid="true"', card)
+    assert "<option selected>excluded</option>" in card and 'role="alert"' in card
     ws = open_workspace(home)
     assert ws.conn.execute("SELECT COUNT(*) FROM dispositions WHERE search_id = ?", (searched,)).fetchone()[0] == 0
     reasons = [e["reason"] for e in audit.entries(ws.conn) if e["action"] == "disposition"]
@@ -298,22 +303,32 @@ def test_disposition_starts_empty_and_needs_a_choice_and_a_note(client, home, se
     assert chosen.status_code == 303
 
 
-def test_side_by_side_crops_are_large_enlargeable_and_bounded(client, home):
+def test_faces_are_aligned_chips_at_one_scale_with_a_compare_view_and_whole_photos(client, home):
     ws = open_workspace(home)
     sid = run(ws, AGENT, search_request("johnsnow_test1.jpg", top_k=3))["search_id"]
     ws.close()
     sign_in(client, AGENT)
     page = client.get(f"/searches/{sid}").text
-    probe, first = client.get(f"/searches/{sid}/probe.png"), client.get(f"/searches/{sid}/candidates/1.png")
-    assert max(png_size(probe.content)) == max(png_size(first.content)) == 320  # same scale, ≥ 300 px
-    assert f'href="/searches/{sid}/probe.png?size=720"' in page
-    assert max(png_size(client.get(f"/searches/{sid}/candidates/1.png?size=720").content)) == 720
+    chips = re.findall(rf'src="/searches/{sid}/candidates/(\d)\.png\?style=chip&amp;size=220"', page)
+    assert chips == ["1", "2", "3"]  # one aligned chip a candidate, in the grid
+    probe = client.get(f"/searches/{sid}/probe.png?style=chip&size=220")
+    first = client.get(f"/searches/{sid}/candidates/1.png?style=chip&size=220")
+    assert png_size(probe.content) == png_size(first.content) == (220, 220)  # same size, square, eyes aligned
+    assert max(png_size(client.get(f"/searches/{sid}/candidates/1.png").content)) == 320  # the margin crop
     assert client.get(f"/searches/{sid}/probe.png?size=5000").status_code == 400  # bounded
-    # kit_harington has a second enrolled photo: shown with its distance, its crop served by face id
-    others = re.findall(rf'src="/searches/{sid}/candidates/1.png\?face=(\d+)&amp;size=160"', page)
-    assert len(others) == 1 and "distance " in page.split("Other matched photos")[1]
+    assert client.get(f"/searches/{sid}/probe.png?style=odd").status_code == 400
+    whole = client.get(f"/searches/{sid}/candidates/1.png?style=photo")
+    assert whole.status_code == 200 and png_size(whole.content) != (220, 220)
+    compare = client.get(f"/searches/{sid}/compare/1").text
+    assert compare.count(f"/searches/{sid}/probe.png?style=chip&amp;size=400") == 2  # side by side, and overlaid
+    assert compare.count(f"/searches/{sid}/candidates/1.png?style=chip&amp;size=400") == 2
+    assert 'id="wipe"' in compare and 'rel="next"' in compare and LABEL in html.unescape(compare)
+    # kit_harington has a second enrolled photo: on the compare view with its distance, served by face id
+    others = re.findall(rf'src="/searches/{sid}/candidates/1.png\?face=(\d+)&amp;style=chip&amp;size=160"', compare)
+    assert len(others) == 1 and "distance " in compare.split("Other matched photos")[1]
     assert client.get(f"/searches/{sid}/candidates/1.png?face={others[0]}").status_code == 200
     assert client.get(f"/searches/{sid}/candidates/1.png?face=999999").status_code == 404
+    assert client.get(f"/searches/{sid}/compare/9").status_code == 400
 
 
 def test_video_search_in_the_form_shows_its_frames(client, home):

@@ -348,6 +348,16 @@ def measure(pixels: np.ndarray, box: tuple, index: int, score: float | None) -> 
     return face, chip
 
 
+def aligned_chip(pixels: np.ndarray, box: tuple, size: int, padding: float) -> np.ndarray:
+    """The face in `box` (top, right, bottom, left) as a `size` px square RGB chip aligned on its 5 landmarks
+    (eyes level, same place and scale in every chip); `padding` the context around them (dlib's meaning)."""
+    import dlib
+
+    top, right, bottom, left = box
+    shape = models.landmarks_5()(pixels, dlib.rectangle(left, top, right, bottom))
+    return np.asarray(dlib.get_face_chip(pixels, shape, size=size, padding=padding))
+
+
 def describe(pixels: np.ndarray, box: tuple, index: int, score: float | None) -> Face:
     """Landmarks, aligned chip, quality and embedding for the face in `box` (full-resolution pixels)."""
     face, chip = measure(pixels, box, index, score)

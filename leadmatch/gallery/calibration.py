@@ -72,9 +72,8 @@ class Calibration:
         return 1.0 / max(1, min(self.measured, len(self.curve) or 1))
 
     def describe_rate(self, distance: float) -> str:
-        """'3 %' — or 'under 0.2 %' when no measured impostor came that close."""
-        rate = self.fpir_at(distance)
-        return f"under {percent(self.resolution())}" if rate == 0 else percent(rate)
+        """'3 %' — or 'under 0.2 %' when no measured impostor came that close (see `rate_words`)."""
+        return rate_words(self.fpir_at(distance), self.resolution())
 
     def sentence(self) -> str:
         """'threshold 0.41 for 1 % false alarms in this gallery of 856 people' (and why, if not met exactly)."""
@@ -102,6 +101,23 @@ class Calibration:
         return {"threshold": round(self.threshold, 4), "target_fpir": self.target_fpir, "subjects": self.subjects,
                 "measured_subjects": self.measured, "limited_by": self.limited_by,
                 "possible_duplicates": self.possible_duplicates, "text": self.sentence()}
+
+
+#: From this estimated false-alarm rate on, strangers commonly come as close: the words say so, lest "100 %"
+#: read as a verdict on the candidate.
+COMMON_RATE = 0.5
+
+
+def rate_words(rate: float, resolution: float) -> str:
+    """An estimated false-alarm rate as every output words it: '3 %'; 'under 0.2 %' when no measured impostor
+    came that close, with 'too few people measured to say lower' when the gallery cannot resolve 1 %; and from
+    COMMON_RATE on, that strangers commonly come this close (so the distance is no sign of a match)."""
+    if rate == 0:
+        coarse = " — too few people measured to say lower" if resolution > 0.01 else ""
+        return f"under {percent(resolution)}{coarse}"
+    if rate >= COMMON_RATE:
+        return f"{percent(rate)} — strangers commonly come this close"
+    return percent(rate)
 
 
 def percent(rate: float) -> str:

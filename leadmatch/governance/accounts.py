@@ -185,6 +185,26 @@ def current_certification(ws: Workspace, name: str, on: date | None = None) -> d
                                      "expires": row["expires_on"]}
 
 
+def expiring_certifications(ws: Workspace, actor: Actor, within_days: int = 30, on: date | None = None) -> list[dict]:
+    """Admin: active users whose certification for the required course lapses within `within_days` (or has
+    lapsed, or was never recorded) and who hold the agent role — soonest first: who must be recertified before
+    they can search again."""
+    require(ws, actor, "admin", "user.certifications")
+    today = on or date.today()
+    horizon = (today + timedelta(days=within_days)).isoformat()
+    out = []
+    for r in ws.conn.execute("SELECT name, roles FROM users WHERE disabled_at IS NULL ORDER BY name"):
+        if "agent" not in _roles(r):
+            continue
+        latest = ws.conn.execute(
+            "SELECT max(c.expires_on) FROM certifications c JOIN users u ON u.id = c.user_id "
+            "WHERE u.name = ? AND c.course = ?", (r["name"], required_course(ws))).fetchone()[0]
+        if latest is None or latest <= horizon:
+            state = "never certified" if latest is None else ("lapsed" if latest < today.isoformat() else "expiring")
+            out.append({"user": r["name"], "expires": latest, "state": state})
+    return sorted(out, key=lambda u: (u["expires"] or ""))
+
+
 def required_course(ws: Workspace) -> str:
     row = ws.conn.execute("SELECT value FROM settings WHERE key = 'required_course'").fetchone()
     return row[0] if row else DEFAULT_COURSE

@@ -129,6 +129,13 @@ def _corroborate(ws: Workspace, actor: Actor, action: str, search, rank: int, ev
     if decided is None or decided[0] != "possible-lead":
         raise refuse(ws, actor, action, "not-a-possible-lead", f"rank {rank} was {decided[0] if decided else 'not dispositioned'}",
                      "corroboration is recorded only for possible leads", **context)
+    # nothing is preselected: an empty final choice is a refused attempt, audited, never a default
+    if not (evidence_type or "").strip():
+        raise refuse(ws, actor, action, "missing-evidence-type", f"no --evidence-type was chosen for rank {rank}",
+                     f"choose one of: {', '.join(EVIDENCE_TYPES)}", **context)
+    if not (outcome or "").strip():
+        raise refuse(ws, actor, action, "missing-outcome", f"no --outcome was chosen for rank {rank}",
+                     f"choose {' or '.join(OUTCOMES)}", **context)
     if evidence_type not in EVIDENCE_TYPES:
         raise InputError(f"--evidence-type {evidence_type!r} is not allowed", f"use one of: {', '.join(EVIDENCE_TYPES)}")
     if outcome not in OUTCOMES:
@@ -168,6 +175,9 @@ def _close(ws: Workspace, actor: Actor, action: str, search, outcome: str, note:
     if search["status"] != AWAITING_REVIEW:
         raise refuse(ws, actor, action, "not-dispositioned", f"search {search_id} is {search['status']}",
                      "the agent must disposition every candidate first", **context)
+    if not (outcome or "").strip():  # nothing is preselected: refused and audited, never a default
+        raise refuse(ws, actor, action, "missing-outcome", f"no --outcome was chosen for search {search_id}",
+                     "choose identified or no-identification", **context)
     note = _text(ws, actor, action, search, note, "--note")
     if outcome == "identified":
         if rank is None:
@@ -213,8 +223,10 @@ def may(actor: Actor, search: dict) -> dict:
     return {"disposition": own and actor.has("agent"), "review": actor.has("reviewer") and not own}
 
 
-def listing(ws: Workspace, actor: Actor, case: str | None = None, status: str | None = None) -> list[dict]:
-    """Searches the actor may see, newest first."""
+def listing(ws: Workspace, actor: Actor, case: str | None = None, status: str | None = None,
+            oldest_first: bool = False) -> list[dict]:
+    """Searches the actor may see, newest first (or oldest first: a queue), each with its progress (candidates,
+    dispositioned, leads, corroborated) and `next`: who acts next and what they do (`next_step`)."""
     held = require(ws, actor, ("agent", "reviewer", "auditor", "admin"), "search.list").roles
     if status and status not in STATUSES:
         raise InputError(f"--status {status!r} is not a status", f"use one of: {', '.join(STATUSES)}")
@@ -229,10 +241,60 @@ def listing(ws: Workspace, actor: Actor, case: str | None = None, status: str | 
         clauses.append("s.agent = ?")
         params.append(actor.name)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return [dict(r) for r in ws.conn.execute(
+    order = "ASC" if oldest_first else "DESC"
+    rows = [dict(r) for r in ws.conn.execute(
         "SELECT s.id AS search_id, s.case_number AS 'case', g.name AS gallery, s.agent, s.created_at, s.status, "
-        "s.purpose, (SELECT count(*) FROM candidates c WHERE c.search_id = s.id) AS candidates "
-        f"FROM searches s JOIN galleries g ON g.id = s.gallery_id {where} ORDER BY s.created_at DESC", params)]
+        "s.purpose, s.closed_by, s.closure_rank, "
+        "(SELECT count(*) FROM candidates c WHERE c.search_id = s.id) AS candidates, "
+        "(SELECT count(*) FROM dispositions d WHERE d.search_id = s.id) AS dispositioned, "
+        "(SELECT count(*) FROM dispositions d WHERE d.search_id = s.id AND d.decision = 'possible-lead') AS leads, "
+        "(SELECT count(DISTINCT k.rank) FROM corroborations k WHERE k.search_id = s.id "
+        " AND k.outcome = 'corroborated') AS corroborated "
+        f"FROM searches s JOIN galleries g ON g.id = s.gallery_id {where} ORDER BY s.created_at {order}", params)]
+    for row in rows:
+        row["next"] = next_step(row)
+    return rows
+
+
+def next_step(row: dict) -> dict:
+    """Who acts next on a search and what they do, from its listing row (status, agent, candidates,
+    dispositioned, leads, corroborated, closed_by, closure_rank): {"role", "who", "text"}; role None once closed.
+    Every front end shows this sentence, so none re-derives the workflow."""
+    agent, total, done = row["agent"], row["candidates"], row["dispositioned"]
+    leads = row.get("leads", 0)
+    if row["status"] == AWAITING_DISPOSITION:
+        return {"role": "agent", "who": agent,
+                "text": f"{agent} (the searching agent) dispositions the remaining {plural(total - done, 'candidate')}"
+                        f" ({done} of {total} done)"}
+    if row["status"] == AWAITING_REVIEW:
+        if leads and not row.get("corroborated"):
+            work = f"records independent corroboration for the {plural(leads, 'possible lead')}, then closes it"
+        elif leads:
+            work = "closes it (identified only on a corroborated lead)"
+        else:
+            work = "closes it as no-identification (no candidate was a possible lead)"
+        return {"role": "reviewer", "who": None, "text": f"a reviewer other than {agent} {work}"}
+    outcome = (f"identified on rank {row['closure_rank']}" if row["status"] == CLOSED_IDENTIFIED
+               else "no identification")
+    return {"role": None, "who": None, "text": f"closed by {row.get('closed_by') or 'a reviewer'}: {outcome}"}
+
+
+def progress(record: dict) -> dict:
+    """A shown search's progress — candidates, dispositioned, leads, corroborated — and `next` (`next_step`)."""
+    cands = record["candidates"]
+    row = {"status": record["status"], "agent": record["agent"], "candidates": len(cands),
+           "dispositioned": sum(1 for c in cands if c.get("disposition")),
+           "leads": sum(1 for c in cands if (c.get("disposition") or {}).get("decision") == "possible-lead"),
+           "corroborated": sum(1 for c in cands if any(e["outcome"] == "corroborated"
+                                                       for e in c.get("corroboration") or [])),
+           "closed_by": (record.get("closure") or {}).get("closed_by"),
+           "closure_rank": (record.get("closure") or {}).get("rank")}
+    return {k: row[k] for k in ("candidates", "dispositioned", "leads", "corroborated")} | {"next": next_step(row)}
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 candidate', '3 candidates', '1 possible lead'."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def seen_before(ws: Workspace, search_id: str) -> dict[str, list[dict]]:

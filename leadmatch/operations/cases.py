@@ -7,10 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from leadmatch.casemedia import export, media, persons
+from leadmatch.casemedia import cases, export, media, persons
 from leadmatch.governance import policy
 from leadmatch.governance.accounts import Actor
 from leadmatch.record.workspace import Workspace
+
+
+def overview(ws: Workspace, actor: Actor, case: str) -> dict:
+    """A case at a glance: its searches with their progress and next step, leads, people, media (audited)."""
+    return cases.overview(ws, actor, case)
 
 
 def add_media(ws: Workspace, actor: Actor, request: media.MediaRequest,

@@ -33,15 +33,16 @@ def listing(ws: Workspace, actor: Actor, case: str | None = None, status: str | 
 
 
 def review_queue(ws: Workspace, actor: Actor) -> list[dict]:
-    """Reviewer: searches awaiting review."""
+    """Reviewer: searches awaiting review, oldest first (the longest waiting on top)."""
     accounts.require(ws, actor, "reviewer", "search.review-queue")
-    return casework.listing(ws, actor, None, casework.AWAITING_REVIEW)
+    return casework.listing(ws, actor, None, casework.AWAITING_REVIEW, oldest_first=True)
 
 
 def show(ws: Workspace, actor: Actor, search_id: str) -> dict:
-    """One search: probe, candidates, dispositions, corroboration, closure, history, and what `actor` may do."""
+    """One search: probe, candidates, dispositions, corroboration, closure, history, its progress and who acts
+    next (`progress`), and what `actor` may do (`may`)."""
     record = searching.show(ws, actor, search_id)
-    return {**record, "may": casework.may(actor, record)}
+    return {**record, "progress": casework.progress(record), "may": casework.may(actor, record)}
 
 
 def report_html(ws: Workspace, actor: Actor, search_id: str) -> str:

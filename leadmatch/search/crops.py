@@ -1,5 +1,7 @@
-"""Face crops for people to compare: the probe's face and each candidate's, cut from the stored photos with a
-margin. Reading them follows the same need-to-know rule as reading the search."""
+"""Face images for people to compare: the probe's face and each candidate's, cut from the stored photos. Three
+styles: `crop` (the detected box with a margin, as found), `chip` (aligned on the eyes: both eyes level at the
+same place and the same distance apart in every chip, so probe and candidate can be laid over each other) and
+`photo` (the whole photo, the face boxed). Reading them follows the same need-to-know rule as reading the search."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from PIL import Image, ImageDraw
 from leadmatch.governance.accounts import Actor
 from leadmatch.governance.casework import can_read
 from leadmatch.errors import NotFound
+from leadmatch.biometrics import faces
 from leadmatch.biometrics.photos import decode
 from leadmatch.record.workspace import Workspace
 
@@ -19,6 +22,44 @@ MARGIN = 0.35
 #: Side by side at a size a person can judge (probe and candidate at the same scale); `LARGE` when enlarged.
 SIZE = 320
 LARGE = 720
+#: An aligned chip's context around the eyes and mouth (dlib's chip padding: 0.25 is the embedder's tight chip;
+#: this shows forehead, ears and chin too, what a person compares).
+CHIP_PADDING = 0.6
+#: The longest side of a whole photo as shown.
+PHOTO_SIZE = 1600
+STYLES = ("crop", "chip", "photo")
+
+
+def render(data: bytes, box: list[int] | tuple, size: int = SIZE, style: str = "crop") -> bytes:
+    """The face in `box` of the photo `data` as a PNG in `style` (see the module's docstring)."""
+    if style == "chip":
+        return face_chip_png(data, box, size)
+    if style == "photo":
+        return photo_png(data, box)
+    return face_crop_png(data, box, size)
+
+
+def face_chip_png(data: bytes, box: list[int] | tuple, size: int = SIZE, padding: float = CHIP_PADDING) -> bytes:
+    """The face in `box` aligned on its eyes (dlib's 5-point landmarks, as the embedder aligns it), `size` px
+    square: every chip puts the eyes at the same place at the same scale."""
+    pixels = decode(data).pixels
+    chip = faces.aligned_chip(pixels, tuple(box), size, padding)
+    out = io.BytesIO()
+    Image.fromarray(chip).save(out, "PNG")
+    return out.getvalue()
+
+
+def photo_png(data: bytes, box: list[int] | tuple, longest: int = PHOTO_SIZE) -> bytes:
+    """The whole photo, at most `longest` px on its longest side, the face in `box` outlined."""
+    image = Image.fromarray(decode(data).pixels)
+    scale = min(1.0, longest / max(image.size))
+    if scale < 1.0:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    top, right, bottom, left = (round(v * scale) for v in box)
+    ImageDraw.Draw(image).rectangle((left, top, right, bottom), outline=(255, 200, 0), width=max(2, image.width // 300))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
 
 
 def face_crop_png(data: bytes, box: list[int] | tuple, size: int = SIZE, margin: float = MARGIN) -> bytes:
@@ -72,14 +113,16 @@ def _search_row(ws: Workspace, actor: Actor, search_id: str):
     return row
 
 
-def probe_crop(ws: Workspace, actor: Actor, search_id: str, size: int = SIZE) -> bytes:
+def probe_crop(ws: Workspace, actor: Actor, search_id: str, size: int = SIZE, style: str = "crop") -> bytes:
+    """The probe's face (the best frame of a clip, the first of several stills) in `style`."""
     row = _search_row(ws, actor, search_id)
     if not row["probe_stored_path"] or not (ws.home / row["probe_stored_path"]).is_file():
         return unavailable_png("probe photo purged\nunder retention rules", size)
-    return face_crop_png((ws.home / row["probe_stored_path"]).read_bytes(), json.loads(row["box"]), size)
+    return render((ws.home / row["probe_stored_path"]).read_bytes(), json.loads(row["box"]), size, style)
 
 
-def probe_frame_crop(ws: Workspace, actor: Actor, search_id: str, number: int, size: int = SIZE) -> bytes:
+def probe_frame_crop(ws: Workspace, actor: Actor, search_id: str, number: int, size: int = SIZE,
+                     style: str = "crop") -> bytes:
     """Probe face `number` (from 1) of a search with several: a video frame or one of several stills."""
     row = _search_row(ws, actor, search_id)
     frames = json.loads(row["probe_frames"] or "[]")
@@ -91,12 +134,13 @@ def probe_frame_crop(ws: Workspace, actor: Actor, search_id: str, number: int, s
     path = ws.home / frame["stored_path"]
     if not path.is_file():
         return unavailable_png("probe purged\nunder retention rules", size)
-    return face_crop_png(path.read_bytes(), frame["box"], size)
+    return render(path.read_bytes(), frame["box"], size, style)
 
 
 def candidate_crop(ws: Workspace, actor: Actor, search_id: str, rank: int, size: int = SIZE,
-                   face_id: int | None = None) -> bytes:
-    """Candidate `rank`'s face; with `face_id`, another enrolled photo of that subject listed on the candidate."""
+                   face_id: int | None = None, style: str = "crop") -> bytes:
+    """Candidate `rank`'s face in `style`; with `face_id`, another enrolled photo of that subject listed on the
+    candidate."""
     _search_row(ws, actor, search_id)
     cand = ws.conn.execute("SELECT face_id, photo_sha256, box, faces FROM candidates WHERE search_id = ? AND rank = ?",
                            (search_id, rank)).fetchone()
@@ -116,4 +160,4 @@ def candidate_crop(ws: Workspace, actor: Actor, search_id: str, rank: int, size:
     photo = ws.conn.execute("SELECT stored_path FROM photos WHERE sha256 = ? LIMIT 1", (sha,)).fetchone()
     if photo is None or not (ws.home / photo["stored_path"]).is_file():
         return unavailable_png("gallery photo removed\nsince this search", size)
-    return face_crop_png((ws.home / photo["stored_path"]).read_bytes(), box, size)
+    return render((ws.home / photo["stored_path"]).read_bytes(), box, size, style)

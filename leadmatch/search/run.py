@@ -444,6 +444,4 @@ def _rate_text(rate: float | None, calibrated: dict | None) -> str | None:
     """A stored candidate's estimated false-alarm rate as every output shows it ('3 %', 'under 0.1 %')."""
     if rate is None or not calibrated:
         return None
-    if rate == 0:
-        return f"under {calibration.percent(calibrated['resolution'])}"
-    return calibration.percent(rate)
+    return calibration.rate_words(rate, calibrated["resolution"])

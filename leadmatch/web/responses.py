@@ -19,14 +19,30 @@ from leadmatch.errors import DiskFull, FaceChoiceNeeded, LeadmatchError, ModelEr
 from leadmatch.record.store import is_disk_full
 from leadmatch.safetext import shown
 from leadmatch.search import leads, report
+from leadmatch.web import wording
 from leadmatch.web.deps import COOKIE
 from leadmatch.wire import error_to_dict
 
 templates = report.templates
+
+
+def plain(value) -> str:
+    """A stored value as words for a page: lists joined by commas, mappings as 'key value', never a Python repr."""
+    if isinstance(value, dict):
+        return ", ".join(f"{str(k).replace('_', ' ')} {plain(v)}" for k, v in value.items() if v is not None)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(plain(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+templates.filters["plain"] = plain
+templates.filters["words"] = wording.words
 log = logging.getLogger("leadmatch.web")
 
 SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                                  b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),

@@ -4,6 +4,7 @@ person (cookie sessions, CSRF on every form). No rule lives here: each route cal
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -13,7 +14,7 @@ from leadmatch.casemedia import media, persons
 from leadmatch.errors import InputError
 from leadmatch.gallery import galleries as gallery
 from leadmatch.governance import purposes
-from leadmatch.operations import searches
+from leadmatch.operations import cases, searches
 from leadmatch.search import leads
 from leadmatch.search import run as searching
 from leadmatch.web import forms, worker
@@ -30,10 +31,16 @@ def _back(case: str) -> RedirectResponse:
 
 @router.get("/cases", response_class=HTMLResponse)
 def case_jump(actor: PageUser, request: Request, case: str = ""):
-    """A case number in, its persons page out."""
+    """A case number in, its page out."""
     if not case.strip():
-        raise InputError("no case number given", "type the case number whose persons you want to see")
-    return _back(case.strip())
+        raise InputError("no case number given", "type the case number you want to see")
+    return RedirectResponse(f"/cases/{quote(case.strip(), safe='')}", status_code=303)
+
+
+@router.get("/cases/{case}", response_class=HTMLResponse)
+def case_page(actor: PageUser, ws: OpenWorkspace, request: Request, case: str):
+    """The case at a glance: its searches and their progress, leads, people, media, and what is next."""
+    return page(request, "case", d=cases.overview(ws, actor, case))
 
 
 @router.get("/cases/{case}/persons", response_class=HTMLResponse)

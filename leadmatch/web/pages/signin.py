@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from leadmatch.errors import LeadmatchError
-from leadmatch.operations import sessions
+from leadmatch.operations import home, sessions
 from leadmatch.web.deps import COOKIE, LOGIN_COOKIE, FormUser, OpenWorkspace, PageUser, ServiceSettings, client_address
 from leadmatch.web.responses import page
 
@@ -55,4 +55,5 @@ def logout(actor: FormUser, ws: OpenWorkspace, request: Request):
 
 @router.get("/", response_class=HTMLResponse)
 def home_page(actor: PageUser, ws: OpenWorkspace, request: Request):
-    return page(request, "home", roles=sorted(actor.roles), policy=sessions.whoami(ws, actor)["policy"])
+    return page(request, "home", roles=sorted(actor.roles), queues=home.queues(ws, actor),
+                policy=sessions.whoami(ws, actor)["policy"])

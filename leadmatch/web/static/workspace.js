@@ -7,3 +7,12 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 }, true);
+
+// A "back" link goes back in the browser's history (the page before keeps what was typed there).
+document.addEventListener("click", (event) => {
+  const link = event.target.closest ? event.target.closest("a[data-back]") : null;
+  if (link && window.history.length > 1) {
+    event.preventDefault();
+    window.history.back();
+  }
+});
