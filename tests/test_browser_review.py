@@ -101,10 +101,10 @@ def test_twenty_candidates_at_a_glance_compared_and_dispositioned_in_place(wide_
     page.fill("#wipe", "30")
     page.dispatch_event("#wipe", "input")
     assert "30%" in page.locator(".overlay-pane img.top").evaluate("x => x.style.clipPath")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "compare.png"))  # the wipe: probe on the left 30 %, candidate beyond
     page.select_option("#overlay-mode", "blend")
     assert page.locator(".overlay-pane img.top").evaluate("x => x.style.opacity") == "0.3"
-    page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(ARTIFACTS / "compare.png"))
     page.locator("h1").click()  # out of the overlay's controls, whose arrow keys are their own
     page.keyboard.press("ArrowRight")
     page.wait_for_url("**/compare/3")
