@@ -103,7 +103,7 @@ def test_an_admin_keeps_their_own_admin_role_and_only_admins_change_roles(ws):
     people.disable(ws, ADMIN, "audra")
     with pytest.raises(Refused) as caught:
         people.grant_role(ws, ADMIN, "audra", "agent")
-    assert caught.value.reason == "disabled"
+    assert caught.value.reason == "account-disabled"
 
 
 # Purge preview -------------------------------------------------------------------------------------------

@@ -185,7 +185,8 @@ def _change_roles(ws: Workspace, actor: Actor, name: str, role: str, grant: bool
         held = set(_roles(row))
         problem = None
         if grant and row["disabled_at"]:
-            problem = ("disabled", f"account {name!r} is disabled", "a disabled account keeps its roles unchanged")
+            problem = ("account-disabled", f"account {name!r} is disabled",
+                       "a disabled account keeps its roles unchanged")
         elif grant and role in held:
             problem = ("already-held", f"{name} already has the {role} role", "nothing to change")
         elif not grant and role not in held:
