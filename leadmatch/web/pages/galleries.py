@@ -133,10 +133,8 @@ async def enroll_upload(actor: FormUser, ws: OpenWorkspace, config: ServiceSetti
                                                    str(progress.absolute()))
     except LeadmatchError as exc:
         ENROLLMENTS.pop(_key(actor, job), None)
-        if not isinstance(exc, (InputError, NotFound)):  # refused: the error page, as every page's
-            raise
         return refilled(request, "gallery_enroll", exc, ENROLL_FIELDS, form,
-                        g=galleries.show(ws, actor, name))
+                        lambda: {"g": galleries.show(ws, actor, name)})
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)

@@ -49,21 +49,23 @@ def in_words(exc: LeadmatchError, fields: dict[str, Field]) -> tuple[str, set[st
 
 
 def refilled(request: Request, template: str, exc: LeadmatchError, fields: dict[str, Field], form: dict,
-             **context) -> HTMLResponse:
-    """The form's page again, with what was typed (`form`), the message in its words and the fields marked; a
-    lost session still goes to sign in, and a user without the role gets the refusal page (the error handlers'
-    answers: the page around the form is not theirs to see either)."""
-    if status_of(exc) == 401 or getattr(exc, "reason", None) in WHOLE_PAGE:
+             context: Callable[[], dict] = dict) -> HTMLResponse:
+    """The form's page again, with what was typed (`form`), the message in its words, the fields marked, and
+    `context()` for the rest of the page (read after the refusal, so it shows the record as it is now); a lost
+    session still goes to sign in (the error handlers' answer), and a user without the role gets the
+    refusal page, in words too (the page around the form is not theirs to see either)."""
+    if status_of(exc) == 401:
         raise exc
     message, marked = in_words(exc, fields)
-    return page(request, template, status_of(exc), form=form, problem=message, marked=marked, **context)
+    if getattr(exc, "reason", None) in WHOLE_PAGE:
+        return page(request, "error", status_of(exc), title="Refused", message=message)
+    return page(request, template, status_of(exc), form=form, problem=message, marked=marked, **context())
 
 
 def attempt(request: Request, template: str, fields: dict[str, Field], form: dict, act: Callable[[], object],
             context: Callable[[], dict] = dict):
-    """`act()`'s answer, or on a leadmatch error the form's page refilled (`refilled`), with `context()` for the
-    rest of that page (read after the refusal, so it shows the record as it is now)."""
+    """`act()`'s answer, or on a leadmatch error the form's page refilled (`refilled`)."""
     try:
         return act()
     except LeadmatchError as exc:
-        return refilled(request, template, exc, fields, form, **context())
+        return refilled(request, template, exc, fields, form, context)
