@@ -99,6 +99,7 @@ def test_analyst_creates_a_gallery_enrolls_by_upload_and_removes_a_subject(serve
     assert "Remove barack_obama from web-gallery? Their 2 photos and 2 faces leave the record" in asked[0]
     assert "barack_obama (2 faces, 2 photos)" in page.inner_text("#removed")
     assert page.inner_text("#subject-count") == "1–5 of 5 subjects"
+    page.screenshot(path=str(ARTIFACTS / "gallery-subjects.png"), full_page=True)
     page.goto(server + "/galleries/web-gallery/flagged")
     assert page.locator("#flagged tr").count() >= 2  # a header and at least the "none" row
 

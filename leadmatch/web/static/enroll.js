@@ -41,7 +41,7 @@
     document.querySelector("main").replaceWith(document.adoptNode(main));
     document.title = answer.title;
     if (url && url !== location.href) {
-      history.pushState(null, "", url);
+      history.replaceState(null, "", url);  // the answer's own address: a reload shows it again
     }
   }
 
