@@ -1,4 +1,5 @@
-"""Accounts (admin): add, grant and revoke roles, certify, disable, list; and the authorized purposes a search may name."""
+"""Accounts (admin): add, grant and revoke roles, certify, disable, list; and the authorized purposes a search
+may name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Authorized galleries: list, create, show, enroll, list and remove subjects, flagged faces, the target FPIR, the index."""
+"""Authorized galleries: list, create, show, enroll, list and remove subjects, flagged faces, the target FPIR,
+the index."""
 
 from __future__ import annotations
 
