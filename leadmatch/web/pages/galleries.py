@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from leadmatch.errors import InputError, LeadmatchError, NotFound
-from leadmatch.gallery import enrollment
+from leadmatch.gallery import enrollment, space
 from leadmatch.governance import retention
 from leadmatch.governance.accounts import Actor
 from leadmatch.operations import galleries
@@ -31,7 +31,7 @@ from leadmatch.web.responses import page
 
 router = APIRouter()
 
-MODELS = ("dlib", "dlib+faceres")
+MODELS = space.MODELS  # the face models a gallery may use
 CREATE_FIELDS = {
     "name": Field("Gallery name", (r"gallery name", r"gallery '[^']*' already exists")),
     "authority": Field("Legal authority", (r"--authority",)),
