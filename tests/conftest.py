@@ -31,6 +31,12 @@ MARKED = {
 
 #: Single tests of the other modules that take a second or more (measured: `pytest --durations=0`).
 SLOW_TESTS = {
+    "test_admin_commands::test_gallery_subjects_and_purge_dry_run_on_the_command_line",
+    "test_admin_commands::test_purge_dry_run_lists_each_search_it_would_purge",
+    "test_admin_commands::test_the_preview_counts_what_the_purge_then_removes_and_deletes_nothing",
+    "test_admin_pages::test_a_plain_form_post_enrolls_and_only_its_analyst_sees_the_summary",
+    "test_admin_pages::test_enrollment_problems_keep_the_page_and_a_wrong_role_is_refused_and_audited",
+    "test_admin_pages::test_a_refused_new_gallery_and_new_user_come_back_filled_in",
     "test_api::test_accounts_purposes_subjects_and_index_through_the_api",
     "test_api::test_admin_routes_refuse_the_wrong_role_change_nothing_and_are_audited",
     "test_api::test_bad_video_options_get_one_clear_message",

@@ -101,6 +101,11 @@ def admin_routes() -> list[tuple[str, str, dict, object, str]]:
         ("POST", f"/api/v1/galleries/{GALLERY}/target-fpir", {"json": {"target": 0.05}}, ANALYST,
          "gallery.target-fpir"),
         ("POST", f"/api/v1/galleries/{GALLERY}/index", {"json": {"index": "Flat"}}, AUDITOR, "index.build"),
+        ("GET", f"/api/v1/galleries/{GALLERY}/subjects", {}, AGENT, "gallery.subjects"),
+        ("GET", f"/api/v1/galleries/{GALLERY}/flagged", {}, REVIEWER, "gallery.flagged"),
+        ("POST", f"/api/v1/users/{AGENT2.name}/roles", {"json": {"role": "reviewer"}}, ANALYST, "user.grant-role"),
+        ("DELETE", f"/api/v1/users/{AGENT2.name}/roles/agent", {}, AUDITOR, "user.revoke-role"),
+        ("POST", "/api/v1/purge/preview", {}, AUDITOR, "purge.preview"),
     ]
 
 
@@ -504,6 +509,15 @@ def test_accounts_purposes_subjects_and_index_through_the_api(api, home):
     assert api.post("/api/v1/purposes", headers=admin, json={"name": "arson"}).status_code == 400  # already there
     dana = api.post("/api/v1/login", json={"name": "dana", "password": PASSWORD})
     assert dana.status_code == 200
+    granted = api.post("/api/v1/users/dana/roles", headers=admin, json={"role": "reviewer"})
+    assert granted.status_code == 200 and granted.json() == {"user": "dana", "roles": ["agent", "reviewer"]}
+    assert api.delete("/api/v1/users/dana/roles/reviewer", headers=admin).json()["roles"] == ["agent"]
+    last = api.delete("/api/v1/users/dana/roles/agent", headers=admin)
+    assert last.status_code == 403 and last.json()["error"]["reason"] == "last-role"
+    subjects = api.get(f"/api/v1/galleries/{GALLERY}/subjects?contains=obama", headers=admin).json()
+    assert subjects["total"] == 1 and subjects["subjects"][0]["faces"] == 2
+    assert api.get(f"/api/v1/galleries/{GALLERY}/flagged", headers=admin).json() == []
+    assert api.post("/api/v1/purge/preview", headers=admin).json()["searches"] == []
     assert api.post("/api/v1/users/dana/disable", headers=admin).json() == {"user": "dana"}
     assert api.get("/api/v1/whoami", headers={"Authorization": "Bearer " + dana.json()["token"]}).status_code == 401
     assert api.post("/api/v1/users/admin/disable", headers=admin).json()["error"]["reason"] == "self-disable"

@@ -383,22 +383,42 @@ def _release_unrecorded(ws: Workspace, kept: list[dict]) -> None:
 UNSEARCHED_RETENTION_DAYS = 365
 
 
-def expired_cases(ws: Workspace, now: datetime | None = None) -> list[str]:
-    """Cases whose media are due for purge: every search of the case purged under the retention rules, or no
-    search ever and the last media added more than UNSEARCHED_RETENTION_DAYS ago."""
+def expired_cases(ws: Workspace, now: datetime | None = None, purging: list[str] | tuple = ()) -> list[str]:
+    """Cases whose media are due for purge: every search of the case purged under the retention rules (or about
+    to be: the ids in `purging`, for a preview), or no search ever and the last media added more than
+    UNSEARCHED_RETENTION_DAYS ago."""
     now = now or datetime.now(timezone.utc)
     cutoff = (now - timedelta(days=UNSEARCHED_RETENTION_DAYS)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return [r[0] for r in ws.conn.execute(
         "SELECT m.case_number FROM case_media m WHERE m.purged_at IS NULL GROUP BY m.case_number HAVING "
         "(EXISTS (SELECT 1 FROM searches s WHERE s.case_number = m.case_number) AND NOT EXISTS (SELECT 1 FROM "
-        "searches s WHERE s.case_number = m.case_number AND s.purged_at IS NULL)) OR (NOT EXISTS (SELECT 1 FROM "
-        "searches s WHERE s.case_number = m.case_number) AND max(m.added_at) < ?)", (cutoff,))]
+        "searches s WHERE s.case_number = m.case_number AND s.purged_at IS NULL AND s.id NOT IN (SELECT value "
+        "FROM json_each(?)))) OR (NOT EXISTS (SELECT 1 FROM "
+        "searches s WHERE s.case_number = m.case_number) AND max(m.added_at) < ?)", (json.dumps(list(purging)),
+                                                                                     cutoff))]
 
 
 def purge_expired(ws: Workspace, actor: Actor) -> dict:
     """Admin: `purge --expired` — the searches past retention (governance.retention), then the media of the
     cases that leaves expired. Returns both results in one dict."""
     return {**retention.purge_expired(ws, actor), **purge_expired_media(ws, actor)}
+
+
+def purge_preview(ws: Workspace, actor: Actor, now: datetime | None = None) -> dict:
+    """Admin: what `purge_expired` would purge now — the searches past retention and the media of the cases that
+    leaves expired, counted — with nothing deleted; the preview itself is audited (`purge.preview`)."""
+    require(ws, actor, "admin", "purge.preview")
+    searches = retention.preview(ws, now)
+    cases = []
+    for case in expired_cases(ws, now, [s["search_id"] for s in searches]):
+        files, faces = ws.conn.execute(
+            "SELECT (SELECT count(*) FROM case_media WHERE case_number = ? AND purged_at IS NULL), "
+            "(SELECT count(*) FROM case_faces WHERE case_number = ?)", (case, case)).fetchone()
+        cases.append({"case": case, "media_files": files, "faces": faces})
+    audit.record(ws.conn, actor.name, "purge.preview", objects={
+        "searches": [s["search_id"] for s in searches], "cases": [c["case"] for c in cases]})
+    return {"searches": searches, "cases": cases, "probe_files": sum(s["probe_files"] for s in searches),
+            "media_files": sum(c["media_files"] for c in cases)}
 
 
 def purge_expired_media(ws: Workspace, actor: Actor, now: datetime | None = None) -> dict:

@@ -149,6 +149,12 @@ class Direct:
     def user_disable(self, name: str) -> dict:
         return people.disable(*self._session(), name)
 
+    def user_grant(self, name: str, role: str) -> dict:
+        return people.grant_role(*self._session(), name, role)
+
+    def user_revoke(self, name: str, role: str) -> dict:
+        return people.revoke_role(*self._session(), name, role)
+
     def user_list(self) -> list[dict]:
         return people.list_users(*self._session())
 
@@ -162,6 +168,10 @@ class Direct:
     def gallery_remove(self, name: str, subject: str) -> dict:
         return galleries.remove_subject(*self._session(), name, subject)
 
+    def gallery_subjects(self, name: str, contains: str = "", offset: int = 0, limit: int = 50,
+                         flagged: bool = False) -> dict:
+        return galleries.subjects(*self._session(), name, contains, offset, limit, flagged)
+
     def gallery_target_fpir(self, name: str, target: float) -> dict:
         return galleries.set_target_fpir(*self._session(), name, target)
 
@@ -173,6 +183,9 @@ class Direct:
 
     def purge_expired(self) -> dict:
         return oversight.purge_expired(*self._session())
+
+    def purge_preview(self) -> dict:
+        return oversight.purge_preview(*self._session())
 
     # Case media, persons, export, policy (issue 22) ------------------------------------------------------
 
@@ -405,6 +418,12 @@ class Remote:
     def user_disable(self, name: str) -> dict:
         return self._call("POST", f"/users/{_segment(name)}/disable")
 
+    def user_grant(self, name: str, role: str) -> dict:
+        return self._call("POST", f"/users/{_segment(name)}/roles", body={"role": role})
+
+    def user_revoke(self, name: str, role: str) -> dict:
+        return self._call("DELETE", f"/users/{_segment(name)}/roles/{_segment(role)}")
+
     def user_list(self) -> list[dict]:
         return self._call("GET", "/users")
 
@@ -417,6 +436,12 @@ class Remote:
     def gallery_remove(self, name: str, subject: str) -> dict:
         return self._call("DELETE", f"/galleries/{_segment(name)}/subjects/{_segment(subject)}")
 
+    def gallery_subjects(self, name: str, contains: str = "", offset: int = 0, limit: int = 50,
+                         flagged: bool = False) -> dict:
+        return self._call("GET", f"/galleries/{_segment(name)}/subjects",
+                          query={"contains": contains, "offset": offset, "limit": limit,
+                                 "flagged": "true" if flagged else "false"})
+
     def gallery_target_fpir(self, name: str, target: float) -> dict:
         return self._call("POST", f"/galleries/{_segment(name)}/target-fpir", body={"target": target})
 
@@ -428,6 +453,9 @@ class Remote:
 
     def purge_expired(self) -> dict:
         return self._call("POST", "/purge")
+
+    def purge_preview(self) -> dict:
+        return self._call("POST", "/purge/preview")
 
     # Case media, persons, export, policy (issue 22) ------------------------------------------------------
 

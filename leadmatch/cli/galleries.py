@@ -15,7 +15,7 @@ from leadmatch.cli.render import emit_json, err, out, print_build, print_enrollm
 from leadmatch.gallery import galleries as galleries
 from leadmatch.safetext import shown_all
 
-gallery_app = typer.Typer(help="Authorized galleries: create, enroll, list, show, remove a subject.",
+gallery_app = typer.Typer(help="Authorized galleries: create, enroll, list, show, list or remove subjects.",
                           no_args_is_help=True)
 
 index_app = typer.Typer(help="A gallery's FAISS index: build, rebuild, status.", no_args_is_help=True)
@@ -112,6 +112,36 @@ def gallery_show(name: str, json_out: JsonOption = False,
         out.print(f"  {info['calibration']['text']}; {info['flagged_faces']} faces enrolled with a quality flag")
     for r in info.get("refusals", []):
         out.print(f"  refused  {r['source_path']}: {r['reason']} — {r['detail']}")
+
+
+@gallery_app.command("subjects")
+def gallery_subjects(name: str, contains: str = typer.Option("", "--filter", help="Only subjects whose name "
+                                                                               "contains this (any case)."),
+                     flagged: bool = typer.Option(False, "--flagged", help="Only subjects with a quality-flagged "
+                                                                           "face."),
+                     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many (for the next page)."),
+                     limit: int = typer.Option(galleries.SUBJECTS_PAGE, "--limit", min=1,
+                                               max=galleries.SUBJECTS_PAGE_MAX, help="Subjects per page."),
+                     json_out: JsonOption = False):
+    """List a gallery's subjects by name, with their photo and face counts and quality flags (analyst, auditor,
+    admin)."""
+    page = backend().gallery_subjects(name, contains, offset, limit, flagged)
+    if json_out:
+        return emit_json(page)
+    rows = shown_all(page["subjects"])
+    if not rows:
+        out.print(f"no subjects in {page['gallery']}" + (f" matching {contains!r}" if contains else "")
+                  + (" with a flagged face" if flagged else "") + (f" past {offset}" if offset else ""))
+        return
+    table = Table("subject", "photos", "faces", "flagged", "flags")
+    for r in rows:
+        table.add_row(r["subject"], str(r["photos"]), str(r["faces"]), str(r["flagged_faces"]) if r["flagged_faces"]
+                      else "", "; ".join(r["flags"]))
+    out.print(table)
+    last = offset + len(rows)
+    subjects = "subject" if page["total"] == 1 else "subjects"
+    out.print(f"{offset + 1}–{last} of {page['total']} {subjects}"
+              + (f"; the next page: --offset {last}" if last < page["total"] else ""))
 
 
 @gallery_app.command("target-fpir")

@@ -78,13 +78,43 @@ def audit_report(start: str = typer.Option(..., "--from", help="YYYY-MM-DD"),
 
 
 @commands.command()
-def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed searches past retention.")):
+def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed searches past retention."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be purged, counted; nothing "
+                                                                 "is deleted (the preview is audited)."),
+          json_out: JsonOption = False):
     """Delete probe photos and details of closed searches past their gallery's retention (admin)."""
+    if dry_run:
+        return print_purge_preview(backend().purge_preview(), json_out)
     if not expired:
-        raise InputError("purge needs --expired", "run `leadmatch purge --expired`")
+        raise InputError("purge needs --expired", "run `leadmatch purge --expired`, or `--dry-run` to see what "
+                                                  "it would purge")
     r = backend().purge_expired()
+    if json_out:
+        return emit_json(r)
     out.print(f"purged {len(r['purged_searches'])} searches, removed {r['probe_files_removed']} probe photos"
               + (f": {', '.join(r['purged_searches'])}" if r["purged_searches"] else ""))
     if r.get("purged_cases"):
         out.print(f"purged the media of {len(r['purged_cases'])} cases ({r['media_files_removed']} files): "
                   f"{', '.join(r['purged_cases'])}")
+
+
+def print_purge_preview(preview: dict, json_out: bool) -> None:
+    """What a purge would remove, one line a search and a case, then the counts (nothing was deleted)."""
+    if json_out:
+        return emit_json(preview)
+    shown = shown_all(preview)
+    for s in shown["searches"]:
+        out.print(f"would purge search {s['search_id']} (case {s['case']}, closed {s['closed_at'][:10]}, retention "
+                  f"{s['retention_days']} days): {plural(s['probe_files'], 'probe file')}")
+    for c in shown["cases"]:
+        out.print(f"would purge the media of case {c['case']}: {plural(c['media_files'], 'file')}, "
+                  f"{plural(c['faces'], 'face')}")
+    out.print(f"dry run: {plural(len(shown['searches']), 'search', 'searches')} "
+              f"({plural(shown['probe_files'], 'probe file')}) and the media of "
+              f"{plural(len(shown['cases']), 'case')} ({plural(shown['media_files'], 'file')}) would be purged; "
+              "nothing was deleted" + ("" if shown["searches"] or shown["cases"] else " (nothing is due)"))
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """`1 file`, `2 files`: a count with its noun."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"

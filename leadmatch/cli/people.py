@@ -15,7 +15,7 @@ from leadmatch.governance import accounts
 
 purposes_app = typer.Typer(help="Authorized search purposes.", invoke_without_command=True)
 
-user_app = typer.Typer(help="Accounts (admin): add, certify, disable, list.", no_args_is_help=True)
+user_app = typer.Typer(help="Accounts (admin): add, grant, revoke, certify, disable, list.", no_args_is_help=True)
 
 
 @user_app.command("add")
@@ -33,6 +33,20 @@ def user_certify(name: str, course: str = typer.Option(accounts.DEFAULT_COURSE, 
     """Record a user's completed certification course."""
     c = backend().user_certify(name, course, completed, expires)
     out.print(f"certified {name}: {c['course']}, completed {c['completed']}, expires {c['expires']}")
+
+
+@user_app.command("grant")
+def user_grant(name: str, role: str = typer.Option(..., "--role", help="admin, analyst, agent, reviewer, auditor")):
+    """Give an account another role (admin; audited)."""
+    result = backend().user_grant(name, role)
+    out.print(f"granted {role} to {name}; roles now {', '.join(result['roles'])}")
+
+
+@user_app.command("revoke")
+def user_revoke(name: str, role: str = typer.Option(..., "--role", help="The role to take away.")):
+    """Take a role from an account at once (admin; audited). Never its last role, nor your own admin role."""
+    result = backend().user_revoke(name, role)
+    out.print(f"revoked {role} from {name}; roles now {', '.join(result['roles'])}")
 
 
 @user_app.command("disable")

@@ -3,6 +3,7 @@ from the record and the index at once."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -186,6 +187,61 @@ def refusals(ws: Workspace, gallery: Gallery) -> list[dict]:
     return [dict(r) for r in ws.conn.execute(
         "SELECT source_path, sha256, reason, detail, refused_at FROM enrollment_refusals WHERE gallery_id = ? "
         "ORDER BY id", (gallery.id,))]
+
+
+#: Subjects shown on one page of `subjects` unless asked otherwise, and the most one page may hold.
+SUBJECTS_PAGE, SUBJECTS_PAGE_MAX = 50, 1000
+
+
+def subjects(ws: Workspace, actor: Actor, name: str, contains: str = "", offset: int = 0,
+             limit: int = SUBJECTS_PAGE, flagged_only: bool = False) -> dict:
+    """A gallery's subjects by name (analyst, auditor or admin): each with its photo and face counts, how many
+    faces carry a quality flag and those flags; `contains` filters names (case-insensitive), `offset` and
+    `limit` page them, `flagged_only` keeps subjects with a flagged face. Answers {gallery, total (after the
+    filter), offset, limit, subjects}."""
+    require(ws, actor, DETAIL_READERS, "gallery.subjects", objects={"gallery": name})
+    gallery = get(ws, name)
+    if offset < 0:
+        raise InputError(f"offset {offset} is negative", "give 0 or more")
+    if not 1 <= limit <= SUBJECTS_PAGE_MAX:
+        raise InputError(f"page size {limit} is out of range", f"give a page size from 1 to {SUBJECTS_PAGE_MAX}")
+    typed = (contains or "").strip().lower()
+    pattern = "%" + typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"  # typed literally
+    where = "s.gallery_id = ? AND lower(s.name) LIKE ? ESCAPE '\\'"
+    if flagged_only:
+        where += " AND EXISTS (SELECT 1 FROM faces f WHERE f.subject_id = s.id AND f.quality_flags != '[]')"
+    total = ws.conn.execute(f"SELECT count(*) FROM subjects s WHERE {where}", (gallery.id, pattern)).fetchone()[0]
+    rows = ws.conn.execute(
+        f"SELECT s.id, s.name, s.created_at, (SELECT count(*) FROM photos p WHERE p.subject_id = s.id) AS photos, "
+        f"(SELECT count(*) FROM faces f WHERE f.subject_id = s.id) AS faces FROM subjects s WHERE {where} "
+        f"ORDER BY s.name LIMIT ? OFFSET ?", (gallery.id, pattern, limit, offset)).fetchall()
+    listed = []
+    for row in rows:
+        flagged = flagged_faces(ws, gallery, row["id"])
+        listed.append({"subject": row["name"], "photos": row["photos"], "faces": row["faces"],
+                       "flagged_faces": len(flagged), "flags": sorted({f for face in flagged for f in face["flags"]}),
+                       "created_at": row["created_at"]})
+    return {"gallery": gallery.name, "total": total, "offset": offset, "limit": limit, "subjects": listed}
+
+
+def flagged_faces(ws: Workspace, gallery: Gallery, subject_id: int | None = None) -> list[dict]:
+    """Faces of `gallery` (one subject's, if given) enrolled with a quality flag: subject, photo as enrolled,
+    size, eye distance, sharpness and the flags, in enrollment order."""
+    sql = ("SELECT f.id, s.name AS subject, p.source_path, f.size_px, f.eye_distance_px, f.sharpness, "
+           "f.quality_flags FROM faces f JOIN subjects s ON s.id = f.subject_id JOIN photos p ON p.id = f.photo_id "
+           "WHERE f.gallery_id = ? AND f.quality_flags != '[]'")
+    args: tuple = (gallery.id,)
+    if subject_id is not None:
+        sql, args = sql + " AND f.subject_id = ?", (gallery.id, subject_id)
+    return [{"face": r["id"], "subject": r["subject"], "photo": r["source_path"], "size_px": r["size_px"],
+             "eye_distance_px": round(r["eye_distance_px"], 1), "sharpness": round(r["sharpness"], 1),
+             "flags": json.loads(r["quality_flags"])} for r in ws.conn.execute(sql + " ORDER BY f.id", args)]
+
+
+def flagged(ws: Workspace, actor: Actor, name: str) -> list[dict]:
+    """Every quality-flagged face of a gallery (analyst, auditor or admin), in enrollment order."""
+    require(ws, actor, DETAIL_READERS, "gallery.flagged", objects={"gallery": name})
+    return flagged_faces(ws, get(ws, name))
 
 
 def remove_subject(ws: Workspace, actor: Actor, gallery_name: str, subject: str) -> dict:

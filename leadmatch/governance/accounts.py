@@ -159,6 +159,51 @@ def disable(ws: Workspace, actor: Actor, name: str) -> None:
         audit.record(ws.conn, actor.name, "user.disable", objects={"user": name})
 
 
+def grant_role(ws: Workspace, actor: Actor, name: str, role: str) -> dict:
+    """Admin: give account `name` another role (audited); every request after it holds the role."""
+    return _change_roles(ws, actor, name, role, grant=True)
+
+
+def revoke_role(ws: Workspace, actor: Actor, name: str, role: str) -> dict:
+    """Admin: take a role from account `name` at once (audited). An account keeps at least one role (disable it
+    instead), and an admin cannot take away their own admin role, so the workspace never loses its last admin by
+    a slip."""
+    return _change_roles(ws, actor, name, role, grant=False)
+
+
+def _change_roles(ws: Workspace, actor: Actor, name: str, role: str, grant: bool) -> dict:
+    """The check and the write of a grant or revoke in one transaction; refusals audited. Answers the roles now."""
+    action = "user.grant-role" if grant else "user.revoke-role"
+    objects = {"user": name, "role": role}
+    require(ws, actor, "admin", action, objects=objects)
+    if role not in ROLES:
+        raise refuse(ws, actor, action, "bad-input", f"there is no role {safetext.shown(role)!r}",
+                     f"choose one of: {', '.join(ROLES)}", objects=objects)
+    with transition(ws.conn, Refused):  # the admin's role and the account re-read with the write
+        require(ws, actor, "admin", action, objects=objects)
+        row = get_user(ws, name)
+        held = set(_roles(row))
+        problem = None
+        if grant and row["disabled_at"]:
+            problem = ("account-disabled", f"account {name!r} is disabled",
+                       "a disabled account keeps its roles unchanged")
+        elif grant and role in held:
+            problem = ("already-held", f"{name} already has the {role} role", "nothing to change")
+        elif not grant and role not in held:
+            problem = ("not-held", f"{name} does not have the {role} role", "nothing to change")
+        elif not grant and held == {role}:
+            problem = ("last-role", f"{role} is {name}'s only role",
+                       "grant the account another role first, or disable it")
+        elif not grant and role == "admin" and name == actor.name:
+            problem = ("self-revoke", "you cannot take away your own admin role", "ask another admin")
+        if problem:
+            raise refuse(ws, actor, action, problem[0], problem[1], problem[2], objects=objects)
+        roles = sorted(held | {role} if grant else held - {role})
+        ws.conn.execute("UPDATE users SET roles = ? WHERE id = ?", (json.dumps(roles), row["id"]))
+        audit.record(ws.conn, actor.name, action, objects={**objects, "roles": roles})
+    return {"user": name, "roles": roles}
+
+
 def get_user(ws: Workspace, name: str):
     row = _user_row(ws, name)
     if row is None:

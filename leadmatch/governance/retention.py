@@ -37,6 +37,22 @@ def expired(ws: Workspace, now: datetime | None = None) -> list[dict]:
     return out
 
 
+def stored_files(row: dict) -> set[str]:
+    """The stored files an expired search (a row of `expired`) holds: its probe, its frames or stills, and an
+    enhanced probe's original."""
+    stored = {row["probe_stored_path"]} | {f["stored_path"] for f in json.loads(row["probe_frames"] or "[]")}
+    original = json.loads(row["details"] or "{}").get("enhancement", {}).get("original", {})
+    stored |= {original["stored_path"]} if original.get("stored_path") else set()  # an enhanced probe's original
+    return {path for path in stored if path}
+
+
+def preview(ws: Workspace, now: datetime | None = None) -> list[dict]:
+    """What `purge_expired` would purge now, nothing changed: each expired search with its case, when it closed,
+    its gallery's retention and how many stored probe files it holds. The caller checks the role and audits."""
+    return [{"search_id": r["id"], "case": r["case_number"], "closed_at": r["closed_at"],
+             "retention_days": r["retention_days"], "probe_files": len(stored_files(r))} for r in expired(ws, now)]
+
+
 def purge_expired(ws: Workspace, actor: Actor) -> dict:
     """Admin: purge every expired search. Returns what was purged."""
     require(ws, actor, "admin", "purge")
@@ -56,10 +72,7 @@ def purge_expired(ws: Workspace, actor: Actor) -> dict:
         audit.record(ws.conn, actor.name, "purge", objects={"searches": [r["id"] for r in due]},
                      photos=[r["probe_sha256"] for r in due])
     for row in due:  # files after the commit: a crash leaves an orphan file, never a record without its file
-        stored = {row["probe_stored_path"]} | {f["stored_path"] for f in json.loads(row["probe_frames"] or "[]")}
-        original = json.loads(row["details"] or "{}").get("enhancement", {}).get("original", {})
-        stored |= {original["stored_path"]} if original.get("stored_path") else set()  # an enhanced probe's original
-        removed_files += sum(ws.release_photo(path) for path in stored)
+        removed_files += sum(ws.release_photo(path) for path in stored_files(row))
     sweep_uploads(ws.home)  # abandoned probe uploads go too; in-flight face picks (younger) stay
     return {"purged_searches": [r["id"] for r in due], "probe_files_removed": removed_files}
 

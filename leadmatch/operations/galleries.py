@@ -47,6 +47,17 @@ def remove_subject(ws: Workspace, actor: Actor, name: str, subject: str) -> dict
     return galleries.remove_subject(ws, actor, name, subject)
 
 
+def subjects(ws: Workspace, actor: Actor, name: str, contains: str = "", offset: int = 0,
+             limit: int = galleries.SUBJECTS_PAGE, flagged_only: bool = False) -> dict:
+    """Analyst, auditor or admin: a page of the gallery's subjects (name filter) with face counts and flags."""
+    return galleries.subjects(ws, actor, name, contains, offset, limit, flagged_only)
+
+
+def flagged_faces(ws: Workspace, actor: Actor, name: str) -> list[dict]:
+    """Analyst, auditor or admin: every face of the gallery enrolled with a quality flag."""
+    return galleries.flagged(ws, actor, name)
+
+
 def set_target_fpir(ws: Workspace, actor: Actor, name: str, target: float) -> dict:
     """Admin: the false-alarm rate the gallery's threshold is calibrated for (recalibrates; audited)."""
     return galleries.set_target_fpir(ws, actor, name, target)

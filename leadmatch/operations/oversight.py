@@ -50,3 +50,9 @@ def purge_expired(ws: Workspace, actor: Actor) -> dict:
     """Admin: closed searches past their gallery's retention lose their probe photos and details, then the media
     of cases with nothing left to keep (audited)."""
     return media.purge_expired(ws, actor)
+
+
+def purge_preview(ws: Workspace, actor: Actor) -> dict:
+    """Admin: what `purge_expired` would purge now (searches and case media, counted), nothing deleted; the
+    preview is audited."""
+    return media.purge_preview(ws, actor)

@@ -1,4 +1,5 @@
-"""Accounts (admin): add, certify, disable, list; and the authorized purposes a search may name."""
+"""Accounts (admin): add, grant and revoke roles, certify, disable, list; and the authorized purposes a search
+may name."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ def certify(ws: Workspace, actor: Actor, name: str, course: str, completed: str,
 def disable(ws: Workspace, actor: Actor, name: str) -> dict:
     accounts.disable(ws, actor, name)
     return {"user": name}
+
+
+def grant_role(ws: Workspace, actor: Actor, name: str, role: str) -> dict:
+    """Admin: give an account another role (audited); answers its roles now."""
+    return accounts.grant_role(ws, actor, name, role)
+
+
+def revoke_role(ws: Workspace, actor: Actor, name: str, role: str) -> dict:
+    """Admin: take a role from an account (audited; never its last role, nor an admin's own admin role)."""
+    return accounts.revoke_role(ws, actor, name, role)
 
 
 def list_purposes(ws: Workspace) -> list[str]:

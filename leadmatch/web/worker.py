@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import json
 import multiprocessing
 import os
 import threading
@@ -176,19 +177,22 @@ def _with_images(several: FaceChoiceNeeded, uploads: list[Path]) -> list[dict]:
     return [{**f, "image": data_url(crops.face_crop_png(pixels, f["box"], size=THUMB))} for f in several.faces]
 
 
-def enroll_folder(home: str, actor: Actor, gallery: str, plan: galleries.EnrollmentPlan) -> dict:
+def enroll_folder(home: str, actor: Actor, gallery: str, plan: galleries.EnrollmentPlan,
+                  progress_file: str | None = None) -> dict:
     """Worker: enroll what `plan` names as `actor` (one process: the pool itself is the parallelism), or on the
     plan's Ray cluster (the service's), `batch` photos a task; this process is then the Ray driver and leaves the
     cluster when the run ends. An upload (the plan's `uploaded_as` names it for the audit) is read from inside its
     folder, so the record and every refusal name the photos as uploaded (<subject>/<file>), never by the folder
-    they waited in."""
+    they waited in. With `progress_file` (an absolute path), how far it is ({"done", "total"}) is kept there for
+    the service to answer a browser that asks (`progress_writer`)."""
     ws = open_workspace(Path(home).absolute())
     before = os.getcwd()
+    progress = progress_writer(Path(progress_file)) if progress_file else None
     try:
         if plan.uploaded_as:  # one task at a time per worker process: the folder change is ours alone
             os.chdir(plan.source)
             plan = dataclasses.replace(plan, source=Path("."))
-        return {"ok": galleries.enroll(ws, actor, gallery, plan, workers=None if plan.ray else 1)}
+        return {"ok": galleries.enroll(ws, actor, gallery, plan, workers=None if plan.ray else 1, progress=progress)}
     except LeadmatchError as exc:
         if getattr(exc, "reason", None) == "ray-unavailable":  # the analyst cannot start or fix the cluster
             exc.hint = "ask the service's administrator to check its Ray cluster (serve --ray), or enroll without --ray"
@@ -196,6 +200,26 @@ def enroll_folder(home: str, actor: Actor, gallery: str, plan: galleries.Enrollm
     finally:
         os.chdir(before)
         ws.close()
+
+
+PROGRESS_EVERY_S = 0.25  # how often an enrollment's progress file is rewritten (and always at the end)
+
+
+def progress_writer(path: Path):
+    """A progress(done, total) callback that keeps {"done", "total"} in `path`, written to a temp file and renamed
+    so a reader never sees half of it, at most every PROGRESS_EVERY_S seconds."""
+    last = [0.0]
+
+    def write(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < PROGRESS_EVERY_S:
+            return
+        last[0] = now
+        temp = path.with_name(path.name + ".tmp")
+        temp.write_text(json.dumps({"done": done, "total": total}), encoding="utf-8")
+        os.replace(temp, path)
+
+    return write
 
 
 def build_index(home: str, actor: Actor, gallery: str, factory: str | None) -> dict:

@@ -1,4 +1,5 @@
-"""Authorized galleries: list, create, show, enroll, remove a subject, the target FPIR, the index."""
+"""Authorized galleries: list, create, show, enroll, list and remove subjects, flagged faces, the target FPIR,
+the index."""
 
 from __future__ import annotations
 
@@ -115,6 +116,19 @@ async def gallery_enroll(actor: ApiUser, ws: OpenWorkspace, config: ServiceSetti
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return json_response(result)
+
+
+@router.get("/galleries/{name}/subjects")
+def gallery_subjects(actor: ApiUser, ws: OpenWorkspace, name: str, contains: str = "", offset: int = 0,
+                     limit: int = gallery.SUBJECTS_PAGE, flagged: bool = False):
+    """A page of the gallery's subjects (names containing `contains`) with their face counts and flags."""
+    return galleries.subjects(ws, actor, name, contains, offset, limit, flagged)
+
+
+@router.get("/galleries/{name}/flagged")
+def gallery_flagged(actor: ApiUser, ws: OpenWorkspace, name: str):
+    """Every face of the gallery enrolled with a quality flag."""
+    return galleries.flagged_faces(ws, actor, name)
 
 
 @router.delete("/galleries/{name}/subjects/{subject}")

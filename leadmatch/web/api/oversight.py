@@ -68,3 +68,9 @@ async def evaluate(actor: ApiUser, ws: OpenWorkspace, config: ServiceSettings, b
 @router.post("/purge")
 def purge(actor: ApiUser, ws: OpenWorkspace):
     return oversight.purge_expired(ws, actor)
+
+
+@router.post("/purge/preview")
+def purge_preview(actor: ApiUser, ws: OpenWorkspace):
+    """Admin: what a purge would remove now, counted; nothing deleted (the preview is audited)."""
+    return oversight.purge_preview(ws, actor)

@@ -1,4 +1,4 @@
-"""Accounts (admin): list, add, certify, disable."""
+"""Accounts (admin): list, add, grant and revoke roles, certify, disable."""
 
 from __future__ import annotations
 
@@ -37,6 +37,20 @@ def user_add(actor: ApiUser, ws: OpenWorkspace, body: UserAdd):
 @router.post("/users/{name}/certifications")
 def user_certify(actor: ApiUser, ws: OpenWorkspace, name: str, body: Certification):
     return people.certify(ws, actor, name, body.course, body.completed, body.expires)
+
+
+class RoleGrant(BaseModel):
+    role: str = Field(max_length=40)
+
+
+@router.post("/users/{name}/roles")
+def user_grant(actor: ApiUser, ws: OpenWorkspace, name: str, body: RoleGrant):
+    return people.grant_role(ws, actor, name, body.role)
+
+
+@router.delete("/users/{name}/roles/{role}")
+def user_revoke(actor: ApiUser, ws: OpenWorkspace, name: str, role: str):
+    return people.revoke_role(ws, actor, name, role)
 
 
 @router.post("/users/{name}/disable")

@@ -7,7 +7,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from leadmatch.web.pages import cases, galleries, models, new_search, oversight, searches, signin
+from leadmatch.web.pages import people, purposes, retention  # the admin's pages (issue 21)
 
 router = APIRouter()
 for resource in (signin, new_search, searches, galleries, models, oversight, cases):
     router.include_router(resource.router)
+router.include_router(people.router)
+router.include_router(purposes.router)
+router.include_router(retention.router)

@@ -1,0 +1,32 @@
+"""The authorized purposes a search may name: the list, and (admin) a new one. The library refuses and audits
+anyone else; a refused form comes back filled in."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from leadmatch.operations import people
+from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser
+from leadmatch.web.pages.wording import Field, attempt
+from leadmatch.web.responses import page
+
+router = APIRouter()
+
+FIELDS = {"name": Field("New purpose", (r"purpose",))}
+
+
+@router.get("/purposes", response_class=HTMLResponse)
+def purposes_page(actor: PageUser, ws: OpenWorkspace, request: Request, added: str = ""):
+    return page(request, "purposes", purposes=people.list_purposes(ws), form={}, marked=set(), added=added)
+
+
+@router.post("/purposes", response_class=HTMLResponse)
+def purpose_add(actor: FormUser, ws: OpenWorkspace, request: Request, name: str = Form("")):
+    """Admin: authorize a new purpose (an offense category); then the list."""
+    def add():
+        added = people.add_purpose(ws, actor, name)["purpose"]
+        return RedirectResponse(f"/purposes?added={added}", status_code=303)
+
+    return attempt(request, "purposes", FIELDS, {"name": name}, add,
+                   lambda: {"purposes": people.list_purposes(ws), "added": ""})
