@@ -342,7 +342,7 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
     Raises PhotoError for a clip that cannot be used or would exceed the budget, when cancelled, and when no
     face is found in any sampled frame. `max_duration_s`: longer clips are refused (case media allows more than
     a probe, with a budget of its own); `progress(seconds_done, duration_s)` is called every sampled frame
-    (`duration_s` as the container says; 0 when it does not)."""
+    (`duration_s` as the container says; 0 when it does not), and once more when the whole clip is decoded."""
     if not (0.01 <= every_s <= 10):
         raise PhotoError(f"--every {every_s:g} s is out of range", "sample between every 0.01 and 10 seconds",
                          "bad-option", field="every")
@@ -358,7 +358,7 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
     sha256 = models.sha256_file(path)
     tracks: list[Track] = []
     active: list[Track] = []
-    previous_hist, sampled, cuts = None, 0, 0
+    previous_hist, sampled, cuts, last_s = None, 0, 0, 0.0
     try:
         for time_s, frame in sample_frames(capture, every_s, max_duration_s):
             sampled += 1
@@ -374,6 +374,9 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
             found = detect_probe(frame, min_face_px=min_face_px, detector=detector)  # large frames: two cores
             faces = [describe(frame, box, i, score) for i, (box, score) in enumerate(found, start=1)]
             _link(faces, frame, time_s, active, tracks, keep)
+            last_s = time_s
+        if progress and sampled:
+            progress(max(duration, last_s), duration)  # the whole clip is decoded
     finally:
         capture.release()
     if sampled == 0:

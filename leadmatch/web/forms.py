@@ -245,6 +245,8 @@ PAGE_PHRASES = (
     ("; an admin records it with `leadmatch user certify`", "; an admin then records it"),
     ("(a larger --every)", "(a longer step between frames)"),
     ("or use --detector hog", "or ask for the faster detector"),
+    ("see `leadmatch gallery list`, or create it with `gallery create`",
+     "choose one from the list; an analyst creates galleries"),
     ("search.form needs", "a new search needs"),
 )
 FLAG_WORDS = {
@@ -261,7 +263,7 @@ def page_words(text: str) -> str:
         text = text.replace(cli, page)
     text = re.sub(r"--[a-z][a-z-]*", lambda m: FLAG_WORDS.get(m.group(0), m.group(0).lstrip("-").replace("-", " ")),
                   text)
-    return re.sub(r"`leadmatch ([^`]*)`", r"the \1 list", text)
+    return re.sub(r"`(?:leadmatch )?([^`]*)`", r"“\1”", text)  # any command left: named, not quoted as code
 
 
 def page_error(exc: LeadmatchError) -> dict:

@@ -11,7 +11,7 @@ from leadmatch.record.store import utc_now
 #: A search that stopped to ask which face or track: its own outcome, never counted as a refusal.
 CHOICE_NEEDED = "choice-needed"
 #: Entries written before that outcome existed: a search "refused" with the faces or tracks to pick from.
-LEGACY_CHOICE = "(action = 'search' AND outcome = 'refused' AND json_type(objects, '$.faces') = 'array')"
+LEGACY_CHOICE = "(action = 'search' AND outcome = 'refused' AND coalesce(json_type(objects, '$.faces'), '') = 'array')"
 
 
 def report(conn: sqlite3.Connection, start: str, end: str, stale_days: int = 30, now: str | None = None) -> dict:
