@@ -250,10 +250,11 @@ PAGE_PHRASES = (
     ("search.form needs", "a new search needs"),
 )
 FLAG_WORDS = {
-    "--case": "case number", "--purpose": "purpose", "--justification": "justification",
-    "--traditional-means": "traditional means", "--probe-source": "probe source", "--top-k": "candidates",
+    "--case": "the case number", "--purpose": "the purpose", "--justification": "the justification",
+    "--traditional-means": "the traditional means", "--probe-source": "the probe source", "--top-k": "candidates",
     "--face": "face", "--track": "track", "--every": "sample a frame every", "--best-frames": "best frames",
-    "--fusion": "fusion", "--original": "original photo", "--enhancement": "what was done", "--detector": "detector",
+    "--fusion": "fusion", "--original": "the original photo", "--enhancement": "the description of the enhancement",
+    "--detector": "the detector",
 }
 
 
