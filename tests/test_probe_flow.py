@@ -133,3 +133,56 @@ def test_a_face_pick_is_not_counted_in_the_supervisors_report_by_the_cli(home):
     report = json.loads(run_cli("audit", "report", "--from", "2000-01-01", "--to", "2999-01-01", home=home).stdout)
     assert report["choices_asked"] == 1
     assert not [r for r in report["refusals_by_reason"] if r["action"] == "search"]
+
+
+@pytest.fixture
+def client(home):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from leadmatch.web import create_app
+
+    with TestClient(create_app(home)) as c:
+        yield c
+
+
+def page_sign_in(client, actor) -> str:
+    """Sign in through the page; the CSRF token of the signed-in pages."""
+    import re
+
+    from .helpers import PASSWORD
+
+    def csrf(page: str) -> str:
+        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+    answer = client.post("/login", data={"name": actor.name, "password": PASSWORD,
+                                         "csrf": csrf(client.get("/login").text)}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return csrf(client.get("/").text)
+
+
+def test_the_pages_upload_and_progress_routes(client, home):
+    """The script's route for a clip: the files kept under a random id (for those who may search only), its
+    progress readable by that id, unknown or malformed ids answered plainly."""
+    from .helpers import REVIEWER
+
+    token = page_sign_in(client, ACTOR)
+    kept = client.post("/search/upload", data={"csrf": token},
+                       files={"probe": ("two.jpg", (PROBES_DIR / "two_people.jpg").read_bytes(), "image/jpeg")})
+    assert kept.status_code == 200, kept.text
+    answer = kept.json()
+    assert answer["files"] == ["two.jpg"] and answer["clip"] is False
+    assert (home / "uploads" / answer["upload"] / "two.jpg").is_file()
+    assert client.get(f"/search/progress/{answer['upload']}").json() == {"state": "waiting"}
+    forms.write_progress(home / "uploads" / answer["upload"], {"state": "analysing", "done_s": 1.5, "duration_s": 9.2})
+    assert client.get(f"/search/progress/{answer['upload']}").json()["done_s"] == 1.5
+    assert client.get(f"/search/progress/{'0' * 32}").json() == {"state": "gone"}
+    assert client.get("/search/progress/..%2Fkeys").status_code in (400, 404)
+    client.cookies.clear()
+    token = page_sign_in(client, REVIEWER)
+    refused = client.post("/search/upload", data={"csrf": token},
+                          files={"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")})
+    assert refused.status_code == 403 and "a new search needs the agent role" in refused.text
+    assert len(list((home / "uploads").glob("*"))) == 1  # nothing kept for one who may not search

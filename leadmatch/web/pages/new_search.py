@@ -50,9 +50,12 @@ def search_progress(actor: PageUser, config: ServiceSettings, upload: str):
 
 
 @router.post("/search/upload")
-async def search_upload(actor: FormUser, config: ServiceSettings, probe: list[UploadFile] = File([])):
+async def search_upload(actor: FormUser, ws: OpenWorkspace, config: ServiceSettings,
+                        probe: list[UploadFile] = File([])):
     """Keep the probe files first (the page's script sends a clip this way, then the form with its upload id, so
-    it can follow the analysis): {"upload": id, "files": [names]}."""
+    it can follow the analysis): {"upload": id, "files": [names], "clip": bool}. Only for those who may search
+    (the library's check, audited when refused)."""
+    _form_context(ws, actor)
     await run_in_threadpool(retention.sweep_uploads, config.home, config.upload_max_age_s)
     paths = await run_in_threadpool(forms.store_uploads, config.home, [(f.file, f.filename or "") for f in probe])
     return json_response({"upload": forms.upload_id(paths[0]), "files": [p.name for p in paths],
