@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from leadmatch.cli.clip_progress import clip_progress
-from leadmatch.cli.context import backend, parse_face
+from leadmatch.cli.context import State, backend, parse_face
 from leadmatch.cli.options import JsonOption
 from leadmatch.cli.render import emit_json, out, print_search
 from leadmatch.gallery import galleries as galleries
@@ -57,8 +57,10 @@ def search(
                                       face=parse_face(face), track=parse_face(track, "--track"), every_s=every,
                                       best_frames=best_frames, fusion=fusion, per_photo=per_photo, detector=detector,
                                       original=original, enhancement=enhancement)
-    with clip_progress(progress if video.is_video(probe[0]) else False) as request.progress:
-        result = backend().search(request)  # through --server the service analyses: no progress comes back
+    # through --server the service analyses the clip and no progress comes back: no bar that would never move
+    shown = progress if video.is_video(probe[0]) and not State.server else False
+    with clip_progress(shown) as request.progress:
+        result = backend().search(request)
     emit_json(result) if json_out else print_search(result)
 
 
