@@ -25,7 +25,8 @@ MARKED = {
     "slow": {"test_cluster", "test_robustness", "test_races", "test_signin_throttle", "test_checkpoint_schedule",
              "test_private_files", "test_index_scale", "test_casemedia_service", "test_casemedia", "test_probes",
              "test_video", "test_parity", "test_evaluation", "test_onnx_descriptor", "test_cnn_detector",
-             "test_accuracy_on_samples", "test_enroll_root", "test_cli", "test_governance", "test_faceres"},
+             "test_accuracy_on_samples", "test_enroll_root", "test_cli", "test_governance", "test_faceres",
+             "test_probe_flow"},
 }
 
 

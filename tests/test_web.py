@@ -134,7 +134,9 @@ def test_bad_upload_is_refused_with_its_reason_and_audited(client, home):
     ws = open_workspace(home)
     reasons = [e["reason"].split(":")[0] for e in audit.entries(ws.conn) if e["action"] == "search"]
     assert reasons == ["unreadable", "composite-probe"]
-    assert not list((home / "uploads").glob("*/*"))  # refused uploads are not kept
+    # an unusable probe is let go; a refused form keeps its probe for the retry (until swept)
+    assert [p.name for p in (home / "uploads").glob("*/*.jpg")] == ["p.jpg"]
+    assert 'name="upload" value="' in sketch.text and "p.jpg" in sketch.text
     ws.close()
 
 
@@ -168,7 +170,7 @@ def test_every_field_is_validated_with_a_clear_message(client, home, searched):
         response = client.post(path, data={"csrf": token, "rank": "abc", **data})
         assert response.status_code == 400 and "rank 'abc' is not a whole number" in html.unescape(response.text)
     assert client.get(f"/searches/{searched}/candidates/abc.png").status_code == 400
-    assert not list((home / "uploads").glob("*/*"))
+    assert {p.name for p in (home / "uploads").glob("*/*.jpg")} == {"p.jpg"}  # each refused form kept its probe
 
 
 def test_a_form_without_csrf_is_refused_before_its_fields_are_read(client, home, searched):
@@ -215,6 +217,11 @@ def test_error_pages_show_no_server_paths(client, home):
     assert str(home) not in response.text and "/uploads/" not in response.text and "/tmp" not in response.text
 
 
+def failed_upload(page: str) -> str:
+    """The upload id a refused form kept its probe under."""
+    return re.search(r'name="upload" value="([0-9a-f]{32})"', page).group(1)
+
+
 def test_abandoned_and_failed_uploads_are_swept(client, home, tmp_path):
     """A face pick left unfinished keeps its upload only until the age limit (checked at every upload and at
     `purge --expired`); a failed search keeps nothing."""
@@ -236,7 +243,11 @@ def test_abandoned_and_failed_uploads_are_swept(client, home, tmp_path):
     failed = client.post("/search", data={**fields, "case": ""},
                          files={"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")})
     assert failed.status_code in (400, 403)
-    assert not list((home / "uploads").glob("*"))  # the abandoned one swept, the failed one never kept
+    # the abandoned one swept; the refused form's probe kept for its retry
+    assert [p.name for p in (home / "uploads").glob("*/*.jpg")] == ["p.jpg"]
+    retried = client.post("/search", data={**fields, "upload": failed_upload(failed.text)}, follow_redirects=False)
+    assert retried.status_code == 303, retried.text
+    assert not list((home / "uploads").glob("*"))  # a search done lets its upload go
     # and at purge: an abandoned upload older than the limit goes
     stale = home / "uploads" / ("a" * 32)
     stale.mkdir(parents=True)

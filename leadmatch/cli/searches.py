@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from leadmatch.cli.context import backend, parse_face
+from leadmatch.cli.clip_progress import clip_progress
+from leadmatch.cli.context import State, backend, parse_face
 from leadmatch.cli.options import JsonOption
 from leadmatch.cli.render import emit_json, out, print_search
 from leadmatch.gallery import galleries as galleries
@@ -44,6 +45,9 @@ def search(
                                    help="Several frames or stills: min (closest any comes), mean or best."),
         per_photo: bool = typer.Option(False, "--per-photo", help="One candidate per gallery photo, not per subject."),
         detector: str = typer.Option("hog", "--detector", help="hog (fast) or cnn (slower, finds more poses)."),
+        progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                                help="Video: show the analysis on stderr (default: a bar on a "
+                                                     "terminal; --progress: plain lines elsewhere too)."),
         json_out: JsonOption = False,
 ):
     """Search a probe (photo, stills of one person, or video) against a gallery (agent): ranked investigative leads."""
@@ -53,7 +57,10 @@ def search(
                                       face=parse_face(face), track=parse_face(track, "--track"), every_s=every,
                                       best_frames=best_frames, fusion=fusion, per_photo=per_photo, detector=detector,
                                       original=original, enhancement=enhancement)
-    result = backend().search(request)
+    # through --server the service analyses the clip and no progress comes back: no bar that would never move
+    shown = progress if video.is_video(probe[0]) and not State.server else False
+    with clip_progress(shown) as request.progress:
+        result = backend().search(request)
     emit_json(result) if json_out else print_search(result)
 
 

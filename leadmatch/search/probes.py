@@ -57,13 +57,19 @@ class ProbeSet:
     flags: list[str] = field(default_factory=list)
     video: dict | None = None    # clip sha256, duration, track, frames sampled
     description: str | None = None  # set by whoever built the set from elsewhere (a case person)
+    lead: int = 0                # the face that leads (best quality): a clip's frames are kept in time order
+
+    @property
+    def lead_face(self) -> ProbeFace:
+        """The face the search is recorded by (its box, quality, stored image) and `best` fusion uses."""
+        return self.faces[self.lead]
 
     def describe(self) -> str:
         """One line naming what was searched, as shown in outputs and the report."""
         if self.description:
             return self.description
         if self.kind == "video":
-            times = ", ".join(f"{p.time_s:.1f} s" for p in sorted(self.faces, key=lambda p: p.time_s))
+            times = ", ".join(f"{p.time_s:.1f} s" for p in self.faces)  # in time order (`from_video`)
             return (f"frames {times} of {self.source_name} (track {self.video['track']}, "
                     f"sha256 {self.source_sha256[:16]}…)")
         if self.kind == "stills":
@@ -110,12 +116,12 @@ def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Fac
             return found.faces[0]
         raise FaceChoiceNeeded(f"{probe_name} holds {len(found.faces)} faces",
                                "pick one with --face N (numbered left to right), --face largest or --face central",
-                               [f.summary() for f in found.faces])
+                               [f.summary() for f in found.faces], field="face")
     face = choose(found.faces, choice, found.width, found.height)
     if face is not None:
         return face
     raise InputError(f"--face {choice} does not exist: {probe_name} holds {len(found.faces)} face(s)",
-                     f"pick 1 to {len(found.faces)}, largest or central")
+                     f"pick 1 to {len(found.faces)}, largest or central", field="face")
 
 
 def gate(face: Face, where: str) -> None:
@@ -162,7 +168,7 @@ def pick_track(found: video.VideoAnalysis, choice: int | str | None, name: str) 
                           f"{'; '.join(quality.PROBE.shortfalls(best.best[0].face))})",
                           "use footage where the face is larger or sharper", "low-quality-probe")
         raise FaceChoiceNeeded(f"{name} holds {len(found.tracks)} face tracks ({len(usable)} searchable)",
-                               "pick one with --track N or --track largest", listing)
+                               "pick one with --track N or --track largest", listing, field="track")
     if choice == "largest":
         pool = usable or found.tracks
         track = max(pool, key=lambda t: t.largest_px)
@@ -170,11 +176,11 @@ def pick_track(found: video.VideoAnalysis, choice: int | str | None, name: str) 
         track = found.tracks[choice - 1]
     else:
         raise InputError(f"--track {choice} does not exist: {name} holds {len(found.tracks)} track(s)",
-                         f"pick 1 to {len(found.tracks)} or largest")
+                         f"pick 1 to {len(found.tracks)} or largest", field="track")
     if not usable_frames(track):
         raise Refused(f"track {track.number} of {name} has no frame of searchable quality "
                       f"({'; '.join(quality.PROBE.shortfalls(track.best[0].face))})",
-                      "pick another track or use better footage", "low-quality-probe")
+                      "pick another track or use better footage", "low-quality-probe", field="track")
     return track
 
 
@@ -184,25 +190,40 @@ def usable_frames(track: video.Track) -> list[video.Observation]:
 
 
 def from_video(path: Path, choice: int | str | None, detector: str, every_s: float, best_frames: int,
-               hashes: list[str], budget: video.Budget | None = None) -> ProbeSet:
-    """A track's best frames (those passing the quality gate, at most `best_frames`) as a probe set, analysed
-    within `budget` (video.Budget; the default limits if None)."""
+               hashes: list[str], budget: video.Budget | None = None, kept: Path | None = None,
+               progress=None) -> ProbeSet:
+    """A track's best frames (those passing the quality gate, at most `best_frames`) as a probe set, in time
+    order, the best of them leading; analysed within `budget` (video.Budget; the default limits if None).
+
+    `kept`: a folder where the clip's analysis is kept (see `video.keep_analysis`): an analysis of the same clip
+    with the same options found there is used instead of decoding the clip again (the search after a track
+    pick), and a fresh one is left there. `progress(seconds_done, duration_s)` is called while the clip is
+    decoded (never for a kept analysis)."""
     if not 1 <= best_frames <= 20:
-        raise InputError(f"--best-frames {best_frames} is out of range", "use 1 to 20 frames")
+        raise InputError(f"--best-frames {best_frames} is out of range", "use 1 to 20 frames", field="best_frames")
     name = display_name(Path(path).name)
     video.check_file(path)
-    hashes.append(models.sha256_file(path))
-    found = video.analyze_video(path, every_s=every_s, min_face_px=quality.PROBE_DETECT_MIN_PX,
-                                detector=detector, keep=max(best_frames, video.DEFAULT_BEST_FRAMES), budget=budget)
+    digest = models.sha256_file(path)
+    hashes.append(digest)
+    keep = max(best_frames, video.DEFAULT_BEST_FRAMES)
+    key = video.analysis_key(digest, every_s, detector, keep, quality.PROBE_DETECT_MIN_PX)
+    found = video.kept_analysis(kept, key) if kept is not None else None
+    if found is None:
+        found = video.analyze_video(path, every_s=every_s, min_face_px=quality.PROBE_DETECT_MIN_PX,
+                                    detector=detector, keep=keep, budget=budget, progress=progress)
+        if kept is not None:
+            video.keep_analysis(kept, key, found)
     track = pick_track(found, choice, name)
-    frames = usable_frames(track)[:best_frames]
+    best = usable_frames(track)[:best_frames]
+    frames = sorted(best, key=lambda o: o.time_s)  # listed in time order everywhere; the best one leads
     faces = [ProbeFace(o.face, o.jpeg, hashlib.sha256(o.jpeg).hexdigest(), ".jpg", name, time_s=o.time_s,
                        faces_in_image=0) for o in frames]
     info = {"sha256": found.sha256, "name": name, "duration_s": round(found.duration_s, 2),
             "fps": round(found.fps, 3), "size": [found.width, found.height], "every_s": every_s,
             "frames_sampled": found.frames_sampled, "tracks": len(found.tracks), "track": track.number,
             "track_span_s": [round(track.first_s, 2), round(track.last_s, 2)]}
-    return ProbeSet(kind="video", faces=faces, source_sha256=found.sha256, source_name=name, video=info)
+    return ProbeSet(kind="video", faces=faces, source_sha256=found.sha256, source_name=name, video=info,
+                    lead=frames.index(best[0]))
 
 
 __all__ = ["ProbeFace", "ProbeSet", "from_photos", "from_video", "pick_face", "pick_track", "usable_frames",

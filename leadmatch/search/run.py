@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -22,10 +23,11 @@ from leadmatch.search import leads, probes, video
 from leadmatch.biometrics import faceres, quality
 from leadmatch.governance.accounts import Actor, require, require_search_ready
 from leadmatch.governance.casework import AWAITING_DISPOSITION, can_read, seen_before, workflow
-from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused
+from leadmatch.errors import FaceChoiceNeeded, InputError, LeadmatchError, NotFound, Refused, concerning
 from leadmatch.biometrics.faces import DETECTORS
 from leadmatch.gallery.galleries import Gallery, factory, get as get_gallery
 from leadmatch.biometrics.photos import PHOTO_SUFFIXES, decode, display_name, read_bytes, sha256_bytes
+from leadmatch.record.audit.report import CHOICE_NEEDED as CHOICE_OUTCOME
 from leadmatch.record.store import transaction, utc_now
 from leadmatch.search.video import is_video
 from leadmatch.record.workspace import Workspace
@@ -35,6 +37,8 @@ PROBE_SOURCES = ("original", "cropped", "enhanced", "composite", "sketch")
 REFUSED_SOURCES = ("composite", "sketch")
 MIN_JUSTIFICATION = (15, 3)        # characters, words
 MIN_TRADITIONAL_MEANS = (30, 5)
+#: The audit outcome of a search that stopped to ask which face or track (`FaceChoiceNeeded`): not a refusal.
+CHOICE_NEEDED = CHOICE_OUTCOME
 
 
 @dataclass
@@ -63,6 +67,9 @@ class SearchRequest:
     budget: video.Budget = field(default_factory=video.Budget)  # what a clip's analysis may cost
     original: Path | None = None   # an enhanced probe's original photo (required with probe_source "enhanced")
     enhancement: str = ""          # what was done to the original (required with probe_source "enhanced")
+    keep_analysis: Path | None = None  # a clip: the folder where its analysis is kept for the search after a pick
+    progress: Callable[[float, float], None] | None = field(default=None, compare=False, repr=False)
+    # ↑ a clip: told (seconds analysed, clip duration) while it is decoded; set where the search runs, never sent
 
 
 def new_search_id() -> str:
@@ -76,55 +83,70 @@ def _substantive(text: str, minimum: tuple[int, int]) -> bool:
 
 
 def validate(ws: Workspace, request: SearchRequest) -> None:
-    """Check the policy preconditions and options that need no photo."""
+    """Check the policy preconditions and options that need no photo. Each error names the request field it
+    concerns (`LeadmatchError.field`), so a form can mark it; the messages keep the CLI's option names."""
     if not (request.case or "").strip():
-        raise Refused("no case number given", "pass --case with the case this search serves", "missing-case")
-    safetext.check_name(request.case, "case number", "give the case number as it is written in the case file")
-    safetext.check_name(request.purpose or "", "purpose", "pick one from `leadmatch purposes`")
-    safetext.check_text(request.justification or "", "--justification")
-    safetext.check_text(request.traditional_means or "", "--traditional-means")
+        raise Refused("no case number given", "pass --case with the case this search serves", "missing-case",
+                      field="case")
+    with concerning("case"):
+        safetext.check_name(request.case, "case number", "give the case number as it is written in the case file")
+    with concerning("purpose"):
+        safetext.check_name(request.purpose or "", "purpose", "pick one from `leadmatch purposes`")
+    with concerning("justification"):
+        safetext.check_text(request.justification or "", "--justification")
+    with concerning("traditional_means"):
+        safetext.check_text(request.traditional_means or "", "--traditional-means")
     if not (request.purpose or "").strip():
         raise Refused("no purpose given", "pass --purpose with an authorized purpose (see `leadmatch purposes`)",
-                      "missing-purpose")
+                      "missing-purpose", field="purpose")
     if not purposes.is_authorized(ws, request.purpose):
         raise Refused(f"purpose {request.purpose!r} is not an authorized purpose",
-                      "pick one from `leadmatch purposes`; an admin may add one", "unauthorized-purpose")
+                      "pick one from `leadmatch purposes`; an admin may add one", "unauthorized-purpose",
+                      field="purpose")
     if not _substantive(request.justification, MIN_JUSTIFICATION):
         raise Refused("--justification is empty or too short",
                       f"explain why this search is needed (at least {MIN_JUSTIFICATION[1]} words)",
-                      "missing-justification")
+                      "missing-justification", field="justification")
     if not _substantive(request.traditional_means, MIN_TRADITIONAL_MEANS):
         raise Refused("--traditional-means is empty or too short",
                       f"record what traditional investigative steps were tried and why they did not identify the "
-                      f"person (at least {MIN_TRADITIONAL_MEANS[1]} words)", "missing-traditional-means")
+                      f"person (at least {MIN_TRADITIONAL_MEANS[1]} words)", "missing-traditional-means",
+                      field="traditional_means")
     if request.probe_source not in PROBE_SOURCES:
-        raise InputError(f"--probe-source {request.probe_source!r} is not known", f"use one of: {', '.join(PROBE_SOURCES)}")
+        raise InputError(f"--probe-source {request.probe_source!r} is not known",
+                         f"use one of: {', '.join(PROBE_SOURCES)}", field="probe_source")
     if request.probe_source in REFUSED_SOURCES:
         raise Refused(f"a {request.probe_source} cannot be searched", "composites, sketches and artist renderings "
-                      "are not photographs of a person; use a photo", "composite-probe")
+                      "are not photographs of a person; use a photo", "composite-probe", field="probe_source")
     if request.probe_source == "enhanced" and (request.original is None or len(request.enhancement.strip()) < 5):
         raise Refused("an enhanced probe needs its original and a description of the enhancement",
                       'pass --original FILE (the photo before editing) and --enhancement "what was done"',
-                      "enhanced-without-original")
+                      "enhanced-without-original", field="original" if request.original is None else "enhancement")
     if request.probe_source != "enhanced" and (request.original is not None or request.enhancement.strip()):
         raise InputError("--original and --enhancement are only for --probe-source enhanced",
-                         "add --probe-source enhanced, or leave them out")
+                         "add --probe-source enhanced, or leave them out", field="probe_source")
     if not leads.MIN_CANDIDATES <= request.top_k <= leads.MAX_CANDIDATES:
         raise InputError(f"--top-k {request.top_k} is out of range",
-                         f"ask for {leads.MIN_CANDIDATES} to {leads.MAX_CANDIDATES} candidates")
+                         f"ask for {leads.MIN_CANDIDATES} to {leads.MAX_CANDIDATES} candidates", field="top_k")
     if request.detector not in DETECTORS:
-        raise InputError(f"unknown detector {request.detector!r}", "use hog or cnn")
+        raise InputError(f"unknown detector {request.detector!r}", "use hog or cnn", field="detector")
     if request.fusion not in probes.FUSIONS:
-        raise InputError(f"--fusion {request.fusion!r} is not known", f"use one of: {', '.join(probes.FUSIONS)}")
+        raise InputError(f"--fusion {request.fusion!r} is not known", f"use one of: {', '.join(probes.FUSIONS)}",
+                         field="fusion")
     if request.threshold is not None and not 0.0 < request.threshold < 2.0:
-        raise InputError(f"threshold {request.threshold} is out of range", "use a distance between 0 and 2")
+        raise InputError(f"threshold {request.threshold} is out of range", "use a distance between 0 and 2",
+                         field="threshold")
     # the deployment's policy narrows what the rules above allow (a top-k outside 2–50 stays bad input)
     videos = is_video(request.probe) or any(is_video(p) for p in request.more_probes)
     shortfall = policy.search_shortfall(ws, video=videos or request.details.get("video_faces", False),
                                         top_k=request.top_k, probe_source=request.probe_source)
     if shortfall:
         raise Refused(f"deployment policy: {shortfall[1]}", "ask an admin; `leadmatch policy show` lists the policy",
-                      f"policy-{shortfall[0].replace('_', '-')}")
+                      f"policy-{shortfall[0].replace('_', '-')}", field=POLICY_FIELDS.get(shortfall[0]))
+
+
+#: The request field each deployment policy setting concerns (a refused search names it).
+POLICY_FIELDS = {"video_probes": "probe", "candidates": "top_k", "enhanced_probes": "probe_source"}
 
 
 def run(ws: Workspace, actor: Actor, request: SearchRequest, prepared=None) -> dict:
@@ -139,17 +161,23 @@ def run(ws: Workspace, actor: Actor, request: SearchRequest, prepared=None) -> d
     probe_hashes: list[str] = []
     try:
         validate(ws, request)
-        gallery = get_gallery(ws, request.gallery)
-        probe_set = prepared(probe_hashes) if prepared else _probe_set(request, probe_hashes)
-        original = _original(request, probe_hashes)
+        with concerning("gallery"):
+            gallery = get_gallery(ws, request.gallery)
+        with concerning("probe"):
+            probe_set = prepared(probe_hashes) if prepared else _probe_set(request, probe_hashes)
+        with concerning("original"):
+            original = _original(request, probe_hashes)
         return _record(ws, actor, request, gallery, probe_set, original)
     except LeadmatchError as exc:
-        choice = {"faces": exc.faces} if isinstance(exc, FaceChoiceNeeded) else {}
-        audit.record(ws.conn, actor.name, "search", "refused", case=case,
+        # A probe holding several faces or tracks is a question to the agent, not a refusal: its own outcome,
+        # so refusal counts (the supervisors' report) count only what the rules or the input stopped.
+        choice = isinstance(exc, FaceChoiceNeeded)
+        audit.record(ws.conn, actor.name, "search", CHOICE_NEEDED if choice else "refused", case=case,
                      objects={"gallery": request.gallery, "probe": display_name(request.probe),
                               **({"more_probes": [display_name(p) for p in request.more_probes]}
-                                 if request.more_probes else {}), **choice},
-                     reason=f"{getattr(exc, 'reason', 'bad-input')}: {exc.message}", photos=probe_hashes)
+                                 if request.more_probes else {}), **({"faces": exc.faces} if choice else {})},
+                     reason=f"{CHOICE_NEEDED if choice else getattr(exc, 'reason', 'bad-input')}: {exc.message}",
+                     photos=probe_hashes)
         raise
 
 
@@ -159,7 +187,8 @@ def _probe_set(request: SearchRequest, hashes: list[str]) -> probes.ProbeSet:
         if request.more_probes:
             raise InputError("a video and other probes were given together", "search one clip, or several stills")
         return probes.from_video(request.probe, request.track, request.detector, request.every_s,
-                                 request.best_frames, hashes, request.budget)
+                                 request.best_frames, hashes, request.budget, kept=request.keep_analysis,
+                                 progress=request.progress)
     if any(is_video(p) for p in request.more_probes):
         raise InputError("a video and other probes were given together", "search one clip, or several stills")
     return probes.from_photos([request.probe, *request.more_probes], request.face, request.detector, hashes)
@@ -187,8 +216,9 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
     space = spaces.of_gallery(ws.conn, gallery.id)
     embeddings = probe_vectors(space, probe_set)
     candidates = rank_candidates(ws, loaded.index, embeddings, request.top_k, threshold, calibrated,
-                                 per_photo=request.per_photo, fusion=request.fusion, space=space)
-    lead = probe_set.faces[0]
+                                 per_photo=request.per_photo, fusion=request.fusion, space=space,
+                                 lead=probe_set.lead)
+    lead = probe_set.lead_face
     flags = sorted({f"low-quality: {w}" for p in probe_set.faces for w in quality.PROBE.warnings(p.face)})
     if probe_set.kind == "stills":
         flags.append(f"several stills asserted by the agent to show one person ({len(probe_set.faces)} photos)")
@@ -224,7 +254,7 @@ def _record(ws: Workspace, actor: Actor, request: SearchRequest, gallery: Galler
             "purpose, justification, traditional_means, probe_source, status, probe_frames, calibration) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (search_id, request.case.strip(), gallery.id, actor.name, now, probe_set.source_sha256,
-             probe_set.source_name, frames[0]["stored_path"], lead.faces_in_image, lead.face.index,
+             probe_set.source_name, frames[probe_set.lead]["stored_path"], lead.faces_in_image, lead.face.index,
              json.dumps(list(lead.face.box)), json.dumps(lead.face.quality()), json.dumps(flags), request.top_k,
              threshold, loaded.factory, json.dumps(details, ensure_ascii=False),
              request.purpose.strip().lower(), request.justification.strip(), request.traditional_means.strip(),
@@ -261,29 +291,32 @@ def probe_vectors(space: spaces.Space, probe_set: probes.ProbeSet) -> np.ndarray
     return space.vectors(dlib, np.stack(described))
 
 
-def _fused(embeddings: np.ndarray, fusion: str, dim: int = index.DIM) -> np.ndarray:
-    """The probe vectors a fusion rule compares with: all of them (min), their mean, or the first (best)."""
+def _fused(embeddings: np.ndarray, fusion: str, dim: int = index.DIM, lead: int = 0) -> np.ndarray:
+    """The probe vectors a fusion rule compares with: all of them (min), their mean, or the leading (best)
+    face's, row `lead`."""
     embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, dim)
     if fusion == "mean":
         return embeddings.mean(axis=0, keepdims=True)
     if fusion == "best":
-        return embeddings[:1]
+        return embeddings[lead:lead + 1]
     return embeddings
 
 
 def rank_candidates(ws: Workspace, faiss_index, embedding: np.ndarray, top_k: int, threshold: float,
                     calibrated: calibration.Calibration | None = None, per_photo: bool = False,
-                    fusion: str = probes.DEFAULT_FUSION, space: spaces.Space | None = None) -> list[dict]:
+                    fusion: str = probes.DEFAULT_FUSION, space: spaces.Space | None = None,
+                    lead: int = 0) -> list[dict]:
     """Ranked lead-only candidates for one or several probe embeddings (rows of `embedding`).
 
     A candidate is a subject, ranked by its closest face, with every enrolled face of that subject and its
     distance (`faces`); `per_photo` gives one candidate per gallery face instead. With several probe vectors a
     face's distance is the smallest over them (`probe_distances` lists each). The index proposes faces; the
     distances are recomputed exactly from the record, and an approximate index proposes twice as many. `space`
-    is the gallery's (dlib's when not given): probe vectors and the record's faces are compared in it."""
+    is the gallery's (dlib's when not given): probe vectors and the record's faces are compared in it. `lead`:
+    the row of the best probe face (what `best` fusion compares with)."""
     space = space or spaces.Space()
     raw = np.asarray(embedding, dtype=np.float32).reshape(-1, space.dim)
-    vectors = _fused(raw, fusion, space.dim)
+    vectors = _fused(raw, fusion, space.dim, lead)
     factor = 1 if index.is_exact(faiss_index) else index.RERANK_FACTOR
     proposals = top_k * factor * (1 if per_photo else 4)
     while True:

@@ -9,6 +9,9 @@ images, so a search can show exactly which frames it used.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import math
 import os
 import stat
@@ -338,10 +341,11 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
     """Sample, detect, embed and track the faces of a clip, within `budget` (the default limits if None).
     Raises PhotoError for a clip that cannot be used or would exceed the budget, when cancelled, and when no
     face is found in any sampled frame. `max_duration_s`: longer clips are refused (case media allows more than
-    a probe, with a budget of its own); `progress(seconds_done)` is called every sampled frame."""
+    a probe, with a budget of its own); `progress(seconds_done, duration_s)` is called every sampled frame
+    (`duration_s` as the container says; 0 when it does not), and once more when the whole clip is decoded."""
     if not (0.01 <= every_s <= 10):
         raise PhotoError(f"--every {every_s:g} s is out of range", "sample between every 0.01 and 10 seconds",
-                         "bad-option")
+                         "bad-option", field="every")
     budget, started = budget or Budget(), time.monotonic()
     budget.check(0, started)
     capture, fps, width, height, duration = open_clip(path, max_duration_s)
@@ -354,13 +358,13 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
     sha256 = models.sha256_file(path)
     tracks: list[Track] = []
     active: list[Track] = []
-    previous_hist, sampled, cuts = None, 0, 0
+    previous_hist, sampled, cuts, last_s = None, 0, 0, 0.0
     try:
         for time_s, frame in sample_frames(capture, every_s, max_duration_s):
             sampled += 1
             budget.check(sampled, started)
             if progress:
-                progress(time_s)
+                progress(time_s, duration)
             hist = _histogram(frame)
             if is_cut(previous_hist, hist):
                 cuts += 1
@@ -370,6 +374,9 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
             found = detect_probe(frame, min_face_px=min_face_px, detector=detector)  # large frames: two cores
             faces = [describe(frame, box, i, score) for i, (box, score) in enumerate(found, start=1)]
             _link(faces, frame, time_s, active, tracks, keep)
+            last_s = time_s
+        if progress and sampled:
+            progress(max(duration, last_s), duration)  # the whole clip is decoded
     finally:
         capture.release()
     if sampled == 0:
@@ -411,5 +418,97 @@ def _link(faces: list[Face], frame: np.ndarray, time_s: float, active: list[Trac
         _keep_best(track, observation, frame, keep)
 
 
+# A kept analysis -------------------------------------------------------------------------------------------
+#
+# Listing a clip's tracks for the agent to pick from, then searching the one picked, would analyse the clip twice.
+# The first analysis is kept instead, beside the kept upload (private, swept with it), keyed by the clip's sha256
+# and every option that changes what an analysis finds; the search after the pick reads it back.
+
+#: Bumped when what a kept analysis holds changes: an older file is then analysed afresh, never misread.
+KEPT_VERSION = 1
+
+
+def analysis_key(sha256: str, every_s: float, detector: str, keep: int, min_face_px: int) -> str:
+    """What a kept analysis must match to be reused: the clip's bytes and the options of its analysis."""
+    return f"v{KEPT_VERSION}:{sha256}:{every_s!r}:{detector}:{keep}:{min_face_px}"
+
+
+def kept_path(folder: Path, key: str) -> Path:
+    """Where the analysis of `key` is kept in `folder` (a dot file: never taken for an uploaded probe)."""
+    return Path(folder) / f".analysis-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def keep_analysis(folder: Path, key: str, found: VideoAnalysis) -> Path:
+    """Write `found` to `folder` under `key`: owner-only (0600), through a temp file renamed into place, so a
+    reader finds the whole analysis or none. Returns the file."""
+    target = kept_path(folder, key)
+    temp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    data = json.dumps({"key": key, "analysis": _analysis_dict(found)}, separators=(",", ":")).encode()
+    try:
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    return target
+
+
+def kept_analysis(folder: Path, key: str) -> VideoAnalysis | None:
+    """The analysis kept in `folder` under `key`, or None (none kept, another key, or unreadable: then the clip
+    is simply analysed again)."""
+    try:
+        stored = json.loads(kept_path(folder, key).read_text(encoding="utf-8"))
+        if stored.get("key") != key:
+            return None
+        return _analysis_from(stored["analysis"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _face_dict(face: Face) -> dict:
+    return {"index": face.index, "box": list(face.box), "size_px": face.size_px,
+            "eye_distance_px": face.eye_distance_px, "sharpness": face.sharpness,
+            "detector_score": face.detector_score, "embedding": [float(v) for v in face.embedding]}
+
+
+def _face_from(data: dict) -> Face:
+    return Face(index=int(data["index"]), box=tuple(int(v) for v in data["box"]), size_px=int(data["size_px"]),
+                eye_distance_px=float(data["eye_distance_px"]), sharpness=float(data["sharpness"]),
+                detector_score=None if data["detector_score"] is None else float(data["detector_score"]),
+                embedding=np.asarray(data["embedding"], dtype=np.float32))
+
+
+def _observation_dict(o: Observation) -> dict:
+    return {"time_s": o.time_s, "face": _face_dict(o.face), "frontalness": o.frontalness,
+            "jpeg": base64.b64encode(o.jpeg).decode() if o.jpeg else None}
+
+
+def _observation_from(data: dict) -> Observation:
+    return Observation(float(data["time_s"]), _face_from(data["face"]), float(data["frontalness"]),
+                       base64.b64decode(data["jpeg"]) if data["jpeg"] else None)
+
+
+def _analysis_dict(found: VideoAnalysis) -> dict:
+    return {"sha256": found.sha256, "duration_s": found.duration_s, "fps": found.fps, "width": found.width,
+            "height": found.height, "frames_sampled": found.frames_sampled, "cuts": found.cuts,
+            "tracks": [{"number": t.number, "first_s": t.first_s, "last_s": t.last_s, "frames_seen": t.frames_seen,
+                        "best": [_observation_dict(o) for o in t.best]} for t in found.tracks]}
+
+
+def _analysis_from(data: dict) -> VideoAnalysis:
+    tracks = []
+    for t in data["tracks"]:
+        best = [_observation_from(o) for o in t["best"]]
+        # `last` only links faces while a clip is analysed; a kept track is complete, so its latest best frame
+        # stands in for it
+        tracks.append(Track(number=int(t["number"]), first_s=float(t["first_s"]), last_s=float(t["last_s"]),
+                            frames_seen=int(t["frames_seen"]), last=max(best, key=lambda o: o.time_s), best=best))
+    return VideoAnalysis(sha256=data["sha256"], duration_s=float(data["duration_s"]), fps=float(data["fps"]),
+                         width=int(data["width"]), height=int(data["height"]),
+                         frames_sampled=int(data["frames_sampled"]), cuts=int(data["cuts"]), tracks=tracks)
+
+
 __all__ = ["Budget", "VideoAnalysis", "Track", "Observation", "analyze_video", "is_video", "iou", "frontalness",
+           "analysis_key", "keep_analysis", "kept_analysis", "kept_path",
            "VIDEO_SUFFIXES", "DEFAULT_EVERY_S", "DEFAULT_BEST_FRAMES"]

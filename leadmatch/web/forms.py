@@ -1,31 +1,41 @@
 """Form and query fields as the library wants them, or one clear message naming the field.
 
 Browsers send text; a field that is not what it should be becomes an InputError (400 with the field's
-name), never a 500 or FastAPI's 422."""
+name), never a 500 or FastAPI's 422. An error names the request field it concerns (`LeadmatchError.field`); the
+new-search form marks that field and words the message as the page does (`page_error`), without the CLI's
+option names. Uploads wait under <home>/uploads/<random id>/ for a retry or a pick, with the progress of a
+clip's analysis (`write_progress`, `read_progress`) and the analysis itself (`search.video.keep_analysis`).
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import time
 import secrets
 import shutil
 from pathlib import Path
 
-from leadmatch.errors import InputError
+from leadmatch.errors import InputError, LeadmatchError
 from leadmatch.search import leads, probes, video
 from leadmatch.search.run import SearchRequest
 
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def whole_number(value: str, field: str, low: int | None = None, high: int | None = None) -> int:
-    """`value` as an int within [low, high], or an InputError naming `field`."""
+def whole_number(value: str, field: str, low: int | None = None, high: int | None = None,
+                 concerns: str | None = None) -> int:
+    """`value` as an int within [low, high], or an InputError naming `field` (and concerning the request field
+    `concerns`, `field` itself unless told)."""
     text = (value or "").strip()
     span = f" from {low} to {high}" if low is not None and high is not None else ""
     if not re.fullmatch(r"[+-]?\d{1,9}", text):
-        raise InputError(f"{field} {text!r} is not a whole number", f"give a whole number{span}")
+        raise InputError(f"{field} {text!r} is not a whole number", f"give a whole number{span}",
+                         field=concerns or field)
     number = int(text)
     if (low is not None and number < low) or (high is not None and number > high):
-        raise InputError(f"{field} {number} is out of range", f"give a whole number{span}")
+        raise InputError(f"{field} {number} is out of range", f"give a whole number{span}", field=concerns or field)
     return number
 
 
@@ -45,10 +55,11 @@ def decimal(value: str, field: str, low: float, high: float) -> float:
     """`value` as a float within [low, high], or an InputError naming `field`."""
     text = (value or "").strip()
     if not re.fullmatch(r"\d{1,6}(\.\d{1,6})?|\.\d{1,6}", text):
-        raise InputError(f"{field} {text!r} is not a number", f"give a number from {low:g} to {high:g}")
+        raise InputError(f"{field} {text!r} is not a number", f"give a number from {low:g} to {high:g}", field=field)
     number = float(text)
     if not low <= number <= high:
-        raise InputError(f"{field} {number:g} is out of range", f"give a number from {low:g} to {high:g}")
+        raise InputError(f"{field} {number:g} is out of range", f"give a number from {low:g} to {high:g}",
+                         field=field)
     return number
 
 
@@ -59,7 +70,7 @@ def flag(value: str, field: str) -> bool:
         return False
     if text in ("true", "1", "on", "yes"):
         return True
-    raise InputError(f"{field} {value!r} is not true or false", "send true or false")
+    raise InputError(f"{field} {value!r} is not true or false", "send true or false", field=field)
 
 
 def search_request(*, gallery: str, case: str, purpose: str, justification: str, traditional_means: str,
@@ -71,7 +82,7 @@ def search_request(*, gallery: str, case: str, purpose: str, justification: str,
     return SearchRequest(
         probe=Path(), gallery=gallery, case=case, purpose=purpose, justification=justification,
         traditional_means=traditional_means, probe_source=probe_source or "original",
-        top_k=whole_number(top_k, top_k_field, 2, 50) if (top_k or "").strip() else leads.DEFAULT_CANDIDATES,
+        top_k=whole_number(top_k, top_k_field, 2, 50, "top_k") if (top_k or "").strip() else leads.DEFAULT_CANDIDATES,
         face=face_choice(face), detector=detector or "hog", track=track_choice(track),
         every_s=decimal(every, "every", 0.04, 10.0) if (every or "").strip() else video.DEFAULT_EVERY_S,
         best_frames=whole_number(best_frames, "best_frames", 1, 20) if (best_frames or "").strip()
@@ -102,7 +113,8 @@ def store_uploads(home: Path, uploads: list[tuple[object, str]]) -> list[Path]:
     and distinct; their order is kept (the first still leads)."""
     uploads = [(data, name) for data, name in uploads if name or (isinstance(data, bytes) and data)]
     if not uploads:
-        raise InputError("no probe photo or video was uploaded", "choose a photo, several stills or a video file")
+        raise InputError("no probe photo or video was uploaded", "choose a photo, several stills or a video file",
+                         field="probe")
     folder = Path(home) / "uploads" / secrets.token_hex(16)
     folder.mkdir(parents=True, mode=0o700)
     paths: list[Path] = []
@@ -133,7 +145,7 @@ def find_upload(home: Path, upload_id: str) -> Path:
 def find_uploads(home: Path, upload_id: str) -> list[Path]:
     """Every probe file kept under `upload_id`, in upload order, or an InputError."""
     if not UPLOAD_ID.fullmatch(upload_id or ""):
-        raise InputError("the uploaded photo reference is not valid", "upload the photo again")
+        raise InputError("the uploaded photo reference is not valid", "upload the photo again", field="probe")
     folder = Path(home) / "uploads" / upload_id
     try:
         names = (folder / ORDER).read_text(encoding="utf-8").split("\n")
@@ -141,9 +153,122 @@ def find_uploads(home: Path, upload_id: str) -> list[Path]:
         names = sorted(p.name for p in folder.glob("*") if not p.name.startswith("."))
     found = [folder / n for n in names if n and (folder / n).is_file()]
     if not found:
-        raise InputError("the uploaded photo is no longer here", "upload the photo again")
+        raise InputError("the uploaded photo is no longer here", "upload the photo again", field="probe")
     return found
 
 
 def drop_upload(photo: Path) -> None:
+    """Delete a kept upload: its files, the progress and the analysis kept with them."""
     shutil.rmtree(photo.parent, ignore_errors=True)
+
+
+def upload_id(path: Path) -> str:
+    """The id a kept upload is known by in a form (its folder's name)."""
+    return Path(path).parent.name
+
+
+# A clip's analysis, as the page follows it -------------------------------------------------------------------
+
+PROGRESS = ".progress"
+PROGRESS_EVERY_S = 0.25  # how often the analysis rewrites its progress file (the page polls about as often)
+
+
+class ProgressFile:
+    """A search's `progress(seconds_done, duration_s)` that leaves the latest in <upload folder>/.progress
+    (owner-only, replaced whole), where the page's progress endpoint reads it. Plain data: made in the worker."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / PROGRESS
+        self.last = 0.0
+
+    def __call__(self, done_s: float, duration_s: float) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S and done_s < duration_s:
+            return
+        self.last = now
+        write_progress(self.path.parent, {"state": "analysing", "done_s": round(done_s, 2),
+                                          "duration_s": round(duration_s, 2)})
+
+
+def write_progress(folder: Path, state: dict) -> None:
+    """Replace the progress file of the upload in `folder` (a missing folder — the search is over — is fine)."""
+    target = Path(folder) / PROGRESS
+    temp = target.with_name(f"{PROGRESS}.{os.getpid()}.tmp")
+    try:
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            json.dump(state, out)
+        os.replace(temp, target)
+    except OSError:
+        temp.unlink(missing_ok=True)
+
+
+def read_progress(home: Path, upload: str) -> dict:
+    """Where the search of upload `upload` stands: {"state": "waiting"} before its clip is decoded,
+    {"state": "analysing", "done_s", "duration_s"} meanwhile, {"state": "gone"} once the upload is gone (the
+    search finished or failed); an InputError for an id that cannot be one."""
+    if not UPLOAD_ID.fullmatch(upload or ""):
+        raise InputError("the uploaded photo reference is not valid", "upload the photo again", field="probe")
+    folder = Path(home) / "uploads" / upload
+    try:
+        state = json.loads((folder / PROGRESS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"state": "waiting" if folder.is_dir() else "gone"}
+    return state if isinstance(state, dict) else {"state": "waiting"}
+
+
+# Errors in the page's words ------------------------------------------------------------------------------------
+
+#: The new-search form's fields (request field → the label the page shows).
+SEARCH_LABELS = {
+    "probe": "Probe", "gallery": "Gallery", "case": "Case number", "purpose": "Authorized purpose",
+    "justification": "Justification", "traditional_means": "Traditional means", "probe_source": "Probe source",
+    "original": "Original photo", "enhancement": "What was done to it", "top_k": "Candidates", "face": "Face",
+    "track": "Track", "every": "Sample a frame every", "best_frames": "Best frames", "fusion": "Fusion",
+    "per_photo": "One candidate per gallery photo",
+}
+#: What the library says for the command line, as the page says it (whole phrases first, then single options).
+PAGE_PHRASES = (
+    ("pass --case with the case this search serves", "enter the case number this search serves"),
+    ("pass --purpose with an authorized purpose (see `leadmatch purposes`)", "choose an authorized purpose"),
+    ("pick one from `leadmatch purposes`; an admin may add one", "choose one from the list; an admin may add one"),
+    ("pick one from `leadmatch purposes`", "choose one from the list"),
+    ('pass --original FILE (the photo before editing) and --enhancement "what was done"',
+     "choose the original photo (before editing) and say what was done to it"),
+    ("--original and --enhancement are only for --probe-source enhanced",
+     "an original photo and a description of the enhancement are only for an enhanced probe"),
+    ("add --probe-source enhanced, or leave them out", "set the probe source to enhanced, or leave them empty"),
+    ("pick one with --face N (numbered left to right), --face largest or --face central", "pick one below"),
+    ("pick one with --track N or --track largest", "pick one below"),
+    ("ask an admin; `leadmatch policy show` lists the policy", "ask an admin about the deployment's policy"),
+    ("run `leadmatch accept-rules`", "accept the rules of behavior first (an agent does so once)"),
+    ("; an admin records it with `leadmatch user certify`", "; an admin then records it"),
+    ("(a larger --every)", "(a longer step between frames)"),
+    ("or use --detector hog", "or ask for the faster detector"),
+    ("see `leadmatch gallery list`, or create it with `gallery create`",
+     "choose one from the list; an analyst creates galleries"),
+    ("search.form needs", "a new search needs"),
+)
+FLAG_WORDS = {
+    "--case": "the case number", "--purpose": "the purpose", "--justification": "the justification",
+    "--traditional-means": "the traditional means", "--probe-source": "the probe source", "--top-k": "candidates",
+    "--face": "face", "--track": "track", "--every": "sample a frame every", "--best-frames": "best frames",
+    "--fusion": "fusion", "--original": "the original photo", "--enhancement": "the description of the enhancement",
+    "--detector": "the detector",
+}
+
+
+def page_words(text: str) -> str:
+    """A library message or hint in the new-search page's words: no command-line options or commands."""
+    for cli, page in PAGE_PHRASES:
+        text = text.replace(cli, page)
+    text = re.sub(r"--[a-z][a-z-]*", lambda m: FLAG_WORDS.get(m.group(0), m.group(0).lstrip("-").replace("-", " ")),
+                  text)
+    return re.sub(r"`(?:leadmatch )?([^`]*)`", r"“\1”", text)  # any command left: named, not quoted as code
+
+
+def page_error(exc: LeadmatchError) -> dict:
+    """An error as the new-search form shows it: the field it concerns (None when none of the form's), that
+    field's label, and the message with its hint in the page's words."""
+    field = exc.field if exc.field in SEARCH_LABELS else None
+    return {"field": field, "label": SEARCH_LABELS.get(field or "", ""), "message": page_words(str(exc))}

@@ -48,7 +48,7 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
-SEARCH_UPLOADS = ("/search", "/api/v1/searches")
+SEARCH_UPLOADS = ("/search", "/search/upload", "/api/v1/searches")
 SIGN_IN_AGAIN = ("not-signed-in", "session-expired", "disabled")
 
 

@@ -31,6 +31,7 @@ from leadmatch.record.workspace import open_workspace
 from leadmatch.search import crops
 from leadmatch.search import run as searching
 from leadmatch.search.video import is_video
+from leadmatch.web import forms
 from leadmatch.wire import error_from_dict, error_to_dict
 
 THUMB = 140  # px: a face or track in the browser's picker
@@ -127,7 +128,10 @@ def search(home: str, actor: Actor, request: searching.SearchRequest, with_face_
     before = os.getcwd()
     # The record keeps the probes' names as given; from the upload's folder that is the uploader's file name,
     # not a server path (one task at a time per worker process, so the folder change is ours alone).
-    uploads = [Path(request.probe), *(Path(p) for p in request.more_probes)]
+    uploads = [Path(request.probe).absolute(), *(Path(p).absolute() for p in request.more_probes)]
+    if is_video(uploads[0]):  # a clip's analysis is kept beside it for the search after a pick, and followed
+        request.keep_analysis = uploads[0].parent
+        request.progress = forms.ProgressFile(uploads[0].parent)
     os.chdir(uploads[0].parent)
     request.probe, request.more_probes = Path(uploads[0].name), tuple(Path(p.name) for p in uploads[1:])
     try:
@@ -164,7 +168,8 @@ async def search_watched(http_request, home: Path, actor: Actor, request: search
 
 def _with_images(several: FaceChoiceNeeded, uploads: list[Path]) -> list[dict]:
     """The faces (or a clip's tracks) of a pick, each with a data-URL PNG: a face cut from the photo the message
-    names, a track's best frame re-read from the clip at its time (the analysis itself is not kept)."""
+    names, a track's best frame re-read from the clip at its time (one frame: the kept analysis holds the
+    track's best frames whole, but this is as quick and needs no key)."""
     def data_url(png: bytes) -> str:
         return "data:image/png;base64," + base64.b64encode(png).decode()
 

@@ -77,8 +77,9 @@ def record(conn: sqlite3.Connection, actor: str, action: str, outcome: str = "ok
            photos: list[str] | tuple[str, ...] = ()) -> int:
     """Append one entry, hashed and HMAC'd (joining the caller's transaction if there is one). Returns its id.
 
-    `outcome` is "ok" or "refused"; `photos` are sha256s of the photos involved. The connection must hold
-    the audit key (`attach_key`, done by `workspace.open_workspace`).
+    `outcome` is "ok", "refused", or "choice-needed" (a search asking which face or track); `photos` are sha256s
+    of the photos involved. The connection must hold the audit key (`attach_key`, done by
+    `workspace.open_workspace`).
     """
     with transaction(conn):
         last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
