@@ -12,12 +12,22 @@ import pytest
 from leadmatch import wire
 from leadmatch.errors import FaceChoiceNeeded, LeadmatchError
 from leadmatch.record import audit
-from leadmatch.search import probes, video
+from leadmatch.search import probes
 from leadmatch.search import run as searching
-from leadmatch.web import forms
+from leadmatch.web import forms, wording
 
-from .helpers import ACTOR, AUDITOR, GALLERY_DIR, PROBES_DIR, assert_clean_error, cli_search, login, run_cli, \
-    search_request, still_clip
+from .helpers import (
+    ACTOR,
+    AUDITOR,
+    GALLERY_DIR,
+    PROBES_DIR,
+    assert_clean_error,
+    cli_search,
+    login,
+    run_cli,
+    search_request,
+    still_clip,
+)
 
 
 @pytest.fixture
@@ -111,7 +121,7 @@ def test_every_refusal_of_a_search_names_its_field(ws, overrides, field):
         searching.run(ws, ACTOR, search_request(overrides.pop("probe", "obama1.jpg"), **overrides))
     assert err.value.field == field, str(err.value)
     assert wire.error_from_dict(wire.error_to_dict(err.value)).field == field  # it crosses to the service
-    shown = forms.page_error(err.value)  # and the page words it without command-line options
+    shown = wording.page_error(err.value, forms.SEARCH_LABELS)  # and the page words it without command-line options
     assert shown["field"] == field and shown["label"] == forms.SEARCH_LABELS[field]
     assert "--" not in shown["message"] and "`" not in shown["message"], shown["message"]
 

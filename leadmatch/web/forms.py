@@ -2,7 +2,7 @@
 
 Browsers send text; a field that is not what it should be becomes an InputError (400 with the field's
 name), never a 500 or FastAPI's 422. An error names the request field it concerns (`LeadmatchError.field`); the
-new-search form marks that field and words the message as the page does (`page_error`), without the CLI's
+new-search form marks that field and words the message as the page does (`wording.page_error`), without the CLI's
 option names. Uploads wait under <home>/uploads/<random id>/ for a retry or a pick, with the progress of a
 clip's analysis (`write_progress`, `read_progress`) and the analysis itself (`search.video.keep_analysis`).
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import secrets
 import shutil
+import time
 from pathlib import Path
 
-from leadmatch.errors import InputError, LeadmatchError
+from leadmatch.errors import InputError
 from leadmatch.search import leads, probes, video
 from leadmatch.search.run import SearchRequest
 
@@ -227,48 +227,3 @@ SEARCH_LABELS = {
     "track": "Track", "every": "Sample a frame every", "best_frames": "Best frames", "fusion": "Fusion",
     "per_photo": "One candidate per gallery photo",
 }
-#: What the library says for the command line, as the page says it (whole phrases first, then single options).
-PAGE_PHRASES = (
-    ("pass --case with the case this search serves", "enter the case number this search serves"),
-    ("pass --purpose with an authorized purpose (see `leadmatch purposes`)", "choose an authorized purpose"),
-    ("pick one from `leadmatch purposes`; an admin may add one", "choose one from the list; an admin may add one"),
-    ("pick one from `leadmatch purposes`", "choose one from the list"),
-    ('pass --original FILE (the photo before editing) and --enhancement "what was done"',
-     "choose the original photo (before editing) and say what was done to it"),
-    ("--original and --enhancement are only for --probe-source enhanced",
-     "an original photo and a description of the enhancement are only for an enhanced probe"),
-    ("add --probe-source enhanced, or leave them out", "set the probe source to enhanced, or leave them empty"),
-    ("pick one with --face N (numbered left to right), --face largest or --face central", "pick one below"),
-    ("pick one with --track N or --track largest", "pick one below"),
-    ("ask an admin; `leadmatch policy show` lists the policy", "ask an admin about the deployment's policy"),
-    ("run `leadmatch accept-rules`", "accept the rules of behavior first (an agent does so once)"),
-    ("; an admin records it with `leadmatch user certify`", "; an admin then records it"),
-    ("(a larger --every)", "(a longer step between frames)"),
-    ("or use --detector hog", "or ask for the faster detector"),
-    ("see `leadmatch gallery list`, or create it with `gallery create`",
-     "choose one from the list; an analyst creates galleries"),
-    ("search.form needs", "a new search needs"),
-)
-FLAG_WORDS = {
-    "--case": "the case number", "--purpose": "the purpose", "--justification": "the justification",
-    "--traditional-means": "the traditional means", "--probe-source": "the probe source", "--top-k": "candidates",
-    "--face": "face", "--track": "track", "--every": "sample a frame every", "--best-frames": "best frames",
-    "--fusion": "fusion", "--original": "the original photo", "--enhancement": "the description of the enhancement",
-    "--detector": "the detector",
-}
-
-
-def page_words(text: str) -> str:
-    """A library message or hint in the new-search page's words: no command-line options or commands."""
-    for cli, page in PAGE_PHRASES:
-        text = text.replace(cli, page)
-    text = re.sub(r"--[a-z][a-z-]*", lambda m: FLAG_WORDS.get(m.group(0), m.group(0).lstrip("-").replace("-", " ")),
-                  text)
-    return re.sub(r"`(?:leadmatch )?([^`]*)`", r"“\1”", text)  # any command left: named, not quoted as code
-
-
-def page_error(exc: LeadmatchError) -> dict:
-    """An error as the new-search form shows it: the field it concerns (None when none of the form's), that
-    field's label, and the message with its hint in the page's words."""
-    field = exc.field if exc.field in SEARCH_LABELS else None
-    return {"field": field, "label": SEARCH_LABELS.get(field or "", ""), "message": page_words(str(exc))}

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import Request
@@ -252,3 +253,30 @@ def install_error_handlers(app) -> None:
         for key, value in SECURITY_HEADERS:  # this answer leaves outside the middleware stack
             response.headers[key.decode()] = value.decode()
         return response
+
+
+#: Refusals about the user rather than the form: answered by the error page, not the form again.
+WHOLE_PAGE = ("wrong-role", "disabled")
+
+
+def refilled(request: Request, template: str, exc: LeadmatchError, fields: dict[str, wording.Field], form: dict,
+             context: Callable[[], dict] = dict) -> HTMLResponse:
+    """The form's page again, with what was typed (`form`), the message in its words, the fields marked, and
+    `context()` for the rest of the page (read after the refusal, so it shows the record as it is now); a lost
+    session still goes to sign in (the error handlers' answer), and a user without the role gets the
+    refusal page, in words too (the page around the form is not theirs to see either)."""
+    if status_of(exc) == 401:
+        raise exc
+    message, marked = wording.in_words(exc, fields)
+    if getattr(exc, "reason", None) in WHOLE_PAGE:
+        return page(request, "error", status_of(exc), title="Refused", message=message)
+    return page(request, template, status_of(exc), form=form, problem=message, marked=marked, **context())
+
+
+def attempt(request: Request, template: str, fields: dict[str, wording.Field], form: dict, act: Callable[[], object],
+            context: Callable[[], dict] = dict):
+    """`act()`'s answer, or on a leadmatch error the form's page refilled (`refilled`)."""
+    try:
+        return act()
+    except LeadmatchError as exc:
+        return refilled(request, template, exc, fields, form, context)

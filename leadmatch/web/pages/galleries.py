@@ -26,8 +26,8 @@ from leadmatch.governance.accounts import Actor
 from leadmatch.operations import galleries
 from leadmatch.web import forms, worker
 from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser, ServiceSettings
-from leadmatch.web.pages.wording import Field, attempt, refilled
-from leadmatch.web.responses import page
+from leadmatch.web.responses import attempt, page, refilled
+from leadmatch.web.wording import Field
 
 router = APIRouter()
 

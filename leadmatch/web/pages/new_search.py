@@ -19,7 +19,7 @@ from leadmatch.errors import FaceChoiceNeeded, LeadmatchError
 from leadmatch.governance import retention
 from leadmatch.operations import searches
 from leadmatch.search.video import is_video
-from leadmatch.web import forms, worker
+from leadmatch.web import forms, wording, worker
 from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser, ServiceSettings
 from leadmatch.web.responses import json_response, page, status_of
 
@@ -39,7 +39,7 @@ def _form_context(ws, actor) -> dict:
     try:
         return searches.search_form(ws, actor)
     except LeadmatchError as exc:
-        exc.message, exc.hint = forms.page_words(exc.message), forms.page_words(exc.hint)
+        exc.message, exc.hint = wording.words(exc.message), wording.words(exc.hint)
         raise
 
 
@@ -105,7 +105,7 @@ async def search_submit(actor: FormUser, ws: OpenWorkspace, config: ServiceSetti
             raise
         keep = bool(paths) and exc.field != "probe"          # the probe itself is unusable: choose another
         keep_original = kept_original is not None and exc.field != "original"
-        error = forms.page_error(exc)
+        error = wording.page_error(exc, forms.SEARCH_LABELS)
         return page(request, "search_new", status_of(exc), **_form_context(ws, actor),
                     form={**fields, "upload": forms.upload_id(paths[0]) if keep else ""}, faces=None, error=error,
                     kept=[p.name for p in paths] if keep else [], clip=keep and is_video(paths[0]),

@@ -11,8 +11,8 @@ from leadmatch.errors import InputError, NotFound
 from leadmatch.governance import accounts
 from leadmatch.operations import people
 from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser
-from leadmatch.web.pages.wording import Field, attempt
-from leadmatch.web.responses import page
+from leadmatch.web.responses import attempt, page
+from leadmatch.web.wording import Field
 
 router = APIRouter()
 
