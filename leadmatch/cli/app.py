@@ -12,7 +12,6 @@ from typing import Optional
 
 import typer
 
-from leadmatch.biometrics import faces
 from leadmatch.cli import backends as client
 from leadmatch.cli import case, galleries, media, oversight, people, policy, searches, sessions, utilities
 from leadmatch.cli.context import State
@@ -49,6 +48,8 @@ def main_options(home: Optional[Path] = typer.Option(
                                              help="Descriptor + CNN detector: onnx (default) or dlib; same numbers.")):
     State.home = home or default_home()
     State.server = server or None
+    from leadmatch.biometrics import faces  # here, not at the top: commands without biometrics start faster
+
     faces.use_engine(engine)
 
 

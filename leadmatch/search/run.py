@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch import safetext
 from leadmatch.governance import policy, purposes
@@ -29,6 +29,8 @@ from leadmatch.biometrics.photos import PHOTO_SUFFIXES, decode, display_name, re
 from leadmatch.record.store import transaction, utc_now
 from leadmatch.search.video import is_video
 from leadmatch.record.workspace import Workspace
+
+np = lazy("numpy")
 
 
 PROBE_SOURCES = ("original", "cropped", "enhanced", "composite", "sketch")

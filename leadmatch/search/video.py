@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import cv2
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.biometrics.models import registry as models
 from leadmatch.errors import PhotoError
 from leadmatch.biometrics.faces import Face, describe, detect_probe
 from leadmatch.biometrics.photos import display_name
+
+cv2 = lazy("cv2")
+np = lazy("numpy")
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp", ".ts"})
 #: Refused above these before decoding: a probe clip is evidence footage, not a feature film.
