@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from leadmatch.cli.context import backend, parse_face
+from leadmatch.cli.context import backend, new_file, parse_face
 from leadmatch.cli.options import JsonOption
-from leadmatch.cli.render import emit_json, out, print_search
+from leadmatch.cli.render import emit_json, fitted, out, plural, print_search, table
 from leadmatch.gallery import galleries as galleries
 from leadmatch.governance import casework
 from leadmatch.search import leads, probes, video
@@ -65,11 +64,11 @@ def searches(case: Optional[str] = typer.Option(None, "--case"),
     rows = backend().searches(case, status)
     if json_out:
         return emit_json(rows)
-    table = Table("search", "case", "status", "agent", "gallery", "purpose", "candidates", "created (UTC)")
+    listed = table("search", "case", "status", "agent", "gallery", "purpose", "candidates", "created (UTC)", whole=(0,))
     for r in rows:
-        table.add_row(r["search_id"], r["case"], r["status"], r["agent"], r["gallery"], r["purpose"] or "",
-                      str(r["candidates"]), r["created_at"][:19])
-    out.print(table if rows else "no searches match")
+        listed.add_row(r["search_id"], r["case"], r["status"], r["agent"], r["gallery"], r["purpose"] or "",
+                       str(r["candidates"]), r["created_at"][:16].replace("T", " "))
+    fitted().print(listed if rows else "no searches match")
 
 
 @commands.command("show")
@@ -86,7 +85,7 @@ def disposition(search_id: str, rank: int = typer.Option(..., "--rank"),
     """Record your decision on one candidate of your search (agent)."""
     r = backend().disposition(search_id, rank, decision, note)
     out.print(f"rank {r['rank']}: {r['decision']} — search {search_id} is {r['status']}"
-              + (f" ({r['remaining']} candidates left)" if r["remaining"] else ""))
+              + (f" ({plural(r['remaining'], 'candidate')} left)" if r["remaining"] else ""))
 
 
 @commands.command()
@@ -110,8 +109,10 @@ def close_search(search_id: str, outcome: str = typer.Option(..., "--outcome", h
 
 
 @commands.command()
-def report(search_id: str, out_file: Optional[Path] = typer.Option(None, "--out", help="Write to FILE.html.")):
-    """The lead report of a search: one self-contained, printable HTML file."""
+def report(search_id: str, out_file: Optional[Path] = typer.Option(None, "--out", help="Write to FILE.html."),
+           force: bool = typer.Option(False, "--force", help="Replace the file if it exists.")):
+    """The lead report of a search: one self-contained, printable HTML file (never over a file without --force)."""
     target = out_file or Path(f"lead-report-{search_id}.html")
+    new_file(target, force)
     backend().report(search_id, target)
     out.print(f"wrote {target}")
