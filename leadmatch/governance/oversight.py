@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -153,17 +154,22 @@ def log(ws: Workspace, actor: Actor, case: str | None = None, user: str | None =
 
 def log_page(ws: Workspace, actor: Actor, case: str | None = None, user: str | None = None,
              since: str | None = None, until: str | None = None, action: str | None = None,
-             outcome: str | None = None, page: int = 1, per_page: int = audit.PER_PAGE) -> dict:
+             outcome: str | None = None, page: int = 1, per_page: int = audit.PER_PAGE,
+             upto: int | None = None) -> dict:
     """Auditor or admin: one page of the entries matching the filters, newest first — {entries (each with the
-    objects it names: `names`, a list of [kind, name]), total, page, pages, per_page, filters (as given, dates
-    normalised), choices (the trail's actions and outcomes)}. Reading is audited, with the filters and page."""
+    objects it names: `names`, a list of [kind, name]), total, page, pages, per_page, upto (the newest entry
+    id these pages hold: pass it back for the next page, so entries written meanwhile do not shift it), newer
+    (entries written since), filters (as given, dates normalised), choices (the trail's actions and outcomes)}.
+    Reading is audited, with the filters and page."""
     require(ws, actor, OVERSEERS, "audit.log")
     if not 1 <= page <= MAX_LOG_ENTRIES:
         raise InputError(f"page {page} is out of range", "give a page number from 1")
     if not 1 <= per_page <= audit.MAX_PER_PAGE:
         raise InputError(f"{per_page} entries a page is out of range",
                          f"give a number from 1 to {audit.MAX_PER_PAGE}")
-    filters = log_filters(case, user, since, until, action, outcome)
+    if upto is not None and upto < 0:
+        raise InputError(f"entry {upto} is not an entry of the trail", "page from the newest entries")
+    filters = replace(log_filters(case, user, since, until, action, outcome), upto=upto)
     answer = audit.page(ws.conn, filters, page, per_page)
     for entry in answer["entries"]:
         entry["names"] = [list(named) for named in audit.named_objects(entry)]

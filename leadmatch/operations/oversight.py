@@ -37,9 +37,11 @@ def log(ws: Workspace, actor: Actor, case: str | None = None, user: str | None =
 
 def log_page(ws: Workspace, actor: Actor, case: str | None = None, user: str | None = None,
              since: str | None = None, until: str | None = None, action: str | None = None,
-             outcome: str | None = None, page: int = 1, per_page: int = audit.PER_PAGE) -> dict:
-    """One page of the entries matching the filters, newest first, each naming its objects; audited."""
-    return oversight.log_page(ws, actor, case, user, since, until, action, outcome, page, per_page)
+             outcome: str | None = None, page: int = 1, per_page: int = audit.PER_PAGE,
+             upto: int | None = None) -> dict:
+    """One page of the entries matching the filters, newest first, each naming its objects (the pages of the
+    trail up to entry `upto`, its head now if not given); audited."""
+    return oversight.log_page(ws, actor, case, user, since, until, action, outcome, page, per_page, upto)
 
 
 def report(ws: Workspace, actor: Actor, start: str, end: str, stale_days: int = 30) -> dict:

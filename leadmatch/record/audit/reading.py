@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 #: Entries on one page when the reader does not say; the most one page may hold.
 PER_PAGE = 50
@@ -17,7 +17,8 @@ MAX_PER_PAGE = 500
 class Filters:
     """Which entries to read; None (or "") matches any. `action` matches that action and the actions under it
     (`audit` matches `audit.verify`); `since` and `until` are UTC times or dates compared with the entry's time,
-    `since` inclusive and `until` exclusive."""
+    `since` inclusive and `until` exclusive; `upto` is the newest entry id read (the trail's head when a reader
+    started paging: entries added since do not shift the pages under them)."""
 
     case: str | None = None
     actor: str | None = None
@@ -26,6 +27,7 @@ class Filters:
     since: str | None = None
     until: str | None = None
     search_id: str | None = None
+    upto: int | None = None
 
     def described(self) -> dict:
         """The filters given, for the audit entry that records this reading."""
@@ -41,6 +43,9 @@ def where(filters: Filters) -> tuple[str, list]:
         if value:
             clauses.append(f"{column} {op} ?")
             params.append(value)
+    if filters.upto is not None:
+        clauses.append("id <= ?")
+        params.append(filters.upto)
     if filters.action:
         prefix = filters.action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         clauses.append("(action = ? OR action LIKE ? ESCAPE '\\')")
@@ -58,13 +63,18 @@ def decoded(raw: sqlite3.Row) -> dict:
 
 def page(conn: sqlite3.Connection, filters: Filters, number: int = 1, per_page: int = PER_PAGE) -> dict:
     """Page `number` (from 1) of the entries matching `filters`, newest first: {entries, total, page, pages,
-    per_page}. A page past the last is empty (its number is kept, so the reader sees where they are)."""
+    per_page, upto, newer}. Without `filters.upto` the pages are those of the trail as it is now (`upto` its head
+    id); `newer` counts the entries written after `upto`. A page past the last is empty."""
+    head = conn.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0]
+    if filters.upto is None:
+        filters = replace(filters, upto=head)
     condition, params = where(filters)
     total = conn.execute(f"SELECT count(*) FROM audit{condition}", params).fetchone()[0]
     rows = conn.execute(f"SELECT * FROM audit{condition} ORDER BY id DESC LIMIT ? OFFSET ?",
                         [*params, per_page, (number - 1) * per_page])
     return {"entries": [decoded(r) for r in rows], "total": total, "page": number,
-            "pages": max(1, math.ceil(total / per_page)), "per_page": per_page}
+            "pages": max(1, math.ceil(total / per_page)), "per_page": per_page, "upto": filters.upto,
+            "newer": max(0, head - filters.upto)}
 
 
 def choices(conn: sqlite3.Connection) -> dict:

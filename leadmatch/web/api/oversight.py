@@ -57,9 +57,11 @@ def audit_log(actor: ApiUser, ws: OpenWorkspace, case: str | None = None, user: 
 @router.get("/audit/entries")
 def audit_entries(actor: ApiUser, ws: OpenWorkspace, case: str | None = None, user: str | None = None,
                   since: str | None = None, until: str | None = None, action: str | None = None,
-                  outcome: str | None = None, page: int = 1, per_page: int = audit.PER_PAGE):
-    """One page of the entries matching the filters, newest first, each naming its objects."""
-    return json_response(oversight.log_page(ws, actor, case, user, since, until, action, outcome, page, per_page))
+                  outcome: str | None = None, page: int = 1, per_page: int = audit.PER_PAGE, upto: int | None = None):
+    """One page of the entries matching the filters, newest first, each naming its objects (`upto`: the pages
+    of the trail as an earlier answer had it)."""
+    return json_response(oversight.log_page(ws, actor, case, user, since, until, action, outcome, page, per_page,
+                                            upto))
 
 
 @router.get("/audit/report")

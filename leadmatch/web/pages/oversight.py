@@ -19,10 +19,12 @@ router = APIRouter()
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(actor: PageUser, ws: OpenWorkspace, request: Request, case: str = "", user: str = "",
                action: str = "", outcome: str = "", since: str = "", until: str = "",
-               number: str = Query("1", alias="page")):
-    """The trail, newest first, one page of entries matching the filters; the chain verified above it."""
+               number: str = Query("1", alias="page"), upto: str = ""):
+    """The trail, newest first, one page of entries matching the filters (the trail as it was when the reader
+    started paging: `upto`); the chain verified above it."""
     listing = oversight.log_page(ws, actor, case, user, since, until, action, outcome,
-                                 forms.whole_number(number, "page", 1, 1_000_000))
+                                 forms.whole_number(number, "page", 1, 1_000_000),
+                                 upto=forms.optional_number(upto, "entry", 0, 10**15))
     check = oversight.verify(ws, actor)
     return page(request, "audit", log=listing, check=check, filters=listing["filters"],
                 may_checkpoint="auditor" in actor.roles)
