@@ -15,7 +15,7 @@ import typer
 from leadmatch.cli import backends as client
 from leadmatch.cli import case, galleries, media, oversight, people, policy, searches, sessions, utilities
 from leadmatch.cli.context import State
-from leadmatch import __version__
+import leadmatch
 from leadmatch.cli.render import err, out
 from leadmatch.errors import DiskFull, FaceChoiceNeeded, LeadmatchError
 from leadmatch.record.store import is_disk_full
@@ -43,7 +43,7 @@ app.add_typer(policy.app, name="policy")
 def print_version(asked: bool) -> None:
     """--version: the version of leadmatch, then exit."""
     if asked:
-        out.print(f"leadmatch {__version__}")
+        out.print(f"leadmatch {leadmatch.__version__}")
         raise typer.Exit()
 
 
