@@ -16,29 +16,30 @@ from types import ModuleType
 class Lazy:
     """Stands for the module `name` until it is used; then is that module for every attribute read or set."""
 
-    __slots__ = ("_name", "_module")
+    # The stand-in's own names are ones no module uses, so that `np.load` is numpy's, not the stand-in's.
+    __slots__ = ("_lazy_name", "_lazy_module")
 
     def __init__(self, name: str) -> None:
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_module", None)
+        object.__setattr__(self, "_lazy_name", name)
+        object.__setattr__(self, "_lazy_module", None)
 
-    def load(self) -> ModuleType:
+    def _lazy_load(self) -> ModuleType:
         """The module itself, imported now if it was not yet."""
-        module = self._module
+        module = self._lazy_module
         if module is None:
-            module = importlib.import_module(self._name)
-            object.__setattr__(self, "_module", module)
+            module = importlib.import_module(self._lazy_name)
+            object.__setattr__(self, "_lazy_module", module)
         return module
 
     def __getattr__(self, attr: str):  # called only for names the stand-in lacks: every module attribute
-        return getattr(self.load(), attr)
+        return getattr(self._lazy_load(), attr)
 
     def __setattr__(self, attr: str, value) -> None:
-        setattr(self.load(), attr, value)
+        setattr(self._lazy_load(), attr, value)
 
     def __repr__(self) -> str:
-        state = "loaded" if self._module is not None else "not loaded yet"
-        return f"<lazy module {self._name!r}, {state}>"
+        state = "loaded" if self._lazy_module is not None else "not loaded yet"
+        return f"<lazy module {self._lazy_name!r}, {state}>"
 
 
 def lazy(name: str) -> Lazy | ModuleType:

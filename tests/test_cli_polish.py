@@ -53,6 +53,13 @@ def test_importing_the_cli_loads_none_of_the_heavy_libraries():
     assert json.loads(loaded.stdout) == []
 
 
+def test_a_lazy_module_loads_at_first_use_and_is_the_module_for_every_name():
+    script = ("import sys\nfrom leadmatch.lazy import lazy\ntoml = lazy('tomllib')\nbefore = 'tomllib' in sys.modules\n"
+              "import tomllib\nprint(before, toml.load is tomllib.load, toml.loads('a = 1') == {'a': 1})")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["False", "True", "True"]  # `load` is the module's, not the stand-in's
+
+
 def test_commands_without_biometrics_never_load_numpy_opencv_faiss_or_pillow(home, searched):
     login(home, AGENT)
     for args in (("whoami",), ("searches",), ("show", searched),
