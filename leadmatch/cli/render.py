@@ -87,7 +87,7 @@ def print_enhancement(console: Console, result: dict) -> None:
                       f"sha256 {enhancement['original']['sha256']}")
 
 
-def table(*headers: str, whole: tuple[int, ...] = (), **options) -> Table:
+def fitting_table(*headers: str, whole: tuple[int, ...] = (), **options) -> Table:
     """A table that fits the terminal: every column wraps, and a word too long for its column (a sha256) folds
     onto the next line rather than being cut; the columns numbered in `whole` (ids people copy) stay unbroken."""
     made = Table(**options)
@@ -130,7 +130,7 @@ def print_search(result: dict, full: bool = False) -> None:
     subjects = result.get("candidate_list") == "subject"
     headers = ("rank", "subject", "distance", "est. false alarms", f"< {result['threshold']:.2f}",
                *(["other photos: distances"] if subjects else []), "disposition", "label")
-    rows = table(*headers, title="one candidate per subject" if subjects else "one candidate per gallery photo")
+    rows = fitting_table(*headers, title="one candidate per subject" if subjects else "one candidate per gallery photo")
     cells = []
     for c in result["candidates"]:
         decided = c["disposition"]["decision"] if c.get("disposition") else "—"

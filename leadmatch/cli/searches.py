@@ -9,7 +9,7 @@ import typer
 
 from leadmatch.cli.context import backend, new_file, parse_face
 from leadmatch.cli.options import JsonOption
-from leadmatch.cli.render import emit_json, fitted, out, plural, print_search, table
+from leadmatch.cli.render import emit_json, fitted, fitting_table, out, plural, print_search
 from leadmatch.gallery import galleries as galleries
 from leadmatch.governance import casework
 from leadmatch.search import leads, probes, video
@@ -64,7 +64,7 @@ def searches(case: Optional[str] = typer.Option(None, "--case"),
     rows = backend().searches(case, status)
     if json_out:
         return emit_json(rows)
-    listed = table("search", "case", "status", "agent", "gallery", "purpose", "candidates", "created (UTC)", whole=(0,))
+    listed = fitting_table("search", "case", "status", "agent", "gallery", "purpose", "candidates", "created (UTC)", whole=(0,))
     for r in rows:
         listed.add_row(r["search_id"], r["case"], r["status"], r["agent"], r["gallery"], r["purpose"] or "",
                        str(r["candidates"]), r["created_at"][:16].replace("T", " "))
