@@ -141,6 +141,7 @@ def print_search(result: dict, full: bool = False) -> None:
              + (" …" if c["also_matched"] > 2 else "")) if c.get("also_matched") else "—"]
         subject = c["subject"] + ("" if not c.get("gallery_flags") else " (gallery photo flagged)")
         rate = (c.get("false_alarm_text") or "—").removeprefix("estimated false-alarm rate at this distance: ")
+        rate = rate.split(" — ")[0]  # the words after the dash are the footnote's
         cells.append((str(c["rank"]), subject, f"{c['distance']:.4f}", rate,
                       "yes" if c["within_threshold"] else "no", *also, decided, c["label"]))
         rows.add_row(*cells[-1])
@@ -154,7 +155,8 @@ def print_search(result: dict, full: bool = False) -> None:
             wide.print(f"     {row[-1]}")
     if result["candidates"]:
         wide.print("est. false alarms: estimated false-alarm rate at this distance — the share of searches for "
-                   "someone not in this gallery whose rank-1 is this close")
+                   "someone not in this gallery whose rank-1 is this close; from 50 % on, strangers commonly come "
+                   "this close (no sign of a match)")
     for c in result["candidates"]:
         for flag in c.get("gallery_flags") or []:
             wide.print(f"rank {c['rank']} gallery photo flag: {flag}", style="yellow")

@@ -81,4 +81,4 @@ def accept_rules(yes: bool = typer.Option(False, "--yes", help="Accept without t
         if not typer.confirm("Do you accept these rules?", default=False):
             raise InputError("rules not accepted", "you cannot search until you accept them")
     accepted = backend().accept_rules()
-    out.print(f"accepted by {accepted['user']}, {when(accepted['at'])}")
+    out.print(f"accepted by {accepted['user']} at {when(accepted['at'])}")

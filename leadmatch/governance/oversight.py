@@ -175,7 +175,8 @@ def log_page(ws: Workspace, actor: Actor, case: str | None = None, user: str | N
         entry["names"] = [list(named) for named in audit.named_objects(entry)]
     shown = {"case": case or "", "user": user or "", "since": filters.since or "", "until": until or "",
              "action": action or "", "outcome": outcome or ""}
-    audit.record(ws.conn, actor.name, "audit.log", objects={**read_filters(filters), "page": page})
+    audit.record(ws.conn, actor.name, "audit.log", objects={"case": case, "user": user, "since": filters.since,
+                                                            **read_filters(filters), "page": page})
     return {**answer, "filters": shown, "choices": audit.choices(ws.conn)}
 
 
