@@ -23,10 +23,13 @@ from leadmatch.cli import credentials
 from leadmatch.errors import InputError, LeadmatchError, PhotoError, Refused
 from leadmatch.governance import accounts
 from leadmatch.governance import oversight as governance_oversight
-from leadmatch.operations import DIRECT, oversight, people, searches, sessions
+from leadmatch.operations import DIRECT, cases, galleries, oversight, people, searches, sessions
 from leadmatch.record import audit
 from leadmatch.record.workspace import open_workspace
 from leadmatch.search import run as searching
+from leadmatch.search import video
+from leadmatch.search.video import is_video
+from leadmatch.tools import evaluation
 from leadmatch.wire import error_from_dict
 
 SERVER_ENV = "LEADMATCH_SERVER"
@@ -79,26 +82,21 @@ class Direct:
 
     def gallery_create(self, name, authority, approved_by, approved_on, source, retention_days,
                        model: str | None = None) -> dict:
-        from leadmatch.operations import galleries
         return galleries.create(*self._session(), name, authority, approved_by, approved_on, source, retention_days,
                                 model)
 
     def gallery_model(self, name: str, model: str, progress=None) -> dict:
-        from leadmatch.operations import galleries
         return galleries.switch_model(*self._session(), name, model, progress)
 
     def gallery_list(self) -> list[dict]:
-        from leadmatch.operations import galleries
         return galleries.list_galleries(*self._session())
 
     def gallery_show(self, name: str, refusals: bool) -> dict:
-        from leadmatch.operations import galleries
         return galleries.show(*self._session(), name, refusals)
 
     def gallery_enroll(self, name: str, path: Path, on_server: bool = False, ray: str | None = None,
                        batch: int | None = None, workers: int | None = None, progress=None) -> dict:
         """Enroll a folder or manifest of this machine (`on_server` means nothing here: the workspace is local)."""
-        from leadmatch.operations import galleries
         ws, user = self._session()
         plan = galleries.enrollment_plan(ws, user, DIRECT, name, path, ray=ray, batch=batch)
         return galleries.enroll(ws, user, name, plan, workers=workers, progress=progress)
@@ -107,7 +105,6 @@ class Direct:
                  labels: Path | None = None, workers: int | None = None, model: str = "dlib",
                  distractors: Path | None = None, progress=None) -> dict:
         """An evaluation in a throw-away workspace of its own: no session needed, no gallery touched."""
-        from leadmatch.tools import evaluation
         return evaluation.evaluate(Path(path), enroll_first, holdout, labels, seed, progress=progress, face=face,
                                    workers=workers, model=model, distractors=distractors)
 
@@ -166,19 +163,15 @@ class Direct:
         return people.add_purpose(*self._session(), name)["purpose"]
 
     def gallery_remove(self, name: str, subject: str) -> dict:
-        from leadmatch.operations import galleries
         return galleries.remove_subject(*self._session(), name, subject)
 
     def gallery_target_fpir(self, name: str, target: float) -> dict:
-        from leadmatch.operations import galleries
         return galleries.set_target_fpir(*self._session(), name, target)
 
     def index_build(self, gallery: str, factory: str | None = None) -> dict:
-        from leadmatch.operations import galleries
         return galleries.build_index(*self._session(), gallery, factory)
 
     def index_status(self, gallery: str) -> dict:
-        from leadmatch.operations import galleries
         return galleries.index_status(*self._session(), gallery)
 
     def purge_expired(self) -> dict:
@@ -187,51 +180,39 @@ class Direct:
     # Case media, persons, export, policy (issue 22) ------------------------------------------------------
 
     def media_add(self, request, progress=None) -> dict:
-        from leadmatch.operations import cases
         return cases.add_media(*self._session(), request, progress=progress)
 
     def media_list(self, case: str) -> list[dict]:
-        from leadmatch.operations import cases
         return cases.list_media(*self._session(), case)
 
     def persons(self, case: str, include_dropped: bool = False) -> dict:
-        from leadmatch.operations import cases
         return cases.list_persons(*self._session(), case, include_dropped)
 
     def person_show(self, case: str, label: str) -> dict:
-        from leadmatch.operations import cases
         return cases.show_person(*self._session(), case, label)
 
     def person_merge(self, case: str, labels: list[str], reason: str) -> dict:
-        from leadmatch.operations import cases
         return cases.merge(*self._session(), case, labels, reason)
 
     def person_split(self, case: str, label: str, faces: list[int], reason: str) -> dict:
-        from leadmatch.operations import cases
         return cases.split(*self._session(), case, label, faces, reason)
 
     def person_drop(self, case: str, label: str, reason: str) -> dict:
-        from leadmatch.operations import cases
         return cases.drop(*self._session(), case, label, reason)
 
     def person_undo(self, case: str, reason: str) -> dict:
-        from leadmatch.operations import cases
         return cases.undo(*self._session(), case, reason)
 
     def person_search(self, case: str, label: str, request: searching.SearchRequest) -> dict:
-        from leadmatch.operations import cases
         return cases.search_person(*self._session(), case, label, request)
 
     def case_export(self, case: str, out: Path) -> dict:
-        from leadmatch.operations import cases
         return cases.export_case(*self._session(), case, out)
 
     def policy_show(self) -> dict:
-        from leadmatch.operations import cases
         return cases.show_policy(*self._session())
 
     def policy_set(self, changes: dict) -> dict:
-        from leadmatch.operations import cases
         return cases.set_policy(*self._session(), changes)
 
 
@@ -529,9 +510,7 @@ class Remote:
 def _probe_bytes(path: Path) -> bytes:
     """A probe file's bytes, with direct mode's one-line errors (a clip is checked against the video limits
     before it is read, so a 3 GiB file is refused here, not uploaded)."""
-    from leadmatch.search import video
-
-    if video.is_video(path):
+    if is_video(path):
         if video.check_file(Path(path)) > UPLOAD_LIMIT:
             raise PhotoError(f"video {path} is larger than the service accepts ({UPLOAD_LIMIT >> 20} MiB)",
                              "cut the clip to the seconds that matter", "too-large")

@@ -7,10 +7,11 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from leadmatch.cli.context import State, backend
 from leadmatch.cli.options import JsonOption
-from leadmatch.cli.render import fitting_table, reasons, when, emit_json, err, out, print_build, print_enrollment
+from leadmatch.cli.render import reasons, when, emit_json, err, out, print_build, print_enrollment
 from leadmatch.gallery import galleries as galleries
 from leadmatch.safetext import shown_all
 
@@ -82,7 +83,7 @@ def gallery_list(json_out: JsonOption = False):
     if not rows:
         out.print("no galleries yet — an analyst creates one with `leadmatch gallery create`")
         return
-    table = fitting_table("gallery", "subjects", "faces", "refused", "index", "authority")
+    table = Table("gallery", "subjects", "faces", "refused", "index", "authority")
     for g in rows:
         if "subjects" not in g:  # an agent or reviewer sees the names only
             table.add_row(g["name"], *["—"] * 5)
