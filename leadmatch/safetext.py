@@ -111,3 +111,9 @@ def shown_all(data):
     if isinstance(data, (list, tuple)):
         return type(data)(shown_all(value) for value in data)
     return data
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """'1 entry', '2 entries', '0 searches': a count and the word that goes with it (`many` defaults to one+s).
+    Every front end and the library's own sentences count this way."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"

@@ -22,7 +22,7 @@ from .helpers import AGENT, CHROMIUM, FACES, GALLERY_DIR, add_people, enrolled_s
 #: accounts for the service); every test_browser* module drives Chromium. `make test` runs everything; `make test-fast` leaves these out.
 MARKED = {
     "root": {"test_service", "test_service_hardening"},
-    "slow": {"test_cluster", "test_robustness", "test_races", "test_signin_throttle", "test_checkpoint_schedule",
+    "slow": {"test_cluster", "test_cli_polish", "test_robustness", "test_races", "test_signin_throttle", "test_checkpoint_schedule",
              "test_private_files", "test_index_scale", "test_casemedia_service", "test_casemedia", "test_probes",
              "test_video", "test_parity", "test_evaluation", "test_onnx_descriptor", "test_cnn_detector",
              "test_accuracy_on_samples", "test_enroll_root", "test_cli", "test_governance", "test_faceres",

@@ -10,7 +10,7 @@ from .helpers import ROOT
 
 PACKAGE = ROOT / "leadmatch"
 
-#: What each part of the package may import (besides itself and the shared `errors`, `wire` and `safetext` modules).
+#: What each part of the package may import (besides itself and the shared `errors`, `wire`, `safetext` and `lazy` modules).
 #: Lower layers never import higher ones; the front ends (cli, web) and tools may use any library layer.
 MAY_IMPORT = {
     "biometrics": set(),
@@ -26,7 +26,7 @@ MAY_IMPORT = {
 }
 #: Calls that decide or record what a user may do: the front ends leave them to the library.
 GATES = {"require", "refuse", "require_search_ready", "record", "transaction", "execute", "executemany"}
-SHARED = {"errors", "wire", "safetext"}
+SHARED = {"errors", "wire", "safetext", "lazy"}
 
 
 def module_name(path: Path) -> str:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import functools
 import math
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.biometrics.models import registry as models
 from leadmatch.biometrics.models.mmod_onnx import MmodSettings
+
+np = lazy("numpy")
 
 MIN_LEVEL_ROWS = 5  # compute_tiled_image_pyramid_details stops below 5 rows
 #: The three unpadded 5×5 stride-2 convolutions need a tiled image of at least 29 px a side (29 → 13 → 5 → 1);

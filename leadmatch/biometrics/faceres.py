@@ -8,11 +8,13 @@ on each side), shifted by `CROP_SHIFT` box sizes; what lies outside the photo is
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.biometrics.models import registry as models
 from leadmatch.biometrics.models.faceres_onnx import CROP_PX, DESCRIPTOR_DIM
+
+cv2 = lazy("cv2")
+np = lazy("numpy")
 
 #: Side of the square crop in box sizes, and its centre's shift right and down in box sizes (measured on
 #: lfw-dev, see README "A second face model"): the box plus 10 % each side.

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import cv2
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.biometrics import cnn_detector
 from leadmatch.biometrics.models import registry as models
 from leadmatch.errors import InputError, PhotoError
 from leadmatch.biometrics.photos import Photo, decode
+
+cv2 = lazy("cv2")
+np = lazy("numpy")
 
 #: HOG's detection window is 80 px: a face smaller than that in the scaled copy is not found.
 DETECTOR_WINDOW_PX = 80

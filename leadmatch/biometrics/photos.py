@@ -22,10 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from struct import error as struct_error
 
-import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from leadmatch.lazy import lazy
 
 from leadmatch.errors import PhotoError
+
+np = lazy("numpy")
+Image = lazy("PIL.Image")
+ImageFile = lazy("PIL.ImageFile")
+ImageOps = lazy("PIL.ImageOps")
 
 #: Memory one photo may take to decode and search. Larger photos are refused, not shrunk, because a
 #: decompression bomb must never reach the decoder.
@@ -179,7 +183,7 @@ def _decode_pixels(data: bytes, name: str) -> np.ndarray:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PhotoError(f"{name} is too large to decode safely", "resize it", reason="too-large") from None
-    except UnidentifiedImageError:
+    except Image.UnidentifiedImageError:
         raise PhotoError(f"{name} is not an image leadmatch can read", "give a JPEG or PNG photo") from None
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct_error, ZeroDivisionError,
             MemoryError) as exc:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.biometrics.faces import Face
+
+np = lazy("numpy")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.biometrics.faces import Face
 from leadmatch.casemedia.cases import case_model, may_read
@@ -30,6 +30,8 @@ from leadmatch.governance.accounts import Actor, refuse, require
 from leadmatch.record.store import blob_to_embedding, transaction, utc_now
 from leadmatch.record.workspace import Workspace
 from leadmatch.search import probes
+
+np = lazy("numpy")
 
 #: Distance under which two units may be the same person: on lfw-dev the largest with pairwise precision ≥ 0.99 in
 #: every shuffle (0.40: 1.0, recall 0.36; 0.41: 0.989; 0.46: 0.90 — the false merges there are look-alike East

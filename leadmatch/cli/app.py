@@ -12,11 +12,11 @@ from typing import Optional
 
 import typer
 
-from leadmatch.biometrics import faces
 from leadmatch.cli import backends as client
 from leadmatch.cli import case, galleries, media, oversight, people, policy, searches, sessions, utilities
 from leadmatch.cli.context import State
-from leadmatch.cli.render import err
+import leadmatch
+from leadmatch.cli.render import err, out
 from leadmatch.errors import DiskFull, FaceChoiceNeeded, LeadmatchError
 from leadmatch.record.store import is_disk_full
 from leadmatch.record.workspace import default_home
@@ -40,8 +40,17 @@ app.add_typer(case.app, name="case")
 app.add_typer(policy.app, name="policy")
 
 
+def print_version(asked: bool) -> None:
+    """--version: the version of leadmatch, then exit."""
+    if asked:
+        out.print(f"leadmatch {leadmatch.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main_options(home: Optional[Path] = typer.Option(
+def main_options(version: bool = typer.Option(False, "--version", is_eager=True, callback=print_version,
+                                              help="Print leadmatch's version and exit."),
+                 home: Optional[Path] = typer.Option(
         None, "--home", envvar="LEADMATCH_HOME", help="Workspace folder (database, indexes/, photos/)."),
         server: Optional[str] = typer.Option(None, "--server", envvar=client.SERVER_ENV,
                                              help="URL of a leadmatch service: commands go through its API."),
@@ -49,6 +58,8 @@ def main_options(home: Optional[Path] = typer.Option(
                                              help="Descriptor + CNN detector: onnx (default) or dlib; same numbers.")):
     State.home = home or default_home()
     State.server = server or None
+    from leadmatch.biometrics import faces  # here, not at the top: commands without biometrics start faster
+
     faces.use_engine(engine)
 
 

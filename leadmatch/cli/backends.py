@@ -131,8 +131,11 @@ class Direct:
     def audit_checkpoint(self, out: Path | None) -> dict:
         return file_checkpoint(lambda: oversight.checkpoint(*self._session()), out)
 
-    def audit_log(self, case, user_name, since, limit) -> list[dict]:
-        return oversight.log(*self._session(), case, user_name, since, limit)
+    def audit_log(self, case, user_name, since, limit, action=None, outcome=None, until=None) -> list[dict]:
+        return oversight.log(*self._session(), case, user_name, since, limit, action, outcome, until)
+
+    def audit_page(self, case, user_name, since, until, action, outcome, page: int, per_page: int) -> dict:
+        return oversight.log_page(*self._session(), case, user_name, since, until, action, outcome, page, per_page)
 
     def audit_report(self, start: str, end: str, stale_days: int) -> dict:
         return oversight.report(*self._session(), start, end, stale_days)
@@ -371,9 +374,15 @@ class Remote:
         """The service signs the checkpoint; this client files it (the file stays outside the system)."""
         return file_checkpoint(lambda: self._call("POST", "/audit/checkpoint"), out)
 
-    def audit_log(self, case, user_name, since, limit) -> list[dict]:
+    def audit_log(self, case, user_name, since, limit, action=None, outcome=None, until=None) -> list[dict]:
         return self._call("GET", "/audit/log", query={"case": case, "user": user_name, "since": since,
-                                                      "limit": limit})
+                                                      "limit": limit, "action": action, "outcome": outcome,
+                                                      "until": until})
+
+    def audit_page(self, case, user_name, since, until, action, outcome, page: int, per_page: int) -> dict:
+        return self._call("GET", "/audit/entries", query={"case": case, "user": user_name, "since": since,
+                                                          "until": until, "action": action, "outcome": outcome,
+                                                          "page": page, "per_page": per_page})
 
     def audit_report(self, start: str, end: str, stale_days: int) -> dict:
         return self._call("GET", "/audit/report", query={"start": start, "end": end, "stale_days": stale_days,

@@ -34,6 +34,17 @@ def local_only(command: str, why: str, hint: str = "run it without --server") ->
         raise InputError(f"{command} does not go through --server: {why}", hint)
 
 
+def new_file(target: Path, force: bool) -> None:
+    """Refuse, before any work, to write over an existing file without --force, or into a missing folder."""
+    target = Path(target)
+    if target.is_dir():
+        raise InputError(f"{target} is a folder", "give a file name with --out")
+    if target.exists() and not force:
+        raise InputError(f"{target} already exists", "pass --force to replace it, or choose another --out")
+    if not target.parent.is_dir():
+        raise InputError(f"no folder {target.parent} to write {target.name} in", "create it or choose another --out")
+
+
 def read_password(from_stdin: bool, confirm: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from leadmatch.cli.context import State, backend
 from leadmatch.cli.options import JsonOption
-from leadmatch.cli.render import emit_json, err, out, print_build, print_enrollment
+from leadmatch.cli.render import reasons, when, emit_json, err, out, print_build, print_enrollment
 from leadmatch.gallery import galleries as galleries
 from leadmatch.safetext import shown_all
 
@@ -105,7 +105,7 @@ def gallery_show(name: str, json_out: JsonOption = False,
     out.print(f"gallery {info['name']}\n  authority:   {a['authority']}\n  approved by: {a['approved_by']} on "
               f"{a['approved_on']}\n  source:      {a['source']}\n  retention:   {a['retention_days']} days\n"
               f"  subjects {info['subjects']}, photos {info['photos']}, faces {info['faces']}, refused photos "
-              f"{info['refused_photos']} {info['refused_by_reason'] or ''}\n  model: {info.get('model', 'dlib')}\n"
+              f"{info['refused_photos']}{reasons(info['refused_by_reason'])}\n  model: {info.get('model', 'dlib')}\n"
               f"  index: {info['index']['type']}, "
               f"{info['index']['bytes']:,} bytes at {info['index']['file']}")
     if info.get("calibration"):
@@ -182,8 +182,10 @@ def index_status(gallery: str, json_out: JsonOption = False):
     check = st["self_check"] or {}
     out.print(f"index of {st['gallery']}: {st['type']} (chosen by {st['chosen_by']}), {st['faces']} faces, "
               f"{st['bytes']:,} bytes ({st['bytes_per_face']} per face)\n  trained on {st['trained_on']} faces at "
-              f"{st['built_at']}; {st['added_since_training']} added since; nprobe {st['nprobe']}\n  last self-check: "
-              f"recall {check.get('recall')} on {check.get('sample')} probes at {check.get('at')}")
+              f"{when(st['built_at'])}; {st['added_since_training']} added since"
+              + (f"; nprobe {st['nprobe']}" if st["nprobe"] is not None else "")  # exact indexes have none
+              + (f"\n  last self-check: recall {check['recall']} on {check['sample']} probes, {when(check.get('at'))}"
+                 if check.get("recall") is not None else "\n  no self-check recorded"))
     if st["repaired"]:
         out.print(f"  repaired: {st['repaired']}")
     out.print(f"  rebuild recommended: {st['rebuild_recommended']}" if st["rebuild_recommended"]

@@ -7,12 +7,11 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from leadmatch.casemedia.media import MEDIA_EVERY_S, MediaRequest
 from leadmatch.cli.context import backend
 from leadmatch.cli.options import JsonOption
-from leadmatch.cli.render import emit_json, err, out, print_search
+from leadmatch.cli.render import emit_json, err, fitting_table, out, plural, print_search
 from leadmatch.search import leads, probes
 from leadmatch.search import run as searching
 
@@ -42,10 +41,10 @@ def add(case: str = typer.Argument(..., help="Case number the media belong to.")
                                                                                            total=total))
     if json_out:
         return emit_json(report)
-    out.print(f"case {report['case']}: {len(report['added'])} files added ({report['faces']} faces, "
-              f"{report['tracks']} clip tracks), {len(report['skipped'])} already in the case, "
-              f"{len(report['refused'])} refused; {report['persons']['persons']} persons "
-              f"({report['persons']['new_persons']} new)")
+    out.print(f"case {report['case']}: {plural(len(report['added']), 'file')} added "
+              f"({plural(report['faces'], 'face')}, {plural(report['tracks'], 'clip track')}), "
+              f"{len(report['skipped'])} already in the case, {len(report['refused'])} refused; "
+              f"{plural(report['persons']['persons'], 'person')} ({report['persons']['new_persons']} new)")
     for r in report["refused"]:
         out.print(f"  refused  {r['file']}: {r['reason']} — {r['detail']}")
 
@@ -56,7 +55,7 @@ def media_list(case: str, json_out: JsonOption = False):
     rows = backend().media_list(case)
     if json_out:
         return emit_json(rows)
-    table = Table("file", "kind", "sha256", "faces", "added by", "added (UTC)")
+    table = fitting_table("file", "kind", "sha256", "faces", "added by", "added (UTC)")
     for r in rows:
         table.add_row(r["file"], r["kind"], r["sha256"][:16] + "…", str(r["faces"]), r["added_by"], r["added_at"][:19])
     out.print(table if rows else f"case {case} has no media")
@@ -71,7 +70,7 @@ def persons(case: str, all_: bool = typer.Option(False, "--all", help="Also drop
         return emit_json(data)
     out.print(f"case {data['case']}: {len(data['persons'])} persons (model {data['model']}, grouping threshold "
               f"{data['threshold']}); {data['ungrouped_faces']} faces below the quality floor not grouped")
-    table = Table("person", "appearances", "files", "tracks", "max distance", "best faces", "state")
+    table = fitting_table("person", "appearances", "files", "tracks", "max distance", "best faces", "state")
     for p in data["persons"]:
         c = p["cohesion"]
         table.add_row(p["label"], str(len(p["appearances"])), str(p["files"]), str(p["tracks"]),
@@ -89,7 +88,7 @@ def person(case: str, label: str, json_out: JsonOption = False):
         return emit_json(p)
     out.print(f"person {p['label']} of case {p['case']} ({p['origin']}): {len(p['appearances'])} appearances in "
               f"{p['files']} files; best faces {p['best_faces']}")
-    table = Table("face", "file", "sha256", "track", "time (s)", "box", "px", "sharpness", "usable")
+    table = fitting_table("face", "file", "sha256", "track", "time (s)", "box", "px", "sharpness", "usable")
     for a in p["appearances"]:
         track = "" if a["track"] is None else str(a["track"])
         table.add_row(str(a["face_id"]), a["file"], a["sha256"][:12] + "…", track,

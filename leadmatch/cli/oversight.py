@@ -10,10 +10,11 @@ import typer
 
 from leadmatch.cli.context import backend
 from leadmatch.cli.options import JsonOption
-from leadmatch.cli.render import emit_json, err, out
+from leadmatch.cli.render import emit_json, err, out, plural, when
 from leadmatch.errors import InputError
 from leadmatch.gallery import galleries as galleries
 from leadmatch.operations import oversight as operations_oversight
+from leadmatch.record import audit
 from leadmatch.safetext import shown_all
 
 commands = typer.Typer()  # top-level commands, added to the app as they are
@@ -46,20 +47,45 @@ def audit_checkpoint(out_file: Optional[Path] = typer.Option(None, "--out", help
     made = backend().audit_checkpoint(out_file)
     if out_file is None:
         return emit_json(made)
-    out.print(f"checkpoint of entry {made['entry']} (hash {made['hash']}, {made['at']}) written to {out_file}; "
+    out.print(f"checkpoint of entry {made['entry']} (hash {made['hash']}, {when(made['at'])}) written to {out_file}; "
               "file it outside this system")
 
 
 @audit_app.command("log")
 def audit_log(case: Optional[str] = typer.Option(None, "--case"), user: Optional[str] = typer.Option(None, "--user"),
+              action: Optional[str] = typer.Option(None, "--action", help="An action, or a group (audit: audit.*)."),
+              outcome: Optional[str] = typer.Option(None, "--outcome", help="ok, refused, failed…"),
               since: Optional[str] = typer.Option(None, "--since", help="YYYY-MM-DD"),
+              until: Optional[str] = typer.Option(None, "--until", help="YYYY-MM-DD (inclusive)"),
               limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Newest N entries."),
+              page: Optional[int] = typer.Option(None, "--page", min=1,
+                                                 help="Page N of the entries, newest first (as the web page)."),
+              per_page: int = typer.Option(audit.PER_PAGE, "--per-page", min=1, max=audit.MAX_PER_PAGE,
+                                           help="Entries a page, with --page."),
               json_out: JsonOption = False):
-    """Audit entries, oldest first."""
-    rows = backend().audit_log(case, user, since, limit)
+    """Audit entries, oldest first; with --page, one page of them newest first."""
+    if page is not None:
+        if limit is not None:
+            raise InputError("--limit and --page do not go together", "give one of them")
+        listing = backend().audit_page(case, user, since, until, action, outcome, page, per_page)
+        if json_out:
+            return emit_json(listing)
+        print_entries(listing["entries"])
+        out.print(f"page {listing['page']} of {listing['pages']}, {plural(listing['total'], 'entry', 'entries')}, "
+                  "newest first")
+        return
+    rows = backend().audit_log(case, user, since, limit, action, outcome, until)
     if json_out:
         return emit_json(rows)
-    for e in shown_all(rows):  # one entry a line: a stored newline must not start a forged one
+    print_entries(rows)
+    if not rows:
+        out.print("no entries match")
+
+
+def print_entries(rows: list[dict]) -> None:
+    """One entry a line (a stored newline must not start a forged one): id, time, user, action, outcome, its
+    case and search, and the reason of a refusal."""
+    for e in shown_all(rows):
         target = " ".join(x for x in (e["case_number"] and f"case={e['case_number']}",
                                       e["search_id"] and f"search={e['search_id']}") if x)
         out.print(f"{e['id']:>6} {e['at'][:19]} {e['actor']:<12} {e['action']:<22} {e['outcome']:<8} {target} "
@@ -91,10 +117,12 @@ def purge(expired: bool = typer.Option(False, "--expired", help="Purge closed se
     r = backend().purge_expired()
     if json_out:
         return emit_json(r)
-    out.print(f"purged {len(r['purged_searches'])} searches, removed {r['probe_files_removed']} probe photos"
+    out.print(f"purged {plural(len(r['purged_searches']), 'search', 'searches')}, removed "
+              f"{plural(r['probe_files_removed'], 'probe photo')}"
               + (f": {', '.join(r['purged_searches'])}" if r["purged_searches"] else ""))
     if r.get("purged_cases"):
-        out.print(f"purged the media of {len(r['purged_cases'])} cases ({r['media_files_removed']} files): "
+        out.print(f"purged the media of {plural(len(r['purged_cases']), 'case')} "
+                  f"({plural(r['media_files_removed'], 'file')}): "
                   f"{', '.join(r['purged_cases'])}")
 
 
@@ -115,6 +143,3 @@ def print_purge_preview(preview: dict, json_out: bool) -> None:
               "nothing was deleted" + ("" if shown["searches"] or shown["cases"] else " (nothing is due)"))
 
 
-def plural(count: int, one: str, many: str | None = None) -> str:
-    """`1 file`, `2 files`: a count with its noun."""
-    return f"{count} {one if count == 1 else (many or one + 's')}"

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from leadmatch.cli.context import backend, read_password
 from leadmatch.cli.options import JsonOption
-from leadmatch.cli.render import emit_json, out
+from leadmatch.cli.render import fitting_table, emit_json, out, when
 from leadmatch.gallery import galleries as galleries
 from leadmatch.governance import accounts
 
@@ -62,11 +61,12 @@ def user_list(json_out: JsonOption = False):
     users = backend().user_list()
     if json_out:
         return emit_json(users)
-    table = Table("user", "roles", "state", "certification", "rules accepted")
+    table = fitting_table("user", "roles", "state", "certification", "rules accepted")
     for u in users:
         cert = u["certification"]
         table.add_row(u["name"], ", ".join(u["roles"]), "disabled" if u["disabled"] else "active",
-                      f"until {cert['expires']}" if cert else "none current", u["rules_accepted"] or "no")
+                      f"until {cert['expires']}" if cert else "none current",
+                      when(u["rules_accepted"]) if u["rules_accepted"] else "no")
     out.print(table)
 
 

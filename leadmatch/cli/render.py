@@ -3,23 +3,36 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from leadmatch.cli.terminal import SafeConsole
 from leadmatch.gallery import galleries as galleries
-from leadmatch.safetext import json_text, shown, shown_all
+from leadmatch.safetext import json_text, plural, shown, shown_all
 from leadmatch.search import leads
 
 out = SafeConsole(soft_wrap=True)  # stored strings are printed, never obeyed: see cli/terminal.py
 err = SafeConsole(stderr=True, soft_wrap=True)
 
 
+def when(stamp: str | None) -> str:
+    """A recorded UTC time as people read it: '2026-12-02 03:37 UTC' (no seconds' fractions, no T)."""
+    return f"{stamp[:16].replace('T', ' ')} UTC" if stamp else "—"
+
+
+def reasons(counts: dict | None) -> str:
+    """' (no-face 2, blurry 1)': refusal counts by reason as words, or '' when there are none."""
+    return f" ({', '.join(f'{reason} {n}' for reason, n in counts.items())})" if counts else ""
+
+
 def print_enrollment(report: dict) -> None:
     out.print(f"gallery {shown(report['gallery'])!r}: {report['enrolled']} enrolled, {report['skipped_duplicates']} "
-              f"skipped (already enrolled), {len(report['refused'])} refused, {report['subjects_added']} new subjects")
+              f"skipped (already enrolled), {len(report['refused'])} refused, "
+              f"{plural(report['subjects_added'], 'new subject')}")
     for refusal in report["refused"]:
         out.print(f"  refused  {shown(refusal['path'])}: {refusal['reason']} — {shown(refusal['detail'])}")
     for worker in report.get("workers_refused", []):  # Ray workers left out (their models differ)
@@ -69,14 +82,36 @@ def print_enhancement(console: Console, result: dict) -> None:
                       f"sha256 {enhancement['original']['sha256']}")
 
 
+def fitting_table(*headers: str, whole: tuple[int, ...] = (), **options) -> Table:
+    """A table that fits the terminal: every column wraps, and a word too long for its column (a sha256) folds
+    onto the next line rather than being cut; the columns numbered in `whole` (ids people copy) stay unbroken."""
+    made = Table(**options)
+    for number, header in enumerate(headers):
+        made.add_column(header, overflow="fold", no_wrap=number in whole)
+    return made
+
+
+def fitted() -> SafeConsole:
+    """The console for tables: the terminal's width (or $COLUMNS); a pipe or file gets whole lines (200 wide),
+    one candidate a line for grep."""
+    if out.is_terminal or os.environ.get("COLUMNS"):
+        return out
+    return SafeConsole(width=200, soft_wrap=True)
+
+
 def print_search(result: dict, full: bool = False) -> None:
-    """The candidate table, with the lead-only notice above, on every row, and below."""
-    wide = SafeConsole(width=max(out.width, 180))
+    """The candidate table, with the lead-only notice above, on every row, and below; with `full` (`show`),
+    also why the search was made, every decision with its note, the corroboration, the closure and the history."""
+    wide = fitted()
     result = shown_all(result)
     wide.print(leads.NOTICE, style="bold")
     wide.print(f"search {result['search_id']}  status {result['status']}  case {result['case']}  purpose "
                f"{result['purpose']}  gallery {result['gallery']}  model {result.get('model', 'dlib')}  "
-               f"agent {result['agent']}")
+               f"agent {result['agent']}" + (f"  created {when(result['created_at'])}" if full and
+                                              result.get("created_at") else ""))
+    if full:
+        wide.print(f"justification: {result.get('justification') or '—'}")
+        wide.print(f"traditional means tried first: {result.get('traditional_means') or '—'}")
     if result.get("purged_at"):
         wide.print(f"details purged under the retention rules on {result['purged_at'][:10]}")
     else:
@@ -88,10 +123,10 @@ def print_search(result: dict, full: bool = False) -> None:
     if result.get("calibration"):
         wide.print(result["calibration"]["text"])
     subjects = result.get("candidate_list") == "subject"
-    table = Table("rank", "subject", "distance", "est. false alarms", f"< {result['threshold']:.2f}",
-                  *(["other photos: distances"] if subjects else []), "disposition", "label",
-                  title="one candidate per subject" if subjects else "one candidate per gallery photo")
-    table.columns[-1].no_wrap = True  # the lead-only label is read whole, on every row
+    headers = ("rank", "subject", "distance", "est. false alarms", f"< {result['threshold']:.2f}",
+               *(["other photos: distances"] if subjects else []), "disposition", "label")
+    rows = fitting_table(*headers, title="one candidate per subject" if subjects else "one candidate per gallery photo")
+    cells = []
     for c in result["candidates"]:
         decided = c["disposition"]["decision"] if c.get("disposition") else "—"
         if c.get("corroboration"):
@@ -102,9 +137,17 @@ def print_search(result: dict, full: bool = False) -> None:
         subject = c["subject"] + ("" if not c.get("gallery_flags") else " (gallery photo flagged)")
         rate = (c.get("false_alarm_text") or "—").removeprefix("estimated false-alarm rate at this distance: ")
         rate = rate.split(" — ")[0]  # the words after the dash are the footnote's
-        table.add_row(str(c["rank"]), subject, f"{c['distance']:.4f}", rate,
-                      "yes" if c["within_threshold"] else "no", *also, decided, c["label"])
-    wide.print(table)
+        cells.append((str(c["rank"]), subject, f"{c['distance']:.4f}", rate,
+                      "yes" if c["within_threshold"] else "no", *also, decided, c["label"]))
+        rows.add_row(*cells[-1])
+    if Measurement.get(wide, wide.options.update_width(10_000), rows).maximum <= wide.width:
+        wide.print(rows)
+    else:  # a narrow terminal: one candidate a block, its label whole on the line under it
+        wide.print(rows.title)
+        for row in cells:
+            wide.print(f"{row[0]:>3}  {row[1]} — " + ", ".join(f"{h}: {v}" for h, v in zip(headers[2:-1], row[2:-1])),
+                       soft_wrap=False)
+            wide.print(f"     {row[-1]}")
     if result["candidates"]:
         wide.print("est. false alarms: estimated false-alarm rate at this distance — the share of searches for "
                    "someone not in this gallery whose rank-1 is this close; from 50 % on, strangers commonly come "
@@ -115,11 +158,37 @@ def print_search(result: dict, full: bool = False) -> None:
         for seen in c.get("seen_before") or []:  # shown, never suppressed: this candidate still needs a decision
             wide.print(f"rank {c['rank']} seen before in this case: {seen['decision']} by {seen['decided_by']} "
                        f"in {seen['search_id']} ({seen['decided_at'][:10]}): {seen['note']}")
-    if full and result.get("closure"):
-        cl = result["closure"]
-        wide.print(f"closed {cl['status']} by {cl['closed_by']} at {cl['closed_at'][:19]}"
-                   + (f", rank {cl['rank']}" if cl["rank"] else "") + f": {cl['note']}")
+    if full:
+        print_decisions(wide, result)
     wide.print(leads.NOTICE, style="bold")
+
+
+def print_decisions(console: Console, result: dict) -> None:
+    """`show`'s account of a search after its table: each disposition with its note, each piece of
+    corroborating evidence, the closure, and the history (who did what, when), one line each."""
+    for c in result["candidates"]:
+        d = c.get("disposition")
+        if d:
+            console.print(f"rank {c['rank']} {c['subject']}: {d['decision']} by {d['decided_by']}, "
+                          f"{when(d['decided_at'])} — note: {d['note']}")
+        for e in c.get("corroboration") or []:
+            console.print(f"rank {c['rank']} {c['subject']}: {e['outcome']} by {e['recorded_by']}, "
+                          f"{when(e['recorded_at'])} — {e['evidence_type']} evidence, reference {e['reference']}: "
+                          f"{e['evidence']}")
+    left = sum(1 for c in result["candidates"] if not c.get("disposition"))
+    if left:
+        console.print(f"{plural(left, 'candidate')} still to disposition")
+    cl = result.get("closure")
+    if cl:
+        console.print(f"closed {cl['status']} by {cl['closed_by']}, {when(cl['closed_at'])}"
+                      + (f", rank {cl['rank']}" if cl["rank"] else "") + f" — note: {cl['note']}")
+    history = result.get("history") or []
+    if history:
+        console.print(f"history ({plural(len(history), 'entry', 'entries')}):")
+    for h in history:
+        console.print(f"  {when(h['at'])}  {h['actor']}  {h['action']}"
+                      + ("" if h["outcome"] == "ok" else f"  {h['outcome']}")
+                      + (f"  ({h['reason']})" if h.get("reason") else ""))
 
 
 def print_evaluation(r: dict) -> None:

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from leadmatch.cli.clip_progress import clip_progress
-from leadmatch.cli.context import State, backend, parse_face
+from leadmatch.cli.context import State, backend, new_file, parse_face
 from leadmatch.cli.options import JsonOption
-from leadmatch.cli.render import emit_json, out, print_search
+from leadmatch.cli.render import emit_json, fitted, fitting_table, out, plural, print_search
 from leadmatch.gallery import galleries as galleries
 from leadmatch.governance import casework
 from leadmatch.search import leads, probes, video
@@ -72,11 +71,11 @@ def searches(case: Optional[str] = typer.Option(None, "--case"),
     rows = backend().searches(case, status)
     if json_out:
         return emit_json(rows)
-    table = Table("search", "case", "status", "agent", "gallery", "purpose", "candidates", "created (UTC)")
+    listed = fitting_table("search", "case", "status", "agent", "gallery", "purpose", "candidates", "created (UTC)", whole=(0,))
     for r in rows:
-        table.add_row(r["search_id"], r["case"], r["status"], r["agent"], r["gallery"], r["purpose"] or "",
-                      str(r["candidates"]), r["created_at"][:19])
-    out.print(table if rows else "no searches match")
+        listed.add_row(r["search_id"], r["case"], r["status"], r["agent"], r["gallery"], r["purpose"] or "",
+                       str(r["candidates"]), r["created_at"][:16].replace("T", " "))
+    fitted().print(listed if rows else "no searches match")
 
 
 @commands.command("show")
@@ -93,7 +92,7 @@ def disposition(search_id: str, rank: int = typer.Option(..., "--rank"),
     """Record your decision on one candidate of your search (agent)."""
     r = backend().disposition(search_id, rank, decision, note)
     out.print(f"rank {r['rank']}: {r['decision']} — search {search_id} is {r['status']}"
-              + (f" ({r['remaining']} candidates left)" if r["remaining"] else ""))
+              + (f" ({plural(r['remaining'], 'candidate')} left)" if r["remaining"] else ""))
 
 
 @commands.command()
@@ -117,8 +116,10 @@ def close_search(search_id: str, outcome: str = typer.Option(..., "--outcome", h
 
 
 @commands.command()
-def report(search_id: str, out_file: Optional[Path] = typer.Option(None, "--out", help="Write to FILE.html.")):
-    """The lead report of a search: one self-contained, printable HTML file."""
+def report(search_id: str, out_file: Optional[Path] = typer.Option(None, "--out", help="Write to FILE.html."),
+           force: bool = typer.Option(False, "--force", help="Replace the file if it exists.")):
+    """The lead report of a search: one self-contained, printable HTML file (never over a file without --force)."""
     target = out_file or Path(f"lead-report-{search_id}.html")
+    new_file(target, force)
     backend().report(search_id, target)
     out.print(f"wrote {target}")

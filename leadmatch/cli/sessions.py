@@ -9,7 +9,7 @@ import typer
 
 from leadmatch.cli.context import State, backend, local_only, read_password
 from leadmatch.cli.options import JsonOption
-from leadmatch.cli.render import emit_json, out
+from leadmatch.cli.render import emit_json, out, when
 from leadmatch.errors import InputError
 from leadmatch.gallery import galleries as galleries
 from leadmatch.governance import accounts, purposes
@@ -46,7 +46,7 @@ def login(name: str, password_stdin: bool = typer.Option(False, "--password-stdi
           hours: int = typer.Option(accounts.SESSION_HOURS, min=1, max=24, help="Session length in hours.")):
     """Sign in; the session token is kept for this OS user until it expires or you log out."""
     answer = backend().login(name, read_password(password_stdin, confirm=False), hours)
-    out.print(f"signed in as {answer['user']} ({', '.join(answer['roles'])}) until {answer['expires']}")
+    out.print(f"signed in as {answer['user']} ({', '.join(answer['roles'])}) until {when(answer['expires'])}")
 
 
 @commands.command()
@@ -65,7 +65,7 @@ def whoami(json_out: JsonOption = False):
     cert = info["certification"]
     out.print(f"{info['user']} ({', '.join(info['roles'])}); certification: "
               f"{cert['course'] + ' until ' + cert['expires'] if cert else 'none current'}; "
-              f"rules of behavior: {'accepted ' + info['rules_accepted'] if info['rules_accepted'] else 'not accepted'}")
+              f"rules of behavior: {'accepted ' + when(info['rules_accepted']) if info['rules_accepted'] else 'not accepted'}")
     if info.get("policy"):
         out.print("deployment policy: " + "; ".join(info["policy"]))
     out.print(f"service: {info['server']}" if info.get("server") else f"note: {info['note']}")
@@ -81,4 +81,4 @@ def accept_rules(yes: bool = typer.Option(False, "--yes", help="Accept without t
         if not typer.confirm("Do you accept these rules?", default=False):
             raise InputError("rules not accepted", "you cannot search until you accept them")
     accepted = backend().accept_rules()
-    out.print(f"accepted by {accepted['user']} at {accepted['at']}")
+    out.print(f"accepted by {accepted['user']} at {when(accepted['at'])}")

@@ -25,10 +25,12 @@ import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
 
-import faiss
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.gallery import space as spaces
+
+faiss = lazy("faiss")
+np = lazy("numpy")
 
 DEFAULT_TARGET_FPIR = 0.01
 #: The threshold never goes above dlib's 1:1 operating point, whatever a small gallery's list says.

@@ -23,12 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.gallery import calibration, space as spaces
 from leadmatch.errors import InputError, WorkspaceError
 from leadmatch.record.store import transaction, utc_now
+
+faiss = lazy("faiss")
+np = lazy("numpy")
 
 DIM = 128  # dlib's descriptor; a dlib+faceres gallery's vectors have spaces.Space.dim (1152)
 EXACT = "Flat"

@@ -20,9 +20,11 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.errors import InputError
+
+np = lazy("numpy")
 
 DLIB = "dlib"
 FUSED = "dlib+faceres"

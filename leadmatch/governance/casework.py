@@ -10,6 +10,7 @@ Every attempt to skip a step is refused and audited. Closed searches are read-on
 from __future__ import annotations
 
 from leadmatch import safetext
+from leadmatch.safetext import plural
 from leadmatch.record import audit
 from leadmatch.governance.accounts import Actor, refuse, require
 from leadmatch.errors import InputError, NotFound, Refused
@@ -290,11 +291,6 @@ def progress(record: dict) -> dict:
            "closed_by": (record.get("closure") or {}).get("closed_by"),
            "closure_rank": (record.get("closure") or {}).get("rank")}
     return {k: row[k] for k in ("candidates", "dispositioned", "leads", "corroborated")} | {"next": next_step(row)}
-
-
-def plural(count: int, noun: str) -> str:
-    """'1 candidate', '3 candidates', '1 possible lead'."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def seen_before(ws: Workspace, search_id: str) -> dict[str, list[dict]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 
 from leadmatch.record import audit
@@ -55,6 +57,17 @@ def check_checkpoint_file(out: Path) -> None:
         raise InputError(f"no folder {out.parent} to write the checkpoint in", "create it or choose another path")
 
 
+def checkpoint_text(made: dict) -> str:
+    """A checkpoint as its file holds it (JSON, indented): what `--out` writes and the web page downloads."""
+    return json.dumps(made, indent=2) + "\n"
+
+
+def checkpoint_file_name(made: dict) -> str:
+    """checkpoint-<UTC time>Z-<entry>.json: the name a checkpoint is filed under."""
+    stamp = made["at"][:19].replace(":", "").replace("-", "")
+    return f"checkpoint-{stamp}Z-{made['entry']}.json"
+
+
 def write_checkpoint(made: dict, out: Path) -> Path:
     """Write a checkpoint (as `checkpoint` returned it) to `out` through a temp file; never over an existing
     file (the rename is a hard link, which fails if `out` appeared meanwhile; where a file system has no hard
@@ -62,7 +75,7 @@ def write_checkpoint(made: dict, out: Path) -> Path:
     out = Path(out)
     temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        temp.write_text(json.dumps(made, indent=2) + "\n", encoding="utf-8")
+        temp.write_text(checkpoint_text(made), encoding="utf-8")
         try:
             os.link(temp, out)
         except (FileExistsError, FileNotFoundError):
@@ -120,19 +133,69 @@ def file_scheduled_checkpoint(ws: Workspace, folder: Path) -> Path:
     """The service's scheduled checkpoint: append a checkpoint entry (by SCHEDULE_ACTOR) and file it in
     `folder` as checkpoint-<UTC time>-<entry>.json, never over a file. Returns the file."""
     made = audit.checkpoint(ws.conn, SCHEDULE_ACTOR)
-    stamp = made["at"][:19].replace(":", "").replace("-", "")
-    return write_checkpoint(made, Path(folder) / f"checkpoint-{stamp}Z-{made['entry']}.json")
+    return write_checkpoint(made, Path(folder) / checkpoint_file_name(made))
 
 
 def log(ws: Workspace, actor: Actor, case: str | None = None, user: str | None = None, since: str | None = None,
-        limit: int | None = None) -> list[dict]:
+        limit: int | None = None, *, action: str | None = None, outcome: str | None = None,
+        until: str | None = None) -> list[dict]:
+    """Auditor or admin: the entries matching the filters, oldest first (with `limit`, the newest `limit`);
+    `since` and `until` are dates, both inclusive. Reading is audited, with the filters."""
     require(ws, actor, OVERSEERS, "audit.log")
     if limit is not None and not 1 <= limit <= MAX_LOG_ENTRIES:
         raise InputError(f"--limit {limit} is out of range", f"give a number from 1 to {MAX_LOG_ENTRIES:,}")
-    since = parse_date(since, "--since") if since else None
-    rows = audit.entries(ws.conn, case=case, actor=user, since=since, limit=limit)
-    audit.record(ws.conn, actor.name, "audit.log", objects={"case": case, "user": user, "since": since})
+    filters = log_filters(case, user, since, until, action, outcome)
+    rows = audit.entries(ws.conn, case=filters.case, actor=filters.actor, since=filters.since, until=filters.until,
+                         action=filters.action, outcome=filters.outcome, limit=limit)
+    audit.record(ws.conn, actor.name, "audit.log", objects={"case": case, "user": user, "since": filters.since,
+                                                            **read_filters(filters)})
     return rows
+
+
+def log_page(ws: Workspace, actor: Actor, case: str | None = None, user: str | None = None,
+             since: str | None = None, until: str | None = None, action: str | None = None,
+             outcome: str | None = None, page: int = 1, per_page: int = audit.PER_PAGE,
+             upto: int | None = None) -> dict:
+    """Auditor or admin: one page of the entries matching the filters, newest first — {entries (each with the
+    objects it names: `names`, a list of [kind, name]), total, page, pages, per_page, upto (the newest entry
+    id these pages hold: pass it back for the next page, so entries written meanwhile do not shift it), newer
+    (entries written since), filters (as given, dates normalised), choices (the trail's actions and outcomes)}.
+    Reading is audited, with the filters and page."""
+    require(ws, actor, OVERSEERS, "audit.log")
+    if not 1 <= page <= MAX_LOG_ENTRIES:
+        raise InputError(f"page {page} is out of range", "give a page number from 1")
+    if not 1 <= per_page <= audit.MAX_PER_PAGE:
+        raise InputError(f"{per_page} entries a page is out of range",
+                         f"give a number from 1 to {audit.MAX_PER_PAGE}")
+    if upto is not None and upto < 0:
+        raise InputError(f"entry {upto} is not an entry of the trail", "page from the newest entries")
+    filters = replace(log_filters(case, user, since, until, action, outcome), upto=upto)
+    answer = audit.page(ws.conn, filters, page, per_page)
+    for entry in answer["entries"]:
+        entry["names"] = [list(named) for named in audit.named_objects(entry)]
+    shown = {"case": case or "", "user": user or "", "since": filters.since or "", "until": until or "",
+             "action": action or "", "outcome": outcome or ""}
+    audit.record(ws.conn, actor.name, "audit.log", objects={"case": case, "user": user, "since": filters.since,
+                                                            **read_filters(filters), "page": page})
+    return {**answer, "filters": shown, "choices": audit.choices(ws.conn)}
+
+
+def log_filters(case: str | None, user: str | None, since: str | None, until: str | None, action: str | None,
+                outcome: str | None) -> audit.Filters:
+    """The filters of a log reading, dates checked (YYYY-MM-DD) and `until` made the bound after its day."""
+    first = parse_date(since, "since") if since else None
+    last = parse_date(until, "until") if until else None
+    if first and last and last < first:
+        raise InputError(f"until {last} is before since {first}", "swap the two dates")
+    bound = (date.fromisoformat(last) + timedelta(days=1)).isoformat() if last else None
+    return audit.Filters(case=case or None, actor=user or None, action=action or None, outcome=outcome or None,
+                         since=first, until=bound)
+
+
+def read_filters(filters: audit.Filters) -> dict:
+    """The filters of a reading as its audit entry records them (the filters given; `until` as the open bound)."""
+    return {"action": filters.action, "outcome": filters.outcome, "until": filters.until} \
+        if (filters.action or filters.outcome or filters.until) else {}
 
 
 def report(ws: Workspace, actor: Actor, start: str, end: str, stale_days: int = 30) -> dict:
@@ -144,8 +207,6 @@ def report(ws: Workspace, actor: Actor, start: str, end: str, stale_days: int = 
         raise InputError(f"--stale-days {stale_days} is out of range", f"give a number of days from 1 to "
                          f"{MAX_STALE_DAYS:,}")
     # --to is inclusive for people; the query takes the day after as an open bound
-    from datetime import date, timedelta
-
     end_bound = (date.fromisoformat(last) + timedelta(days=1)).isoformat()
     data = audit.report(ws.conn, first, end_bound, stale_days)
     data["to"] = last

@@ -13,9 +13,10 @@ from leadmatch.gallery import galleries
 from leadmatch.governance import accounts, casework, oversight
 from leadmatch.governance.accounts import Actor
 from leadmatch.record.workspace import Workspace
+from leadmatch.safetext import plural
 
-#: How many recent refusals the auditor's queue shows, and how far it looks back in the trail for them.
-RECENT_REFUSALS, REFUSAL_WINDOW = 10, 2000
+#: How many recent refusals the auditor's queue shows (newest first).
+RECENT_REFUSALS = 10
 CERTIFICATION_DAYS = 30
 
 
@@ -33,8 +34,7 @@ def queues(ws: Workspace, actor: Actor) -> dict:
         out["analyst"] = {"galleries": [gallery_health(g) for g in galleries.list_all(ws, actor)]}
     if actor.has("auditor"):
         check = oversight.verify(ws, actor)
-        recent = oversight.log(ws, actor, limit=REFUSAL_WINDOW)
-        refusals = [e for e in reversed(recent) if e["outcome"] == "refused"][:RECENT_REFUSALS]
+        refusals = oversight.log_page(ws, actor, outcome="refused", per_page=RECENT_REFUSALS)["entries"]
         out["auditor"] = {"chain": {"ok": check.ok, "entries": check.entries,
                                     "description": None if check.ok else check.describe()},
                           "recent_refusals": refusals}
@@ -54,8 +54,8 @@ def gallery_health(g: dict) -> dict:
     if g["faces"] and not g["calibration"]:
         problems.append("threshold not calibrated")
     if g["refused_photos"]:
-        problems.append(f"{casework.plural(g['refused_photos'], 'refused photo')}")
+        problems.append(f"{plural(g['refused_photos'], 'refused photo')}")
     if g["flagged_faces"]:
-        problems.append(f"{casework.plural(g['flagged_faces'], 'quality-flagged face')}")
+        problems.append(f"{plural(g['flagged_faces'], 'quality-flagged face')}")
     return {"name": g["name"], "model": g["model"], "subjects": g["subjects"], "faces": g["faces"],
             "calibration": (g["calibration"] or {}).get("text"), "problems": problems}

@@ -13,7 +13,9 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+from leadmatch.lazy import lazy
+
+np = lazy("numpy")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -9,7 +9,7 @@ import io
 import json
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from leadmatch.lazy import lazy
 
 from leadmatch.governance.accounts import Actor
 from leadmatch.governance.casework import can_read
@@ -17,6 +17,9 @@ from leadmatch.errors import NotFound
 from leadmatch.biometrics import faces
 from leadmatch.biometrics.photos import decode
 from leadmatch.record.workspace import Workspace
+
+Image = lazy("PIL.Image")
+ImageDraw = lazy("PIL.ImageDraw")
 
 MARGIN = 0.35
 #: Side by side at a size a person can judge (probe and candidate at the same scale); `LARGE` when enlarged.

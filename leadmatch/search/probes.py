@@ -120,7 +120,8 @@ def pick_face(found: Analysis, choice: int | str | None, probe_name: str) -> Fac
     face = choose(found.faces, choice, found.width, found.height)
     if face is not None:
         return face
-    raise InputError(f"--face {choice} does not exist: {probe_name} holds {len(found.faces)} face(s)",
+    held = f"{len(found.faces)} {'face' if len(found.faces) == 1 else 'faces'}"
+    raise InputError(f"--face {choice} does not exist: {probe_name} holds {held}",
                      f"pick 1 to {len(found.faces)}, largest or central", field="face")
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
+from leadmatch.lazy import lazy
 from leadmatch.record import audit
 from leadmatch.search import crops, leads
 from leadmatch.governance.accounts import Actor
@@ -14,7 +14,20 @@ from leadmatch.search.run import show
 from leadmatch.record.store import utc_now
 from leadmatch.record.workspace import Workspace
 
-templates = Environment(loader=PackageLoader("leadmatch", "templates"), autoescape=select_autoescape(["html"]))
+jinja2 = lazy("jinja2")
+
+
+@functools.cache
+def environment():
+    """The Jinja2 environment of the report and the web pages (made on first use: only rendering needs Jinja2)."""
+    return jinja2.Environment(loader=jinja2.PackageLoader("leadmatch", "templates"),
+                              autoescape=jinja2.select_autoescape(["html"]))
+
+
+def __getattr__(name: str):  # `report.templates`, as the web pages read it
+    if name == "templates":
+        return environment()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _data_uri(png: bytes) -> str:
@@ -29,7 +42,7 @@ def render(ws: Workspace, actor: Actor, search_id: str) -> str:
         images[f"frame{number}"] = _data_uri(crops.probe_frame_crop(ws, actor, search_id, number, size=160))
     for c in record["candidates"]:
         images[c["rank"]] = _data_uri(crops.candidate_crop(ws, actor, search_id, c["rank"]))
-    html = templates.get_template("report.html").render(s=record, images=images, notice=leads.NOTICE,
+    html = environment().get_template("report.html").render(s=record, images=images, notice=leads.NOTICE,
                                                         generated_at=utc_now(), generated_by=actor.name)
     audit.record(ws.conn, actor.name, "report", case=record["case"], search_id=search_id,
                  photos=[record["probe"]["sha256"]] + [c["photo_sha256"] for c in record["candidates"]])

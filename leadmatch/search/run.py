@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch import safetext
 from leadmatch.governance import policy, purposes
@@ -31,6 +31,8 @@ from leadmatch.record.audit.report import CHOICE_NEEDED as CHOICE_OUTCOME
 from leadmatch.record.store import transaction, utc_now
 from leadmatch.search.video import is_video
 from leadmatch.record.workspace import Workspace
+
+np = lazy("numpy")
 
 
 PROBE_SOURCES = ("original", "cropped", "enhanced", "composite", "sketch")

@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import cv2
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.biometrics.models import registry as models
+from leadmatch.safetext import plural
 from leadmatch.errors import PhotoError
 from leadmatch.biometrics.faces import Face, describe, detect_probe
 from leadmatch.biometrics.photos import display_name
+
+cv2 = lazy("cv2")
+np = lazy("numpy")
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp", ".ts"})
 #: Refused above these before decoding: a probe clip is evidence footage, not a feature film.
@@ -383,7 +386,7 @@ def analyze_video(path: Path, every_s: float = DEFAULT_EVERY_S, min_face_px: int
         raise PhotoError(f"cannot decode video {display_name(path)}: no frame could be read (corrupt or truncated)",
                          "give the original clip", "unreadable")
     if not tracks:
-        raise PhotoError(f"no face found in {sampled} sampled frames of {display_name(path)}",
+        raise PhotoError(f"no face found in {plural(sampled, 'sampled frame')} of {display_name(path)}",
                          f"faces must be at least {min_face_px} px wide in the frame", "no-face")
     return VideoAnalysis(sha256=sha256, duration_s=duration, fps=fps, width=width, height=height,
                          frames_sampled=sampled, cuts=cuts, tracks=tracks)

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import time
 
-import faiss
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.gallery import index, space as spaces
+
+faiss = lazy("faiss")
+np = lazy("numpy")
 
 DIM = 128
 IDENTITY_SIGMA = 0.055

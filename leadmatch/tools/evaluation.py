@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.governance import accounts
 from leadmatch.gallery import calibration, index, space as spaces
@@ -40,6 +40,8 @@ from leadmatch.gallery.sources import Confinement
 from leadmatch.search import probes as probe_pipeline
 from leadmatch.search.run import rank_candidates
 from leadmatch.record.workspace import init
+
+np = lazy("numpy")
 
 CANDIDATES = 20
 FPIR_TARGETS = (0.1, 0.01)

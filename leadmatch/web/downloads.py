@@ -1,5 +1,5 @@
-"""What the pages and the API both send as files: face crops (PNG), the lead report and the supervisors' audit
-report (producing either report is audited by the library)."""
+"""What the pages and the API both send as files: face crops (PNG), the lead report, the supervisors' audit
+report (producing either report is audited by the library) and a filed checkpoint."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ def report_response(ws: Workspace, actor: Actor, search_id: str) -> HTMLResponse
     """The lead report as a download (producing it is audited by the library)."""
     return HTMLResponse(searches.report_html(ws, actor, search_id), headers={
         "Content-Disposition": f'attachment; filename="lead-report-{search_id}.html"'})
+
+
+def checkpoint_response(made: dict) -> Response:
+    """A checkpoint as the file the CLI writes (`audit checkpoint --out`), for the browser to save."""
+    name, text = oversight.checkpoint_file(made)
+    return Response(text, media_type="application/json", headers={
+        "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def audit_report_response(ws: Workspace, actor: Actor, start: str, end: str, format: str,

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.biometrics import faces
 from leadmatch.errors import ModelError, PhotoError
 from leadmatch.biometrics.photos import PHOTO_SUFFIXES, load
+
+np = lazy("numpy")
 
 TOLERANCE = 1e-5
 

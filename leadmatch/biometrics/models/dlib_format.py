@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-import numpy as np
+from leadmatch.lazy import lazy
+
+np = lazy("numpy")
 
 
 class Reader:

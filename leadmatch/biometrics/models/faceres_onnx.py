@@ -21,9 +21,11 @@ from __future__ import annotations
 import base64
 import json
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.errors import ModelError
+
+np = lazy("numpy")
 
 CROP_PX = 224
 DESCRIPTOR_DIM = 1024

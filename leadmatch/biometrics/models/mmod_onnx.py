@@ -20,11 +20,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import numpy as np
+from leadmatch.lazy import lazy
 
 from leadmatch.errors import ModelError
 from leadmatch.biometrics.models.dlib_format import Layer, Reader, fold, read_details
 from leadmatch.biometrics.models.onnx_graph import OPSET, Graph
+
+np = lazy("numpy")
 
 PRODUCER = "leadmatch.mmod_export"
 PRODUCER_VERSION = "1"  # bump when the graph written for the same weights changes (its sha256 is on the card)

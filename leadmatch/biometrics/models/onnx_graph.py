@@ -3,7 +3,9 @@ sha256 can stand on the model card). Shared by every converter."""
 
 from __future__ import annotations
 
-import numpy as np
+from leadmatch.lazy import lazy
+
+np = lazy("numpy")
 
 OPSET = 13
 

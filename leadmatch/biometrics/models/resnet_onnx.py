@@ -11,12 +11,12 @@ Input of the ONNX model: `chips`, float32 N×3×150×150, RGB planes already nor
 
 from __future__ import annotations
 
-
-import numpy as np
-
+from leadmatch.lazy import lazy
 from leadmatch.biometrics.models.dlib_format import Layer, Reader, fold, read_details
 from leadmatch.biometrics.models.onnx_graph import OPSET, Graph
 from leadmatch.errors import ModelError
+
+np = lazy("numpy")
 
 CHIP_PX = 150
 EMBEDDING_DIM = 128

@@ -19,6 +19,7 @@ entries were old and the seal's hash, so they cannot be rewritten and sealed aga
     chain.py         appending, walking and reading entries; attaching the key
     checkpoints.py   signed checkpoints of the head
     verification.py  verifying the chain against the key, a head hash or a checkpoint
+    reading.py       reading entries: filters, pages newest first, the objects an entry names
     report.py        the supervisors' report
 """
 
@@ -59,11 +60,13 @@ from leadmatch.record.audit.keys import (
     read_key,
     write_key,
 )
+from leadmatch.record.audit.reading import MAX_PER_PAGE, PER_PAGE, Filters, choices, named_objects, page
 from leadmatch.record.audit.report import report, report_csv
 from leadmatch.record.audit.verification import verify
 
 __all__ = [
-    "AuditKey", "Broken", "CHECKPOINT_FIELDS", "CHECKPOINT_FORMAT", "CHECKPOINT_HINT", "FIELDS", "GENESIS",
+    "AuditKey", "Broken", "CHECKPOINT_FIELDS", "Filters", "MAX_PER_PAGE", "PER_PAGE", "choices", "named_objects",
+    "page", "CHECKPOINT_FORMAT", "CHECKPOINT_HINT", "FIELDS", "GENESIS",
     "KEY_FORMAT", "MAC_FUNCTION", "STATE_FUNCTION", "SYSTEM_ACTOR", "Verification", "attach_key", "bind",
     "canonical", "check_entry", "checked_checkpoint", "checkpoint", "entries", "entry_hash", "key_state", "mac",
     "read_checkpoint", "read_key", "record", "report", "report_csv", "seal_legacy", "signature_ok", "verify",

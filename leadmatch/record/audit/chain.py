@@ -13,6 +13,7 @@ from pathlib import Path
 
 from leadmatch.errors import WorkspaceError
 from leadmatch.record.audit.keys import AuditKey, bind, mac, read_key, write_key
+from leadmatch.record.audit.reading import Filters, decoded, where
 from leadmatch.record.store import transaction, utc_now
 
 GENESIS = "0" * 64
@@ -202,21 +203,12 @@ def check_entry(conn: sqlite3.Connection, row: dict, expected_id: int, prev_hash
 
 def entries(conn: sqlite3.Connection, *, case: str | None = None, actor: str | None = None,
             since: str | None = None, until: str | None = None, search_id: str | None = None,
-            limit: int | None = None) -> list[dict]:
-    """Audit entries matching the filters, oldest first, as dicts with `objects` and `photo_sha256` decoded."""
-    clauses, params = [], []
-    for column, value, op in (("case_number", case, "="), ("actor", actor, "="), ("at", since, ">="),
-                              ("at", until, "<"), ("search_id", search_id, "=")):
-        if value:
-            clauses.append(f"{column} {op} ?")
-            params.append(value)
-    sql = "SELECT * FROM audit" + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + " ORDER BY id"
+            limit: int | None = None, action: str | None = None, outcome: str | None = None) -> list[dict]:
+    """Audit entries matching the filters (as `reading.Filters` reads them), oldest first — with `limit`, the
+    newest `limit` of them — as dicts with `objects` and `photo_sha256` decoded."""
+    condition, params = where(Filters(case=case, actor=actor, action=action, outcome=outcome, since=since,
+                                      until=until, search_id=search_id))
+    sql = f"SELECT * FROM audit{condition} ORDER BY id"
     if limit:
-        sql = f"SELECT * FROM ({sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT {int(limit)}) ORDER BY id"
-    out = []
-    for raw in conn.execute(sql, params):
-        row = dict(raw)
-        row["objects"] = json.loads(row["objects"])
-        row["photo_sha256"] = json.loads(row["photo_sha256"])
-        out.append(row)
-    return out
+        sql = f"SELECT * FROM (SELECT * FROM audit{condition} ORDER BY id DESC LIMIT {int(limit)}) ORDER BY id"
+    return [decoded(raw) for raw in conn.execute(sql, params)]

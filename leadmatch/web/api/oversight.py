@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from leadmatch.operations import galleries, oversight
+from leadmatch.record import audit
 from leadmatch.web import downloads, worker
 from leadmatch.web.api.galleries import ServerPath
 from leadmatch.web.deps import ApiUser, OpenWorkspace, ServiceSettings
@@ -47,8 +48,20 @@ def audit_checkpoint(actor: ApiUser, ws: OpenWorkspace):
 
 @router.get("/audit/log")
 def audit_log(actor: ApiUser, ws: OpenWorkspace, case: str | None = None, user: str | None = None,
-              since: str | None = None, limit: int | None = None):
-    return json_response(oversight.log(ws, actor, case, user, since, limit))
+              since: str | None = None, limit: int | None = None, action: str | None = None,
+              outcome: str | None = None, until: str | None = None):
+    """Entries matching the filters, oldest first (with `limit`, the newest `limit`)."""
+    return json_response(oversight.log(ws, actor, case, user, since, limit, action, outcome, until))
+
+
+@router.get("/audit/entries")
+def audit_entries(actor: ApiUser, ws: OpenWorkspace, case: str | None = None, user: str | None = None,
+                  since: str | None = None, until: str | None = None, action: str | None = None,
+                  outcome: str | None = None, page: int = 1, per_page: int = audit.PER_PAGE, upto: int | None = None):
+    """One page of the entries matching the filters, newest first, each naming its objects (`upto`: the pages
+    of the trail as an earlier answer had it)."""
+    return json_response(oversight.log_page(ws, actor, case, user, since, until, action, outcome, page, per_page,
+                                            upto))
 
 
 @router.get("/audit/report")

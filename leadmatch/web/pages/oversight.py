@@ -1,25 +1,52 @@
-"""The auditor's pages: the audit trail with its chain check, and the supervisors' report download."""
+"""The auditor's pages: the audit trail a page at a time (newest first, filtered, each entry naming its objects)
+with the chain check, filing a checkpoint (downloaded as the file `audit checkpoint --out` writes), and the
+supervisors' report as a page with its CSV and JSON downloads."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
 
 from leadmatch.operations import oversight
-from leadmatch.web.deps import OpenWorkspace, PageUser
-from leadmatch.web.downloads import audit_report_response
+from leadmatch.web import forms
+from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser
+from leadmatch.web.downloads import audit_report_response, checkpoint_response
 from leadmatch.web.responses import page
 
 router = APIRouter()
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(actor: PageUser, ws: OpenWorkspace, request: Request, case: str = "", user: str = "", since: str = ""):
-    rows = oversight.log(ws, actor, case or None, user or None, since or None, limit=500)
+def audit_page(actor: PageUser, ws: OpenWorkspace, request: Request, case: str = "", user: str = "",
+               action: str = "", outcome: str = "", since: str = "", until: str = "",
+               number: str = Query("1", alias="page"), upto: str = ""):
+    """The trail, newest first, one page of entries matching the filters (the trail as it was when the reader
+    started paging: `upto`); the chain verified above it."""
+    listing = oversight.log_page(ws, actor, case, user, since, until, action, outcome,
+                                 forms.whole_number(number, "page", 1, 1_000_000),
+                                 upto=forms.optional_number(upto, "entry", 0, 10**15))
     check = oversight.verify(ws, actor)
-    return page(request, "audit", rows=rows, check=check, case=case, user_filter=user, since=since)
+    return page(request, "audit", log=listing, check=check, filters=listing["filters"],
+                may_checkpoint="auditor" in actor.roles)
+
+
+@router.post("/audit/checkpoint")
+def audit_checkpoint(actor: FormUser, ws: OpenWorkspace) -> Response:
+    """Auditor: file a checkpoint; the browser saves it (file it outside this system)."""
+    return checkpoint_response(oversight.checkpoint(ws, actor))
+
+
+@router.get("/audit/supervisors", response_class=HTMLResponse)
+def supervisors_report(actor: PageUser, ws: OpenWorkspace, request: Request, start: str = "", end: str = "",
+                       stale_days: str = "30"):
+    """The supervisors' report for a period (this month so far unless chosen), as `audit report` gives it."""
+    first, last = oversight.report_period(start, end)
+    days = forms.whole_number(stale_days, "stale days", 1, 36_500)
+    data = oversight.report(ws, actor, first, last, days)
+    return page(request, "audit_report", report=data, start=first, end=last, stale_days=days)
 
 
 @router.get("/audit/report")
-def audit_report(actor: PageUser, ws: OpenWorkspace, start: str = "", end: str = "", format: str = "csv"):
-    return audit_report_response(ws, actor, start, end, format)
+def audit_report(actor: PageUser, ws: OpenWorkspace, start: str = "", end: str = "", format: str = "csv",
+                 stale_days: int = 30):
+    return audit_report_response(ws, actor, start, end, format, stale_days)
