@@ -15,7 +15,9 @@ same person's unit vectors lie ≈ 0.7 apart and different people ≈ 1.1, as on
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -99,14 +101,28 @@ def probes(centres: np.ndarray, count: int, seed: int = 1) -> tuple[np.ndarray, 
     return queries.astype(np.float32), who
 
 
+def _memory_mapped(built: "index.TwoStage") -> tuple["index.TwoStage", int]:
+    """The two-stage index with its stored vectors written to a temp file and memory-mapped back, as a search
+    opens a gallery's (the file stays in the page cache after writing, as a gallery's does once searched)."""
+    folder = Path(tempfile.mkdtemp(prefix="leadmatch-bench-"))
+    path = folder / "bench.vectors"
+    index.write_vectors(path, built.ids, built.d, (built.vectors[i:i + 65536] for i in range(0, len(built.ids), 65536)))
+    ids, vectors = index.read_vectors(path)
+    path.unlink()  # the mapping keeps the data until the index is dropped
+    folder.rmdir()
+    return index.TwoStage(built.first, ids, vectors, built.fixed_proposals), 32 + (8 + 2 * built.d) * len(ids)
+
+
 def _percentile_ms(samples: list[float], q: float) -> float:
     return round(float(np.percentile(samples, q)) * 1000, 3)
 
 
 def search_run(n_faces: int, factory: str | None = None, n_queries: int = 500, seed: int = 0,
-               slow_queries: int = 10, model: str = spaces.DLIB) -> dict:
+               slow_queries: int = 10, model: str = spaces.DLIB,
+               proposals: int | None = None) -> dict:
     """One benchmark row: build, size, single-probe latency, batch throughput, mate recall vs exact, for a
-    gallery of face model `model` (dlib, or dlib+faceres: fused vectors, see the module docstring)."""
+    gallery of face model `model` (dlib, or dlib+faceres: fused vectors, see the module docstring); a two-stage
+    index's first stage proposes `proposals` faces (default: as a gallery's does, `index.proposals_for`)."""
     model = spaces.validate(model)
     if model == spaces.FUSED:
         faces, labels, generator, space = fused_synthetic(n_faces, seed)
@@ -120,17 +136,22 @@ def search_run(n_faces: int, factory: str | None = None, n_queries: int = 500, s
 
     started = time.perf_counter()
     built = index.build(ids, faces, factory)
+    if isinstance(built, index.TwoStage):
+        built.fixed_proposals = proposals
     build_s = time.perf_counter() - started
     check = index.self_check(built, ids, faces)
     index.set_nprobe(built, check["nprobe"])
     check_s = time.perf_counter() - started - build_s
-    size = int(faiss.serialize_index(built).size)
+    size = index.memory_bytes(built)
+    stored_bytes = None
+    if isinstance(built, index.TwoStage):  # searched as a gallery is: its stored vectors memory-mapped from a file
+        built, stored_bytes = _memory_mapped(built)
 
     exact_mode = index.is_exact(built)
-    proposals = TOP_K if exact_mode else TOP_K * index.RERANK_FACTOR
+    asked = TOP_K if exact_mode else TOP_K * index.RERANK_FACTOR
 
     def leadmatch_search(q: np.ndarray) -> np.ndarray:
-        found, _ = index.search(built, q, proposals)
+        found, _ = index.search(built, q, asked)
         if exact_mode:
             return found
         distances = np.linalg.norm(faces[found] - q, axis=1)  # the exact re-rank the search does
@@ -142,7 +163,7 @@ def search_run(n_faces: int, factory: str | None = None, n_queries: int = 500, s
         results.append(leadmatch_search(q))
         latencies.append(time.perf_counter() - t)
     t = time.perf_counter()
-    built.search(queries, proposals)
+    built.search(queries, asked)
     batch_qps = len(queries) / (time.perf_counter() - t)
 
     _, exact_top = faiss.knn(queries, faces, TOP_K)  # exact FAISS, no copy of the gallery
@@ -169,8 +190,10 @@ def search_run(n_faces: int, factory: str | None = None, n_queries: int = 500, s
     numpy_p50 = _percentile_ms(numpy_lat, 50)
     return {
         "model": model, "faces": n_faces, "index": factory, "nprobe": check["nprobe"],
+        "first_stage_proposals": built.proposals if isinstance(built, index.TwoStage) else None,
         "build_s": round(build_s, 2), "self_check_s": round(check_s, 2), "self_check_recall": check["recall"],
         "bytes_per_face": round(size / n_faces, 1),
+        "stored_vector_bytes_per_face": round(stored_bytes / n_faces, 1) if stored_bytes else None,
         "p50_ms": p50, "p99_ms": _percentile_ms(latencies, 99), "batch_qps": round(batch_qps, 1),
         "mate_recall_vs_exact": round(kept / counted, 4) if counted else None, "probes": counted,
         "exact_p50_ms": _percentile_ms(exact_lat, 50), "numpy_p50_ms": numpy_p50,
