@@ -9,6 +9,7 @@ the JavaScript library's own detector crops); raw face_recognition's faces get z
 One .npz per condition under the cache folder (default /tmp/leadmatch-accuracy-cache; not committed: ~2 MB each).
 
     python lfw_cache.py [--workers 2] [--conditions full,low,...]
+    python lfw_cache.py --faceres-only      # after a change to the FaceRes crop: boxes kept, descriptors redone
 """
 
 from __future__ import annotations
@@ -181,6 +182,30 @@ def second_look(condition: str) -> None:
     print(f"{condition}: second look added {len(rows)} faces", flush=True)
 
 
+def refresh_faceres(condition: str) -> None:
+    """Recompute the FaceRes columns (`fr`, `fr_wide`) of a cached condition from its cached boxes, with the
+    crop code as it is now (a change to `faceres.crop` needs no new detection: the boxes are the same)."""
+    path = CACHE / f"{condition}.npz"
+    with np.load(path) as data:
+        cache = {k: data[k] for k in data.files}
+    rows_by_photo: dict[int, list[int]] = {}
+    for row, (photo, mode) in enumerate(zip(cache["photo"], cache["mode"])):
+        if mode != "raw":
+            rows_by_photo.setdefault(int(photo), []).append(row)
+    started = time.perf_counter()
+    for photo, rows in rows_by_photo.items():
+        data = degrade(Path(cache["paths"][photo]).read_bytes(), *CONDITIONS[condition])
+        pixels = decode(data, name=str(cache["paths"][photo])).pixels
+        for row in rows:
+            described = _faceres(pixels, tuple(int(v) for v in cache["box"][row]))
+            cache["fr"][row], cache["fr_wide"][row] = described["fr"], described["fr_wide"]
+    temp = CACHE / f".{condition}.tmp.npz"
+    np.savez_compressed(temp, **cache)
+    temp.replace(path)
+    print(f"{condition}: FaceRes of {sum(map(len, rows_by_photo.values()))} faces recomputed in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+
+
 def load(condition: str) -> dict:
     """One condition's cache as a dict of arrays (built first if missing)."""
     path = CACHE / f"{condition}.npz"
@@ -196,7 +221,11 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--force", action="store_true", help="recompute conditions already cached")
+    parser.add_argument("--faceres-only", action="store_true",
+                        help="recompute only the cached faces' FaceRes descriptors, from their cached boxes")
     args = parser.parse_args()
     for name in args.conditions.split(","):
-        if args.force or not (CACHE / f"{name}.npz").exists():
+        if args.faceres_only:
+            refresh_faceres(name)
+        elif args.force or not (CACHE / f"{name}.npz").exists():
             build(name, args.workers)
