@@ -48,8 +48,8 @@ RERANK_FACTOR = 2               # approximate indexes propose 2×k faces; exact 
 TWO_STAGE = "TwoStage:"
 #: The first stage proposes this many faces per million in the gallery, at least this many: a mate's rank in
 #: dlib's space grows with the gallery, and on lfw-dev's mates extrapolated (benchmarks/two_stage_lfw.py) 400
-#: keep every mate exact fused search ranks in its top 20 at 100k and 1M, where 200 keep 97.8 % at 1M, and at
-#: 10M 400 keep 90 % but 3,200 all.
+#: keep every mate exact fused search ranks in its top 20 at 100k and 1M, where 200 keep 98.3 % at 1M, and at
+#: 10M 400 keep 90 % but 3,200 all (this rule gives 4,000 there).
 FIRST_STAGE_PROPOSALS = 400
 VECTORS_MAGIC = b"LMVECB16"
 
