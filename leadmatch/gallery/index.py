@@ -136,10 +136,10 @@ class TwoStage:
     holding the face ids; `ids` (ascending) and `vectors` (n×1152 bfloat16 bit patterns as uint16, the same
     order) are the stored fused vectors, memory-mapped from the gallery's `.vectors` file when opened for
     searching. A search asks the first stage for `proposals_for(ntotal)` faces (at least k) and returns the k
-    nearest by fused distance over those. bfloat16 (a float32's upper half, rounded) rather than float16: it widens back to
-    float32 with one shift, 10× faster than numpy's float16 conversion (0.08 against 0.77 ms for 400 rows), and
-    its 0.2 % rounding moves a fused distance by about 1e-3; the search then re-ranks what it keeps exactly
-    from the record anyway.
+    nearest by fused distance over those. bfloat16 (a float32's upper half, rounded) rather than float16: it
+    widens back to float32 with one shift, 10× faster than numpy's float16 conversion (0.08 against 0.77 ms for
+    400 rows), and its 0.2 % rounding moves a fused distance by about 1e-3; the search then re-ranks what it
+    keeps exactly from the record anyway.
     """
 
     def __init__(self, first: faiss.Index, ids: np.ndarray, vectors: np.ndarray, proposals: int | None = None):
@@ -349,8 +349,8 @@ def write_vectors(path: Path, ids: np.ndarray, dim: int, rows) -> str:
 
 
 def read_vectors(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(ids, n×dim bfloat16 vectors as uint16), memory-mapped read-only, from a stored-vectors file; None if missing or not
-    such a file (wrong magic or size)."""
+    """(ids, n×dim bfloat16 vectors as uint16), memory-mapped read-only, from a stored-vectors file; None if
+    missing or not such a file (wrong magic or size)."""
     try:
         with open(path, "rb") as handle:
             header = handle.read(32)
