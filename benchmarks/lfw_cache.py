@@ -77,6 +77,9 @@ def probe_numbers(items: list[tuple[str, str]]) -> list[int]:
 
 
 WIDE_CROP = (1.405, (0.028, 0.051))
+#: How the cached FaceRes descriptors were cropped; a cache made otherwise has them redone on load
+#: (`refresh_faceres`). Change it with `faceres.crop`.
+FACERES_CROP = "box + 10 %, bicubic when enlarging"
 NO_FACERES = np.zeros(1024, np.float32)
 
 
@@ -140,7 +143,8 @@ def build(condition: str, workers: int) -> Path:
         emb=np.array([r["emb"] for r in rows], np.float32).reshape(-1, 128),
         fr=np.array([r["fr"] for r in rows], np.float32).reshape(-1, 1024),
         fr_wide=np.array([r["fr_wide"] for r in rows], np.float32).reshape(-1, 1024),
-        seconds=time.perf_counter() - started, steps=np.array(len(quality.PROBE_DETECT_STEPS)))
+        seconds=time.perf_counter() - started, steps=np.array(len(quality.PROBE_DETECT_STEPS)),
+        faceres_crop=np.array(FACERES_CROP))
     temp.replace(path)
     print(f"{condition}: {len(rows)} faces from {len(items)} photos in {time.perf_counter() - started:.0f} s -> {path}",
           flush=True)
@@ -199,6 +203,7 @@ def refresh_faceres(condition: str) -> None:
         for row in rows:
             described = _faceres(pixels, tuple(int(v) for v in cache["box"][row]))
             cache["fr"][row], cache["fr_wide"][row] = described["fr"], described["fr_wide"]
+    cache["faceres_crop"] = np.array(FACERES_CROP)
     temp = CACHE / f".{condition}.tmp.npz"
     np.savez_compressed(temp, **cache)
     temp.replace(path)
@@ -212,6 +217,10 @@ def load(condition: str) -> dict:
     if not path.exists():
         build(condition, os.cpu_count() or 1)
     second_look(condition)
+    with np.load(path) as data:
+        stale = "faceres_crop" not in data.files or str(data["faceres_crop"]) != FACERES_CROP
+    if stale:  # made with another FaceRes crop: the boxes stand, the descriptors are redone
+        refresh_faceres(condition)
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
 
