@@ -131,17 +131,17 @@ def calibrate(vectors: np.ndarray, subjects: list[str], target: float = calibrat
     return built, calibration.from_distances(distances, len(first), target, max_threshold)
 
 
-def run(protocol: Protocol, full: dict, probes: dict, raw: bool = False, choice: str | None = "central",
+def run(protocol: Protocol, full: dict, probe_cache: dict, raw: bool = False, choice: str | None = "central",
         gates: quality.QualityRule | None = None, model: str = "dlib", crop: str = "fr") -> dict:
     """One evaluation: leadmatch (gates on) with `model`'s descriptors, or raw face_recognition, probes from
-    `probes`' cache."""
+    `probe_cache` (a condition's cache; `probes` is the module that picks the face)."""
     gates = gates or quality.PROBE
     vectors, subjects, gallery_refusals, flagged = enroll_gallery(protocol, full, raw, model, crop)
     scale = weights(model, vectors, subjects)
     vectors = np.ascontiguousarray(vectors * scale, dtype=np.float32)
     built, calibrated = calibrate(vectors, subjects, max_threshold=MAX_THRESHOLD[model])
     enrolled = set(subjects)
-    probe_faces = faces_by_photo(probes, "raw" if raw else "probe", model, crop)
+    probe_faces = faces_by_photo(probe_cache, "raw" if raw else "probe", model, crop)
     outcomes = []
     for photo, subject, mated in protocol.probes:
         base = {"subject": subject, "mated": mated, "path": str(photo)}

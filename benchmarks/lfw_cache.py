@@ -9,6 +9,7 @@ the JavaScript library's own detector crops); raw face_recognition's faces get z
 One .npz per condition under the cache folder (default /tmp/leadmatch-accuracy-cache; not committed: ~2 MB each).
 
     python lfw_cache.py [--workers 2] [--conditions full,low,...]
+    python lfw_cache.py --faceres-only      # after a change to the FaceRes crop: boxes kept, descriptors redone
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ def probe_numbers(items: list[tuple[str, str]]) -> list[int]:
 
 
 WIDE_CROP = (1.405, (0.028, 0.051))
+#: How the cached FaceRes descriptors were cropped; a cache made otherwise has them redone on load
+#: (`refresh_faceres`). Change it with `faceres.crop`.
+FACERES_CROP = "box + 10 %, bicubic when enlarging"
 NO_FACERES = np.zeros(1024, np.float32)
 
 
@@ -139,7 +143,8 @@ def build(condition: str, workers: int) -> Path:
         emb=np.array([r["emb"] for r in rows], np.float32).reshape(-1, 128),
         fr=np.array([r["fr"] for r in rows], np.float32).reshape(-1, 1024),
         fr_wide=np.array([r["fr_wide"] for r in rows], np.float32).reshape(-1, 1024),
-        seconds=time.perf_counter() - started, steps=np.array(len(quality.PROBE_DETECT_STEPS)))
+        seconds=time.perf_counter() - started, steps=np.array(len(quality.PROBE_DETECT_STEPS)),
+        faceres_crop=np.array(FACERES_CROP))
     temp.replace(path)
     print(f"{condition}: {len(rows)} faces from {len(items)} photos in {time.perf_counter() - started:.0f} s -> {path}",
           flush=True)
@@ -181,12 +186,41 @@ def second_look(condition: str) -> None:
     print(f"{condition}: second look added {len(rows)} faces", flush=True)
 
 
+def refresh_faceres(condition: str) -> None:
+    """Recompute the FaceRes columns (`fr`, `fr_wide`) of a cached condition from its cached boxes, with the
+    crop code as it is now (a change to `faceres.crop` needs no new detection: the boxes are the same)."""
+    path = CACHE / f"{condition}.npz"
+    with np.load(path) as data:
+        cache = {k: data[k] for k in data.files}
+    rows_by_photo: dict[int, list[int]] = {}
+    for row, (photo, mode) in enumerate(zip(cache["photo"], cache["mode"])):
+        if mode != "raw":
+            rows_by_photo.setdefault(int(photo), []).append(row)
+    started = time.perf_counter()
+    for photo, rows in rows_by_photo.items():
+        data = degrade(Path(cache["paths"][photo]).read_bytes(), *CONDITIONS[condition])
+        pixels = decode(data, name=str(cache["paths"][photo])).pixels
+        for row in rows:
+            described = _faceres(pixels, tuple(int(v) for v in cache["box"][row]))
+            cache["fr"][row], cache["fr_wide"][row] = described["fr"], described["fr_wide"]
+    cache["faceres_crop"] = np.array(FACERES_CROP)
+    temp = CACHE / f".{condition}.tmp.npz"
+    np.savez_compressed(temp, **cache)
+    temp.replace(path)
+    print(f"{condition}: FaceRes of {sum(map(len, rows_by_photo.values()))} faces recomputed in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+
+
 def load(condition: str) -> dict:
     """One condition's cache as a dict of arrays (built first if missing)."""
     path = CACHE / f"{condition}.npz"
     if not path.exists():
         build(condition, os.cpu_count() or 1)
     second_look(condition)
+    with np.load(path) as data:
+        stale = "faceres_crop" not in data.files or str(data["faceres_crop"]) != FACERES_CROP
+    if stale:  # made with another FaceRes crop: the boxes stand, the descriptors are redone
+        refresh_faceres(condition)
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
 
@@ -196,7 +230,11 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--force", action="store_true", help="recompute conditions already cached")
+    parser.add_argument("--faceres-only", action="store_true",
+                        help="recompute only the cached faces' FaceRes descriptors, from their cached boxes")
     args = parser.parse_args()
     for name in args.conditions.split(","):
-        if args.force or not (CACHE / f"{name}.npz").exists():
+        if args.faceres_only:
+            refresh_faceres(name)
+        elif args.force or not (CACHE / f"{name}.npz").exists():
             build(name, args.workers)

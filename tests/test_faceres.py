@@ -210,10 +210,18 @@ def test_the_fused_index_and_calibration_are_in_the_fused_space(fused_ws):
     assert shown["calibration"]["threshold"] <= spaces.MAX_THRESHOLD[spaces.FUSED]
 
 
-def test_large_fused_galleries_stay_exact_unless_an_analyst_asks_for_the_compressed_index():
-    # the compressed fused index misses mates (recall 0.976 at 100k): a lost lead is silent, so it is never a default
-    assert index.choose_factory(1_000_000, 1152) == "Flat"
-    assert index.choose_factory(1_000_000) == "IVF4096,SQ8"
+def test_large_fused_galleries_are_searched_in_two_stages_and_small_ones_exactly():
+    assert index.choose_factory(49_999, 1152) == "Flat"
+    assert index.choose_factory(100_000, 1152) == "TwoStage:IVF1024,SQ8"
+    assert index.choose_factory(1_000_000, 1152) == "TwoStage:IVF4096,SQ8"
+    assert index.choose_factory(1_000_000) == "IVF4096,SQ8"  # dlib galleries: one stage, as before
+    assert index.proposals_for(100_000) == 400 and index.proposals_for(10_000_000) == 4000
+    assert index.validate_factory("TwoStage:IVF4096,SQ8", 1152) == "TwoStage:IVF4096,SQ8"
+    with pytest.raises(InputError, match="is for dlib\\+faceres galleries"):
+        index.validate_factory("TwoStage:IVF4096,SQ8", 128)
+    with pytest.raises(InputError, match="FAISS does not know"):
+        index.validate_factory("TwoStage:Nonsense", 1152)
+    # the compressed index measured before stays available by request
     assert index.fused_compressed_factory(1_000_000) == "PCA256,IVF4096,SQ8"
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((1000, 1152)).astype(np.float32)
@@ -221,6 +229,99 @@ def test_large_fused_galleries_stay_exact_unless_an_analyst_asks_for_the_compres
     assert built.d == 1152 and sorted(index.stored_ids(built).tolist()) == list(range(1000))
     built.remove_ids(faiss.IDSelectorArray(np.array([5], dtype=np.int64)))  # a removed subject leaves at once
     assert built.ntotal == 999 and 5 not in index.stored_ids(built)
+
+
+def candidates_of(ws, probe: str) -> list[tuple]:
+    return [(c["subject"], c["face_id"], round(c["distance"], 6))
+            for c in run(ws, AGENT, search_request(probe, top_k=5))["candidates"]]
+
+
+SAMPLE_PROBES = ("obama-720p.jpg", "johnsnow_test1.jpg", "alex_lacamoire1.jpg", "obama1.jpg")
+
+
+def test_two_stage_search_gives_exact_fused_searchs_candidates_on_the_sample_gallery(fused_ws):
+    exact = {p: candidates_of(fused_ws, p) for p in SAMPLE_PROBES}
+    # an exact first stage: with every face proposed, the candidates must be exact fused search's, to the digit
+    built = galleries.build_index(fused_ws, ANALYST, GALLERY, "TwoStage:Flat")
+    assert built["factory"] == "TwoStage:Flat" and built["self_check"]["recall"] == 1.0
+    path = index.index_path(fused_ws.indexes, 1)
+    assert index.vectors_path(path).is_file() and index.recorded_file(fused_ws.conn, 1, "vector_files")
+    loaded = index.load(fused_ws.conn, fused_ws.indexes, 1, "TwoStage:Flat")
+    assert isinstance(loaded.index, index.TwoStage) and loaded.index.d == 1152 and loaded.repaired is None
+    assert isinstance(loaded.index.vectors, np.memmap)  # searched from the memory-mapped file
+    for probe in SAMPLE_PROBES:
+        assert candidates_of(fused_ws, probe) == exact[probe], probe
+    # an IVF first stage (as large galleries get) searches fewer lists: the same person first
+    galleries.build_index(fused_ws, ANALYST, GALLERY, "TwoStage:IVF2,SQ8")
+    for probe in SAMPLE_PROBES:
+        assert candidates_of(fused_ws, probe)[0] == exact[probe][0], probe
+    status = galleries.index_status(fused_ws, ANALYST, GALLERY)
+    assert status["type"] == "TwoStage:IVF2,SQ8" and status["faces"] == 11
+    # back to exact: the stored-vectors file goes with the two-stage index
+    galleries.build_index(fused_ws, ANALYST, GALLERY, "Flat")
+    assert not index.vectors_path(path).exists() and index.recorded_file(fused_ws.conn, 1, "vector_files") is None
+
+
+def test_two_stage_search_keeps_exact_fused_searchs_top_candidates_on_a_synthetic_gallery():
+    from leadmatch.tools import bench
+
+    faces, labels, generator, space = bench.fused_synthetic(20_000)
+    ids = np.arange(5, 20_005, dtype=np.int64)[::-1].copy()  # ids need not come sorted
+    built = index.build(ids, faces, "TwoStage:IVF64,SQ8")
+    check = index.self_check(built, ids, faces)
+    assert check["recall"] >= index.RECALL_TARGET
+    index.set_nprobe(built, check["nprobe"])
+    queries, who = bench.fused_probes(generator, space, 300)
+    squared, found = built.search(queries, 20)
+    exact_squared, exact_rows = faiss.knn(queries, faces, 20)
+    exact_found = ids[exact_rows]
+    assert np.mean(found[:, 0] == exact_found[:, 0]) >= 0.99  # the same first candidate
+    label_of = dict(zip(ids.tolist(), labels.tolist()))
+    listed = kept = 0
+    for person, ours, theirs in zip(who, found, exact_found):
+        mates = {int(f) for f in theirs if label_of[int(f)] == person}
+        listed, kept = listed + len(mates), kept + len(mates & set(ours.tolist()))
+    assert listed > 900 and kept / listed >= index.RECALL_TARGET  # the mates exact search lists, the two stages too
+    same = found[:, 0] == exact_found[:, 0]
+    assert np.allclose(np.sqrt(squared[same, 0]), np.sqrt(exact_squared[same, 0]), atol=5e-3)  # bfloat16 rows
+
+
+def test_a_two_stage_gallery_keeps_its_stored_vectors_in_step_with_the_record(fused_ws):
+    galleries.build_index(fused_ws, ANALYST, GALLERY, "TwoStage:Flat")
+    galleries.remove_subject(fused_ws, ANALYST, GALLERY, "joe_biden")  # in place: first stage and stored vectors
+    loaded = index.load(fused_ws.conn, fused_ws.indexes, 1, "TwoStage:Flat")
+    assert loaded.repaired is None and loaded.index.ntotal == 9 and len(loaded.index.ids) == 9
+    record = spaces.vectors_for(fused_ws.conn, np.asarray(loaded.index.ids), spaces.of_gallery(fused_ws.conn, 1))
+    assert np.allclose(index.from_bfloat16(loaded.index.vectors), record, atol=4e-3)
+    result = run(fused_ws, AGENT, search_request("obama-720p.jpg", top_k=3))
+    assert result["candidates"][0]["subject"] == "barack_obama"
+    assert "joe_biden" not in [c["subject"] for c in result["candidates"]]
+
+
+STORED_CHANGED = "stored-vectors file's sha256 differs from the recorded one (altered, or its write was cut short)"
+
+
+def test_a_tampered_stored_vectors_file_is_refused_and_rebuilt_like_an_index_file(fused_ws):
+    galleries.build_index(fused_ws, ANALYST, GALLERY, "TwoStage:Flat")
+    before = candidates_of(fused_ws, "obama-720p.jpg")
+    stored = index.vectors_path(index.index_path(fused_ws.indexes, 1))
+    ids, vectors = index.read_vectors(stored)
+    obama = [r[0] for r in fused_ws.conn.execute(
+        "SELECT f.id FROM faces f JOIN subjects s ON s.id = f.subject_id WHERE s.name = 'barack_obama'")]
+    moved = index.from_bfloat16(vectors).copy()
+    moved[np.isin(np.asarray(ids), obama)] += 3.0  # same ids, same size: hides him from the re-rank
+    temp = stored.with_name("swap.tmp")
+    index.write_vectors(temp, np.asarray(ids), moved.shape[1], [index.to_bfloat16(moved)])
+    assert temp.stat().st_size == stored.stat().st_size
+    temp.replace(stored)
+    result = run(fused_ws, AGENT, search_request("obama-720p.jpg", top_k=5))
+    assert result["details"]["index_repaired"] == f"{STORED_CHANGED}; rebuilt from the record (11 faces)"
+    assert [(c["subject"], c["face_id"], round(c["distance"], 6)) for c in result["candidates"]] == before
+    # a stored-vectors file that is gone or cut short is rebuilt too, and said
+    stored.write_bytes(stored.read_bytes()[:100])
+    repaired = run(fused_ws, AGENT, search_request("obama-720p.jpg", top_k=5))
+    assert repaired["details"]["index_repaired"].startswith("stored-vectors file was missing or unreadable; rebuilt")
+    assert repaired["candidates"][0]["subject"] == "barack_obama"
 
 
 def test_fused_enrollment_stops_in_one_line_when_faceres_is_missing(tmp_path, own_models):

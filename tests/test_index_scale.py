@@ -139,3 +139,11 @@ def test_two_workers_give_the_same_embeddings_as_one(empty_ws, enrolled_template
              "ORDER BY p.sha256")
     assert empty_ws.conn.execute(query).fetchall() == reference.conn.execute(query).fetchall()
     reference.close()
+
+
+def test_bench_measures_a_two_stage_fused_gallery_and_its_memory():
+    row = bench.search_run(5000, "TwoStage:IVF16,SQ8", n_queries=100, slow_queries=2, model="dlib+faceres")
+    assert row["model"] == "dlib+faceres" and row["first_stage_proposals"] == index.FIRST_STAGE_PROPOSALS
+    assert row["mate_recall_vs_exact"] >= index.RECALL_TARGET and row["self_check_recall"] >= index.RECALL_TARGET
+    # in RAM: the first stage's 8-bit dlib codes and ids, far under the fused vectors' 4.6 KB; those stay in the file
+    assert 128 < row["bytes_per_face"] < 400 and row["stored_vector_bytes_per_face"] == 2312.0

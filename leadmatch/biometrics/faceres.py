@@ -3,7 +3,9 @@
 FaceRes is fed the way its authors trained it (issue 23): a square crop around the face, resized to 224×224;
 the converted graph turns it to BGR and subtracts the channel means. The crop is the dlib box (top, right,
 bottom, left) made square about its centre, its side `CROP_SCALE` × the box's larger side (the box plus 10 %
-on each side), shifted by `CROP_SHIFT` box sizes; what lies outside the photo is black.
+on each side), shifted by `CROP_SHIFT` box sizes; what lies outside the photo is black. A face smaller than
+the crop is enlarged with bicubic interpolation (bilinear blurred the small faces of CCTV-like probes: rank-1
+91.6 → 91.9 % there and 95.6 → 95.8 % at full resolution on lfw-dev, README "A second face model").
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def crop(pixels: np.ndarray, box: tuple, scale_by: float = CROP_SCALE,
         source = cv2.resize(pixels, (max(1, round(pixels.shape[1] / factor)), max(1, round(pixels.shape[0] / factor))),
                             interpolation=cv2.INTER_AREA)
         matrix[:, :2] *= factor
-    return cv2.warpAffine(np.ascontiguousarray(source), matrix, (CROP_PX, CROP_PX), flags=cv2.INTER_LINEAR,
+    interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_LINEAR  # enlarging: bicubic keeps edges
+    return cv2.warpAffine(np.ascontiguousarray(source), matrix, (CROP_PX, CROP_PX), flags=interpolation,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 

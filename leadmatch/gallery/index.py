@@ -44,6 +44,16 @@ FUSED_NOISE_SHARE = 0.5
 #: Fused vectors at scale: PCA to this many dimensions before the 8-bit codes (256 B a face instead of 1152).
 FUSED_PCA_DIM = 256
 RERANK_FACTOR = 2               # approximate indexes propose 2×k faces; exact distances pick the k
+#: Fused galleries at scale are searched in two stages: a compact index over the dlib part ("TwoStage:" then its
+#: factory, e.g. "TwoStage:IVF4096,SQ8") proposes FIRST_STAGE_PROPOSALS faces, and the exact fused distance from
+#: the stored vectors (a memory-mapped bfloat16 file beside the index) re-ranks them (README "Search at scale").
+TWO_STAGE = "TwoStage:"
+#: The first stage proposes this many faces per million in the gallery, at least this many: a mate's rank in
+#: dlib's space grows with the gallery, and on lfw-dev's mates extrapolated (benchmarks/two_stage_lfw.py) 400
+#: keep every mate exact fused search ranks in its top 20 at 100k and 1M, where 200 keep 98.3 % at 1M, and at
+#: 10M 400 keep 90 % but 3,200 all (this rule gives 4,000 there).
+FIRST_STAGE_PROPOSALS = 400
+VECTORS_MAGIC = b"LMVECB16"
 
 
 @dataclass
@@ -59,16 +69,22 @@ def index_path(indexes_dir: Path, gallery_id: int) -> Path:
     return Path(indexes_dir) / f"gallery-{gallery_id}.faiss"
 
 
+def vectors_path(path: Path) -> Path:
+    """The stored fused vectors of a two-stage index at `path` (gallery-N.faiss → gallery-N.vectors)."""
+    return Path(path).with_suffix(".vectors")
+
+
 def choose_factory(n_faces: int, dim: int = DIM) -> str:
     """Exact search while it is fast enough; above that an IVF index with 8-bit scalar codes
     (128 bytes a face) and about 4·√n lists, a power of two between 256 and 4096 (more lists make training
-    and adding at 10M faces too slow for two cores). Fused (wider) vectors stay exact at any size: the compressed
-    index measured for them (PCA to FUSED_PCA_DIM dimensions, then IVF and SQ8) found the mate only 0.976 of the
-    time at 100k faces, and a lead the index does not propose is lost silently; an analyst may still choose one
-    (`index build --index PCA256,IVF4096,SQ8`), and `fused_compressed_factory` names it."""
-    if n_faces < EXACT_LIMIT or dim > FUSED_PCA_DIM:
+    and adding at 10M faces too slow for two cores). Fused (wider) vectors at the same size go to the two-stage
+    search (`TwoStage`): the dlib part's IVF index proposes, the exact fused distance from the stored vectors
+    re-ranks; exact Flat over 1152-d vectors costs 4.6 KB of RAM a face and 9× dlib's exact search time, so past
+    50,000 faces (230 MB, ~12 ms a probe) it stops being sensible. (The compressed PCA256,IVF,SQ8 index kept the
+    mate only 0.976 of the time at 100k; an analyst may still choose it: `fused_compressed_factory`.)"""
+    if n_faces < EXACT_LIMIT:
         return EXACT
-    return _lists(n_faces)
+    return TWO_STAGE + _lists(n_faces) if dim > DIM else _lists(n_faces)
 
 
 def _lists(n_faces: int) -> str:
@@ -83,24 +99,123 @@ def fused_compressed_factory(n_faces: int) -> str:
 
 
 def validate_factory(factory: str, dim: int = DIM) -> str:
-    """Check that FAISS understands `factory` for `dim`-d vectors; return it stripped."""
+    """Check that FAISS understands `factory` for `dim`-d vectors (for "TwoStage:…", its first stage for the
+    dlib part, and only for fused vectors); return it stripped."""
     factory = (factory or "").strip()
-    if factory.upper().startswith("IDMAP"):
+    if factory.upper().startswith("IDMAP") or first_stage(factory).upper().startswith("IDMAP"):
         raise InputError(f"index {factory!r} should not name IDMap", "leadmatch adds the id map itself")
-    try:
-        faiss.index_factory(dim, factory)
-    except RuntimeError:
+    if first_stage(factory) != factory and dim <= DIM:
+        raise InputError(f"index {factory!r} is for dlib+faceres galleries",
+                         "a dlib gallery's index is one stage: use e.g. \"IVF4096,SQ8\"")
+    if not buildable(factory, dim):
         raise InputError(f"FAISS does not know the index {factory!r}",
-                         'use a factory string such as "Flat", "IVF4096,SQ8" or "HNSW32"') from None
+                         'use a factory string such as "Flat", "IVF4096,SQ8", "HNSW32" or, for dlib+faceres, '
+                         '"TwoStage:IVF4096,SQ8"')
     return factory
 
 
-def _ivf(index: faiss.Index):
-    return faiss.try_extract_index_ivf(index)
+def first_stage(factory: str) -> str:
+    """The factory of a two-stage index's first stage ("TwoStage:IVF4096,SQ8" → "IVF4096,SQ8"), else `factory`."""
+    return factory[len(TWO_STAGE):] if factory.startswith(TWO_STAGE) else factory
 
 
-def build(ids: np.ndarray, vectors: np.ndarray, factory: str) -> faiss.Index:
-    """A new index of type `factory` holding `vectors` under `ids`, trained on (a sample of) them if needed."""
+def buildable(factory: str, dim: int) -> bool:
+    """Whether an index of type `factory` can be built for `dim`-d vectors (a two-stage one only for fused)."""
+    two_stage = first_stage(factory) != factory
+    if two_stage and dim <= DIM:
+        return False
+    try:
+        faiss.index_factory(DIM if two_stage else dim, first_stage(factory))
+    except RuntimeError:
+        return False
+    return True
+
+
+class TwoStage:
+    """A fused gallery's index in two stages, searched like a FAISS index (`search`, `d`, `ntotal`).
+
+    `first` is a compact FAISS index over the dlib part of the fused vectors (their first 128 columns, a·dlib),
+    holding the face ids; `ids` (ascending) and `vectors` (n×1152 bfloat16 bit patterns as uint16, the same
+    order) are the stored fused vectors, memory-mapped from the gallery's `.vectors` file when opened for
+    searching. A search asks the first stage for `proposals_for(ntotal)` faces (at least k) and returns the k
+    nearest by fused distance over those. bfloat16 (a float32's upper half, rounded) rather than float16: it
+    widens back to float32 with one shift, 10× faster than numpy's float16 conversion (0.08 against 0.77 ms for
+    400 rows), and its 0.2 % rounding moves a fused distance by about 1e-3; the search then re-ranks what it
+    keeps exactly from the record anyway.
+    """
+
+    def __init__(self, first: faiss.Index, ids: np.ndarray, vectors: np.ndarray, proposals: int | None = None):
+        self.first, self.ids, self.vectors, self.fixed_proposals = first, ids, vectors, proposals
+
+    @property
+    def proposals(self) -> int:
+        """Faces the first stage proposes: as set for a measurement, else `proposals_for` the gallery's size."""
+        return self.fixed_proposals or proposals_for(self.ntotal)
+
+    @property
+    def d(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.first.ntotal)
+
+    def rows(self, face_ids: np.ndarray) -> np.ndarray:
+        """Positions of `face_ids` in the stored vectors (each must be there)."""
+        return np.searchsorted(self.ids, face_ids)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(squared fused distances, face ids), n×k each, nearest first, -1 where fewer than k were proposed."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.d)
+        wide = min(max(self.proposals, k), self.ntotal)
+        squared = np.full((len(queries), k), np.inf, dtype=np.float32)
+        found = np.full((len(queries), k), -1, dtype=np.int64)
+        for start in range(0, len(queries), 64):  # bounded memory: 64 queries' proposals at a time
+            chunk = queries[start:start + 64]
+            _, proposed = self.first.search(np.ascontiguousarray(chunk[:, :DIM]), wide)
+            for row, (query, ids) in enumerate(zip(chunk, proposed)):
+                positions = np.sort(self.rows(ids[ids >= 0]))  # ascending: the file is read front to back
+                if not len(positions):
+                    continue
+                near, order = faiss.knn(query[None], from_bfloat16(self.vectors[positions]), min(k, len(positions)))
+                keep = order[0] >= 0
+                squared[start + row, :keep.sum()] = near[0][keep]
+                found[start + row, :keep.sum()] = np.asarray(self.ids)[positions[order[0][keep]]]
+        return squared, found
+
+
+def proposals_for(n_faces: int) -> int:
+    """First-stage proposals for a gallery of `n_faces`: FIRST_STAGE_PROPOSALS per million, never fewer."""
+    return max(FIRST_STAGE_PROPOSALS, math.ceil(FIRST_STAGE_PROPOSALS * n_faces / 1_000_000))
+
+
+def to_bfloat16(vectors: np.ndarray) -> np.ndarray:
+    """float32 rows → their bfloat16 bit patterns (uint16), rounded to nearest even."""
+    bits = np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def from_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) → float32, exactly."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _ivf(index):
+    return faiss.try_extract_index_ivf(index.first if isinstance(index, TwoStage) else index)
+
+
+def build(ids: np.ndarray, vectors: np.ndarray, factory: str):
+    """A new index of type `factory` holding `vectors` under `ids`, trained on (a sample of) them if needed. A
+    two-stage one ("TwoStage:…", fused vectors) builds its first stage on their dlib part and keeps the vectors,
+    ordered by id, as bfloat16."""
+    if first_stage(factory) != factory:
+        ids, vectors = np.asarray(ids, dtype=np.int64), np.asarray(vectors)
+        order = np.argsort(ids, kind="stable")
+        first = build(ids[order], vectors[order, :DIM], first_stage(factory))
+        stored = np.empty(vectors.shape, dtype=np.uint16)
+        for start in range(0, len(ids), 65536):  # in chunks: no second float32 copy of a million faces
+            stored[start:start + 65536] = to_bfloat16(vectors[order[start:start + 65536]])
+        return TwoStage(first, ids[order], stored)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     inner = faiss.index_factory(vectors.shape[1] if vectors.ndim == 2 else DIM, factory)
     if not inner.is_trained:
@@ -119,8 +234,10 @@ def build(ids: np.ndarray, vectors: np.ndarray, factory: str) -> faiss.Index:
     return index
 
 
-def stored_ids(index: faiss.Index) -> np.ndarray:
+def stored_ids(index) -> np.ndarray:
     """The face ids an index holds."""
+    if isinstance(index, TwoStage):
+        return stored_ids(index.first)
     ivf = _ivf(index)
     if ivf is None:
         return faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64)
@@ -130,13 +247,23 @@ def stored_ids(index: faiss.Index) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
 
+def memory_bytes(index) -> int:
+    """What the index holds in RAM: its serialized FAISS bytes; for a two-stage index its first stage's plus its
+    ids (8 bytes a face; the bfloat16 vectors stay in the memory-mapped file, only the proposed rows read)."""
+    if isinstance(index, TwoStage):
+        return int(faiss.serialize_index(index.first).size) + 8 * len(index.ids)
+    return int(faiss.serialize_index(index).size)
+
+
 def set_nprobe(index: faiss.Index, nprobe: int | None) -> None:
     ivf = _ivf(index)
     if ivf is not None and nprobe:
         ivf.nprobe = int(min(nprobe, ivf.nlist))
 
 
-def is_exact(index: faiss.Index) -> bool:
+def is_exact(index) -> bool:
+    if isinstance(index, TwoStage):
+        return False
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
     return isinstance(inner, faiss.IndexFlat)
 
@@ -193,14 +320,79 @@ def write_atomic(index: faiss.Index, path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_recorded(conn: sqlite3.Connection, gallery_id: int, index: faiss.Index, path: Path) -> None:
-    """Write the gallery's index file (atomically) and record its content hash, size and file identity, so a
-    file changed by anything but leadmatch is known on open (`content_problem`)."""
-    digest = write_atomic(index, path)
+def _write_stream(path: Path, chunks) -> str:
+    """Write the byte strings of `chunks` to a temp file beside `path`, fsync, rename over `path`; their sha256."""
+    _check_file_or_absent(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as handle:
+            for chunk in chunks:
+                digest.update(chunk)
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return digest.hexdigest()
+
+
+def write_vectors(path: Path, ids: np.ndarray, dim: int, rows) -> str:
+    """The stored fused vectors of a two-stage index, written atomically: a 32-byte header (VECTORS_MAGIC, count,
+    width, 0), the ids (int64, ascending), then the vectors as bfloat16 (uint16 bit patterns), one row per id,
+    from `rows` (arrays of consecutive rows in id order). Returns the file's sha256."""
+    ids = np.ascontiguousarray(ids, dtype="<i8")
+    header = VECTORS_MAGIC + np.array([len(ids), dim, 0], dtype="<i8").tobytes()
+    return _write_stream(path, (part for chunks in ([header, ids.tobytes()],
+                                                    (np.ascontiguousarray(r, dtype="<u2").tobytes() for r in rows))
+                                for part in chunks))
+
+
+def read_vectors(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids, n×dim bfloat16 vectors as uint16), memory-mapped read-only, from a stored-vectors file; None if
+    missing or not such a file (wrong magic or size)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(32)
+        size = os.stat(path).st_size
+    except OSError:
+        return None
+    if len(header) != 32 or header[:8] != VECTORS_MAGIC:
+        return None
+    count, dim, _ = (int(v) for v in np.frombuffer(header[8:], dtype="<i8"))
+    if count < 0 or dim <= 0 or size != 32 + 8 * count + 2 * count * dim:
+        return None
+    if count == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.uint16)
+    ids = np.memmap(path, dtype="<i8", mode="r", offset=32, shape=(count,))
+    vectors = np.memmap(path, dtype="<u2", mode="r", offset=32 + 8 * count, shape=(count, dim))
+    return ids, vectors
+
+
+def _record_file(conn: sqlite3.Connection, table: str, gallery_id: int, digest: str, path: Path) -> None:
     identity = file_identity(path)
     with transaction(conn):
-        conn.execute("INSERT OR REPLACE INTO index_files (gallery_id, sha256, bytes, identity, written_at) "
+        conn.execute(f"INSERT OR REPLACE INTO {table} (gallery_id, sha256, bytes, identity, written_at) "
                      "VALUES (?, ?, ?, ?, ?)", (gallery_id, digest, identity[2], json.dumps(identity), utc_now()))
+
+
+def write_recorded(conn: sqlite3.Connection, gallery_id: int, index, path: Path, rows=None) -> None:
+    """Write the gallery's index file (atomically) and record its content hash, size and file identity, so a
+    file changed by anything but leadmatch is known on open (`content_problem`). A two-stage index writes its
+    stored vectors first (`rows`, else the index's own, in chunks), recorded the same way in `vector_files`;
+    any other index removes a stored-vectors file left from an earlier two-stage build."""
+    stored = vectors_path(path)
+    if isinstance(index, TwoStage):
+        rows = rows if rows is not None else (index.vectors[i:i + 65536] for i in range(0, len(index.ids), 65536))
+        _record_file(conn, "vector_files", gallery_id, write_vectors(stored, index.ids, index.d, rows), stored)
+        index = index.first
+    else:
+        with transaction(conn):
+            conn.execute("DELETE FROM vector_files WHERE gallery_id = ?", (gallery_id,))
+        stored.unlink(missing_ok=True)
+    _record_file(conn, "index_files", gallery_id, write_atomic(index, path), path)
 
 
 def file_identity(path: Path) -> tuple | None:
@@ -218,30 +410,47 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def recorded_file(conn: sqlite3.Connection, gallery_id: int) -> dict | None:
-    """What the record says about the gallery's index file as last written: sha256, bytes, identity."""
-    row = conn.execute("SELECT sha256, bytes, identity FROM index_files WHERE gallery_id = ?", (gallery_id,)).fetchone()
+#: What each recorded file is called in messages.
+FILE_NAMES = {"index_files": "index file", "vector_files": "stored-vectors file"}
+
+
+def recorded_file(conn: sqlite3.Connection, gallery_id: int, table: str = "index_files") -> dict | None:
+    """What the record says about the gallery's index file (or, with table "vector_files", its two-stage stored
+    vectors) as last written: sha256, bytes, identity."""
+    row = conn.execute(f"SELECT sha256, bytes, identity FROM {table} WHERE gallery_id = ?", (gallery_id,)).fetchone()
     return None if row is None else {"sha256": row[0], "bytes": row[1], "identity": tuple(json.loads(row[2]))}
 
 
-def content_problem(conn: sqlite3.Connection, gallery_id: int, path: Path, identity: tuple,
-                    recorded: dict | None = None) -> str | None:
-    """None if the index file at `path` holds the bytes leadmatch recorded when it wrote it; else what is wrong.
+def content_problem(conn: sqlite3.Connection, gallery_id: int, path: Path, identity: tuple | None,
+                    recorded: dict | None = None, table: str = "index_files") -> str | None:
+    """None if the file at `path` (the index, or with table "vector_files" its stored vectors) holds the bytes
+    leadmatch recorded when it wrote it; else what is wrong.
 
     A file whose identity is the one recorded is unchanged; otherwise its sha256 is computed (the cold cost)
     and, if the bytes are the recorded ones (a copied or restored workspace), its new identity is recorded.
     """
-    recorded = recorded if recorded is not None else recorded_file(conn, gallery_id)
+    name = FILE_NAMES[table]
+    recorded = recorded if recorded is not None else recorded_file(conn, gallery_id, table)
+    if identity is None:
+        return f"{name} is missing"
     if recorded is None:
-        return "index file has no recorded content hash (written by an older leadmatch)"
+        return f"{name} has no recorded content hash (written by an older leadmatch)"
     if identity == recorded["identity"]:
         return None
     if identity[2] != recorded["bytes"] or file_sha256(path) != recorded["sha256"]:
-        return "index file's sha256 differs from the recorded one (altered, or its write was cut short)"
+        return f"{name}'s sha256 differs from the recorded one (altered, or its write was cut short)"
     with transaction(conn):
-        conn.execute("UPDATE index_files SET identity = ? WHERE gallery_id = ? AND sha256 = ?",
+        conn.execute(f"UPDATE {table} SET identity = ? WHERE gallery_id = ? AND sha256 = ?",
                      (json.dumps(identity), gallery_id, recorded["sha256"]))
     return None
+
+
+def two_stage_problem(conn: sqlite3.Connection, gallery_id: int, index, path: Path) -> str | None:
+    """For a two-stage index: what is wrong with its stored-vectors file (see `content_problem`), else None."""
+    if not isinstance(index, TwoStage):
+        return None
+    stored = vectors_path(path)
+    return content_problem(conn, gallery_id, stored, file_identity(stored), table="vector_files")
 
 
 def read(path: Path, mmap: bool = False) -> faiss.Index | None:
@@ -256,13 +465,32 @@ def read(path: Path, mmap: bool = False) -> faiss.Index | None:
         return None
 
 
+def read_gallery(path: Path, dim: int, mmap: bool = False):
+    """The index at `path` for a gallery whose vectors are `dim` wide: a FAISS index, or for a fused gallery
+    whose file holds a dlib-width first stage the `TwoStage` with its stored vectors (memory-mapped); None if
+    missing, unreadable, or the two files do not hold the same faces. Without a readable stored-vectors file the
+    first stage alone comes back (its width tells the caller it is not the gallery's index)."""
+    first = read(path, mmap)
+    if first is None or dim <= DIM or first.d != DIM:
+        return first
+    stored = read_vectors(vectors_path(path))
+    if stored is None:
+        return first
+    if stored[1].shape[1] != dim:
+        return None
+    ids, vectors = stored
+    if (len(ids), int(np.asarray(ids).sum())) != index_fingerprint(first):
+        return None
+    return TwoStage(first, ids, vectors)
+
+
 def record_fingerprint(conn: sqlite3.Connection, gallery_id: int) -> tuple[int, int]:
     """(count, sum of ids) of the gallery's faces in the record, kept by triggers: catches any add or remove."""
     row = conn.execute("SELECT faces, id_sum FROM gallery_stats WHERE gallery_id = ?", (gallery_id,)).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def index_fingerprint(index: faiss.Index) -> tuple[int, int]:
+def index_fingerprint(index) -> tuple[int, int]:
     ids = stored_ids(index)
     return int(len(ids)), int(ids.sum())
 
@@ -289,11 +517,7 @@ def factory_for_model(conn: sqlite3.Connection, gallery_id: int, factory: str) -
     """`factory` if FAISS can build it for the gallery's vectors as its model now makes them, else the default
     for its size and width (a PCA reduction made for fused vectors cannot take dlib's 128)."""
     dim = spaces.dim_of(conn, gallery_id)
-    try:
-        faiss.index_factory(dim, factory)
-        return factory
-    except RuntimeError:
-        return choose_factory(record_fingerprint(conn, gallery_id)[0], dim)
+    return factory if buildable(factory, dim) else choose_factory(record_fingerprint(conn, gallery_id)[0], dim)
 
 
 def check_noise(dim: int) -> float:
@@ -375,6 +599,8 @@ def build_gallery(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, 
     _check_file_or_absent(path)
     with write_lock(path):
         space, ids, vectors = spaces.fitted(conn, gallery_id)
+        if not buildable(factory, space.dim):  # a type kept from the gallery's other model (a two-stage for dlib)
+            factory = choose_factory(len(ids), space.dim)
         started = time.perf_counter()
         index = build(ids, vectors, factory)
         check = self_check(index, ids, vectors)
@@ -400,20 +626,26 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
     Returns (index, what changed or None). A missing or unreadable file is built whole.
     """
     path = index_path(indexes_dir, gallery_id)
-    index = read(path)
-    if index is not None and index.d != spaces.dim_of(conn, gallery_id):
+    dim = spaces.dim_of(conn, gallery_id)
+    index = read_gallery(path, dim)
+    if index is not None and index.d != dim:
         result = build_gallery(conn, indexes_dir, gallery_id, factory_for_model(conn, gallery_id, factory))
-        return read(path), (f"index was made for another face model; rebuilt for {result['model']} from the record "
-                            f"({result['faces']} faces)")
+        if recorded_file(conn, gallery_id, "vector_files") is None or dim <= DIM:
+            what = "index was made for another face model"
+        else:  # a two-stage index whose stored vectors are gone or unreadable
+            what = "stored-vectors file was missing or unreadable"
+        return read_gallery(path, dim), (f"{what}; rebuilt for {result['model']} from the record "
+                                         f"({result['faces']} faces)")
     if index is None:
         existed = path.exists()
         result = build_gallery(conn, indexes_dir, gallery_id, factory)
         what = "unreadable" if existed else "missing"
-        return read(path), f"index file was {what}; rebuilt from the record ({result['faces']} faces)"
+        return read_gallery(path, dim), f"index file was {what}; rebuilt from the record ({result['faces']} faces)"
     with write_lock(path):
-        index = read(path) or index  # another writer may have finished while we waited
+        index = read_gallery(path, dim) or index  # another writer may have finished while we waited
         # never patch a file whose bytes are not the ones leadmatch wrote: its vectors may not be the record's
-        untrusted = content_problem(conn, gallery_id, path, file_identity(path))
+        untrusted = (content_problem(conn, gallery_id, path, file_identity(path))
+                     or two_stage_problem(conn, gallery_id, index, path))
         if untrusted is None and index_fingerprint(index) == record_fingerprint(conn, gallery_id):
             return index, None
         held = stored_ids(index)
@@ -421,52 +653,77 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
             "SELECT id FROM faces WHERE gallery_id = ? ORDER BY id", (gallery_id,))], dtype=np.int64)
         extra = np.setdiff1d(held, record_ids)
         missing = np.setdiff1d(record_ids, held)
+        first = index.first if isinstance(index, TwoStage) else index
         try:
             if len(extra) and untrusted is None:
-                index.remove_ids(faiss.IDSelectorArray(extra))
+                first.remove_ids(faiss.IDSelectorArray(extra))
         except RuntimeError:  # HNSW cannot remove: rebuild it whole
             extra_note = len(extra)
         else:
             extra_note = None
         if extra_note is None and untrusted is None:
+            added = spaces.vectors_for(conn, missing, spaces.of_gallery(conn, gallery_id))
             if len(missing):
-                index.add_with_ids(spaces.vectors_for(conn, missing, spaces.of_gallery(conn, gallery_id)), missing)
-            write_recorded(conn, gallery_id, index, path)
+                first.add_with_ids(np.ascontiguousarray(added[:, :first.d]), missing)
+            if isinstance(index, TwoStage):
+                write_recorded(conn, gallery_id, TwoStage(first, record_ids, np.zeros((0, dim), np.uint16)), path,
+                               rows=_merged_rows(index, record_ids, missing, added))
+                index = read_gallery(path, dim)
+            else:
+                write_recorded(conn, gallery_id, index, path)
             with transaction(conn):  # the gallery changed: so did its impostor distances
                 calibration.refresh(conn, gallery_id, index)
     if untrusted is not None:
         result = build_gallery(conn, indexes_dir, gallery_id, factory)
-        return read(path), f"{untrusted}; rebuilt from the record ({result['faces']} faces)"
+        return read_gallery(path, dim), f"{untrusted}; rebuilt from the record ({result['faces']} faces)"
     if extra_note is not None:
         build_gallery(conn, indexes_dir, gallery_id, factory)
-        return read(path), f"index rebuilt to remove {extra_note} faces (this index type cannot remove in place)"
+        return (read_gallery(path, dim),
+                f"index rebuilt to remove {extra_note} faces (this index type cannot remove in place)")
     return index, f"index was out of step with the record: added {len(missing)}, removed {len(extra)} faces"
 
 
-#: Indexes this process has opened, by path: (file identity, index, its fingerprint, the recorded sha256 its
-#: content was checked against). A writer renames a new file into place, which changes the identity, so a kept
-#: index is never used after its file was replaced or rewritten, and its content is checked once per identity.
-_opened: dict[Path, tuple[tuple, faiss.Index, tuple[int, int], str]] = {}
+def _merged_rows(old: TwoStage, ids: np.ndarray, missing: np.ndarray, added: np.ndarray, chunk: int = 65536):
+    """The stored vectors for `ids` (ascending), a chunk at a time: kept rows from `old`'s file, the `missing`
+    ids' rows from `added` (their fused vectors, in `missing`'s ascending order)."""
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        out = np.empty((len(part), old.d), dtype=np.uint16)
+        at = np.minimum(np.searchsorted(old.ids, part), max(0, len(old.ids) - 1))
+        kept = (np.asarray(old.ids)[at] == part) if len(old.ids) else np.zeros(len(part), bool)
+        out[kept] = old.vectors[at[kept]]
+        out[~kept] = to_bfloat16(added[np.searchsorted(missing, part[~kept])])
+        yield out
 
 
-def _open_for_search(conn: sqlite3.Connection, gallery_id: int,
-                     path: Path) -> tuple[faiss.Index | None, tuple[int, int] | None]:
+#: Indexes this process has opened, by path: (file identities, index, its fingerprint, the recorded sha256s its
+#: content was checked against; for a two-stage index both its files'). A writer renames a new file into place,
+#: which changes the identity, so a kept index is never used after a file was replaced or rewritten, and its
+#: content is checked once per identity.
+_opened: dict[Path, tuple[tuple, object, tuple[int, int], tuple]] = {}
+
+
+def _open_for_search(conn: sqlite3.Connection, gallery_id: int, path: Path) -> tuple[object, tuple[int, int] | None]:
     """The kept or freshly opened index and its fingerprint; (None, None) if missing, unreadable or not the
     bytes leadmatch wrote (the repair path then says which)."""
     identity = file_identity(path)
     if identity is None:
         return None, None
     recorded = recorded_file(conn, gallery_id)
+    dim = spaces.dim_of(conn, gallery_id)
+    stored = recorded_file(conn, gallery_id, "vector_files") if dim > DIM else None
+    identities = (identity, file_identity(vectors_path(path)) if stored else None)
+    hashes = (recorded and recorded["sha256"], stored and stored["sha256"])
     kept = _opened.get(path)
-    if kept and recorded and kept[0] == identity and kept[3] == recorded["sha256"]:
+    if kept and recorded and kept[0] == identities and kept[3] == hashes:
         return kept[1], kept[2]
     if content_problem(conn, gallery_id, path, identity, recorded) is not None:
         return None, None
-    index = read(path, mmap=True)
-    if index is None:
+    index = read_gallery(path, dim, mmap=True)
+    if index is None or two_stage_problem(conn, gallery_id, index, path) is not None:
         return None, None
     fingerprint = index_fingerprint(index)
-    _opened[path] = (identity, index, fingerprint, recorded["sha256"])
+    _opened[path] = (identities, index, fingerprint, hashes)
     return index, fingerprint
 
 

@@ -104,9 +104,19 @@ def fit_scales(dlib: np.ndarray, faceres: np.ndarray, subjects: np.ndarray,
     first, second = rng.integers(0, len(subjects), (2, pairs * 2))
     keep = subjects[first] != subjects[second]
     first, second = first[keep][:pairs], second[keep][:pairs]
-    median = lambda v: float(np.median(np.linalg.norm(v[first] - v[second], axis=1)))  # noqa: E731
+    median = lambda v: float(np.median(_pair_distances(v, first, second)))  # noqa: E731
     d_dlib, d_faceres = median(np.asarray(dlib, np.float32)), median(np.asarray(faceres, np.float32))
     return (1.0 / d_dlib if d_dlib > 0 else 1.0), (1.0 / d_faceres if d_faceres > 0 else 1.0)
+
+
+def _pair_distances(vectors: np.ndarray, first: np.ndarray, second: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """‖vectors[first[i]] − vectors[second[i]]‖ for each i, a chunk of pairs at a time: the same numbers as one
+    call, without a pairs×1024 temporary (20,000 pairs of FaceRes rows are 80 MB, 0.2 s of page faults)."""
+    out = np.empty(len(first), dtype=np.float32)
+    for start in range(0, len(first), chunk):
+        stop = start + chunk
+        out[start:stop] = np.linalg.norm(vectors[first[start:stop]] - vectors[second[start:stop]], axis=1)
+    return out
 
 
 def default_model(conn: sqlite3.Connection) -> str:

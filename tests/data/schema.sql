@@ -1,4 +1,4 @@
--- user_version 13
+-- user_version 14
 CREATE INDEX audit_case ON audit (case_number);
 CREATE INDEX audit_search ON audit (search_id);
 CREATE INDEX case_faces_case ON case_faces (case_number, person_id);
@@ -32,5 +32,6 @@ CREATE TABLE sign_in_addresses ( name TEXT NOT NULL, address TEXT NOT NULL, last
 CREATE TABLE sign_in_failures ( scope TEXT NOT NULL, name TEXT NOT NULL, address TEXT NOT NULL, failures INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (scope, name, address) );
 CREATE TABLE subjects ( id INTEGER PRIMARY KEY, gallery_id INTEGER NOT NULL REFERENCES galleries(id), name TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (gallery_id, name) );
 CREATE TABLE users ( id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, roles TEXT NOT NULL, disabled_at TEXT, rules_accepted_at TEXT, created_at TEXT NOT NULL, created_by TEXT NOT NULL );
+CREATE TABLE vector_files ( gallery_id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, identity TEXT NOT NULL, written_at TEXT NOT NULL );
 CREATE TRIGGER faces_added AFTER INSERT ON faces BEGIN INSERT OR IGNORE INTO gallery_stats (gallery_id) VALUES (NEW.gallery_id); UPDATE gallery_stats SET faces = faces + 1, id_sum = id_sum + NEW.id WHERE gallery_id = NEW.gallery_id; END;
 CREATE TRIGGER faces_removed AFTER DELETE ON faces BEGIN UPDATE gallery_stats SET faces = faces - 1, id_sum = id_sum - OLD.id WHERE gallery_id = OLD.gallery_id; END;
