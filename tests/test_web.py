@@ -385,3 +385,13 @@ def test_several_stills_in_one_form(client):
     assert done.status_code == 303, done.text
     page = html.unescape(client.get(done.headers["location"]).text)
     assert "2 stills of one person: obama1.jpg, obama3.jpg" in page and "Flag: several stills" in page
+
+
+def test_a_bad_audit_filter_comes_back_as_typed_with_the_field_marked(client):
+    sign_in(client, AUDITOR)
+    response = client.get("/audit?since=2026-13-45&case=T-1")
+    page = html.unescape(response.text)
+    assert response.status_code == 400 and "since '2026-13-45' is not a date — write it as YYYY-MM-DD" in page
+    assert re.search(r'<input type="date" name="since" value="2026-13-45" aria-invalid="true"', page)
+    assert 'name="case" value="T-1"' in page
+    assert client.get("/audit?since=2026-01-01").status_code == 200

@@ -12,4 +12,5 @@ def parse_date(text: str, what: str) -> str:
     try:
         return date.fromisoformat(text.strip()).isoformat()
     except (ValueError, AttributeError):
-        raise InputError(f"{what} {text!r} is not a date", "write it as YYYY-MM-DD") from None
+        raise InputError(f"{what} {text!r} is not a date", "write it as YYYY-MM-DD",
+                         field=what.lstrip("-").replace("-", "_")) from None

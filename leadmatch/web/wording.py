@@ -50,7 +50,8 @@ OPTIONS = {
     "--evidence-type": ("evidence_type", "the evidence type"), "--evidence": ("evidence", "the evidence"),
     "--reference": ("reference", "the reference"), "--outcome": ("outcome", "the outcome"),
     "--decision": ("decision", "the decision"), "--note": ("note", "the note"), "--rank": ("rank", "the candidate"),
-    "--reason": ("reason", "the reason"),
+    "--reason": ("reason", "the reason"), "--since": ("since", "the from date"), "--until": ("until", "the to date"),
+    "--from": ("start", "the from date"), "--to": ("end", "the to date"), "--user": ("user", "the user"),
 }
 OPTION = re.compile(r"--[a-z][a-z-]*")
 #: Internal action names (`gallery.create`, `user.grant-role`, `web.review-queue`) as role refusals name them.

@@ -7,11 +7,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from leadmatch.errors import LeadmatchError
 from leadmatch.operations import oversight
-from leadmatch.web import forms
+from leadmatch.web import forms, wording
 from leadmatch.web.deps import FormUser, OpenWorkspace, PageUser
 from leadmatch.web.downloads import audit_report_response, checkpoint_response
-from leadmatch.web.responses import page
+from leadmatch.web.responses import page, status_of
 
 router = APIRouter()
 
@@ -22,12 +23,23 @@ def audit_page(actor: PageUser, ws: OpenWorkspace, request: Request, case: str =
                number: str = Query("1", alias="page"), upto: str = ""):
     """The trail, newest first, one page of entries matching the filters (the trail as it was when the reader
     started paging: `upto`); the chain verified above it."""
-    listing = oversight.log_page(ws, actor, case, user, since, until, action, outcome,
-                                 forms.whole_number(number, "page", 1, 1_000_000),
-                                 upto=forms.optional_number(upto, "entry", 0, 10**15))
+    given = {"case": case, "user": user, "since": since, "until": until, "action": action, "outcome": outcome}
+    try:
+        listing = oversight.log_page(ws, actor, case, user, since, until, action, outcome,
+                                     forms.whole_number(number, "page", 1, 1_000_000),
+                                     upto=forms.optional_number(upto, "entry", 0, 10**15))
+    except LeadmatchError as exc:  # a filter that cannot be read: the form again, as typed, the field marked
+        if status_of(exc) in (401, 403):
+            raise
+        message, field = wording.in_page_words(exc)
+        nothing = {"entries": [], "total": 0, "page": 1, "pages": 1, "upto": None, "newer": 0,
+                   "choices": oversight.log_page(ws, actor, per_page=1)["choices"]}
+        return page(request, "audit", status_of(exc), log=nothing, check=oversight.verify(ws, actor),
+                    filters=given, may_checkpoint="auditor" in actor.roles,
+                    problem={"message": message, "field": field})
     check = oversight.verify(ws, actor)
     return page(request, "audit", log=listing, check=check, filters=listing["filters"],
-                may_checkpoint="auditor" in actor.roles)
+                may_checkpoint="auditor" in actor.roles, problem={})
 
 
 @router.post("/audit/checkpoint")
