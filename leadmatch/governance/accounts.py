@@ -6,6 +6,7 @@ checks the role, and audits a refusal before raising it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -13,10 +14,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from leadmatch import safetext
+from leadmatch.lazy import lazy
 from leadmatch.record import audit
 from leadmatch.governance.signin import SignInThrottle
 from leadmatch.errors import InputError, NotFound, Refused
@@ -43,7 +43,13 @@ Rules of behavior for leadmatch users
 6. Every action is recorded in a tamper-evident audit trail that supervisors review.
 """
 
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+argon2 = lazy("argon2")  # loaded by the commands that hash or check a password, not by every start
+
+
+@functools.cache
+def _hasher():
+    """argon2id with the library's current recommended parameters."""
+    return argon2.PasswordHasher()
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ def _insert_user(ws: Workspace, by: str, name: str, roles: list[str], password: 
         if _user_row(ws, name):
             raise InputError(f"user {name!r} already exists", "choose another name")
         ws.conn.execute("INSERT INTO users (name, password_hash, roles, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
-                        (name, _hasher.hash(password), json.dumps(roles), utc_now(), by))
+                        (name, _hasher().hash(password), json.dumps(roles), utc_now(), by))
         audit.record(ws.conn, by, "user.add", objects={"user": name, "roles": roles})
     return Actor(name, frozenset(roles))
 
@@ -301,11 +307,11 @@ def login(ws: Workspace, name: str, password: str, hours: int = SESSION_HOURS, *
     ok = False
     if row is not None:
         try:
-            ok = _hasher.verify(row["password_hash"], password)
-        except (VerificationError, InvalidHashError):
+            ok = _hasher().verify(row["password_hash"], password)
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             ok = False
     else:
-        _hasher.hash(password)  # same work as a real check, so timing does not reveal which names exist
+        _hasher().hash(password)  # same work as a real check, so timing does not reveal which names exist
     if not ok:
         audit.record(ws.conn, name, "login", "refused", objects=where,
                      reason="bad-credentials: wrong user name or password")
