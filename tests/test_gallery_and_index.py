@@ -173,3 +173,16 @@ def test_gallery_stats_kept_by_triggers_equal_a_scan(ws, tmp_path):
     assert index.record_fingerprint(ws.conn, gallery.id) == scanned() and scanned()[0] == 9
     enroll(ws, ANALYST, GALLERY, GALLERY_DIR, workers=1)  # rose_leslie's photos come back under new ids
     assert index.record_fingerprint(ws.conn, gallery.id) == scanned() and scanned()[0] == 11
+
+
+def test_a_first_enrollment_builds_the_index_without_a_repair_note_and_a_lost_index_is_named(empty_ws, tmp_path):
+    """A gallery's first index is no repair; an index file gone later is rebuilt and said to be."""
+    for person in ("barack_obama", "joe_biden"):
+        shutil.copytree(GALLERY_DIR / person, tmp_path / person / person)
+    create_gallery(empty_ws, "fresh")
+    first = enroll(empty_ws, ANALYST, "fresh", tmp_path / "barack_obama", workers=1)
+    assert first.enrolled == 2 and first.index_note is None
+    gallery_id = empty_ws.conn.execute("SELECT id FROM galleries WHERE name = 'fresh'").fetchone()[0]
+    index.index_path(empty_ws.indexes, gallery_id).unlink()
+    again = enroll(empty_ws, ANALYST, "fresh", tmp_path / "joe_biden", workers=1)
+    assert again.index_note and again.index_note.startswith("index file was missing; rebuilt from the record")

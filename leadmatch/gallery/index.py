@@ -638,7 +638,10 @@ def sync(conn: sqlite3.Connection, indexes_dir: Path, gallery_id: int, factory: 
                                          f"({result['faces']} faces)")
     if index is None:
         existed = path.exists()
+        first = not existed and recorded_file(conn, gallery_id, "index_files") is None
         result = build_gallery(conn, indexes_dir, gallery_id, factory)
+        if first:  # a gallery's first index (its first enrollment): nothing was lost, nothing to report
+            return read_gallery(path, dim), None
         what = "unreadable" if existed else "missing"
         return read_gallery(path, dim), f"index file was {what}; rebuilt from the record ({result['faces']} faces)"
     with write_lock(path):
