@@ -187,7 +187,7 @@ def test_case_export_and_verify_on_the_command_line(home, tmp_path):
     added = run_cli("media", "add", CASE, str(GALLERY_DIR / "lin_manuel_miranda"), str(CLIP), "--purpose", "robbery",
                     "--justification", "Seized phone of the robbery suspect.", "--workers", "1", home=home)
     assert added.returncode == 0, added.stderr
-    assert "2 files added" in added.stdout and "1 persons" in added.stdout
+    assert "2 files added" in added.stdout and "1 person (1 new)" in added.stdout
     listed = run_cli("media", "persons", CASE, home=home)
     assert "P1" in listed.stdout
     login(home, AUDITOR)
