@@ -297,39 +297,38 @@ def _check_file_or_absent(path: Path) -> None:
 
 
 def write_atomic(index: faiss.Index, path: Path) -> str:
-    """Write to a temp file in the same folder, fsync, then rename over `path`. Returns the sha256 of the bytes
-    written, hashed as they stream out (no second read of the file)."""
-    _check_file_or_absent(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as handle:
-            def sink(chunk: bytes) -> int:
-                digest.update(chunk)
-                return handle.write(chunk)
+    """Write the index to a temp file in the same folder, fsync, then rename over `path` (`_write_atomically`);
+    the sha256 of the bytes written."""
+    def fill(write) -> None:
+        writer = faiss.PyCallbackIOWriter(write)
+        faiss.write_index(index, writer)
+        del writer  # flushes FAISS's buffer through `write`
 
-            writer = faiss.PyCallbackIOWriter(sink)
-            faiss.write_index(index, writer)
-            del writer  # flushes FAISS's buffer through `sink`
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    return digest.hexdigest()
+    return _write_atomically(path, fill)
 
 
 def _write_stream(path: Path, chunks) -> str:
-    """Write the byte strings of `chunks` to a temp file beside `path`, fsync, rename over `path`; their sha256."""
+    """Write the byte strings of `chunks` atomically to `path` (`_write_atomically`); their sha256."""
+    def fill(write) -> None:
+        for chunk in chunks:
+            write(chunk)
+
+    return _write_atomically(path, fill)
+
+
+def _write_atomically(path: Path, fill) -> str:
+    """`fill(write)` writes the file's bytes through `write(chunk)` into a temp file beside `path` (0600), which is
+    fsynced and renamed over `path`; the sha256 of the bytes, hashed as they stream out (no second read)."""
     _check_file_or_absent(path)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     digest = hashlib.sha256()
     try:
         with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as handle:
-            for chunk in chunks:
+            def write(chunk: bytes) -> int:
                 digest.update(chunk)
-                handle.write(chunk)
+                return handle.write(chunk)
+
+            fill(write)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)

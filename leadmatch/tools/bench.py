@@ -181,13 +181,7 @@ def search_run(n_faces: int, factory: str | None = None, n_queries: int = 500, s
         np.argpartition(distances, TOP_K)[:TOP_K]
         numpy_lat.append(time.perf_counter() - t)
 
-    # Mate recall: where exact search has a true mate in the top 20, does leadmatch keep that face?
-    counted = kept = 0
-    for person, exact_row, ours in zip(who, exact_top, results):
-        mates = [f for f in exact_row if f >= 0 and labels[f] == person]
-        if mates:
-            counted += 1
-            kept += mates[0] in ours
+    recall, counted = _mates_kept(results, exact_top, labels, who)
     p50 = _percentile_ms(latencies, 50)
     numpy_p50 = _percentile_ms(numpy_lat, 50)
     return {
@@ -197,7 +191,7 @@ def search_run(n_faces: int, factory: str | None = None, n_queries: int = 500, s
         "bytes_per_face": round(size / n_faces, 1),
         "stored_vector_bytes_per_face": round(stored_bytes / n_faces, 1) if stored_bytes else None,
         "p50_ms": p50, "p99_ms": _percentile_ms(latencies, 99), "batch_qps": round(batch_qps, 1),
-        "mate_recall_vs_exact": round(kept / counted, 4) if counted else None, "probes": counted,
+        "mate_recall_vs_exact": recall, "probes": counted,
         "exact_p50_ms": _percentile_ms(exact_lat, 50), "numpy_p50_ms": numpy_p50,
         "speedup_vs_numpy": round(numpy_p50 / p50, 1) if p50 else None,
     }
@@ -295,10 +289,16 @@ def _built(ids: np.ndarray, faces: np.ndarray, factory: str):
 
 def _mate_recall(results, exact_top, labels, who) -> float | None:
     """Where exact search has a true mate in the top 20, the share of probes whose results keep that face."""
+    return _mates_kept(results, exact_top, labels, who)[0]
+
+
+def _mates_kept(results, exact_top, labels, who) -> tuple[float | None, int]:
+    """(the share of probes whose results keep their first true mate of exact search's top 20, or None; how many
+    probes had such a mate)."""
     counted = kept = 0
     for person, exact_row, ours in zip(who, exact_top, results):
         mates = [f for f in exact_row if f >= 0 and labels[f] == person]
         if mates:
             counted += 1
             kept += mates[0] in ours
-    return round(kept / counted, 4) if counted else None
+    return (round(kept / counted, 4) if counted else None), counted
