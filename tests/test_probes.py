@@ -143,3 +143,28 @@ def test_report_names_the_clip_and_every_frame(ws):
     assert html.count('alt="probe face ') == len(result["probe"]["frames"])
     assert "distance per probe face" in html and "also matched" in html
     assert html.count("INVESTIGATIVE LEAD ONLY") >= len(result["candidates"]) + 2
+
+
+LFW = FACES.parent / "lfw-dev"
+
+
+def test_a_face_hog_misses_is_searched_after_the_cnns_second_look(home, tmp_path):
+    """HOG finds no face in this lfw-dev photo at any probe size; the CNN's second look does, and the search
+    runs, saying so on the list, instead of refusing the photo as faceless."""
+    from leadmatch.biometrics import faces
+    from leadmatch.biometrics.photos import load
+
+    probe = tmp_path / "montgomerie.jpg"
+    probe.write_bytes((LFW / "Colin_Montgomerie" / "Colin_Montgomerie_0004.jpg").read_bytes())
+    assert faces.detect(load(probe).pixels, min_face_px=40, detector="hog") == []
+    login(home, AGENT)
+    result = cli_search(home, probe, "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert any("CNN detector's second look (HOG found none): montgomerie.jpg" in f for f in found["flags"])
+    assert found["probe"]["frames"][0]["detector"] == "cnn"
+    assert found["candidates"] and all(c["label"] == LABEL for c in found["candidates"])
+    text = cli_search(home, probe)
+    assert text.returncode == 0 and "CNN detector's second look" in text.stdout
+    asked = json.loads(cli_search(home, probe, "--detector", "cnn", "--json").stdout)  # asked for: no flag
+    assert not any("second look" in f for f in asked["flags"]) and asked["probe"]["frames"][0]["detector"] == "cnn"

@@ -69,6 +69,7 @@ class Analysis:
     height: int
     faces: list[Face]
     pixels: np.ndarray | None = field(default=None, repr=False)
+    detector: str = "hog"  # the detector that found `faces` ("cnn" where HOG found none, see quality)
 
 
 
@@ -376,7 +377,8 @@ def _measured(photo: Photo, min_face_px: int, detector: str,
     else:
         found = detect(photo.pixels, min_face_px=min_face_px, detector=detector)
     pairs = [measure(photo.pixels, box, i, score) for i, (box, score) in enumerate(found, start=1)]
-    analysis = Analysis(sha256=photo.sha256, width=photo.width, height=photo.height, faces=[f for f, _ in pairs])
+    analysis = Analysis(sha256=photo.sha256, width=photo.width, height=photo.height, faces=[f for f, _ in pairs],
+                        detector=detector)
     return analysis, [chip for _, chip in pairs]
 
 

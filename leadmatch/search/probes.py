@@ -37,10 +37,12 @@ class ProbeFace:
     source: str                  # file name as given (display form)
     time_s: float | None = None  # for a video frame
     faces_in_image: int = 1
+    detector: str = "hog"        # what found the face: "cnn" on the second look where HOG found none
 
     def provenance(self) -> dict:
         out = {"source": self.source, "sha256": self.image_sha256, "face_index": self.face.index,
-               "faces_in_image": self.faces_in_image, "box": list(self.face.box), "quality": self.face.quality()}
+               "faces_in_image": self.faces_in_image, "box": list(self.face.box), "quality": self.face.quality(),
+               "detector": self.detector}
         if self.time_s is not None:
             out["time_s"] = round(self.time_s, 2)
         return out
@@ -146,10 +148,12 @@ def from_photos(paths: list[Path], choice: int | str | None, detector: str,
         face, found = probe_face(data, name, choice, detector)
         suffix = Path(path).suffix.lower()
         chosen.append(ProbeFace(face, data, digest, suffix if suffix in PHOTO_SUFFIXES else "", name,
-                                faces_in_image=len(found.faces)))
+                                faces_in_image=len(found.faces), detector=found.detector))
     if len(chosen) > 1 and len({p.image_sha256 for p in chosen}) < len(chosen):
         raise InputError("the same photo was given twice", "give each still once")
-    return ProbeSet(kind="stills" if len(chosen) > 1 else "photo", faces=chosen,
+    flags = [f"face found by the CNN detector's second look (HOG found none): {p.source}"
+             for p in chosen if p.detector != detector]
+    return ProbeSet(kind="stills" if len(chosen) > 1 else "photo", faces=chosen, flags=flags,
                     source_sha256=chosen[0].image_sha256, source_name=chosen[0].source)
 
 
@@ -218,7 +222,7 @@ def from_video(path: Path, choice: int | str | None, detector: str, every_s: flo
     best = usable_frames(track)[:best_frames]
     frames = sorted(best, key=lambda o: o.time_s)  # listed in time order everywhere; the best one leads
     faces = [ProbeFace(o.face, o.jpeg, hashlib.sha256(o.jpeg).hexdigest(), ".jpg", name, time_s=o.time_s,
-                       faces_in_image=0) for o in frames]
+                       faces_in_image=0, detector=detector) for o in frames]
     info = {"sha256": found.sha256, "name": name, "duration_s": round(found.duration_s, 2),
             "fps": round(found.fps, 3), "size": [found.width, found.height], "every_s": every_s,
             "frames_sampled": found.frames_sampled, "tracks": len(found.tracks), "track": track.number,
