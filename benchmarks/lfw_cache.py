@@ -170,6 +170,42 @@ def second_look(condition: str) -> None:
         except PhotoError:
             continue
         rows += [dict(f, photo=number) for f in _faces(analysis, "probe", decode(data, name=items[number][1]).pixels)]
+    cache["steps"] = np.array(len(quality.PROBE_DETECT_STEPS))
+    _save_with(condition, cache, rows)
+    print(f"{condition}: second look added {len(rows)} faces", flush=True)
+
+
+def cnn_look(condition: str) -> None:
+    """Bring a cache in step with the CNN's second look (`quality.find_probe_faces`): photos where HOG found no
+    probe face at any step get the faces the CNN finds, as mode "probe-cnn" (searched as probes; enrollment's
+    own second look is HOG only, so the gallery never takes them)."""
+    from leadmatch.biometrics.faces import analyze
+
+    path = CACHE / f"{condition}.npz"
+    with np.load(path) as data:
+        cache = {k: data[k] for k in data.files}
+    if "cnn_look" in cache:
+        return
+    items = photos()
+    wanted = range(len(items)) if condition == "full" else probe_numbers(items)
+    found = set(cache["photo"][cache["mode"] == "probe"].tolist())
+    rows = []
+    for number in (n for n in wanted if n not in found):
+        data = degrade(Path(items[number][1]).read_bytes(), *CONDITIONS[condition])
+        try:
+            photo = decode(data, name=items[number][1])
+        except PhotoError:
+            continue
+        analysis = analyze(photo, min_face_px=quality.cnn_look_min_face(photo.width, photo.height), detector="cnn",
+                           probe=True)
+        rows += [dict(f, photo=number) for f in _faces(analysis, "probe-cnn", photo.pixels)]
+    cache["cnn_look"] = np.array(True)
+    _save_with(condition, cache, rows)
+    print(f"{condition}: the CNN's second look added {len(rows)} faces", flush=True)
+
+
+def _save_with(condition: str, cache: dict, rows: list[dict]) -> None:
+    """Save `cache` with the face `rows` appended (temp file, renamed)."""
     if rows:
         cache["photo"] = np.concatenate([cache["photo"], np.array([r["photo"] for r in rows], np.int32)])
         cache["mode"] = np.concatenate([cache["mode"], np.array([r["mode"] for r in rows])])
@@ -179,11 +215,9 @@ def second_look(condition: str) -> None:
             cache[key] = np.concatenate([cache[key], np.array([r[column] for r in rows], np.float32)])
         for key in ("emb", "fr", "fr_wide"):
             cache[key] = np.concatenate([cache[key], np.array([r[key] for r in rows], np.float32)])
-    cache["steps"] = np.array(len(quality.PROBE_DETECT_STEPS))
     temp = CACHE / f".{condition}.tmp.npz"
     np.savez_compressed(temp, **cache)
-    temp.replace(path)
-    print(f"{condition}: second look added {len(rows)} faces", flush=True)
+    temp.replace(CACHE / f"{condition}.npz")
 
 
 def refresh_faceres(condition: str) -> None:
@@ -217,6 +251,7 @@ def load(condition: str) -> dict:
     if not path.exists():
         build(condition, os.cpu_count() or 1)
     second_look(condition)
+    cnn_look(condition)
     with np.load(path) as data:
         stale = "faceres_crop" not in data.files or str(data["faceres_crop"]) != FACERES_CROP
     if stale:  # made with another FaceRes crop: the boxes stand, the descriptors are redone
