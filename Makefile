@@ -53,6 +53,7 @@ bench: install
 	cd benchmarks && ../$(BIN)/python detection_shift.py
 	cd benchmarks && ../$(BIN)/python probe.py 1000000
 	cd benchmarks && ../$(BIN)/python index_integrity.py 1000000
+	cd benchmarks && ../$(BIN)/python faceres_runtime.py
 
 # 10M synthetic faces: about 18.5 GB of memory at peak and 5 minutes on 2 cores.
 bench-large: install
@@ -60,9 +61,10 @@ bench-large: install
 
 # Accuracy on ../shared/data/lfw-dev against raw face_recognition, full resolution and degraded (results/accuracy.md,
 # results/quality-bins.md). Embeds every photo once into /tmp/leadmatch-accuracy-cache (about 25 minutes on 2
-# busy cores; LEADMATCH_ACCURACY_CACHE moves it), then replays the protocol from there in seconds.
+# busy cores; LEADMATCH_ACCURACY_CACHE moves it), then replays the protocol from there in seconds; then the
+# mirror-averaged study (results/mirror.md: its mirrored descriptors cached once, about 2 minutes).
 bench-accuracy: install
-	cd benchmarks && ../$(BIN)/python lfw_cache.py && ../$(BIN)/python accuracy.py
+	cd benchmarks && ../$(BIN)/python lfw_cache.py && ../$(BIN)/python accuracy.py && ../$(BIN)/python mirror.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
