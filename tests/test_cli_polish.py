@@ -190,3 +190,20 @@ def test_no_reprs_microseconds_or_wrong_plurals_in_everyday_output(home, tmp_pat
     for args in (("whoami",), ("searches",)):
         done = run_cli(*args, home=home)
         assert done.returncode == 0 and not MICROSECONDS.search(done.stdout) and not REPRS.search(done.stdout)
+
+
+def test_usage_errors_are_one_line_naming_the_option_and_where_help_is(home):
+    """click's own usage errors are three lines (usage, a hint, the error); leadmatch's are one, exit code 2."""
+    login(home, AUDITOR)
+    cases = {("audit", "log", "--page", "0"): ("'--page'", "0 is not in the range", "see leadmatch audit log --help"),
+             ("nosuch",): ("no such command 'nosuch'", "see leadmatch --help"),
+             ("gallery", "create", "g3", "--approved-by", "X"): ("missing option '--authority'",
+                                                                "see leadmatch gallery create --help"),
+             ("search", "--bogus"): ("no such option", "--bogus", "see leadmatch search --help")}
+    for args, fragments in cases.items():
+        result = run_cli(*args, home=home)
+        assert_clean_error(result, *fragments, code=2)
+        assert result.stderr.count("\n") == 1 and "Usage:" not in result.stderr, result.stderr
+    help_text = run_cli("audit", "log", "--help", home=home)
+    assert help_text.returncode == 0 and "Usage:" in help_text.stdout and not help_text.stderr
+

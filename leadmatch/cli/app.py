@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 
 from leadmatch.cli import backends as client
@@ -63,10 +64,33 @@ def main_options(version: bool = typer.Option(False, "--version", is_eager=True,
     faces.use_engine(engine)
 
 
+def usage_line(exc: click.exceptions.UsageError) -> str:
+    """click's usage error (a bad option value, a missing argument, an unknown command) as leadmatch's one
+    line: what is wrong — where the command's help is."""
+    what = exc.format_message().strip().rstrip(".")
+    names, ctx = [], exc.ctx
+    while ctx is not None and ctx.parent is not None:  # the subcommands; the root is "leadmatch" however run
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    return f"error: {shown(what[:1].lower() + what[1:])} — see {' '.join(['leadmatch', *names])} --help"
+
+
 def main() -> None:
-    """Entry point: run the app, turning every leadmatch error into one line and an exit code."""
+    """Entry point: run the app, turning every leadmatch error, and click's usage errors, into one line and an
+    exit code (click's own layout is several lines: usage, a hint, the error)."""
     try:
-        app()
+        code = app(standalone_mode=False)
+        if type(code) is int and code:  # typer.Exit(n) (^C: 130) comes back as a code; commands return None
+            sys.exit(code)
+    except click.exceptions.UsageError as exc:
+        err.print(usage_line(exc))
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        err.print(f"error: {shown(exc.format_message())}")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:  # a prompt whose input ended (^D); typer turns ^C into exit code 130
+        err.print("error: the input ended before the question was answered — run it again and answer it")
+        sys.exit(1)
     except LeadmatchError as exc:
         if isinstance(exc, FaceChoiceNeeded):
             err.print(f"error: {shown(exc.message)} — {shown(exc.hint)}:")
