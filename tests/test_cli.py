@@ -63,6 +63,23 @@ def test_gallery_create_without_authorization_is_refused(home):
     assert missing.returncode == 2 and "--authority" in missing.stderr and "Traceback" not in missing.stderr
 
 
+
+def test_a_gallery_cannot_take_a_name_a_web_address_holds(home):
+    """/galleries/new is the web's form for a new gallery, so a gallery named "new" could never be opened there."""
+    login(home, ANALYST)
+    for name in ("new", "NEW"):
+        result = run_cli("gallery", "create", name, "--authority", "A §1", "--approved-by", "X", "--approved-on",
+                         "2026-01-01", "--source", "s", home=home)
+        assert_clean_error(result, f"gallery name '{name}' is reserved", "choose another name", code=1)
+    ws = open_workspace(home)
+    refused = [e for e in audit.entries(ws.conn) if e["action"] == "gallery.create" and e["outcome"] == "refused"]
+    assert [e["objects"]["gallery"] for e in refused][-2:] == ["new", "NEW"]
+    assert ws.conn.execute("SELECT COUNT(*) FROM galleries WHERE lower(name) = 'new'").fetchone()[0] == 0
+    newer = run_cli("gallery", "create", "newer", "--authority", "A §1", "--approved-by", "X", "--approved-on",
+                    "2026-01-01", "--source", "s", home=home)
+    assert newer.returncode == 0, newer.stderr
+
+
 def test_search_json_contract(home):
     login(home, AGENT)
     result = cli_search(home, PROBES_DIR / "obama-480p.jpg", "--json", "--top-k", "5")

@@ -19,6 +19,9 @@ from leadmatch.record.dates import parse_date
 from leadmatch.record.store import transaction, utc_now
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+#: Names a gallery cannot take because a front end's address for something else has that form (the web's
+#: form for a new gallery is /galleries/new): every front end must reach every gallery.
+RESERVED_NAMES = frozenset({"new"})
 DEFAULT_RETENTION_DAYS = 365
 
 
@@ -55,6 +58,8 @@ def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: 
         if not NAME_PATTERN.match(name or ""):
             raise InputError(f"gallery name {name!r} is not allowed",
                              "use letters, digits, space, '.', '_' or '-' (up to 100)")
+        if name.strip().lower() in RESERVED_NAMES:
+            raise InputError(f"gallery name {name!r} is reserved", "choose another name")
         if missing:
             raise Refused(f"gallery {name!r} lacks its authorization: {', '.join('--' + m for m in missing)} "
                           f"is empty", "give the legal authority, approving official and source",
