@@ -16,8 +16,8 @@ from leadmatch.operations import oversight, people
 from leadmatch.record import audit
 from leadmatch.search.run import run
 
-from .helpers import (ADMIN, AGENT, ANALYST, AUDITOR, GALLERY, REVIEWER, assert_clean_error, login, run_cli,
-                      search_request)
+from .helpers import (ADMIN, AGENT, ANALYST, AUDITOR, GALLERY, REVIEWER, assert_clean_error, cli_search, login,
+                      run_cli, search_request)
 
 
 def last_entry(ws) -> dict:
@@ -184,3 +184,23 @@ def test_purge_dry_run_lists_each_search_it_would_purge(ws, home):
     assert "dry run: 1 search (1 probe file)" in dry.stdout
     assert ws.conn.execute("SELECT purged_at FROM searches WHERE id = ?", (sid,)).fetchone()[0] is None
     assert galleries.get(ws, GALLERY).retention_days == 30
+
+
+# Purposes ------------------------------------------------------------------------------------------------
+
+def test_an_admin_retires_a_purpose_on_the_command_line_and_a_search_naming_it_is_refused(home):
+    login(home, AGENT)
+    agent_try = run_cli("purposes", "retire", "arson", home=home)
+    assert_clean_error(agent_try, "admin", code=3)
+    login(home, ADMIN)
+    done = run_cli("purposes", "retire", "Arson", home=home)
+    assert done.returncode == 0 and "retired purpose 'arson'" in done.stdout, done.stderr
+    listed = run_cli("purposes", home=home)
+    assert "arson" not in listed.stdout.split() and "robbery" in listed.stdout.split()
+    gone = run_cli("purposes", "--retired", home=home)
+    assert gone.stdout.startswith("arson (retired ") and f"by {ADMIN.name}" in gone.stdout
+    assert json.loads(run_cli("purposes", "--retired", "--json", home=home).stdout)[0]["name"] == "arson"
+    assert_clean_error(run_cli("purposes", "retire", "arson", home=home), "already retired", code=1)
+    login(home, AGENT)
+    search = cli_search(home, search_request("obama1.jpg").probe, "--purpose", "arson")  # the last --purpose counts
+    assert_clean_error(search, "purpose 'arson' was retired on", f"by {ADMIN.name}", code=3)

@@ -104,3 +104,24 @@ def test_a_refused_new_gallery_and_new_user_come_back_filled_in(client):
     assert "user.grant-role" not in again.text
     missing = client.get("/people/nobody")
     assert missing.status_code == 404
+
+
+def test_an_admin_retires_a_purpose_on_its_page_and_an_agent_cannot(client, home):
+    token = sign_in(client, ADMIN)
+    page = client.get("/purposes").text
+    assert 'action="/purposes/arson/retire"' in page and "Retire the purpose arson?" in page  # asks first
+    done = client.post("/purposes/arson/retire", data={"csrf": token}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/purposes?retired=arson"
+    after = client.get(done.headers["location"]).text
+    assert "Retired the purpose “arson”" in after and f"arson — retired " in after and f"by {ADMIN.name}" in after
+    assert 'action="/purposes/arson/retire"' not in after
+    again = client.post("/purposes/arson/retire", data={"csrf": token})
+    assert again.status_code == 400 and "already retired" in again.text and "leadmatch" not in again.text.split("<main")[-1]
+    client.post("/logout", data={"csrf": token})
+    token = sign_in(client, AGENT)
+    assert "/retire" not in client.get("/purposes").text
+    refused = client.post("/purposes/burglary/retire", data={"csrf": token})
+    assert refused.status_code == 403
+    entries = [e for e in audit.entries(open_workspace(home).conn) if e["action"] == "purposes.retire"]
+    assert [(e["actor"], e["outcome"]) for e in entries] == [(ADMIN.name, "ok"), (ADMIN.name, "refused"),
+                                                            (AGENT.name, "refused")]

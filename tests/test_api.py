@@ -507,6 +507,12 @@ def test_accounts_purposes_subjects_and_index_through_the_api(api, home):
         {"purpose": "wildlife trafficking"}
     assert "wildlife trafficking" in api.get("/api/v1/purposes", headers=admin).json()
     assert api.post("/api/v1/purposes", headers=admin, json={"name": "arson"}).status_code == 400  # already there
+    retired = api.post("/api/v1/purposes/wildlife%20trafficking/retire", headers=admin)
+    assert retired.status_code == 200 and retired.json()["name"] == "wildlife trafficking", retired.text
+    assert "wildlife trafficking" not in api.get("/api/v1/purposes", headers=admin).json()
+    assert [p["name"] for p in api.get("/api/v1/purposes/retired", headers=admin).json()] == ["wildlife trafficking"]
+    agent = bearer(api, AGENT)
+    assert api.post("/api/v1/purposes/arson/retire", headers=agent).status_code == 403  # admins only
     dana = api.post("/api/v1/login", json={"name": "dana", "password": PASSWORD})
     assert dana.status_code == 200
     granted = api.post("/api/v1/users/dana/roles", headers=admin, json={"role": "reviewer"})

@@ -157,6 +157,35 @@ def test_admin_adds_a_purpose(ws):
     assert run(ws, AGENT, search_request("obama1.jpg", purpose="cargo-theft"))["purpose"] == "cargo-theft"
 
 
+def test_a_retired_purpose_cannot_be_named_by_a_new_search_and_old_searches_keep_it(ws, searched):
+    with pytest.raises(Refused):  # only an admin retires, and the refusal is audited
+        purposes.retire(ws, AGENT, "robbery")
+    assert last_refusal(ws)["action"] == "purposes.retire"
+    done = purposes.retire(ws, ADMIN, " Robbery ")
+    assert (done["name"], done["retired_by"]) == ("robbery", ADMIN.name)
+    assert "robbery" not in purposes.list_all(ws)
+    assert [p["name"] for p in purposes.retired(ws)] == ["robbery"]
+    entry = [e for e in audit.entries(ws.conn) if e["action"] == "purposes.retire"][-1]
+    assert entry["outcome"] == "ok" and entry["objects"]["purpose"] == "robbery"
+    error = refused(ws, "retired-purpose", run, ws, AGENT, search_request("obama1.jpg", purpose="robbery"))
+    assert f"was retired on {done['retired_at'][:10]} by {ADMIN.name}" in error.message
+    assert show(ws, AGENT, searched["search_id"])["purpose"] == "robbery"  # the search that named it keeps it
+    for name, message in (("robbery", "already retired"), ("no-such-crime", "no purpose named")):
+        with pytest.raises(InputError, match=message):
+            purposes.retire(ws, ADMIN, name)
+        assert last_refusal(ws)["reason"].startswith("bad-input:")
+
+
+def test_the_last_purpose_a_search_could_name_cannot_be_retired(ws):
+    for name in purposes.list_all(ws)[:-1]:
+        purposes.retire(ws, ADMIN, name)
+    last = purposes.list_all(ws)
+    assert len(last) == 1
+    with pytest.raises(InputError, match="the last one a search could name"):
+        purposes.retire(ws, ADMIN, last[0])
+    assert purposes.list_all(ws) == last
+
+
 def test_search_record_keeps_who_why_and_a_copy_of_the_probe(ws, searched):
     row = ws.conn.execute("SELECT * FROM searches WHERE id = ?", (searched["search_id"],)).fetchone()
     assert (row["agent"], row["purpose"], row["status"]) == ("avery", "robbery", "awaiting-disposition")

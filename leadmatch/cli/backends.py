@@ -168,6 +168,12 @@ class Direct:
     def purpose_add(self, name: str) -> str:
         return people.add_purpose(*self._session(), name)["purpose"]
 
+    def retired_purposes(self) -> list[dict]:
+        return people.retired_purposes(open_workspace(self.home))
+
+    def purpose_retire(self, name: str) -> dict:
+        return people.retire_purpose(*self._session(), name)
+
     def gallery_remove(self, name: str, subject: str) -> dict:
         return galleries.remove_subject(*self._session(), name, subject)
 
@@ -441,6 +447,12 @@ class Remote:
 
     def purpose_add(self, name: str) -> str:
         return self._call("POST", "/purposes", body={"name": name})["purpose"]
+
+    def retired_purposes(self) -> list[dict]:
+        return self._call("GET", "/purposes/retired")
+
+    def purpose_retire(self, name: str) -> dict:
+        return self._call("POST", f"/purposes/{_segment(name)}/retire")
 
     def gallery_remove(self, name: str, subject: str) -> dict:
         return self._call("DELETE", f"/galleries/{_segment(name)}/subjects/{_segment(subject)}")

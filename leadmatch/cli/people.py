@@ -71,10 +71,17 @@ def user_list(json_out: JsonOption = False):
 
 
 @purposes_app.callback()
-def purposes_list(ctx: typer.Context, json_out: JsonOption = False):
-    """List the authorized purposes (`purposes add NAME` adds one; admin)."""
+def purposes_list(ctx: typer.Context, json_out: JsonOption = False,
+                  retired: bool = typer.Option(False, "--retired", help="List the retired purposes instead.")):
+    """List the authorized purposes (`purposes add NAME` adds one, `purposes retire NAME` retires one; admin)."""
     if ctx.invoked_subcommand:
         return
+    if retired:
+        gone = backend().retired_purposes()
+        if json_out:
+            return emit_json(gone)
+        return out.print("\n".join(f"{p['name']} (retired {when(p['retired_at'])} by {p['retired_by']})"
+                                   for p in gone) or "no purpose has been retired")
     names = backend().purposes()
     emit_json(names) if json_out else out.print("\n".join(names))
 
@@ -83,3 +90,10 @@ def purposes_list(ctx: typer.Context, json_out: JsonOption = False):
 def purposes_add(name: str):
     """Authorize a new search purpose (admin)."""
     out.print(f"added purpose {backend().purpose_add(name)!r}")
+
+
+@purposes_app.command("retire")
+def purposes_retire(name: str):
+    """Retire a search purpose (admin): no new search may name it; the searches that did keep it."""
+    done = backend().purpose_retire(name)
+    out.print(f"retired purpose {done['name']!r}: new searches can no longer name it")

@@ -44,3 +44,13 @@ def list_purposes(ws: Workspace) -> list[str]:
 def add_purpose(ws: Workspace, actor: Actor, name: str) -> dict:
     """Admin: authorize a new search purpose; answers its name as stored."""
     return {"purpose": purposes.add(ws, actor, name)}
+
+
+def retired_purposes(ws: Workspace) -> list[dict]:
+    """The retired purposes, with when and by whom (readable like the list)."""
+    return purposes.retired(ws)
+
+
+def retire_purpose(ws: Workspace, actor: Actor, name: str) -> dict:
+    """Admin: retire a search purpose (no new search may name it; audited); answers it with when and by whom."""
+    return purposes.retire(ws, actor, name)

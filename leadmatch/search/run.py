@@ -101,6 +101,11 @@ def validate(ws: Workspace, request: SearchRequest) -> None:
     if not (request.purpose or "").strip():
         raise Refused("no purpose given", "pass --purpose with an authorized purpose (see `leadmatch purposes`)",
                       "missing-purpose", field="purpose")
+    retired = purposes.retirement(ws, request.purpose)
+    if retired:
+        raise Refused(f"purpose {request.purpose!r} was retired on {retired['retired_at'][:10]} by "
+                      f"{retired['retired_by']}", "pick one from `leadmatch purposes`", "retired-purpose",
+                      field="purpose")
     if not purposes.is_authorized(ws, request.purpose):
         raise Refused(f"purpose {request.purpose!r} is not an authorized purpose",
                       "pick one from `leadmatch purposes`; an admin may add one", "unauthorized-purpose",

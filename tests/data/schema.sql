@@ -1,4 +1,4 @@
--- user_version 14
+-- user_version 15
 CREATE INDEX audit_case ON audit (case_number);
 CREATE INDEX audit_search ON audit (search_id);
 CREATE INDEX case_faces_case ON case_faces (case_number, person_id);
@@ -24,7 +24,7 @@ CREATE TABLE gallery_stats ( gallery_id INTEGER PRIMARY KEY, faces INTEGER NOT N
 CREATE TABLE index_builds ( gallery_id INTEGER PRIMARY KEY REFERENCES galleries(id), factory TEXT NOT NULL, nprobe INTEGER, trained_on INTEGER NOT NULL, built_max_face_id INTEGER NOT NULL, built_at TEXT NOT NULL, build_seconds REAL NOT NULL, self_check TEXT NOT NULL DEFAULT '{}' , calibration TEXT, fusion TEXT);
 CREATE TABLE index_files ( gallery_id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, identity TEXT NOT NULL, written_at TEXT NOT NULL );
 CREATE TABLE photos ( id INTEGER PRIMARY KEY, gallery_id INTEGER NOT NULL REFERENCES galleries(id), subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE, sha256 TEXT NOT NULL, source_path TEXT NOT NULL, stored_path TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}', enrolled_at TEXT NOT NULL, enrolled_by TEXT NOT NULL, source_path_raw BLOB, UNIQUE (gallery_id, sha256) );
-CREATE TABLE purposes ( name TEXT PRIMARY KEY, added_by TEXT NOT NULL, added_at TEXT NOT NULL );
+CREATE TABLE purposes ( name TEXT PRIMARY KEY, added_by TEXT NOT NULL, added_at TEXT NOT NULL , retired_at TEXT, retired_by TEXT);
 CREATE TABLE searches ( id TEXT PRIMARY KEY, case_number TEXT NOT NULL, gallery_id INTEGER NOT NULL REFERENCES galleries(id), agent TEXT NOT NULL, created_at TEXT NOT NULL, probe_sha256 TEXT NOT NULL, probe_name TEXT NOT NULL, probe_stored_path TEXT, faces_in_probe INTEGER NOT NULL, face_index INTEGER NOT NULL, box TEXT NOT NULL, quality TEXT NOT NULL, flags TEXT NOT NULL DEFAULT '[]', top_k INTEGER NOT NULL, threshold REAL NOT NULL, index_type TEXT NOT NULL, details TEXT NOT NULL DEFAULT '{}' , purpose TEXT, justification TEXT, traditional_means TEXT, probe_source TEXT NOT NULL DEFAULT 'original', status TEXT NOT NULL DEFAULT 'awaiting-disposition', closed_at TEXT, closed_by TEXT, closure_rank INTEGER, closure_note TEXT, purged_at TEXT, probe_frames TEXT, calibration TEXT);
 CREATE TABLE sessions ( token_sha256 TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), created_at TEXT NOT NULL, expires_at TEXT NOT NULL, ended_at TEXT );
 CREATE TABLE settings ( key TEXT PRIMARY KEY, value TEXT NOT NULL );

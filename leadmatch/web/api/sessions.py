@@ -60,3 +60,15 @@ def purpose_list(actor: ApiUser, ws: OpenWorkspace):
 def purpose_add(actor: ApiUser, ws: OpenWorkspace, body: PurposeAdd):
     """Admin: authorize a new search purpose; answers its name as stored."""
     return people.add_purpose(ws, actor, body.name)
+
+
+@router.get("/purposes/retired")
+def purpose_retired(actor: ApiUser, ws: OpenWorkspace):
+    """The retired purposes, with when and by whom."""
+    return people.retired_purposes(ws)
+
+
+@router.post("/purposes/{name}/retire")
+def purpose_retire(actor: ApiUser, ws: OpenWorkspace, name: str):
+    """Admin: retire a search purpose (no new search may name it; the searches that did keep it)."""
+    return people.retire_purpose(ws, actor, name)
