@@ -154,25 +154,8 @@ def build(condition: str, workers: int) -> Path:
 def second_look(condition: str) -> None:
     """Bring an older cache in step with PROBE_DETECT_STEPS: photos whose probe detection found no face get the
     faces of the later, smaller-scale looks (the same as recomputing, at a fraction of the cost)."""
-    path = CACHE / f"{condition}.npz"
-    with np.load(path) as data:
-        cache = {k: data[k] for k in data.files}
-    if int(cache.get("steps", np.array(1))) == len(quality.PROBE_DETECT_STEPS):
-        return
-    items = photos()
-    wanted = range(len(items)) if condition == "full" else probe_numbers(items)
-    found = set(cache["photo"][cache["mode"] == "probe"].tolist())
-    rows = []
-    for number in (n for n in wanted if n not in found):
-        data = degrade(Path(items[number][1]).read_bytes(), *CONDITIONS[condition])
-        try:
-            analysis = quality.detect_in_steps(data, items[number][1], quality.PROBE_DETECT_STEPS[1:])
-        except PhotoError:
-            continue
-        rows += [dict(f, photo=number) for f in _faces(analysis, "probe", decode(data, name=items[number][1]).pixels)]
-    cache["steps"] = np.array(len(quality.PROBE_DETECT_STEPS))
-    _save_with(condition, cache, rows)
-    print(f"{condition}: second look added {len(rows)} faces", flush=True)
+    _look_again(condition, "steps", len(quality.PROBE_DETECT_STEPS), "probe", "second look",
+                lambda photo: quality._in_steps(photo, quality.PROBE_DETECT_STEPS[1:], "hog", probe=False))
 
 
 def cnn_look(condition: str) -> None:
@@ -181,27 +164,47 @@ def cnn_look(condition: str) -> None:
     own second look is HOG only, so the gallery never takes them)."""
     from leadmatch.biometrics.faces import analyze
 
+    _look_again(condition, "cnn_look", 1, "probe-cnn", "the CNN's second look",
+                lambda photo: analyze(photo, min_face_px=quality.cnn_look_min_face(photo.width, photo.height),
+                                      detector="cnn", probe=True))
+
+
+def _look_again(condition: str, marker: str, value: int, mode: str, what: str, look) -> None:
+    """Unless the cache's `marker` is already `value`: `look(photo)` at every searched photo where HOG found no
+    probe face, its faces added as `mode` rows, and the marker set."""
     path = CACHE / f"{condition}.npz"
     with np.load(path) as data:
         cache = {k: data[k] for k in data.files}
-    if "cnn_look" in cache:
+    if int(cache.get(marker, np.array(0 if marker != "steps" else 1))) == value:
         return
     items = photos()
-    wanted = range(len(items)) if condition == "full" else probe_numbers(items)
-    found = set(cache["photo"][cache["mode"] == "probe"].tolist())
     rows = []
-    for number in (n for n in wanted if n not in found):
-        data = degrade(Path(items[number][1]).read_bytes(), *CONDITIONS[condition])
+    for number in faceless(condition, cache, items):
         try:
-            photo = decode(data, name=items[number][1])
+            photo = decode(degrade(Path(items[number][1]).read_bytes(), *CONDITIONS[condition]), name=items[number][1])
         except PhotoError:
             continue
-        analysis = analyze(photo, min_face_px=quality.cnn_look_min_face(photo.width, photo.height), detector="cnn",
-                           probe=True)
-        rows += [dict(f, photo=number) for f in _faces(analysis, "probe-cnn", photo.pixels)]
-    cache["cnn_look"] = np.array(True)
+        rows += [dict(f, photo=number) for f in _faces(look(photo), mode, photo.pixels)]
+    cache[marker] = np.array(value)
     _save_with(condition, cache, rows)
-    print(f"{condition}: the CNN's second look added {len(rows)} faces", flush=True)
+    print(f"{condition}: {what} added {len(rows)} faces", flush=True)
+
+
+def faceless(condition: str, cache: dict, items: list[tuple[str, str]]) -> list[int]:
+    """The photos a condition searches (every photo at full resolution, else the probes) where the cache holds no
+    probe face found by HOG."""
+    wanted = range(len(items)) if condition == "full" else probe_numbers(items)
+    found = set(cache["photo"][cache["mode"] == "probe"].tolist())
+    return [n for n in wanted if n not in found]
+
+
+def leadmatch_rows(cache: dict) -> dict[int, list[int]]:
+    """photo number → the cache rows of the faces leadmatch found in it (every mode but raw face_recognition's)."""
+    rows: dict[int, list[int]] = {}
+    for row, (photo, mode) in enumerate(zip(cache["photo"], cache["mode"])):
+        if mode != "raw":
+            rows.setdefault(int(photo), []).append(row)
+    return rows
 
 
 def _save_with(condition: str, cache: dict, rows: list[dict]) -> None:
@@ -226,10 +229,7 @@ def refresh_faceres(condition: str) -> None:
     path = CACHE / f"{condition}.npz"
     with np.load(path) as data:
         cache = {k: data[k] for k in data.files}
-    rows_by_photo: dict[int, list[int]] = {}
-    for row, (photo, mode) in enumerate(zip(cache["photo"], cache["mode"])):
-        if mode != "raw":
-            rows_by_photo.setdefault(int(photo), []).append(row)
+    rows_by_photo = leadmatch_rows(cache)
     started = time.perf_counter()
     for photo, rows in rows_by_photo.items():
         data = degrade(Path(cache["paths"][photo]).read_bytes(), *CONDITIONS[condition])

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accuracy  # noqa: E402
 from common import save  # noqa: E402
-from lfw_cache import CACHE, CONDITIONS, degrade, load  # noqa: E402
+from lfw_cache import CACHE, CONDITIONS, degrade, leadmatch_rows, load  # noqa: E402
 
 from leadmatch.biometrics import faceres, faces  # noqa: E402
 from leadmatch.biometrics.photos import decode  # noqa: E402
@@ -37,10 +37,7 @@ def mirrored(condition: str, cache: dict) -> dict:
                 return {k: data[k] for k in data.files}
     emb = np.zeros((len(cache["mode"]), 128), np.float32)
     fr = np.zeros((len(cache["mode"]), 1024), np.float32)
-    rows_by_photo: dict[int, list[int]] = {}
-    for row, (photo, mode) in enumerate(zip(cache["photo"], cache["mode"])):
-        if mode != "raw":
-            rows_by_photo.setdefault(int(photo), []).append(row)
+    rows_by_photo = leadmatch_rows(cache)
     started = time.perf_counter()
     for photo, rows in rows_by_photo.items():
         pixels = decode(degrade(Path(cache["paths"][photo]).read_bytes(), *CONDITIONS[condition]), name="p").pixels
