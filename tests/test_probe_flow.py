@@ -128,12 +128,16 @@ def test_every_refusal_of_a_search_names_its_field(ws, overrides, field):
 
 def test_a_clip_search_shows_its_progress_as_lines_when_asked(home, two_people_clip):
     login(home, ACTOR)
-    asked = cli_search(home, two_people_clip)
-    assert_clean_error(asked, "2 face tracks", "--track", code=4)  # no progress lines unless asked off a terminal
-    shown = cli_search(home, two_people_clip, "--track", "2", "--progress")
-    assert shown.returncode == 0, shown.stderr
+    quiet = cli_search(home, two_people_clip, "--every", "0.2")
+    assert_clean_error(quiet, "2 face tracks", "--track", code=4)  # no progress lines unless asked off a terminal
+    shown = cli_search(home, two_people_clip, "--progress")  # another sampling step: a new analysis
+    assert shown.returncode == 4, shown.stderr
     lines = shown.stderr.splitlines()
-    assert lines[0] == "analysing the clip: 0 % (0.0 of 2.0 s)" and lines[-1].startswith("analysing the clip: 100 %")
+    error = next(i for i, line in enumerate(lines) if line.startswith("error: "))  # then the tracks, a line each
+    assert lines[0] == "analysing the clip: 0 % (0.0 of 2.0 s)" and lines[error - 1].startswith("analysing the clip: 100 %")
+    assert "2 face tracks" in lines[error]
+    picked = cli_search(home, two_people_clip, "--track", "2", "--progress")  # the kept analysis: nothing to show
+    assert picked.returncode == 0 and "analysing the clip" not in picked.stderr, picked.stderr
 
 
 def test_a_face_pick_is_not_counted_in_the_supervisors_report_by_the_cli(home):
@@ -196,3 +200,19 @@ def test_the_pages_upload_and_progress_routes(client, home):
                           files={"probe": ("p.jpg", (PROBES_DIR / "obama1.jpg").read_bytes(), "image/jpeg")})
     assert refused.status_code == 403 and "a new search needs the agent role" in refused.text
     assert len(list((home / "uploads").glob("*"))) == 1  # nothing kept for one who may not search
+
+
+def test_the_command_line_keeps_a_clips_analysis_for_the_search_after_the_pick(home, two_people_clip):
+    """Direct mode: the clip is analysed once; `--track 2` reads the analysis the first search left (private,
+    in the workspace's uploads/, swept like an abandoned upload)."""
+    login(home, ACTOR)
+    asked = cli_search(home, two_people_clip)
+    assert_clean_error(asked, "2 face tracks", "--track", code=4)
+    files = list((home / "uploads").glob(".analysis-*.json"))
+    assert len(files) == 1 and stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    before = files[0].stat()
+    picked = cli_search(home, two_people_clip, "--track", "2", "--json")
+    assert picked.returncode == 0, picked.stderr
+    assert json.loads(picked.stdout)["candidates"][0]["subject"] == "barack_obama"
+    after = files[0].stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # read, not analysed again

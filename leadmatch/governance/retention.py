@@ -99,6 +99,16 @@ def sweep_enroll_uploads(home: Path) -> int:
     return len(folders)
 
 
+def clip_analyses(home: Path, max_age_s: float = UPLOAD_MAX_AGE_S) -> Path:
+    """The private folder (<home>/uploads/) where a clip search keeps the clip's analysis for the search after
+    a track pick (`search.video.keep_analysis`), older leftovers swept first: an analysis waits as long as an
+    upload does, then goes (it holds face crops of the clip)."""
+    root = Path(home) / "uploads"
+    root.mkdir(mode=0o700, exist_ok=True)
+    sweep_uploads(home, max_age_s)
+    return root
+
+
 def sweep_uploads(home: Path, max_age_s: float = UPLOAD_MAX_AGE_S, now: float | None = None) -> int:
     """Delete upload folders under <home>/uploads/ untouched for more than `max_age_s` seconds (abandoned
     face picks, uploads of searches that failed). Searches keep their own copy of the probe, so nothing the

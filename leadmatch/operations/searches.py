@@ -6,17 +6,24 @@ rules (who dispositions, who reviews) from the record.
 
 from __future__ import annotations
 
-from leadmatch.governance import accounts, casework, purposes
+from pathlib import Path
+
+from leadmatch.governance import accounts, casework, purposes, retention
 from leadmatch.governance.accounts import Actor
 from leadmatch.gallery import galleries
 from leadmatch.record.workspace import Workspace
 from leadmatch.search import probes, report
 from leadmatch.search import run as searching
 from leadmatch.search.run import SearchRequest
+from leadmatch.search.video import is_video
 
 
 def search(ws: Workspace, actor: Actor, request: SearchRequest) -> dict:
-    """Agent: search a probe against an authorized gallery → ranked, lead-only candidates (audited)."""
+    """Agent: search a probe against an authorized gallery → ranked, lead-only candidates (audited). A clip's
+    analysis is kept a while (`retention.clip_analyses`, unless the caller keeps it elsewhere), so the search
+    after a track pick does not decode the clip again."""
+    if request.keep_analysis is None and is_video(Path(request.probe)):
+        request.keep_analysis = retention.clip_analyses(ws.home)
     return searching.run(ws, actor, request)
 
 

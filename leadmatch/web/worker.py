@@ -129,8 +129,9 @@ def search(home: str, actor: Actor, request: searching.SearchRequest, with_face_
     # The record keeps the probes' names as given; from the upload's folder that is the uploader's file name,
     # not a server path (one task at a time per worker process, so the folder change is ours alone).
     uploads = [Path(request.probe).absolute(), *(Path(p).absolute() for p in request.more_probes)]
-    if is_video(uploads[0]):  # a clip's analysis is kept beside it for the search after a pick, and followed
-        request.keep_analysis = uploads[0].parent
+    if is_video(uploads[0]):  # a clip's analysis is kept for the search after a pick (beside the kept upload
+        # unless the caller chose a place: the API drops its upload after each call), and followed
+        request.keep_analysis = request.keep_analysis or uploads[0].parent
         request.progress = forms.ProgressFile(uploads[0].parent)
     os.chdir(uploads[0].parent)
     request.probe, request.more_probes = Path(uploads[0].name), tuple(Path(p.name) for p in uploads[1:])

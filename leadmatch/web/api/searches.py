@@ -6,8 +6,10 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 
 from leadmatch.errors import InputError
+from leadmatch.governance import retention
 from leadmatch.operations import searches
 from leadmatch.search import leads, probes
+from leadmatch.search.video import is_video
 from leadmatch.web import downloads, forms, worker
 from leadmatch.web.deps import ApiUser, OpenWorkspace, ServiceSettings
 from leadmatch.web.responses import json_response
@@ -56,6 +58,8 @@ async def search(actor: ApiUser, config: ServiceSettings, request: Request,
                          "(repeat it for several stills)")
     paths = forms.store_uploads(config.home, [(upload.file, upload.filename or "probe") for upload in probe])
     request_.probe, request_.more_probes = paths[0], tuple(paths[1:])
+    if is_video(paths[0]):  # its upload goes after this call; the analysis waits for the search after a pick
+        request_.keep_analysis = retention.clip_analyses(config.home, config.upload_max_age_s)
     request_.enhancement = enhancement
     if original is not None and original.filename:  # an enhanced probe's original, in an upload folder of its own
         request_.original = forms.store_uploads(config.home, [(original.file, original.filename)])[0]
