@@ -378,6 +378,8 @@ def test_the_cli_switches_the_model_as_admin(home):
     assert "now uses the dlib+faceres model (was dlib): 11 faces re-embedded" in result.stdout
     shown = run_cli("gallery", "show", GALLERY, home=home)
     assert "model: dlib+faceres" in shown.stdout
+    again = run_cli("gallery", "model", GALLERY, "dlib+faceres", "--recompute", home=home)
+    assert again.returncode == 0 and "still uses the dlib+faceres model: 11 faces re-embedded" in again.stdout, again
 
 
 # --- evaluate -------------------------------------------------------------------------------------------------
@@ -468,3 +470,25 @@ def test_init_can_make_the_fused_model_the_workspaces_default(tmp_path):
                             source="s", model="dlib").model == "dlib"
     assert ws.conn.execute("SELECT count(*) FROM audit WHERE action = 'settings.default-model'").fetchone()[0] == 1
     ws.close()
+
+
+def test_recompute_re_embeds_every_face_of_a_fused_gallery_from_the_kept_photos(ws):
+    """A fused gallery whose FaceRes descriptors were made otherwise (an older crop) is brought in step."""
+    model_switch.switch(ws, ADMIN, GALLERY, "dlib+faceres")
+    fresh = dict(ws.conn.execute("SELECT id, faceres FROM faces"))
+    first = min(fresh)
+    stale = np.frombuffer(fresh[first], np.float32)[::-1].copy()  # a descriptor of another crop, say
+    with ws.conn:
+        ws.conn.execute("UPDATE faces SET faceres = ? WHERE id = ?", (stale.tobytes(), first))
+    with pytest.raises(InputError, match="--recompute re-embeds every face"):
+        model_switch.switch(ws, ADMIN, GALLERY, "dlib+faceres")
+    with pytest.raises(InputError, match="needs the dlib\\+faceres model"):
+        model_switch.switch(ws, ADMIN, GALLERY, "dlib", recompute=True)
+    result = model_switch.switch(ws, ADMIN, GALLERY, "dlib+faceres", recompute=True)
+    assert (result["previous"], result["model"], result["faces_embedded"]) == ("dlib+faceres", "dlib+faceres", 11)
+    again = dict(ws.conn.execute("SELECT id, faceres FROM faces"))
+    assert np.allclose(np.frombuffer(again[first], np.float32), np.frombuffer(fresh[first], np.float32), atol=1e-6)
+    entry = ws.conn.execute("SELECT objects FROM audit WHERE action = 'gallery.model' AND outcome = 'ok' "
+                            "ORDER BY id DESC").fetchone()
+    assert json.loads(entry[0])["recompute"] is True and json.loads(entry[0])["faces_embedded"] == 11
+    assert run(ws, AGENT, search_request("obama1.jpg", top_k=3))["candidates"][0]["subject"] == "barack_obama"

@@ -85,8 +85,8 @@ class Direct:
         return galleries.create(*self._session(), name, authority, approved_by, approved_on, source, retention_days,
                                 model)
 
-    def gallery_model(self, name: str, model: str, progress=None) -> dict:
-        return galleries.switch_model(*self._session(), name, model, progress)
+    def gallery_model(self, name: str, model: str, progress=None, recompute: bool = False) -> dict:
+        return galleries.switch_model(*self._session(), name, model, progress, recompute)
 
     def gallery_list(self) -> list[dict]:
         return galleries.list_galleries(*self._session())
@@ -328,9 +328,9 @@ class Remote:
             "name": name, "authority": authority, "approved_by": approved_by, "approved_on": approved_on,
             "source": source, "retention_days": retention_days, "model": model})
 
-    def gallery_model(self, name: str, model: str, progress=None) -> dict:
+    def gallery_model(self, name: str, model: str, progress=None, recompute: bool = False) -> dict:
         # the service re-embeds in one request; its progress is not streamed back
-        return self._call("POST", f"/galleries/{_segment(name)}/model", body={"model": model})
+        return self._call("POST", f"/galleries/{_segment(name)}/model", body={"model": model, "recompute": recompute})
 
     def gallery_list(self) -> list[dict]:
         return self._call("GET", "/galleries")

@@ -195,6 +195,9 @@ def index_status(gallery: str, json_out: JsonOption = False):
 @gallery_app.command("model")
 def gallery_model(name: str = typer.Argument(..., help="Gallery whose face model changes."),
                   model: str = typer.Argument(..., help="dlib, or dlib+faceres (dlib fused with FaceRes)."),
+                  recompute: bool = typer.Option(False, "--recompute", help=(
+                      "dlib+faceres: re-embed every face's FaceRes descriptor, also in a gallery already on it "
+                      "(after a change to how FaceRes is fed).")),
                   json_out: JsonOption = False):
     """Switch a gallery's face model (admin): faces are re-embedded from the photos the workspace keeps, the index
     rebuilt and the threshold recalibrated."""
@@ -202,11 +205,13 @@ def gallery_model(name: str = typer.Argument(..., help="Gallery whose face model
                   console=err, transient=True, disable=json_out) as bar:
         task = bar.add_task("model", total=None)
         result = backend().gallery_model(name, model,
-                                             lambda done, total: bar.update(task, completed=done, total=total))
+                                         lambda done, total: bar.update(task, completed=done, total=total), recompute)
     if json_out:
         return emit_json(result)
     build = result["index"]
-    out.print(f"gallery {result['gallery']!r} now uses the {result['model']} model (was {result['previous']}): "
+    now = ("still uses the {model} model" if result["previous"] == result["model"]
+           else "now uses the {model} model (was {previous})").format(**result)
+    out.print(f"gallery {result['gallery']!r} {now}: "
                   f"{result['faces_embedded']} faces re-embedded; index {build['factory']} rebuilt on "
                   f"{build['faces']} faces" + (f", fusion scales dlib {build['scales']['dlib']}, faceres "
                                                f"{build['scales']['faceres']}" if build.get("scales") else ""))

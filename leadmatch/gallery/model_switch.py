@@ -6,6 +6,9 @@ anew, so the gallery keeps exactly its faces. Descriptors are written a photo ba
 loses at most one batch, and a rerun carries on). Then the model is set and the index rebuilt, with fusion
 scales fitted to the gallery and a fresh calibration; if the build fails the model is set back. To dlib the
 FaceRes descriptors are kept (switching back is then quick) and the index is rebuilt on dlib's vectors.
+
+`recompute` re-embeds every face of a dlib+faceres gallery, not only those lacking a descriptor: after a change
+to how FaceRes is fed (the bicubic crop of 2026-12-02), so that gallery and probes are cropped alike.
 """
 
 from __future__ import annotations
@@ -27,18 +30,20 @@ from leadmatch.record.workspace import Workspace
 BATCH = 64
 
 
-def missing_faceres(ws: Workspace, gallery_id: int) -> list:
-    """The gallery's faces that have no FaceRes descriptor yet, with their box and stored photo, by photo."""
+def missing_faceres(ws: Workspace, gallery_id: int, every: bool = False) -> list:
+    """The gallery's faces that have no FaceRes descriptor yet (`every`: all its faces), with their box and
+    stored photo, by photo."""
     return ws.conn.execute(
         "SELECT f.id, f.box_top, f.box_right, f.box_bottom, f.box_left, p.stored_path, p.source_path "
-        "FROM faces f JOIN photos p ON p.id = f.photo_id WHERE f.gallery_id = ? AND f.faceres IS NULL "
-        "ORDER BY p.id, f.id", (gallery_id,)).fetchall()
+        "FROM faces f JOIN photos p ON p.id = f.photo_id WHERE f.gallery_id = ? "
+        + ("" if every else "AND f.faceres IS NULL ") + "ORDER BY p.id, f.id", (gallery_id,)).fetchall()
 
 
-def reembed(ws: Workspace, gallery_id: int, progress: Callable[[int, int], None] | None = None) -> int:
-    """Give every face of the gallery that lacks one its FaceRes descriptor, from the kept photo and its box.
-    Returns how many faces were embedded; `progress(done, total)` is called after each batch."""
-    rows = missing_faceres(ws, gallery_id)
+def reembed(ws: Workspace, gallery_id: int, progress: Callable[[int, int], None] | None = None,
+            every: bool = False) -> int:
+    """Give every face of the gallery that lacks one (`every`: every face) its FaceRes descriptor, from the kept
+    photo and its box. Returns how many faces were embedded; `progress(done, total)` is called after each batch."""
+    rows = missing_faceres(ws, gallery_id, every)
     total = len(rows)
     if progress:
         progress(0, total)
@@ -52,7 +57,8 @@ def reembed(ws: Workspace, gallery_id: int, progress: Callable[[int, int], None]
             box = (row["box_top"], row["box_right"], row["box_bottom"], row["box_left"])
             updates.append((embedding_to_blob(faceres.describe(decoded[1], [box])[0]), row["id"]))
         with transaction(ws.conn):
-            ws.conn.executemany("UPDATE faces SET faceres = ? WHERE id = ? AND faceres IS NULL", updates)
+            ws.conn.executemany("UPDATE faces SET faceres = ? WHERE id = ?" + ("" if every else " AND faceres IS NULL"),
+                                updates)
         if progress:
             progress(min(start + BATCH, total), total)
     return total
@@ -69,19 +75,25 @@ def _kept_pixels(ws: Workspace, row):
 
 
 def switch(ws: Workspace, actor: Actor, name: str, model: str,
-           progress: Callable[[int, int], None] | None = None) -> dict:
-    """Admin: make the gallery use face model `model`, re-embedding what it needs and rebuilding the index.
-    Returns what changed: previous and new model, faces embedded, the new index build and its calibration."""
-    objects = {"gallery": name, "model": model}
+           progress: Callable[[int, int], None] | None = None, recompute: bool = False) -> dict:
+    """Admin: make the gallery use face model `model`, re-embedding what it needs (`recompute`: every face's
+    FaceRes descriptor, also for a gallery already on dlib+faceres) and rebuilding the index. Returns what
+    changed: previous and new model, faces embedded, the new index build and its calibration."""
+    objects = {"gallery": name, "model": model, **({"recompute": True} if recompute else {})}
     require(ws, actor, "admin", "gallery.model", objects=objects)
     try:
         gallery = get_gallery(ws, name)
         model = spaces.validate(model)
-        if gallery.model == model:
-            raise InputError(f"gallery {name!r} already uses the {model} model", "nothing to change")
+        if recompute and model != spaces.FUSED:
+            raise InputError("--recompute re-embeds FaceRes descriptors: it needs the dlib+faceres model",
+                             "give dlib+faceres, or leave --recompute out")
+        if gallery.model == model and not recompute:
+            raise InputError(f"gallery {name!r} already uses the {model} model",
+                             "nothing to change" if model != spaces.FUSED else
+                             "nothing to change; --recompute re-embeds every face's FaceRes descriptor")
         if model == spaces.FUSED:
             models.faceres_onnx_path()  # absent or altered FaceRes weights: one line, exit 5
-            embedded = reembed(ws, gallery.id, progress)
+            embedded = reembed(ws, gallery.id, progress, every=recompute)
         else:
             embedded = 0
         with transaction(ws.conn):
@@ -106,5 +118,6 @@ def switch(ws: Workspace, actor: Actor, name: str, model: str,
               "index": build, "calibration": calibrated.summary() if calibrated else None}
     audit.record(ws.conn, actor.name, "gallery.model", objects={
         "gallery": gallery.name, "previous": gallery.model, "model": model, "faces_embedded": embedded,
+        **({"recompute": True} if recompute else {}),
         "faces": build["faces"], "index": build["factory"], **({"scales": build["scales"]} if "scales" in build else {})})
     return result

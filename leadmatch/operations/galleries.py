@@ -33,9 +33,10 @@ def create(ws: Workspace, actor: Actor, name: str, authority: str, approved_by: 
 
 
 def switch_model(ws: Workspace, actor: Actor, name: str, model: str,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
-    """Admin: make the gallery use face `model`, re-embedding from the photos the workspace keeps (audited)."""
-    return model_switch.switch(ws, actor, name, model, progress)
+                 progress: Callable[[int, int], None] | None = None, recompute: bool = False) -> dict:
+    """Admin: make the gallery use face `model`, re-embedding from the photos the workspace keeps (`recompute`:
+    every face's FaceRes descriptor anew; audited)."""
+    return model_switch.switch(ws, actor, name, model, progress, recompute)
 
 
 def show(ws: Workspace, actor: Actor, name: str, refusals: bool = False) -> dict:

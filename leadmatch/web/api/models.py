@@ -14,9 +14,11 @@ router = APIRouter(prefix="/api/v1")
 
 class ModelChoice(BaseModel):
     model: str = Field(max_length=40)
+    recompute: bool = False  # every face's FaceRes descriptor anew (a dlib+faceres gallery)
 
 
 @router.post("/galleries/{name}/model")
 def gallery_model(actor: ApiUser, ws: OpenWorkspace, name: str, body: ModelChoice):
-    """Admin: make the gallery use face model `model` (dlib or dlib+faceres), re-embedding from the kept photos."""
-    return json_response(galleries.switch_model(ws, actor, name, body.model))
+    """Admin: make the gallery use face model `model` (dlib or dlib+faceres), re-embedding from the kept photos
+    (`recompute`: every face's FaceRes descriptor, also for a gallery already on dlib+faceres)."""
+    return json_response(galleries.switch_model(ws, actor, name, body.model, recompute=body.recompute))
