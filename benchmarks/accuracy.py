@@ -52,17 +52,17 @@ def descriptor(cache: dict, row: int, model: str, crop: str = "fr") -> np.ndarra
     return np.concatenate([cache["emb"][row], cache[crop][row]])
 
 
-def faces_by_photo(cache: dict, mode: str, model: str = "dlib", crop: str = "fr", cnn: bool = True) -> dict[int, list[Face]]:
+def faces_by_photo(cache: dict, mode: str, model: str = "dlib", crop: str = "fr") -> dict[int, list[Face]]:
     """photo number → its faces found in `mode` ("gallery", "probe" or "raw"), as leadmatch Faces whose
-    `embedding` is the `model`'s descriptor (see `descriptor`). "probe" is what a search finds: HOG's faces, or
-    where HOG found none the CNN's second look's (`cnn`; enrollment's second look is HOG only)."""
+    `embedding` is the `model`'s descriptor (see `descriptor`). "probe" is what a search (and enrollment's
+    second look) finds: HOG's faces, or where HOG found none the CNN's second look's."""
     out: dict[int, list[Face]] = defaultdict(list)
     for row in np.flatnonzero(cache["mode"] == mode):
         out[int(cache["photo"][row])].append(Face(
             index=int(cache["face"][row]), box=tuple(int(v) for v in cache["box"][row]), size_px=int(cache["size"][row]),
             eye_distance_px=float(cache["eyes"][row]), sharpness=float(cache["sharp"][row]),
             detector_score=float(cache["score"][row]), embedding=descriptor(cache, row, model, crop)))
-    if mode == "probe" and cnn:
+    if mode == "probe":
         for photo, found in faces_by_photo(cache, "probe-cnn", model, crop).items():
             out.setdefault(photo, found)
     return out
@@ -84,7 +84,7 @@ class Protocol:
 def enroll_gallery(protocol: Protocol, full: dict, raw: bool = False, model: str = "dlib", crop: str = "fr"):
     """(face embeddings, subject of each, gallery refusals, flagged count) as enrollment would leave them."""
     gallery_faces = faces_by_photo(full, "raw" if raw else "gallery", model, crop)
-    probe_faces = faces_by_photo(full, "probe", model, crop, cnn=False)
+    probe_faces = faces_by_photo(full, "probe", model, crop)
     vectors, subjects, refusals, flagged = [], [], [], 0
     for photo, subject in protocol.gallery:
         if raw:

@@ -160,8 +160,8 @@ def second_look(condition: str) -> None:
 
 def cnn_look(condition: str) -> None:
     """Bring a cache in step with the CNN's second look (`quality.find_probe_faces`): photos where HOG found no
-    probe face at any step get the faces the CNN finds, as mode "probe-cnn" (searched as probes; enrollment's
-    own second look is HOG only, so the gallery never takes them)."""
+    probe face at any step get the faces the CNN finds, as mode "probe-cnn" (what a search, and enrollment's
+    own second look, then find)."""
     from leadmatch.biometrics.faces import analyze
 
     _look_again(condition, "cnn_look", 1, "probe-cnn", "the CNN's second look",

@@ -71,6 +71,25 @@ def test_enrollment_lists_every_refusal_with_its_reason(ws, tmp_path):
     assert info["refused_photos"] == 6 and info["refused_by_reason"]["no-face"] == 2
 
 
+def test_a_gallery_face_only_the_cnn_finds_is_enrolled_and_flagged_on_its_candidates(ws, tmp_path):
+    """HOG finds no face in this lfw-dev photo at any gallery or probe size; the CNN's second look does, so the
+    subject is not lost from every search, and every candidate the face yields says how it was found."""
+    from leadmatch.biometrics import faces
+    from leadmatch.biometrics.photos import load
+
+    lfw = GALLERY_DIR.parent.parent / "lfw-dev" / "Colin_Montgomerie"
+    photo = lfw / "Colin_Montgomerie_0004.jpg"
+    assert faces.detect(load(photo).pixels, min_face_px=40, detector="hog") == []
+    (tmp_path / "batch" / "colin_montgomerie").mkdir(parents=True)
+    shutil.copy(photo, tmp_path / "batch" / "colin_montgomerie" / "c4.jpg")
+    report = enroll(ws, ANALYST, GALLERY, tmp_path / "batch", workers=1)
+    assert (report.enrolled, report.refused) == (1, [])
+    found = run(ws, ACTOR, search_request(lfw / "Colin_Montgomerie_0001.jpg", top_k=3))
+    top = found["candidates"][0]
+    assert top["subject"] == "colin_montgomerie", [c["subject"] for c in found["candidates"]]
+    assert "found by the CNN detector's second look (HOG found none)" in top["gallery_flags"]
+
+
 def test_enroll_from_csv_manifest_keeps_metadata(empty_ws, tmp_path):
     create_gallery(empty_ws)
     manifest = tmp_path / "manifest.csv"

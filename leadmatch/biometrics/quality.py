@@ -87,12 +87,15 @@ def probe_steps(width: int, height: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys((first,) + PROBE_DETECT_STEPS))
 
 
-def detect_in_steps(data: bytes, name: str, steps: tuple[int, ...], detector: str = "hog"):
+def detect_in_steps(data: bytes, name: str, steps: tuple[int, ...], detector: str = "hog", cnn_look: bool = False):
     """Faces in the photo's bytes, looked for at each minimum face size of `steps` in turn until one finds
-    any: the `faces.Analysis` of the first that does (or of the last). Raises PhotoError if unreadable."""
+    any: the `faces.Analysis` of the first that does (or of the last); with `cnn_look`, where HOG finds none,
+    the CNN's second look (`cnn_second_look`). Raises PhotoError if unreadable."""
     from leadmatch.biometrics.photos import decode
 
-    return _in_steps(decode(data, name=name), steps, detector, probe=False)
+    photo = decode(data, name=name)
+    found = _in_steps(photo, steps, detector, probe=False)
+    return cnn_second_look(photo) if cnn_look and not found.faces and detector == "hog" else found
 
 
 def _in_steps(photo, steps: tuple[int, ...], detector: str, probe: bool):
@@ -105,11 +108,11 @@ def _in_steps(photo, steps: tuple[int, ...], detector: str, probe: bool):
     return found
 
 
-#: Where HOG finds no face at any probe step, the CNN detector looks once more: HOG misses turned, blurred and
-#: badly lit faces the CNN finds (in 85 of the 86 lfw-dev photos, all conditions, where HOG found none; rank-1
-#: rose in every condition for both models, README "The CNN's second look"). It looks for faces down to
-#: PROBE_DETECT_STEPS[-1] px, or larger where that would scale the photo past this many pixels (the CNN costs
-#: about 0.5 s of CPU a million scaled pixels: a 1080p photo's look takes 4 s).
+#: Where HOG finds no face at any step (a probe, or a gallery photo), the CNN detector looks once more: HOG misses
+#: turned, blurred and badly lit faces the CNN finds (in 85 of the 86 lfw-dev photos, all conditions, where HOG
+#: found none; rank-1 rose in every condition for both models, README "The CNN's second look"). It looks for
+#: faces down to PROBE_DETECT_STEPS[-1] px, or larger where that would scale the photo past this many pixels
+#: (the CNN costs about 0.5 s of CPU a million scaled pixels: a 1080p photo's look takes 4 s).
 CNN_LOOK_MAX_PIXELS = 8_300_000
 
 
@@ -125,13 +128,18 @@ def find_probe_faces(data: bytes, name: str, detector: str = "hog"):
     in turn, with `faces.detect_probe` (strips on two cores); where HOG finds none, once more with the CNN
     (`cnn_look_min_face`). The Analysis names the detector that found the faces. Raises PhotoError if
     unreadable."""
-    from leadmatch.biometrics.faces import analyze
     from leadmatch.biometrics.photos import decode
 
     photo = decode(data, name=name)
     found = _in_steps(photo, probe_steps(photo.width, photo.height), detector, probe=True)
-    if found.faces or detector != "hog":
-        return found
+    return cnn_second_look(photo) if not found.faces and detector == "hog" else found
+
+
+def cnn_second_look(photo):
+    """The faces the CNN finds in a decoded photo where HOG found none (`cnn_look_min_face` bounds its cost);
+    the Analysis says detector "cnn"."""
+    from leadmatch.biometrics.faces import analyze
+
     return analyze(photo, min_face_px=cnn_look_min_face(photo.width, photo.height), detector="cnn", probe=True)
 
 

@@ -39,15 +39,15 @@ PHOTOS_PER_BATCH = 8  # photos a worker analyzes at once: their faces go through
 def analyze_photos(jobs: list[tuple[bytes, str]], model: str = spaces.DLIB) -> list[dict]:
     """Worker: a few photos' bytes → for each, the face to enroll with its quality flags, or a refusal (plain
     data, so it crosses processes). Faces are found coarse-to-fine at the gallery scale and embedded in one batch;
-    a photo with no face there is looked at again at the probe scales, since a smaller face is still better than
-    losing the subject from every search. For a dlib+faceres gallery the enrolled face also gets its unit
-    FaceRes descriptor (`faceres`), from the same box."""
+    a photo with no face there is looked at again at the probe scales, then by the CNN (flagged), since a
+    smaller face, or one only the CNN finds, is still better than losing the subject from every search. For a
+    dlib+faceres gallery the enrolled face also gets its unit FaceRes descriptor (`faceres`), from the same box."""
     out, fused = [], model == spaces.FUSED
     for (data, name), found in zip(jobs, analyze_many(jobs, min_face_px=quality.GALLERY_DETECT_STEPS[0], coarse=True,
                                                       keep_pixels=fused)):
         pixels = found.pixels if isinstance(found, Analysis) else None
-        if isinstance(found, Analysis) and not found.faces:
-            found = quality.detect_in_steps(data, name, quality.GALLERY_DETECT_STEPS[1:])
+        if isinstance(found, Analysis) and not found.faces:  # smaller faces, then the CNN's second look
+            found = quality.detect_in_steps(data, name, quality.GALLERY_DETECT_STEPS[1:], cnn_look=True)
         verdict = _verdict(found)
         if fused and "face" in verdict:
             pixels = pixels if pixels is not None else decode(data, name=name).pixels
@@ -64,8 +64,10 @@ def _verdict(found) -> dict:
     if refusal:
         reason, detail = refusal
         if reason == "no-face":
-            detail = f"no face of at least {quality.GALLERY_DETECT_STEPS[-1]} px found"
+            detail = f"no face of at least {quality.GALLERY_DETECT_STEPS[-1]} px found (HOG, then the CNN)"
         return {"refused": (reason, detail), "faces": len(found.faces)}
+    if found.detector == "cnn":  # said on every candidate this face yields
+        flags = [*flags, "found by the CNN detector's second look (HOG found none)"]
     return {"face": face, "flags": flags, "faces": len(found.faces)}
 
 
