@@ -167,7 +167,12 @@ def test_admin_people_purposes_target_fpir_and_purge_at_900_px(home, server, bro
     page.keyboard.type("cargo-theft")
     page.keyboard.press("Enter")
     page.wait_for_selector("#added")
-    assert "cargo-theft" in page.locator("#purposes").all_inner_texts()[0].split("\n")
+    assert "cargo-theft" in page.locator("#purposes .purpose-name").all_inner_texts()
+    page.click("#purposes li:has-text('cargo-theft') button:has-text('Retire')")  # asks first, then retires
+    page.wait_for_selector("#retired-note")
+    assert "Retire the purpose cargo-theft? New searches can no longer name it" in asked[-1]
+    assert "cargo-theft" not in page.locator("#purposes .purpose-name").all_inner_texts()
+    assert page.inner_text("#retired").startswith("cargo-theft — retired ")
 
     page.goto(f"{server}/galleries/{GALLERY}")
     page.fill("#fpir-form input[name=target]", "0.5")
@@ -194,5 +199,5 @@ def test_admin_people_purposes_target_fpir_and_purge_at_900_px(home, server, bro
     actions = [e["action"] for e in audit.entries(ws.conn) if e["actor"] == "admin"]
     ws.close()
     for action in ("user.add", "user.grant-role", "user.certify", "user.revoke-role", "user.disable",
-                   "purposes.add", "gallery.target-fpir", "purge.preview", "purge"):
+                   "purposes.add", "purposes.retire", "gallery.target-fpir", "purge.preview", "purge"):
         assert action in actions, action

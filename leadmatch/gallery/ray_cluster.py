@@ -130,8 +130,9 @@ def model_hashes(model: str = "dlib") -> dict[str, str]:
     from leadmatch.biometrics import faces
 
     hashes = models.verify_all()
-    if faces.engine() == "onnx":
+    if faces.engine() == "onnx":  # the descriptor, and the CNN detector of the second look (`quality`)
         hashes[models.RESNET_ONNX] = models.sha256_file(models.onnx_path())
+        hashes[models.MMOD_ONNX] = models.sha256_file(models.mmod_onnx_path())
     if model == "dlib+faceres":
         hashes[models.FACERES_ONNX] = models.sha256_file(models.faceres_onnx_path())
     return hashes
@@ -144,6 +145,7 @@ def expected_model_hashes(model: str = "dlib") -> dict[str, str]:
     expected = dict(models.expected_hashes())
     if faces.engine() == "onnx":
         expected[models.RESNET_ONNX] = models.expected_converted()[models.RESNET_ONNX]["sha256"]
+        expected[models.MMOD_ONNX] = models.expected_converted()[models.MMOD_ONNX]["sha256"]
     if model == "dlib+faceres":
         expected[models.FACERES_ONNX] = models.expected_converted()[models.FACERES_ONNX]["sha256"]
     return expected
